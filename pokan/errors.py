@@ -1,0 +1,29 @@
+"""The exceptions pokan raises."""
+
+
+class PokanError(Exception):
+    """Base class of every error pokan raises on purpose."""
+
+
+class ConfigurationError(PokanError, ValueError):
+    """A setting is invalid; the message says which and what to do."""
+
+
+class StartupError(PokanError):
+    """The node could not start (a port in use, a store unreachable, ...)."""
+
+
+class DecodeError(PokanError, ValueError):
+    """Bytes from the network are not a valid pokan message.
+
+    ``reason`` is a short, stable label used to count drops.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class EncodeError(PokanError, ValueError):
+    """A message cannot be encoded within the configured limits."""

@@ -1,0 +1,138 @@
+"""The event dispatcher behind ``on``, ``before`` and ``after``.
+
+A handler may take fewer arguments than an event offers: it receives as many
+leading positional arguments as it accepts, and the owning ``peer`` as a
+keyword when it has a ``peer`` parameter (or ``**kwargs``). Handlers may
+return Deferreds. A handler that raises or fails is logged and isolated.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+log = Logger()
+
+ON_EVENTS = ("new_key", "key_changed", "key_removed", "start", "shutdown")
+BEFORE_EVENTS = ("gossip", "sync")
+AFTER_EVENTS = ("gossip", "sync")
+
+#: every event name the dispatcher knows, as registered internally
+ALL_EVENTS = (
+    *ON_EVENTS,
+    *(f"before_{e}" for e in BEFORE_EVENTS),
+    *(f"after_{e}" for e in AFTER_EVENTS),
+)
+
+Handler = Callable[..., Any]
+H = TypeVar("H", bound=Handler)
+
+
+@attrs.frozen
+class _Registered:
+    handler: Handler
+    positional: int | None  # how many positional args it takes; None: any
+    wants_peer: bool
+
+    @classmethod
+    def adapt(cls, handler: Handler) -> _Registered:
+        try:
+            params = inspect.signature(handler).parameters.values()
+        except (TypeError, ValueError):  # builtins without a signature
+            return cls(handler, None, False)
+        kinds = [p.kind for p in params]
+        if inspect.Parameter.VAR_POSITIONAL in kinds:
+            positional = None
+        else:
+            positional = sum(
+                1
+                for p in params
+                if p.kind
+                in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                and p.name != "peer"
+            )
+        wants_peer = any(
+            p.name == "peer" or p.kind == inspect.Parameter.VAR_KEYWORD for p in params
+        )
+        return cls(handler, positional, wants_peer)
+
+    def call(self, args: tuple[Any, ...], peer: Any) -> Any:
+        if self.positional is not None:
+            args = args[: self.positional]
+        if self.wants_peer:
+            return self.handler(*args, peer=peer)
+        return self.handler(*args)
+
+
+class EventDispatcher:
+    """Holds handlers per event and fires them, isolating their failures."""
+
+    def __init__(self, events: tuple[str, ...] = ALL_EVENTS) -> None:
+        self._events = events
+        self._handlers: dict[str, list[_Registered]] = {e: [] for e in events}
+        self.failures = 0
+
+    def register(self, event: str, handler: Handler) -> Handler:
+        if event not in self._handlers:
+            raise ValueError(
+                f"unknown event {event!r}; valid events are: {', '.join(self._events)}"
+            )
+        if not callable(handler):
+            raise TypeError(f"handler for {event!r} must be callable, got {handler!r}")
+        self._handlers[event].append(_Registered.adapt(handler))
+        return handler
+
+    def has_handlers(self, event: str) -> bool:
+        return bool(self._handlers.get(event))
+
+    def fire(self, event: str, *args: Any, peer: Any = None) -> defer.Deferred[None]:
+        """Call every handler of ``event``; the Deferred fires when all are done.
+
+        It never fails: a handler's exception or failed Deferred is logged.
+        """
+        pending = []
+        for registered in self._handlers[event]:
+            d = defer.maybeDeferred(registered.call, args, peer)
+            d.addErrback(self._handler_failed, event, registered.handler)
+            pending.append(d)
+        if not pending:
+            return defer.succeed(None)
+        return defer.gatherResults(pending).addCallback(lambda _: None)
+
+    def _handler_failed(self, failure: Failure, event: str, handler: Handler) -> None:
+        self.failures += 1
+        log.failure(
+            "handler {handler!r} for event {event} failed; gossip goes on",
+            failure,
+            handler=handler,
+            event=event,
+        )
+
+
+def registrar(
+    dispatcher: EventDispatcher, prefix: str, valid: tuple[str, ...]
+) -> Callable[..., Any]:
+    """Build ``on``/``before``/``after``: usable directly or as a decorator."""
+
+    def register(event: str, handler: Handler | None = None) -> Any:
+        if event not in valid:
+            raise ValueError(
+                f"unknown event {event!r}; valid events are: {', '.join(valid)}"
+            )
+        name = f"{prefix}{event}"
+        if handler is None:
+
+            def decorator(fn: H) -> H:
+                dispatcher.register(name, fn)
+                return fn
+
+            return decorator
+        return dispatcher.register(name, handler)
+
+    return register

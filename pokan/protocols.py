@@ -1,0 +1,219 @@
+"""Twisted at the edges: the UDP gossip and TCP sync protocols.
+
+They only parse bytes, hand messages to callbacks, and send what they are
+given. All protocol logic lives in :mod:`pokan.node`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet import defer
+from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import Int32StringReceiver
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+
+from pokan import wire
+from pokan.address import format_host_port
+from pokan.badinput import BadInputReporter
+from pokan.errors import DecodeError, EncodeError
+from pokan.node import Address
+
+log = Logger()
+
+
+class GossipProtocol(DatagramProtocol):
+    """UDP: decode datagrams for ``receive``; encode and send messages."""
+
+    def __init__(
+        self,
+        receive: Callable[[wire.Message, Address], None],
+        bad_input: BadInputReporter,
+        max_datagram: int,
+    ) -> None:
+        self.receive = receive
+        self.bad_input = bad_input
+        self.max_datagram = max_datagram
+        self.sent = 0
+        self.received = 0
+        self.bytes_sent = 0
+        self.send_errors = 0
+
+    def datagramReceived(self, data: bytes, addr: Address) -> None:  # noqa: N802
+        source = format_host_port(addr[0], addr[1])
+        if len(data) > self.max_datagram:
+            self.bad_input.report(
+                "udp", source, "oversized", f"{len(data)} > {self.max_datagram} bytes"
+            )
+            return
+        try:
+            message = wire.decode(data, wire.DATAGRAM_TYPES)
+        except DecodeError as e:
+            self.bad_input.report("udp", source, e.reason, e.detail)
+            return
+        self.received += 1
+        try:
+            self.receive(message, (addr[0], addr[1]))
+        except Exception:
+            log.failure(
+                "error handling {kind} from {source}",
+                kind=type(message).__name__,
+                source=source,
+            )
+
+    def send(self, address: Address, message: wire.Message) -> bool:
+        """Send one message; False (and a log line) if it could not be."""
+        if self.transport is None:
+            return False
+        try:
+            data = wire.encode(message, self.max_datagram - wire.SEAL_HEADROOM)
+            self.transport.write(data, address)
+        except (EncodeError, OSError) as e:
+            self.send_errors += 1
+            log.warn(
+                "could not send {kind} to {to}: {error}",
+                kind=type(message).__name__,
+                to=format_host_port(*address),
+                error=e,
+            )
+            return False
+        self.sent += 1
+        self.bytes_sent += len(data)
+        return True
+
+
+class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
+    """Length-prefixed frames of the TCP sync, with a size limit and a timeout."""
+
+    expected: frozenset[wire.MessageType] = frozenset()
+
+    def __init__(self, bad_input: BadInputReporter, max_frame: int, timeout: float):
+        self.bad_input = bad_input
+        self.MAX_LENGTH = max_frame
+        self.timeout = timeout
+
+    @property
+    def peer_name(self) -> str:
+        peer = self.transport.getPeer()
+        return format_host_port(peer.host, peer.port)
+
+    def connectionMade(self) -> None:  # noqa: N802
+        self.setTimeout(self.timeout)
+
+    def stringReceived(self, frame: bytes) -> None:  # noqa: N802
+        self.resetTimeout()
+        try:
+            message = wire.decode(frame, self.expected)
+        except DecodeError as e:
+            self.bad_input.report("tcp", self.peer_name, e.reason, e.detail)
+            self.transport.abortConnection()
+            return
+        self.messageReceived(message)
+
+    def messageReceived(self, message: wire.Message) -> None:  # noqa: N802
+        raise NotImplementedError
+
+    def lengthLimitExceeded(self, length: int) -> None:  # noqa: N802
+        self.bad_input.report(
+            "tcp", self.peer_name, "oversized", f"frame of {length} > {self.MAX_LENGTH}"
+        )
+        self.transport.abortConnection()
+
+    def timeoutConnection(self) -> None:  # noqa: N802
+        self.bad_input.report(
+            "tcp", self.peer_name, "stalled", f"nothing for {self.timeout}s"
+        )
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]  # noqa: N802
+        self.setTimeout(None)
+
+    def sendMessage(self, message: wire.Message) -> None:  # noqa: N802
+        self.sendString(wire.encode(message, self.MAX_LENGTH))
+
+
+class SyncServerProtocol(_FrameProtocol):
+    """Answers a joining node's Hello with this node's full state."""
+
+    expected = frozenset({wire.MessageType.HELLO})
+
+    def __init__(
+        self,
+        on_hello: Callable[[wire.Hello], defer.Deferred[wire.Welcome]],
+        bad_input: BadInputReporter,
+        max_frame: int,
+        timeout: float,
+    ) -> None:
+        super().__init__(bad_input, max_frame, timeout)
+        self.on_hello = on_hello
+
+    def messageReceived(self, message: wire.Message) -> None:  # noqa: N802
+        assert isinstance(message, wire.Hello)
+        self.setTimeout(None)  # our turn now
+        d = defer.maybeDeferred(self.on_hello, message)
+        d.addCallback(self._reply)
+        d.addErrback(self._failed, message.sender)
+
+    def _reply(self, welcome: wire.Welcome) -> None:
+        if self.transport.connected:
+            self.sendMessage(welcome)
+            self.transport.loseConnection()
+
+    def _failed(self, failure: Failure, sender: str) -> None:
+        log.failure("could not answer the sync of {sender}", failure, sender=sender)
+        self.transport.abortConnection()
+
+
+class SyncServerFactory(Factory):
+    def __init__(
+        self,
+        on_hello: Callable[[wire.Hello], defer.Deferred[wire.Welcome]],
+        bad_input: BadInputReporter,
+        max_frame: int,
+        timeout: float,
+    ) -> None:
+        self.on_hello = on_hello
+        self.bad_input = bad_input
+        self.max_frame = max_frame
+        self.timeout = timeout
+
+    def buildProtocol(self, addr: object) -> SyncServerProtocol:  # noqa: N802
+        return SyncServerProtocol(
+            self.on_hello, self.bad_input, self.max_frame, self.timeout
+        )
+
+
+class SyncClientProtocol(_FrameProtocol):
+    """Sends a Hello; ``welcome`` fires with the answer or fails."""
+
+    expected = frozenset({wire.MessageType.WELCOME})
+
+    def __init__(
+        self,
+        hello: wire.Hello,
+        bad_input: BadInputReporter,
+        max_frame: int,
+        timeout: float,
+    ) -> None:
+        super().__init__(bad_input, max_frame, timeout)
+        self.hello = hello
+        self.welcome: defer.Deferred[wire.Welcome] = defer.Deferred()
+
+    def connectionMade(self) -> None:  # noqa: N802
+        super().connectionMade()
+        self.sendMessage(self.hello)
+
+    def messageReceived(self, message: wire.Message) -> None:  # noqa: N802
+        assert isinstance(message, wire.Welcome)
+        if not self.welcome.called:
+            self.welcome.callback(message)
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]  # noqa: N802
+        super().connectionLost(reason)
+        if not self.welcome.called:
+            self.welcome.errback(
+                ConnectionError("connection closed before the full state arrived")
+            )

@@ -1,0 +1,165 @@
+"""Scuttlebutt reconciliation under a byte budget (sans-IO).
+
+An exchange is three datagrams: the initiator's digest (Syn), the responder's
+deltas for the initiator and the digest entries where the two differ (SynAck),
+and the initiator's deltas for the responder (Ack). Every function here takes
+a byte budget and returns messages whose encoding fits it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pokan import wire
+from pokan.state import ClusterState, Entry, NodeDelta, NodeState
+from pokan.wire import DigestEntry, Syn
+
+def message_budget(max_datagram: int, sender_id: str) -> int:
+    """Bytes the lists inside one datagram from ``sender_id`` may use.
+
+    What is left after the envelope, the seal headroom, the body's array
+    header and the sender field.
+    """
+    overhead = wire.HEADER_SIZE + wire.SEAL_HEADROOM + 8 + wire.packed_size(sender_id)
+    return max_datagram - overhead
+
+
+def digest_entry(node: NodeState) -> DigestEntry:
+    return DigestEntry(node.info.id, node.info.generation, node.version, node.heartbeat)
+
+
+def _entry_size(entry: DigestEntry) -> int:
+    return wire.packed_size(wire.pack_digest_entry(entry))
+
+
+def make_syn(state: ClusterState, cursor: int, budget: int) -> tuple[Syn, int]:
+    """The digest to open an exchange with, and the next rotation cursor.
+
+    The whole digest if it fits; otherwise this node's own entry plus as many
+    consecutive entries (in sorted id order, starting at ``cursor``) as fit.
+    """
+    me = state.me
+    own = digest_entry(me)
+    used = _entry_size(own) + 5
+    ids = [i for i in state.sorted_ids() if i != me.info.id]
+    if not ids:
+        return Syn(me.info.id, (own,)), 0
+    start = cursor % len(ids)
+    listed: list[DigestEntry] = []
+    range_reserve = 0  # the low and high ids, should the digest be partial
+    for step in range(len(ids)):
+        entry = digest_entry(state.nodes[ids[(start + step) % len(ids)]])
+        size = _entry_size(entry)
+        reserve = max(range_reserve, 2 * wire.packed_size(entry.node_id))
+        if used + size + reserve > budget:
+            break
+        listed.append(entry)
+        used += size
+        range_reserve = reserve
+    if len(listed) == len(ids):
+        return Syn(me.info.id, (own, *listed)), 0
+    if not listed:
+        # a range holding only our own id: nothing else can be inferred
+        return Syn(me.info.id, (own,), me.info.id, me.info.id), start
+    low, high = listed[0].node_id, listed[-1].node_id
+    return Syn(me.info.id, (own, *listed), low, high), (start + len(listed)) % len(ids)
+
+
+def respond_to_syn(
+    state: ClusterState, syn: Syn, budget: int
+) -> tuple[list[NodeDelta], list[DigestEntry]]:
+    """What to answer a Syn with: deltas for the initiator, differing digest.
+
+    Also takes the heartbeats the digest brings.
+    """
+    listed = {e.node_id: e for e in syn.digest}
+    wants: list[tuple[NodeState, int]] = []  # (node, since) the initiator lacks
+    differing: list[DigestEntry] = []
+    for entry in syn.digest:
+        state.observe_heartbeat(entry.node_id, entry.generation, entry.heartbeat)
+        mine = state.nodes.get(entry.node_id)
+        if mine is None:
+            differing.append(DigestEntry(entry.node_id, 0, 0, 0))
+            continue
+        ours = digest_entry(mine)
+        if ours != entry:
+            differing.append(ours)
+        since = _since(mine, entry)
+        if since is not None:
+            wants.append((mine, since))
+    for node in state.nodes.values():
+        if node.info.id not in listed and syn.covers(node.info.id):
+            wants.append((node, 0))
+    digest_budget = budget // 2 if wants else budget
+    differing = _fit_entries(differing, digest_budget)
+    used = sum(_entry_size(e) for e in differing) + 5
+    return build_deltas(wants, budget - used), differing
+
+
+def respond_to_syn_ack(
+    state: ClusterState, digest: Iterable[DigestEntry], budget: int
+) -> list[NodeDelta]:
+    """Deltas for the responder, from the digest entries it sent back."""
+    wants: list[tuple[NodeState, int]] = []
+    for entry in digest:
+        state.observe_heartbeat(entry.node_id, entry.generation, entry.heartbeat)
+        mine = state.nodes.get(entry.node_id)
+        if mine is not None:
+            since = _since(mine, entry)
+            if since is not None:
+                wants.append((mine, since))
+    return build_deltas(wants, budget)
+
+
+def _since(mine: NodeState, theirs: DigestEntry) -> int | None:
+    """The version to send ``mine`` from, or None if they are not behind."""
+    if mine.info.generation > theirs.generation:
+        return 0
+    if mine.info.generation == theirs.generation and mine.version > theirs.version:
+        return theirs.version
+    return None
+
+
+def _fit_entries(entries: list[DigestEntry], budget: int) -> list[DigestEntry]:
+    fitted, used = [], 5
+    for entry in entries:
+        size = _entry_size(entry)
+        if used + size > budget:
+            break
+        fitted.append(entry)
+        used += size
+    return fitted
+
+
+def build_deltas(wants: list[tuple[NodeState, int]], budget: int) -> list[NodeDelta]:
+    """Pack the writes others lack into ``budget`` bytes.
+
+    The most out-of-date nodes go first; a node's writes go oldest first, so a
+    delta cut short still leaves the receiver with a valid watermark. What
+    does not fit is sent in a later exchange.
+    """
+    wants = sorted(wants, key=lambda w: (w[1] - w[0].version, w[0].info.id))
+    deltas: list[NodeDelta] = []
+    used = 5
+    for node, since in wants:
+        header = NodeDelta(node.info, node.heartbeat, since, node.version, ())
+        header_size = wire.packed_size(wire.pack_delta_header(header)) + 6
+        if used + header_size > budget:
+            continue
+        pending = node.entries_since(since)
+        taken: list[tuple[str, Entry]] = []
+        size = header_size
+        for key, entry in pending:
+            entry_size = wire.packed_size(wire.pack_entry(key, entry))
+            if used + size + entry_size > budget:
+                break
+            taken.append((key, entry))
+            size += entry_size
+        if pending and not taken:
+            continue  # not even one write fits: leave it to a later exchange
+        version = node.version if len(taken) == len(pending) else taken[-1][1].version
+        deltas.append(
+            NodeDelta(node.info, node.heartbeat, since, version, tuple(taken))
+        )
+        used += size
+    return deltas

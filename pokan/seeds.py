@@ -1,0 +1,76 @@
+"""Joining the cluster through seeds: first that answers, retried with backoff."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from pokan.address import format_host_port
+
+log = Logger()
+
+
+class SeedSync:
+    """Tries each seed in order until one completes a full sync.
+
+    When none answers, warns (naming them) and tries again after a delay that
+    doubles up to ``max_delay``. The node keeps gossiping meanwhile.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        seeds: list[tuple[str, int]],
+        sync: Callable[[str, int], defer.Deferred[Any]],
+        first_delay: float = 1.0,
+        max_delay: float = 60.0,
+    ) -> None:
+        self.clock = clock
+        self.seeds = seeds
+        self.sync = sync
+        self.delay = first_delay
+        self.max_delay = max_delay
+        self.attempts = 0
+        self.synced_with: str | None = None
+        self._retry: IDelayedCall | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        self._attempt()
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+
+    @defer.inlineCallbacks
+    def _attempt(self) -> Any:
+        self._retry = None
+        self.attempts += 1
+        errors = []
+        for host, port in self.seeds:
+            if self._stopped:
+                return
+            name = format_host_port(host, port)
+            try:
+                yield self.sync(host, port)
+            except Exception as e:
+                errors.append(f"{name}: {e}")
+                continue
+            self.synced_with = name
+            log.info("joined the cluster through seed {seed}", seed=name)
+            return
+        if self._stopped:
+            return
+        log.warn(
+            "could not sync with any seed ({errors}); gossip goes on, next try"
+            " in {delay}s",
+            errors="; ".join(errors),
+            delay=self.delay,
+        )
+        self._retry = self.clock.callLater(self.delay, self._attempt)
+        self.delay = min(self.delay * 2, self.max_delay)

@@ -1,0 +1,640 @@
+"""Server: the user-facing node, and the Twisted service that runs it."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, error, task
+from twisted.internet.interfaces import IReactorCore
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pokan import reactors, wire
+from pokan.address import (
+    DEFAULT_PORT,
+    check_ip,
+    check_port,
+    format_host_port,
+    parse_host_port,
+)
+from pokan.badinput import BadInputReporter
+from pokan.errors import ConfigurationError, StartupError
+from pokan.events import AFTER_EVENTS, BEFORE_EVENTS, ON_EVENTS, EventDispatcher, registrar
+from pokan.node import Address, GossipNode, address_of
+from pokan.peer import Peer
+from pokan.protocols import GossipProtocol, SyncClientProtocol, SyncServerFactory
+from pokan.seeds import SeedSync
+from pokan.state import ROLES, STATUSES, Batch, ClusterState, Entry, NodeInfo, Value
+from pokan.store import IStore, MemoryStore, Snapshot
+
+log = Logger()
+
+DEFAULT_INTERVAL = 1.0
+
+
+def check_interval(seconds: object) -> float:
+    """A gossip interval: a positive, finite number of seconds."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        try:
+            seconds = float(str(seconds))
+        except ValueError:
+            raise ConfigurationError(
+                f"gossip interval must be a number of seconds, got {seconds!r}"
+            ) from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigurationError(
+            f"gossip interval must be a positive number of seconds, got {seconds}"
+        )
+    return float(seconds)
+
+
+def check_max_datagram(size: object) -> int:
+    if isinstance(size, bool) or not isinstance(size, int):
+        try:
+            size = int(str(size), 10)
+        except ValueError:
+            raise ConfigurationError(
+                f"max datagram must be a number of bytes, got {size!r}"
+            ) from None
+    if not wire.MIN_DATAGRAM <= size <= wire.MAX_UDP_PAYLOAD:
+        raise ConfigurationError(
+            f"max datagram must be from {wire.MIN_DATAGRAM} to"
+            f" {wire.MAX_UDP_PAYLOAD} bytes, got {size}"
+        )
+    return size
+
+
+class Server(service.Service):
+    """A pokan node.
+
+    ``Server("10.0.0.8")`` listens on TCP and UDP port 5555 of that address.
+    Configure it, register handlers, then either ``start()`` (blocking, runs
+    the reactor) or add it to a Twisted application as a service.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        gossip_with: str | Iterable[str] | None = None,
+        tcp_port: int = DEFAULT_PORT,
+        udp_port: int = DEFAULT_PORT,
+        gossip_interval: float = DEFAULT_INTERVAL,
+        max_datagram: int = wire.DEFAULT_MAX_DATAGRAM,
+        max_frame: int = wire.DEFAULT_MAX_FRAME,
+        sync_timeout: float = 10.0,
+        store: IStore | None = None,
+        reactor: Any = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._address = check_ip(address)
+        self._tcp_port = check_port(tcp_port, "tcp port")
+        self._udp_port = check_port(udp_port, "udp port")
+        self._interval = check_interval(gossip_interval)
+        self._max_datagram = check_max_datagram(max_datagram)
+        self._max_frame = max_frame
+        self._sync_timeout = sync_timeout
+        self._seeds: list[tuple[str, int]] = []
+        if gossip_with is not None:
+            self.gossip_with(gossip_with)
+        self._store: IStore = store if store is not None else MemoryStore()
+        self._reactor = reactor
+        self._epoll = False
+        self._rng = rng if rng is not None else random.Random()
+        self.events = EventDispatcher()
+        self._on = registrar(self.events, "", ON_EVENTS)
+        self._before = registrar(self.events, "before_", BEFORE_EVENTS)
+        self._after = registrar(self.events, "after_", AFTER_EVENTS)
+        self._state = ClusterState(self._identity(generation=0))
+        self._node = GossipNode(self._state, self._rng, self._max_datagram)
+        self._gossip: GossipProtocol | None = None
+        self._ports: list[Any] = []
+        self._loop: task.LoopingCall | None = None
+        self._sync: SeedSync | None = None
+        self._blocking = False
+        self._startup_failure: Failure | None = None
+        self.bad_input: BadInputReporter | None = None
+
+    # -- configuration (before start) -------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def id(self) -> str:
+        """This node's id: ``address:udp_port``."""
+        return self._state.me.info.id
+
+    @property
+    def tcp_port(self) -> int:
+        return self._tcp_port
+
+    @tcp_port.setter
+    def tcp_port(self, port: int) -> None:
+        self._not_running("tcp_port")
+        self._tcp_port = check_port(port, "tcp port")
+        self._state.rename_self(self._identity(0))
+
+    @property
+    def udp_port(self) -> int:
+        return self._udp_port
+
+    @udp_port.setter
+    def udp_port(self, port: int) -> None:
+        self._not_running("udp_port")
+        self._udp_port = check_port(port, "udp port")
+        self._state.rename_self(self._identity(0))
+
+    @property
+    def gossip_interval(self) -> float:
+        return self._interval
+
+    def gossip_every(self, seconds: float) -> None:
+        """Gossip with a random peer every ``seconds`` (default 1)."""
+        self._interval = check_interval(seconds)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+            self._start_loop()
+
+    @property
+    def max_datagram(self) -> int:
+        return self._max_datagram
+
+    def gossip_with(self, seeds: str | Iterable[str]) -> None:
+        """Seeds (``HOST:PORT``, their TCP port) to join through; first that answers."""
+        self._not_running("gossip_with")
+        if isinstance(seeds, str):
+            seeds = [s for s in seeds.split(",") if s.strip()]
+        self._seeds = [parse_host_port(s) for s in seeds]
+        if hasattr(self, "_state"):
+            self._state.rename_self(self._identity(0))
+
+    @property
+    def seeds(self) -> list[str]:
+        return [format_host_port(h, p) for h, p in self._seeds]
+
+    def use_epoll(self) -> None:
+        """Run on Twisted's epoll reactor (Linux); see :mod:`pokan.reactors`."""
+        reactors.check_epoll_possible(self._reactor)
+        self._epoll = True
+
+    def using_epoll(self) -> bool:
+        return self._epoll
+
+    def _not_running(self, what: str) -> None:
+        if self.running:
+            raise ConfigurationError(f"cannot change {what} while the server runs")
+
+    def _identity(self, generation: int) -> NodeInfo:
+        return NodeInfo(
+            id=format_host_port(self._address, self._udp_port),
+            generation=generation,
+            address=self._address,
+            tcp_port=self._tcp_port,
+            udp_port=self._udp_port,
+            role="peer" if self._seeds else "seed",
+        )
+
+    # -- events ------------------------------------------------------------------
+
+    def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+        """Handle ``new_key``, ``key_changed``, ``key_removed``, ``start``, ``shutdown``.
+
+        Key handlers get ``(key, value)`` and, if they have a ``peer``
+        parameter, the owning :class:`Peer`. Also works as a decorator.
+        """
+        return self._on(event, handler)
+
+    def before(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+        """Run ``handler`` before each ``gossip`` (gets the Peer) or ``sync``."""
+        return self._before(event, handler)
+
+    def after(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+        """Run ``handler`` after each ``gossip`` exchange or ``sync`` (gets the Peer)."""
+        return self._after(event, handler)
+
+    # -- this node's entity --------------------------------------------------------
+
+    def store(
+        self, key: str, value: Value, timestamp: float | None = None
+    ) -> defer.Deferred[None]:
+        """Set one of this node's keys; gossip spreads it to every node.
+
+        A ``timestamp`` older than the key's current one changes nothing. The
+        Deferred fires once the change is persisted and handlers have run.
+        """
+        self._check_key(key)
+        if not isinstance(value, str | bytes):
+            raise TypeError(f"value must be str or bytes, got {type(value).__name__}")
+        stamp = self._now() if timestamp is None else self._check_timestamp(timestamp)
+        self._check_fits(key, value)
+        return self._commit(self._state.write(key, value, stamp))
+
+    def delete(self, key: str) -> defer.Deferred[None]:
+        """Remove one of this node's keys everywhere (``key_removed`` fires)."""
+        self._check_key(key)
+        current = self._state.me.entries.get(key)
+        stamp = self._now()
+        if current is not None:
+            stamp = max(stamp, current.timestamp)
+        return self._commit(self._state.write(key, None, stamp))
+
+    def value(self, key: str) -> Value | None:
+        return self.me.value(key)
+
+    def keys(self) -> list[str]:
+        return self.me.keys()
+
+    def values(self) -> list[Value]:
+        return self.me.values()
+
+    def items(self) -> dict[str, Value]:
+        return self.me.items()
+
+    def timestamp(self, key: str) -> float | None:
+        return self.me.timestamp(key)
+
+    def digest(self) -> dict[str, float]:
+        """This node's keys and their timestamps."""
+        return {k: e.timestamp for k, e in sorted(self._state.me.live_items())}
+
+    @property
+    def me(self) -> Peer:
+        """This node, seen as a Peer."""
+        return Peer(self._state.me)
+
+    def peers(self, status: str | None = None, role: str | None = None) -> list[Peer]:
+        """The other known nodes, optionally only those of a status or role."""
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if role is not None and role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        return [
+            Peer(n)
+            for n in sorted(self._state.others(), key=lambda n: n.info.id)
+            if (status is None or n.status == status)
+            and (role is None or n.info.role == role)
+        ]
+
+    def peer(self, node_id: str) -> Peer | None:
+        node = self._state.nodes.get(node_id)
+        return None if node is None else Peer(node)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters for monitoring: messages, drops, handler failures."""
+        gossip = self._gossip
+        return {
+            "datagrams_sent": gossip.sent if gossip else 0,
+            "datagrams_received": gossip.received if gossip else 0,
+            "bytes_sent": gossip.bytes_sent if gossip else 0,
+            "send_errors": gossip.send_errors if gossip else 0,
+            "dropped": self.bad_input.total if self.bad_input else 0,
+            "dropped_by_reason": dict(self.bad_input.counts) if self.bad_input else {},
+            "handler_failures": self.events.failures,
+            "nodes": len(self._state.nodes),
+        }
+
+    def _check_key(self, key: object) -> None:
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"key must be a non-empty str, got {key!r}")
+        if len(key) > wire.MAX_KEY_LEN:
+            raise ValueError(f"key is {len(key)} characters; the limit is {wire.MAX_KEY_LEN}")
+
+    @staticmethod
+    def _check_timestamp(timestamp: object) -> float:
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+            raise TypeError(f"timestamp must be a number, got {timestamp!r}")
+        if not math.isfinite(timestamp):
+            raise ValueError(f"timestamp must be finite, got {timestamp}")
+        return float(timestamp)
+
+    def _check_fits(self, key: str, value: Value) -> None:
+        """A write must fit one datagram, or it could never be gossiped."""
+        me = self._state.me
+        room = self._node.budget - wire.packed_size(
+            wire.pack_delta_header(_header(me.info))
+        ) - 16
+        size = wire.packed_size(wire.pack_entry(key, Entry(value, 2**32, 0.0)))
+        if size > room:
+            raise ValueError(
+                f"key and value take {size} bytes packed; with max_datagram="
+                f"{self._max_datagram} one write may take at most {room}."
+                " Store less per key, or raise max_datagram on every node."
+            )
+
+    # -- committing changes --------------------------------------------------------
+
+    def _commit(self, batch: Batch) -> defer.Deferred[None]:
+        """Persist a batch, then fire its events; the Deferred fires after both."""
+        if not batch:
+            return defer.succeed(None)
+        d = defer.maybeDeferred(self._store.persist, batch)
+        d.addErrback(self._persist_failed, batch)
+        d.addCallback(lambda _: self._announce(batch))
+        return d
+
+    def _persist_failed(self, failure: Failure, batch: Batch) -> None:
+        log.failure(
+            "store could not persist {count} changes; they stay in memory",
+            failure,
+            count=len(batch.changes),
+        )
+
+    def _announce(self, batch: Batch) -> defer.Deferred[None]:
+        fired = []
+        for change in batch.changes:
+            event = change.event
+            if event is None or not self.events.has_handlers(event):
+                continue
+            node = self._state.nodes.get(change.node_id)
+            peer = Peer(node) if node is not None else None
+            fired.append(self.events.fire(event, change.key, change.value, peer=peer))
+        if not fired:
+            return defer.succeed(None)
+        return defer.gatherResults(fired).addCallback(lambda _: None)
+
+    # -- the service ---------------------------------------------------------------
+
+    def _get_reactor(self) -> Any:
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        return self._reactor
+
+    def _now(self) -> float:
+        clock = self._reactor
+        return clock.seconds() if clock is not None else time.time()
+
+    def startService(self) -> defer.Deferred[None]:  # noqa: N802
+        """Bind the ports, open the store, start gossiping and joining.
+
+        The Deferred fires once the node listens, or fails with StartupError.
+        """
+        if self.running:
+            return defer.fail(StartupError(f"node {self.id} is already running"))
+        reactor = self._get_reactor()
+        if self._epoll:
+            reactors.check_reactor_is_epoll(reactor)
+        service.Service.startService(self)
+        self.bad_input = BadInputReporter(reactor)
+        try:
+            self._listen(reactor)
+        except StartupError as e:
+            service.Service.stopService(self)
+            return defer.fail(e)
+        d = defer.maybeDeferred(self._store.open)
+        d.addCallback(self._restore)
+        d.addCallback(lambda _: self._started())
+        d.addErrback(self._start_failed)
+        return d
+
+    def _listen(self, reactor: Any) -> None:
+        self._gossip = GossipProtocol(
+            self._receive, self.bad_input, self._max_datagram  # type: ignore[arg-type]
+        )
+        factory = SyncServerFactory(
+            self._on_hello, self.bad_input, self._max_frame, self._sync_timeout  # type: ignore[arg-type]
+        )
+        try:
+            self._ports.append(
+                reactor.listenUDP(
+                    self._udp_port,
+                    self._gossip,
+                    interface=self._address,
+                    maxPacketSize=wire.MAX_UDP_PAYLOAD + 1,
+                )
+            )
+            self._ports.append(
+                reactor.listenTCP(self._tcp_port, factory, interface=self._address)
+            )
+        except error.CannotListenError as e:
+            self._close_ports()
+            proto = "udp" if not self._ports else "tcp"
+            port = self._udp_port if proto == "udp" else self._tcp_port
+            raise StartupError(
+                f"cannot listen on {format_host_port(self._address, port)}/{proto}:"
+                f" {_socket_reason(e)}. Is another node running there? Choose"
+                f" another port (--{proto}-port) or address."
+            ) from None
+
+    def _restore(self, snapshot: Snapshot | None) -> None:
+        """Start a new generation, keeping what the store persisted before."""
+        previous = 0
+        if snapshot is not None:
+            previous = self._state.restore(snapshot)
+        generation = max(time.time_ns() // 1000, previous + 1)
+        self._state.rename_self(self._identity(generation))
+        if snapshot is not None:
+            self._commit(Batch((), (self._state.me.record(),)))
+
+    def _started(self) -> None:
+        log.info(
+            "pokan node {id} listening on {address} udp {udp} tcp {tcp}; gossip"
+            " every {interval}s; max datagram {max_datagram}; seeds: {seeds}",
+            id=self.id,
+            address=self._address,
+            udp=self._udp_port,
+            tcp=self._tcp_port,
+            interval=self._interval,
+            max_datagram=self._max_datagram,
+            seeds=", ".join(self.seeds) or "none (acting as seed)",
+        )
+        self._start_loop()
+        self.events.fire("start")
+        seeds = [
+            s for s in self._seeds if s != (self._address, self._tcp_port)
+        ]
+        if seeds:
+            self._learn_seed_addresses(seeds)
+            self._sync = SeedSync(self._get_reactor(), seeds, self._sync_with)
+            self._sync.start()
+
+    def _learn_seed_addresses(self, seeds: list[tuple[str, int]]) -> None:
+        """Let UDP gossip reach the seeds too (it needs IP addresses)."""
+        for host, port in seeds:
+            try:
+                self._node.seeds.append((check_ip(host), port))
+            except ConfigurationError:
+                d = self._get_reactor().resolve(host)
+                d.addCallback(lambda ip, port=port: self._node.seeds.append((ip, port)))
+                d.addErrback(
+                    lambda f, host=host: log.warn(
+                        "cannot resolve seed {host}: {error}",
+                        host=host,
+                        error=f.getErrorMessage(),
+                    )
+                )
+
+    def _start_failed(self, failure: Failure) -> Failure:
+        self._close_ports()
+        service.Service.stopService(self)
+        if not failure.check(StartupError):
+            return Failure(
+                StartupError(f"node {self.id} could not start: {failure.getErrorMessage()}")
+            )
+        return failure
+
+    def _start_loop(self) -> None:
+        self._loop = task.LoopingCall(self._gossip_round)
+        self._loop.clock = self._get_reactor()
+        self._loop.start(self._interval, now=False)
+
+    def _gossip_round(self) -> None:
+        try:
+            for out in self._node.gossip_round():
+                if self.events.has_handlers("before_gossip"):
+                    peer = (
+                        Peer(out.peer)
+                        if out.peer is not None
+                        else Peer.unknown_seed(*out.address)
+                    )
+                    self.events.fire("before_gossip", peer)
+                self._send(out.address, out.message)
+        except Exception:
+            log.failure("gossip round failed; the next one will run as usual")
+
+    def _send(self, address: Address, message: wire.Message) -> None:
+        if self._gossip is not None:
+            self._gossip.send(address, message)
+
+    def _receive(self, message: wire.Message, source: Address) -> None:
+        result = self._node.receive(message, source)
+        for out in result.outgoing:
+            self._send(out.address, out.message)
+        d = self._commit(result.batch)
+        if result.batch.nodes:
+            self._state_changed_statuses(result.batch)
+        if result.exchanged_with is not None and self.events.has_handlers("after_gossip"):
+            peer = Peer(result.exchanged_with)
+            d.addCallback(lambda _: self.events.fire("after_gossip", peer))
+
+    def _state_changed_statuses(self, batch: Batch) -> None:
+        for record in batch.nodes:
+            if record.status == "dead" and record.info.id != self.id:
+                log.info("peer {peer} said goodbye; marked dead", peer=record.info.id)
+
+    def _on_hello(self, hello: wire.Hello) -> defer.Deferred[wire.Welcome]:
+        d = self._commit(self._node.merge_full(hello.deltas))
+        log.info("full sync with {peer}", peer=hello.sender)
+        return d.addCallback(
+            lambda _: wire.Welcome(self.id, self._node.full_state())
+        )
+
+    def _sync_with(self, host: str, port: int) -> defer.Deferred[Peer | None]:
+        """One full push-pull sync over TCP with the node at host:port."""
+        from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+
+        reactor = self._get_reactor()
+        self.events.fire("before_sync", format_host_port(host, port))
+        proto = SyncClientProtocol(
+            wire.Hello(self.id, self._node.full_state()),
+            self.bad_input,  # type: ignore[arg-type]
+            self._max_frame,
+            self._sync_timeout,
+        )
+        endpoint = HostnameEndpoint(reactor, host, port, timeout=self._sync_timeout)
+        connected = connectProtocol(endpoint, proto)
+        connected.addCallback(lambda _: proto.welcome)
+
+        def merged(welcome: wire.Welcome) -> defer.Deferred[Peer | None]:
+            d = self._commit(self._node.merge_full(welcome.deltas))
+            node = self._state.nodes.get(welcome.sender)
+            peer = Peer(node) if node is not None else None
+            d.addCallback(lambda _: self.events.fire("after_sync", peer))
+            return d.addCallback(lambda _: peer)
+
+        return connected.addCallback(merged)
+
+    def stopService(self) -> defer.Deferred[None]:  # noqa: N802
+        """Say goodbye, close the ports and the store; fire when done."""
+        if not self.running:
+            return defer.succeed(None)
+        service.Service.stopService(self)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        if self._sync is not None:
+            self._sync.stop()
+        for out in self._node.goodbye():
+            self._send(out.address, out.message)
+        log.info("pokan node {id} stopping; said goodbye to {count} peers",
+                 id=self.id, count=len(self._state.nodes) - 1)
+        d = self.events.fire("shutdown")
+        d.addCallback(lambda _: self._close_ports())
+        d.addCallback(lambda _: self._store.close())
+        d.addCallback(lambda _: None)
+        return d
+
+    def _close_ports(self) -> defer.Deferred[None]:
+        ports, self._ports = self._ports, []
+        closing = [defer.maybeDeferred(p.stopListening) for p in ports]
+        return defer.gatherResults(closing).addCallback(lambda _: None)
+
+    # -- blocking convenience of the original --------------------------------------
+
+    def start(self, gossip_with: str | Iterable[str] | None = None) -> None:
+        """Start the node and run the reactor until :meth:`stop`; blocks.
+
+        Raises StartupError if the node cannot start (e.g. a port in use).
+        """
+        if gossip_with is not None:
+            self.gossip_with(gossip_with)
+        if self._epoll:
+            reactors.install_epoll()
+        reactor = self._get_reactor()
+        if not IReactorCore.providedBy(reactor):
+            raise ConfigurationError("start() needs a real reactor; use startService()")
+        self._blocking = True
+        self._startup_failure = None
+
+        def launch() -> None:
+            d = self.startService()
+            d.addErrback(startup_failed)
+
+        def startup_failed(failure: Failure) -> None:
+            self._startup_failure = failure
+            log.critical("{error}", error=failure.getErrorMessage())
+            reactor.stop()
+
+        reactor.callWhenRunning(launch)
+        trigger = reactor.addSystemEventTrigger("before", "shutdown", self.stopService)
+        try:
+            reactor.run()
+        finally:
+            reactor.removeSystemEventTrigger(trigger)
+            self._blocking = False
+        if self._startup_failure is not None:
+            self._startup_failure.raiseException()
+
+    def stop(self) -> defer.Deferred[None] | None:
+        """Stop the node; after :meth:`start`, also stop the reactor."""
+        if self._blocking:
+            self._get_reactor().stop()
+            return None
+        return self.stopService()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<pokan.Server {self.id} {state}>"
+
+
+def _header(info: NodeInfo) -> Any:
+    from pokan.state import NodeDelta
+
+    return NodeDelta(info, 2**32, 2**32, 2**32, ())
+
+
+def _socket_reason(e: error.CannotListenError) -> str:
+    socket_error = e.socketError
+    reason = getattr(socket_error, "strerror", None) or str(socket_error)
+    return reason.lower() if reason.startswith("Address") else reason
+
+
+__all__ = ["Server", "check_interval", "check_max_datagram"]

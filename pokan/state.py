@@ -1,0 +1,313 @@
+"""The cluster state: nodes, their versioned entries, and the merge rule.
+
+Plain Python over plain data (no I/O, no clock, no randomness): the same code
+runs in a real node, in unit tests and in the simulator.
+
+Every node owns an *entity*, its key/value pairs. Each write the owner makes
+gets the next value of the owner's version counter, so the pair
+``(node, version)`` names one write for ever. A node's *watermark* (``version``
+of a :class:`NodeState`) says "I hold every write of this node up to here";
+Scuttlebutt digests carry watermarks and deltas carry the writes above them.
+
+A node identity also carries a *generation*, set when the node starts: a node
+restarted without persistence starts its versions again from 1 under a newer
+generation, and every other node then drops the old incarnation's entries and
+takes the new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+
+if TYPE_CHECKING:
+    from pokan.store.interface import Snapshot
+
+Value = str | bytes
+Role = Literal["seed", "peer"]
+Status = Literal["alive", "dead"]
+
+ROLES: tuple[Role, ...] = ("seed", "peer")
+STATUSES: tuple[Status, ...] = ("alive", "dead")
+
+
+@attrs.frozen
+class NodeInfo:
+    """Who a node is: fixed for one incarnation (one generation)."""
+
+    id: str
+    generation: int
+    address: str
+    tcp_port: int
+    udp_port: int
+    role: Role = "peer"
+
+
+@attrs.frozen
+class Entry:
+    """One write of one key: ``value`` is None for a deletion (a tombstone)."""
+
+    value: Value | None
+    version: int
+    timestamp: float
+
+    @property
+    def deleted(self) -> bool:
+        return self.value is None
+
+
+@attrs.frozen
+class KeyChange:
+    """One key of one node went from ``old`` to ``new``.
+
+    ``new`` is None when the key was dropped altogether (the node restarted
+    under a new generation and the key belonged to the old incarnation).
+    """
+
+    node_id: str
+    key: str
+    old: Entry | None
+    new: Entry | None
+
+    @property
+    def event(self) -> str | None:
+        """The key event this change fires, if any."""
+        was = self.old is not None and not self.old.deleted
+        now = self.new is not None and not self.new.deleted
+        if was and not now:
+            return "key_removed"
+        if now and not was:
+            return "new_key"
+        if now and was:
+            assert self.old is not None and self.new is not None
+            if type(self.old.value) is not type(self.new.value):
+                return "key_changed"
+            if self.old.value != self.new.value:
+                return "key_changed"
+        return None
+
+    @property
+    def value(self) -> Value | None:
+        """The value handlers receive: the new one, or the removed one."""
+        if self.new is not None and not self.new.deleted:
+            return self.new.value
+        return self.old.value if self.old is not None else None
+
+
+@attrs.frozen
+class NodeRecord:
+    """What a store persists about a node besides its entries."""
+
+    info: NodeInfo
+    version: int
+    status: Status
+
+
+@attrs.frozen
+class Batch:
+    """Everything one operation changed: persisted at once, then announced."""
+
+    changes: tuple[KeyChange, ...] = ()
+    nodes: tuple[NodeRecord, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.changes or self.nodes)
+
+    def __add__(self, other: Batch) -> Batch:
+        nodes = {r.info.id: r for r in (*self.nodes, *other.nodes)}
+        return Batch(self.changes + other.changes, tuple(nodes.values()))
+
+
+@attrs.frozen
+class NodeDelta:
+    """Writes of one node above ``since``, up to the watermark ``version``.
+
+    The sender promises that ``entries`` holds every write of the node with a
+    version in ``(since, version]`` (older writes of a key that was written
+    again are superseded and never sent).
+    """
+
+    info: NodeInfo
+    heartbeat: int
+    since: int
+    version: int
+    entries: tuple[tuple[str, Entry], ...]
+
+
+@attrs.define
+class NodeState:
+    """What this node knows of one node (itself included)."""
+
+    info: NodeInfo
+    entries: dict[str, Entry] = attrs.field(factory=dict)
+    version: int = 0
+    heartbeat: int = 0
+    status: Status = "alive"
+
+    def record(self) -> NodeRecord:
+        return NodeRecord(self.info, self.version, self.status)
+
+    def live_items(self) -> Iterator[tuple[str, Entry]]:
+        """The entries that are not tombstones."""
+        return ((k, e) for k, e in self.entries.items() if not e.deleted)
+
+    def entries_since(self, since: int) -> list[tuple[str, Entry]]:
+        """Entries written after version ``since``, oldest first."""
+        found = [(k, e) for k, e in self.entries.items() if e.version > since]
+        found.sort(key=lambda item: item[1].version)
+        return found
+
+
+class ClusterState:
+    """Every node's state as this node knows it, its own included."""
+
+    def __init__(self, me: NodeInfo) -> None:
+        self.me = NodeState(me)
+        self.nodes: dict[str, NodeState] = {me.id: self.me}
+        self._sorted_ids: list[str] | None = None
+
+    # -- identity -------------------------------------------------------------
+
+    def rename_self(self, info: NodeInfo) -> None:
+        """Take a new identity (id, ports or generation) before gossiping."""
+        del self.nodes[self.me.info.id]
+        self.me.info = info
+        self.nodes[info.id] = self.me
+        self._sorted_ids = None
+
+    def sorted_ids(self) -> list[str]:
+        """Node ids in a fixed order, for rotating digest slices."""
+        if self._sorted_ids is None:
+            self._sorted_ids = sorted(self.nodes)
+        return self._sorted_ids
+
+    def others(self) -> Iterator[NodeState]:
+        return (n for n in self.nodes.values() if n is not self.me)
+
+    # -- local writes ---------------------------------------------------------
+
+    def write(self, key: str, value: Value | None, timestamp: float) -> Batch:
+        """Store (or, with ``value=None``, delete) one of this node's keys.
+
+        A write whose timestamp is older than the key's current one changes
+        nothing, as in the original pokan; otherwise it gets the next version.
+        """
+        me = self.me
+        old = me.entries.get(key)
+        if old is not None and timestamp < old.timestamp:
+            return Batch()
+        if value is None and (old is None or old.deleted):
+            return Batch()
+        me.version += 1
+        new = Entry(value, me.version, timestamp)
+        me.entries[key] = new
+        return Batch((KeyChange(me.info.id, key, old, new),), (me.record(),))
+
+    # -- merging what others send ---------------------------------------------
+
+    def merge(self, deltas: Iterable[NodeDelta]) -> Batch:
+        """Apply deltas from the network; return what changed."""
+        batch = Batch()
+        for delta in deltas:
+            batch += self._merge_one(delta)
+        return batch
+
+    def _merge_one(self, delta: NodeDelta) -> Batch:
+        info = delta.info
+        if info.id == self.me.info.id:
+            return Batch()  # nobody knows us better than we do
+        node = self.nodes.get(info.id)
+        changes: list[KeyChange] = []
+        dropped: dict[str, Entry] = {}
+        node_changed = False
+        if node is None:
+            node = self.nodes[info.id] = NodeState(info)
+            self._sorted_ids = None
+            node_changed = True
+        elif info.generation < node.info.generation:
+            return Batch()  # the old incarnation of a restarted node
+        elif info.generation > node.info.generation:
+            dropped = self._reset(node, info)
+            node_changed = True
+        for key, entry in delta.entries:
+            old = node.entries.get(key)
+            if old is None or entry.version > old.version:
+                node.entries[key] = entry
+                changes.append(KeyChange(info.id, key, old or dropped.pop(key, None), entry))
+        # keys of the old incarnation that the new one does not (yet) have
+        changes.extend(KeyChange(info.id, k, e, None) for k, e in dropped.items())
+        if delta.since <= node.version < delta.version:
+            node.version = delta.version
+            node_changed = True
+        node.heartbeat = max(node.heartbeat, delta.heartbeat)
+        if not (changes or node_changed):
+            return Batch()
+        return Batch(tuple(changes), (node.record(),))
+
+    @staticmethod
+    def _reset(node: NodeState, info: NodeInfo) -> dict[str, Entry]:
+        """Forget an old incarnation; return its entries, now dropped."""
+        dropped = node.entries
+        node.info = info
+        node.entries = {}
+        node.version = 0
+        node.heartbeat = 0
+        node.status = "alive"
+        return dropped
+
+    def observe_heartbeat(self, node_id: str, generation: int, heartbeat: int) -> bool:
+        """Take a heartbeat seen in a digest; True if it was news."""
+        node = self.nodes.get(node_id)
+        if node is None or node is self.me or node.info.generation != generation:
+            return False
+        if heartbeat > node.heartbeat:
+            node.heartbeat = heartbeat
+            return True
+        return False
+
+    def mark(self, node_id: str, generation: int, status: Status) -> Batch:
+        """Set a node's status (e.g. dead after its goodbye)."""
+        node = self.nodes.get(node_id)
+        if (
+            node is None
+            or node is self.me
+            or node.info.generation != generation
+            or node.status == status
+        ):
+            return Batch()
+        node.status = status
+        return Batch((), (node.record(),))
+
+    def restore(self, snapshot: Snapshot) -> int:
+        """Load what a store persisted; return our own previous generation."""
+        previous = 0
+        for record in snapshot.nodes:
+            entries = dict(snapshot.entries.get(record.info.id, {}))
+            top = max((e.version for e in entries.values()), default=0)
+            if record.info.id == self.me.info.id:
+                previous = record.info.generation
+                self.me.entries = entries
+                self.me.version = max(record.version, top)
+            else:
+                self.nodes[record.info.id] = NodeState(
+                    record.info, entries, record.version, 0, record.status
+                )
+        self._sorted_ids = None
+        return previous
+
+    # -- full state (TCP sync) ------------------------------------------------
+
+    def full_deltas(self) -> list[NodeDelta]:
+        """Every node's every entry, for a full sync."""
+        return [
+            NodeDelta(
+                n.info,
+                n.heartbeat,
+                0,
+                n.version,
+                tuple(n.entries_since(0)),
+            )
+            for n in self.nodes.values()
+        ]

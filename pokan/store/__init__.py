@@ -1,0 +1,6 @@
+"""Persistence behind one small interface; see :class:`IStore`."""
+
+from pokan.store.interface import IStore, Snapshot
+from pokan.store.memory import MemoryStore
+
+__all__ = ["IStore", "MemoryStore", "Snapshot"]

@@ -1,0 +1,373 @@
+"""The wire format: message classes and the codec that turns them into bytes.
+
+Every message, on UDP or TCP, is an *envelope*::
+
+    magic  b"PK"   2 bytes
+    version        1 byte   (PROTOCOL_VERSION)
+    type           1 byte   (MessageType)
+    flags          1 byte   (bit 0: sealed; reserved for authentication)
+    body           msgpack array, the fields of the message in order
+
+TCP frames are the same envelope behind a 4-byte big-endian length.
+``docs/protocol.md`` documents every field. Decoding checks every length,
+count and type before building anything and raises :class:`DecodeError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Any
+
+import attrs
+import msgpack
+
+from pokan.errors import DecodeError, EncodeError
+from pokan.state import ROLES, Entry, NodeDelta, NodeInfo
+
+MAGIC = b"PK"
+PROTOCOL_VERSION = 1
+HEADER_SIZE = 5
+FLAG_SEALED = 0x01
+
+#: Bytes kept free in every datagram for a future AEAD seal (nonce + tag).
+SEAL_HEADROOM = 28
+DEFAULT_MAX_DATAGRAM = 1400
+MAX_UDP_PAYLOAD = 65507
+MIN_DATAGRAM = 512
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+
+MAX_ID_LEN = 300
+MAX_ADDRESS_LEN = 64
+MAX_KEY_LEN = 1024
+MAX_VALUE_LEN = MAX_UDP_PAYLOAD
+MAX_UINT64 = 2**64 - 1
+
+
+class MessageType(enum.IntEnum):
+    SYN = 1
+    SYN_ACK = 2
+    ACK = 3
+    GOODBYE = 4
+    HELLO = 16
+    WELCOME = 17
+
+
+@attrs.frozen
+class DigestEntry:
+    """What a node knows of one node: its generation, watermark, heartbeat."""
+
+    node_id: str
+    generation: int
+    version: int
+    heartbeat: int
+
+
+@attrs.frozen
+class Syn:
+    """Opens an exchange: the sender's digest, or a slice of it.
+
+    When the digest does not fit, it covers the node ids from ``low`` to
+    ``high`` in sorted order, wrapping around (``low > high``); the sender's own
+    entry is always listed. ``low``/``high`` are None for a complete digest.
+    A receiver knowing a node inside the range that is not listed can infer
+    that the sender lacks it.
+    """
+
+    sender: str
+    digest: tuple[DigestEntry, ...]
+    low: str | None = None
+    high: str | None = None
+
+    def covers(self, node_id: str) -> bool:
+        """True if ``node_id`` falls inside the range of the digest."""
+        if self.low is None or self.high is None:
+            return True
+        if self.low <= self.high:
+            return self.low <= node_id <= self.high
+        return node_id >= self.low or node_id <= self.high
+
+
+@attrs.frozen
+class SynAck:
+    """The reply: what the initiator lacks, and the responder's differing digest."""
+
+    sender: str
+    deltas: tuple[NodeDelta, ...]
+    digest: tuple[DigestEntry, ...]
+
+
+@attrs.frozen
+class Ack:
+    """Closes an exchange: what the responder lacks."""
+
+    sender: str
+    deltas: tuple[NodeDelta, ...]
+
+
+@attrs.frozen
+class Goodbye:
+    """The sender is stopping; its peers mark it dead at once."""
+
+    sender: str
+    generation: int
+
+
+@attrs.frozen
+class Hello:
+    """TCP: a joining node's full state; the answer is a Welcome."""
+
+    sender: str
+    deltas: tuple[NodeDelta, ...]
+
+
+@attrs.frozen
+class Welcome:
+    """TCP: the answer to Hello, the responder's full state."""
+
+    sender: str
+    deltas: tuple[NodeDelta, ...]
+
+
+Message = Syn | SynAck | Ack | Goodbye | Hello | Welcome
+
+_TYPES: dict[type, MessageType] = {
+    Syn: MessageType.SYN,
+    SynAck: MessageType.SYN_ACK,
+    Ack: MessageType.ACK,
+    Goodbye: MessageType.GOODBYE,
+    Hello: MessageType.HELLO,
+    Welcome: MessageType.WELCOME,
+}
+DATAGRAM_TYPES = frozenset(
+    {MessageType.SYN, MessageType.SYN_ACK, MessageType.ACK, MessageType.GOODBYE}
+)
+STREAM_TYPES = frozenset({MessageType.HELLO, MessageType.WELCOME})
+
+
+# -- encoding -------------------------------------------------------------------
+
+
+def pack_info(info: NodeInfo) -> list[Any]:
+    return [
+        info.id,
+        info.generation,
+        info.address,
+        info.tcp_port,
+        info.udp_port,
+        ROLES.index(info.role),
+    ]
+
+
+def pack_entry(key: str, entry: Entry) -> list[Any]:
+    return [key, entry.value, entry.version, entry.timestamp]
+
+
+def pack_delta_header(delta: NodeDelta) -> list[Any]:
+    return [pack_info(delta.info), delta.heartbeat, delta.since, delta.version]
+
+
+def pack_delta(delta: NodeDelta) -> list[Any]:
+    return [
+        *pack_delta_header(delta),
+        [pack_entry(k, e) for k, e in delta.entries],
+    ]
+
+
+def pack_digest_entry(entry: DigestEntry) -> list[Any]:
+    return [entry.node_id, entry.generation, entry.version, entry.heartbeat]
+
+
+def _body(message: Message) -> list[Any]:
+    if isinstance(message, Syn):
+        return [
+            message.sender,
+            [pack_digest_entry(e) for e in message.digest],
+            message.low,
+            message.high,
+        ]
+    if isinstance(message, SynAck):
+        return [
+            message.sender,
+            [pack_delta(d) for d in message.deltas],
+            [pack_digest_entry(e) for e in message.digest],
+        ]
+    if isinstance(message, Goodbye):
+        return [message.sender, message.generation]
+    # Ack, Hello, Welcome
+    return [message.sender, [pack_delta(d) for d in message.deltas]]
+
+
+def encode(message: Message, limit: int | None = None) -> bytes:
+    """Encode ``message`` in its envelope; EncodeError if over ``limit`` bytes."""
+    header = MAGIC + bytes((PROTOCOL_VERSION, _TYPES[type(message)], 0))
+    data = header + msgpack.packb(_body(message), use_bin_type=True)
+    if limit is not None and len(data) > limit:
+        raise EncodeError(
+            f"{type(message).__name__} is {len(data)} bytes, over the limit of {limit}"
+        )
+    return data
+
+
+def packed_size(obj: Any) -> int:
+    """Size in bytes of ``obj`` (lists, str, bytes, numbers) once packed."""
+    return len(msgpack.packb(obj, use_bin_type=True))
+
+
+def array_header_size(count: int) -> int:
+    """Bytes msgpack spends on the header of an array of ``count`` items."""
+    if count < 16:
+        return 1
+    return 3 if count < 2**16 else 5
+
+
+# -- decoding -------------------------------------------------------------------
+
+
+def decode(data: bytes, allowed: frozenset[MessageType] | None = None) -> Message:
+    """Decode one envelope; raise DecodeError with a short reason if invalid."""
+    if len(data) < HEADER_SIZE:
+        raise DecodeError("truncated", f"{len(data)} bytes, no full header")
+    if data[:2] != MAGIC:
+        raise DecodeError("bad-magic", f"starts with {data[:2]!r}")
+    if data[2] != PROTOCOL_VERSION:
+        raise DecodeError(
+            "wrong-version", f"protocol {data[2]}, this node speaks {PROTOCOL_VERSION}"
+        )
+    try:
+        kind = MessageType(data[3])
+    except ValueError:
+        raise DecodeError("unknown-type", f"message type {data[3]}") from None
+    if allowed is not None and kind not in allowed:
+        raise DecodeError("unexpected-type", f"{kind.name} not allowed here")
+    if data[4] & FLAG_SEALED:
+        raise DecodeError("sealed", "sealed messages need authentication configured")
+    if data[4] & ~FLAG_SEALED:
+        raise DecodeError("bad-flags", f"unknown flags {data[4]:#x}")
+    try:
+        body = msgpack.unpackb(
+            data[HEADER_SIZE:],
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=MAX_VALUE_LEN,
+            max_bin_len=MAX_VALUE_LEN,
+            max_array_len=len(data),
+            max_map_len=0,
+            max_ext_len=0,
+        )
+    except Exception as e:  # msgpack raises several types for bad input
+        raise DecodeError("bad-body", f"{type(e).__name__}: {e}") from None
+    return _DECODERS[kind](_array(body, "body"))
+
+
+def _array(obj: Any, what: str, length: int | None = None) -> list[Any]:
+    if not isinstance(obj, list):
+        raise DecodeError("bad-field", f"{what} is not an array")
+    if length is not None and len(obj) != length:
+        raise DecodeError("bad-field", f"{what} has {len(obj)} fields, not {length}")
+    return obj
+
+
+def _uint(obj: Any, what: str, low: int = 0, high: int = MAX_UINT64) -> int:
+    if isinstance(obj, bool) or not isinstance(obj, int) or not low <= obj <= high:
+        raise DecodeError("bad-field", f"{what} is not an integer in {low}..{high}")
+    return obj
+
+
+def _str(obj: Any, what: str, max_len: int, allow_empty: bool = False) -> str:
+    if not isinstance(obj, str) or len(obj) > max_len or (not obj and not allow_empty):
+        raise DecodeError("bad-field", f"{what} is not a string of 1..{max_len}")
+    return obj
+
+
+def _info(obj: Any) -> NodeInfo:
+    f = _array(obj, "node info", 6)
+    return NodeInfo(
+        id=_str(f[0], "node id", MAX_ID_LEN),
+        generation=_uint(f[1], "generation"),
+        address=_str(f[2], "address", MAX_ADDRESS_LEN),
+        tcp_port=_uint(f[3], "tcp port", 1, 65535),
+        udp_port=_uint(f[4], "udp port", 1, 65535),
+        role=ROLES[_uint(f[5], "role", 0, len(ROLES) - 1)],
+    )
+
+
+def _entry(obj: Any) -> tuple[str, Entry]:
+    f = _array(obj, "entry", 4)
+    key = _str(f[0], "key", MAX_KEY_LEN)
+    value = f[1]
+    if value is not None and not isinstance(value, str | bytes):
+        raise DecodeError("bad-field", "value is not str, bytes or nil")
+    timestamp = f[3]
+    if (
+        isinstance(timestamp, bool)
+        or not isinstance(timestamp, int | float)
+        or not math.isfinite(timestamp)
+    ):
+        raise DecodeError("bad-field", "timestamp is not a finite number")
+    return key, Entry(value, _uint(f[2], "version", 1), float(timestamp))
+
+
+def _delta(obj: Any) -> NodeDelta:
+    f = _array(obj, "delta", 5)
+    since = _uint(f[2], "since")
+    version = _uint(f[3], "version")
+    entries = tuple(_entry(e) for e in _array(f[4], "entries"))
+    for _, entry in entries:
+        if not since < entry.version <= version:
+            raise DecodeError("bad-field", "entry version outside (since, version]")
+    return NodeDelta(_info(f[0]), _uint(f[1], "heartbeat"), since, version, entries)
+
+
+def _digest_entry(obj: Any) -> DigestEntry:
+    f = _array(obj, "digest entry", 4)
+    return DigestEntry(
+        _str(f[0], "node id", MAX_ID_LEN),
+        _uint(f[1], "generation"),
+        _uint(f[2], "version"),
+        _uint(f[3], "heartbeat"),
+    )
+
+
+def _optional_id(obj: Any, what: str) -> str | None:
+    return None if obj is None else _str(obj, what, MAX_ID_LEN)
+
+
+def _decode_syn(f: list[Any]) -> Syn:
+    _array(f, "Syn", 4)
+    low, high = _optional_id(f[2], "low"), _optional_id(f[3], "high")
+    if (low is None) != (high is None):
+        raise DecodeError("bad-field", "digest range has one end only")
+    digest = tuple(_digest_entry(e) for e in _array(f[1], "digest"))
+    return Syn(_str(f[0], "sender", MAX_ID_LEN), digest, low, high)
+
+
+def _decode_syn_ack(f: list[Any]) -> SynAck:
+    _array(f, "SynAck", 3)
+    return SynAck(
+        _str(f[0], "sender", MAX_ID_LEN),
+        tuple(_delta(d) for d in _array(f[1], "deltas")),
+        tuple(_digest_entry(e) for e in _array(f[2], "digest")),
+    )
+
+
+def _decode_deltas(f: list[Any], cls: type[Ack | Hello | Welcome]) -> Message:
+    _array(f, cls.__name__, 2)
+    deltas = tuple(_delta(d) for d in _array(f[1], "deltas"))
+    return cls(_str(f[0], "sender", MAX_ID_LEN), deltas)
+
+
+def _decode_goodbye(f: list[Any]) -> Goodbye:
+    _array(f, "Goodbye", 2)
+    return Goodbye(_str(f[0], "sender", MAX_ID_LEN), _uint(f[1], "generation"))
+
+
+_DECODERS = {
+    MessageType.SYN: _decode_syn,
+    MessageType.SYN_ACK: _decode_syn_ack,
+    MessageType.ACK: lambda f: _decode_deltas(f, Ack),
+    MessageType.GOODBYE: _decode_goodbye,
+    MessageType.HELLO: lambda f: _decode_deltas(f, Hello),
+    MessageType.WELCOME: lambda f: _decode_deltas(f, Welcome),
+}
