@@ -9,8 +9,11 @@ from pokan.errors import ConfigurationError
 DEFAULT_PORT = 5555
 
 
-def check_port(port: object, what: str = "port") -> int:
-    """Return ``port`` as an int in 1..65535, or raise ConfigurationError."""
+def check_port(port: object, what: str = "port", allow_any: bool = False) -> int:
+    """Return ``port`` as an int in 1..65535, or raise ConfigurationError.
+
+    With ``allow_any``, 0 is accepted too: any free port, chosen when binding.
+    """
     if isinstance(port, bool) or not isinstance(port, int):
         try:
             port = int(str(port), 10)
@@ -18,6 +21,8 @@ def check_port(port: object, what: str = "port") -> int:
             raise ConfigurationError(
                 f"{what} must be a number from 1 to 65535, got {port!r}"
             ) from None
+    if allow_any and port == 0:
+        return 0
     if not 1 <= port <= 65535:
         raise ConfigurationError(f"{what} must be from 1 to 65535, got {port}")
     return port
@@ -69,9 +74,7 @@ def parse_host_port(text: object, default_port: int = DEFAULT_PORT) -> tuple[str
         host, port_text = text, ""
     if not host:
         raise ConfigurationError(f"missing host in {text!r}; expected HOST:PORT")
-    port = (
-        check_port(port_text, f"port in {text!r}") if port_text else default_port
-    )
+    port = check_port(port_text, f"port in {text!r}") if port_text else default_port
     return host, port
 
 

@@ -54,7 +54,10 @@ class _Registered:
                 1
                 for p in params
                 if p.kind
-                in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                in (
+                    inspect.Parameter.POSITIONAL_ONLY,
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                )
                 and p.name != "peer"
             )
         wants_peer = any(

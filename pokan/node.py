@@ -33,7 +33,7 @@ class Result:
     """What handling one message produced."""
 
     outgoing: tuple[Outgoing, ...] = ()
-    batch: Batch = Batch()
+    batch: Batch = attrs.field(factory=Batch)
     #: the peer an exchange this node opened just completed with
     exchanged_with: NodeState | None = None
 
@@ -80,7 +80,8 @@ class GossipNode:
         dead/(live+1), so a healed partition merges back; a seed when no peer
         is known alive, or with probability seeds/(live+dead+1).
         """
-        live, dead = [], []
+        live: list[NodeState] = []
+        dead: list[NodeState] = []
         for node in self.state.others():
             (live if node.status == "alive" else dead).append(node)
         chosen: list[tuple[Address, NodeState | None]] = []

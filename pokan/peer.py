@@ -82,10 +82,16 @@ class Peer:
         return sorted(k for k, _ in self._node.live_items())
 
     def values(self) -> list[Value]:
-        return [e.value for _, e in sorted(self._node.live_items()) if e.value is not None]
+        return [
+            e.value for _, e in sorted(self._node.live_items()) if e.value is not None
+        ]
 
     def items(self) -> dict[str, Value]:
-        return {k: e.value for k, e in sorted(self._node.live_items()) if e.value is not None}
+        return {
+            k: e.value
+            for k, e in sorted(self._node.live_items())
+            if e.value is not None
+        }
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Peer):
@@ -96,4 +102,6 @@ class Peer:
         return hash((self.id, self.generation))
 
     def __repr__(self) -> str:
-        return f"<Peer {self.id} {self.role} {self.status} generation={self.generation}>"
+        return (
+            f"<Peer {self.id} {self.role} {self.status} generation={self.generation}>"
+        )

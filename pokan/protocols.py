@@ -7,6 +7,7 @@ given. All protocol logic lives in :mod:`pokan.node`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol, Factory
@@ -41,7 +42,7 @@ class GossipProtocol(DatagramProtocol):
         self.bytes_sent = 0
         self.send_errors = 0
 
-    def datagramReceived(self, data: bytes, addr: Address) -> None:  # noqa: N802
+    def datagramReceived(self, data: bytes, addr: Address) -> None:
         source = format_host_port(addr[0], addr[1])
         if len(data) > self.max_datagram:
             self.bad_input.report(
@@ -88,6 +89,7 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
     """Length-prefixed frames of the TCP sync, with a size limit and a timeout."""
 
     expected: frozenset[wire.MessageType] = frozenset()
+    transport: Any
 
     def __init__(self, bad_input: BadInputReporter, max_frame: int, timeout: float):
         self.bad_input = bad_input
@@ -99,10 +101,10 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
         peer = self.transport.getPeer()
         return format_host_port(peer.host, peer.port)
 
-    def connectionMade(self) -> None:  # noqa: N802
+    def connectionMade(self) -> None:
         self.setTimeout(self.timeout)
 
-    def stringReceived(self, frame: bytes) -> None:  # noqa: N802
+    def stringReceived(self, frame: bytes) -> None:
         self.resetTimeout()
         try:
             message = wire.decode(frame, self.expected)
@@ -112,25 +114,25 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
             return
         self.messageReceived(message)
 
-    def messageReceived(self, message: wire.Message) -> None:  # noqa: N802
+    def messageReceived(self, message: wire.Message) -> None:
         raise NotImplementedError
 
-    def lengthLimitExceeded(self, length: int) -> None:  # noqa: N802
+    def lengthLimitExceeded(self, length: int) -> None:
         self.bad_input.report(
             "tcp", self.peer_name, "oversized", f"frame of {length} > {self.MAX_LENGTH}"
         )
         self.transport.abortConnection()
 
-    def timeoutConnection(self) -> None:  # noqa: N802
+    def timeoutConnection(self) -> None:
         self.bad_input.report(
             "tcp", self.peer_name, "stalled", f"nothing for {self.timeout}s"
         )
         self.transport.abortConnection()
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]  # noqa: N802
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.setTimeout(None)
 
-    def sendMessage(self, message: wire.Message) -> None:  # noqa: N802
+    def sendMessage(self, message: wire.Message) -> None:
         self.sendString(wire.encode(message, self.MAX_LENGTH))
 
 
@@ -149,7 +151,7 @@ class SyncServerProtocol(_FrameProtocol):
         super().__init__(bad_input, max_frame, timeout)
         self.on_hello = on_hello
 
-    def messageReceived(self, message: wire.Message) -> None:  # noqa: N802
+    def messageReceived(self, message: wire.Message) -> None:
         assert isinstance(message, wire.Hello)
         self.setTimeout(None)  # our turn now
         d = defer.maybeDeferred(self.on_hello, message)
@@ -179,7 +181,7 @@ class SyncServerFactory(Factory):
         self.max_frame = max_frame
         self.timeout = timeout
 
-    def buildProtocol(self, addr: object) -> SyncServerProtocol:  # noqa: N802
+    def buildProtocol(self, addr: object) -> SyncServerProtocol:
         return SyncServerProtocol(
             self.on_hello, self.bad_input, self.max_frame, self.timeout
         )
@@ -201,17 +203,17 @@ class SyncClientProtocol(_FrameProtocol):
         self.hello = hello
         self.welcome: defer.Deferred[wire.Welcome] = defer.Deferred()
 
-    def connectionMade(self) -> None:  # noqa: N802
+    def connectionMade(self) -> None:
         super().connectionMade()
         self.sendMessage(self.hello)
 
-    def messageReceived(self, message: wire.Message) -> None:  # noqa: N802
+    def messageReceived(self, message: wire.Message) -> None:
         assert isinstance(message, wire.Welcome)
         if not self.welcome.called:
             self.welcome.callback(message)
         self.transport.loseConnection()
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]  # noqa: N802
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         super().connectionLost(reason)
         if not self.welcome.called:
             self.welcome.errback(

@@ -14,6 +14,7 @@ from pokan import wire
 from pokan.state import ClusterState, Entry, NodeDelta, NodeState
 from pokan.wire import DigestEntry, Syn
 
+
 def message_budget(max_datagram: int, sender_id: str) -> int:
     """Bytes the lists inside one datagram from ``sender_id`` may use.
 

@@ -24,8 +24,14 @@ from pokan.address import (
 )
 from pokan.badinput import BadInputReporter
 from pokan.errors import ConfigurationError, StartupError
-from pokan.events import AFTER_EVENTS, BEFORE_EVENTS, ON_EVENTS, EventDispatcher, registrar
-from pokan.node import Address, GossipNode, address_of
+from pokan.events import (
+    AFTER_EVENTS,
+    BEFORE_EVENTS,
+    ON_EVENTS,
+    EventDispatcher,
+    registrar,
+)
+from pokan.node import Address, GossipNode
 from pokan.peer import Peer
 from pokan.protocols import GossipProtocol, SyncClientProtocol, SyncServerFactory
 from pokan.seeds import SeedSync
@@ -93,8 +99,8 @@ class Server(service.Service):
         rng: random.Random | None = None,
     ) -> None:
         self._address = check_ip(address)
-        self._tcp_port = check_port(tcp_port, "tcp port")
-        self._udp_port = check_port(udp_port, "udp port")
+        self._tcp_port = check_port(tcp_port, "tcp port", allow_any=True)
+        self._udp_port = check_port(udp_port, "udp port", allow_any=True)
         self._interval = check_interval(gossip_interval)
         self._max_datagram = check_max_datagram(max_datagram)
         self._max_frame = max_frame
@@ -138,7 +144,7 @@ class Server(service.Service):
     @tcp_port.setter
     def tcp_port(self, port: int) -> None:
         self._not_running("tcp_port")
-        self._tcp_port = check_port(port, "tcp port")
+        self._tcp_port = check_port(port, "tcp port", allow_any=True)
         self._state.rename_self(self._identity(0))
 
     @property
@@ -148,7 +154,7 @@ class Server(service.Service):
     @udp_port.setter
     def udp_port(self, port: int) -> None:
         self._not_running("udp_port")
-        self._udp_port = check_port(port, "udp port")
+        self._udp_port = check_port(port, "udp port", allow_any=True)
         self._state.rename_self(self._identity(0))
 
     @property
@@ -204,7 +210,7 @@ class Server(service.Service):
     # -- events ------------------------------------------------------------------
 
     def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
-        """Handle ``new_key``, ``key_changed``, ``key_removed``, ``start``, ``shutdown``.
+        """Handle new_key, key_changed, key_removed, start or shutdown.
 
         Key handlers get ``(key, value)`` and, if they have a ``peer``
         parameter, the owning :class:`Peer`. Also works as a decorator.
@@ -216,7 +222,7 @@ class Server(service.Service):
         return self._before(event, handler)
 
     def after(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
-        """Run ``handler`` after each ``gossip`` exchange or ``sync`` (gets the Peer)."""
+        """After each ``gossip`` exchange or ``sync`` (gets the Peer)."""
         return self._after(event, handler)
 
     # -- this node's entity --------------------------------------------------------
@@ -305,7 +311,9 @@ class Server(service.Service):
         if not isinstance(key, str) or not key:
             raise TypeError(f"key must be a non-empty str, got {key!r}")
         if len(key) > wire.MAX_KEY_LEN:
-            raise ValueError(f"key is {len(key)} characters; the limit is {wire.MAX_KEY_LEN}")
+            raise ValueError(
+                f"key is {len(key)} characters; the limit is {wire.MAX_KEY_LEN}"
+            )
 
     @staticmethod
     def _check_timestamp(timestamp: object) -> float:
@@ -318,9 +326,11 @@ class Server(service.Service):
     def _check_fits(self, key: str, value: Value) -> None:
         """A write must fit one datagram, or it could never be gossiped."""
         me = self._state.me
-        room = self._node.budget - wire.packed_size(
-            wire.pack_delta_header(_header(me.info))
-        ) - 16
+        room = (
+            self._node.budget
+            - wire.packed_size(wire.pack_delta_header(_header(me.info)))
+            - 16
+        )
         size = wire.packed_size(wire.pack_entry(key, Entry(value, 2**32, 0.0)))
         if size > room:
             raise ValueError(
@@ -373,7 +383,7 @@ class Server(service.Service):
         clock = self._reactor
         return clock.seconds() if clock is not None else time.time()
 
-    def startService(self) -> defer.Deferred[None]:  # noqa: N802
+    def startService(self) -> defer.Deferred[None]:
         """Bind the ports, open the store, start gossiping and joining.
 
         The Deferred fires once the node listens, or fails with StartupError.
@@ -386,35 +396,31 @@ class Server(service.Service):
         service.Service.startService(self)
         self.bad_input = BadInputReporter(reactor)
         try:
-            self._listen(reactor)
+            self._listen(reactor, self.bad_input)
         except StartupError as e:
             service.Service.stopService(self)
             return defer.fail(e)
-        d = defer.maybeDeferred(self._store.open)
+        d: defer.Deferred[Any] = defer.maybeDeferred(self._store.open)
         d.addCallback(self._restore)
         d.addCallback(lambda _: self._started())
         d.addErrback(self._start_failed)
         return d
 
-    def _listen(self, reactor: Any) -> None:
-        self._gossip = GossipProtocol(
-            self._receive, self.bad_input, self._max_datagram  # type: ignore[arg-type]
-        )
+    def _listen(self, reactor: Any, bad_input: BadInputReporter) -> None:
+        self._gossip = GossipProtocol(self._receive, bad_input, self._max_datagram)
         factory = SyncServerFactory(
-            self._on_hello, self.bad_input, self._max_frame, self._sync_timeout  # type: ignore[arg-type]
+            self._on_hello, bad_input, self._max_frame, self._sync_timeout
         )
         try:
-            self._ports.append(
-                reactor.listenUDP(
-                    self._udp_port,
-                    self._gossip,
-                    interface=self._address,
-                    maxPacketSize=wire.MAX_UDP_PAYLOAD + 1,
-                )
+            udp = reactor.listenUDP(
+                self._udp_port,
+                self._gossip,
+                interface=self._address,
+                maxPacketSize=wire.MAX_UDP_PAYLOAD + 1,
             )
-            self._ports.append(
-                reactor.listenTCP(self._tcp_port, factory, interface=self._address)
-            )
+            self._ports.append(udp)
+            tcp = reactor.listenTCP(self._tcp_port, factory, interface=self._address)
+            self._ports.append(tcp)
         except error.CannotListenError as e:
             self._close_ports()
             proto = "udp" if not self._ports else "tcp"
@@ -424,6 +430,9 @@ class Server(service.Service):
                 f" {_socket_reason(e)}. Is another node running there? Choose"
                 f" another port (--{proto}-port) or address."
             ) from None
+        # port 0 asks for any free port: advertise the one we got
+        self._udp_port = udp.getHost().port
+        self._tcp_port = tcp.getHost().port
 
     def _restore(self, snapshot: Snapshot | None) -> None:
         """Start a new generation, keeping what the store persisted before."""
@@ -449,9 +458,7 @@ class Server(service.Service):
         )
         self._start_loop()
         self.events.fire("start")
-        seeds = [
-            s for s in self._seeds if s != (self._address, self._tcp_port)
-        ]
+        seeds = [s for s in self._seeds if s != (self._address, self._tcp_port)]
         if seeds:
             self._learn_seed_addresses(seeds)
             self._sync = SeedSync(self._get_reactor(), seeds, self._sync_with)
@@ -478,7 +485,9 @@ class Server(service.Service):
         service.Service.stopService(self)
         if not failure.check(StartupError):
             return Failure(
-                StartupError(f"node {self.id} could not start: {failure.getErrorMessage()}")
+                StartupError(
+                    f"node {self.id} could not start: {failure.getErrorMessage()}"
+                )
             )
         return failure
 
@@ -512,7 +521,9 @@ class Server(service.Service):
         d = self._commit(result.batch)
         if result.batch.nodes:
             self._state_changed_statuses(result.batch)
-        if result.exchanged_with is not None and self.events.has_handlers("after_gossip"):
+        if result.exchanged_with is not None and self.events.has_handlers(
+            "after_gossip"
+        ):
             peer = Peer(result.exchanged_with)
             d.addCallback(lambda _: self.events.fire("after_gossip", peer))
 
@@ -524,9 +535,7 @@ class Server(service.Service):
     def _on_hello(self, hello: wire.Hello) -> defer.Deferred[wire.Welcome]:
         d = self._commit(self._node.merge_full(hello.deltas))
         log.info("full sync with {peer}", peer=hello.sender)
-        return d.addCallback(
-            lambda _: wire.Welcome(self.id, self._node.full_state())
-        )
+        return d.addCallback(lambda _: wire.Welcome(self.id, self._node.full_state()))
 
     def _sync_with(self, host: str, port: int) -> defer.Deferred[Peer | None]:
         """One full push-pull sync over TCP with the node at host:port."""
@@ -553,7 +562,7 @@ class Server(service.Service):
 
         return connected.addCallback(merged)
 
-    def stopService(self) -> defer.Deferred[None]:  # noqa: N802
+    def stopService(self) -> defer.Deferred[None]:
         """Say goodbye, close the ports and the store; fire when done."""
         if not self.running:
             return defer.succeed(None)
@@ -564,8 +573,11 @@ class Server(service.Service):
             self._sync.stop()
         for out in self._node.goodbye():
             self._send(out.address, out.message)
-        log.info("pokan node {id} stopping; said goodbye to {count} peers",
-                 id=self.id, count=len(self._state.nodes) - 1)
+        log.info(
+            "pokan node {id} stopping; said goodbye to {count} peers",
+            id=self.id,
+            count=len(self._state.nodes) - 1,
+        )
         d = self.events.fire("shutdown")
         d.addCallback(lambda _: self._close_ports())
         d.addCallback(lambda _: self._store.close())

@@ -235,7 +235,9 @@ class ClusterState:
             old = node.entries.get(key)
             if old is None or entry.version > old.version:
                 node.entries[key] = entry
-                changes.append(KeyChange(info.id, key, old or dropped.pop(key, None), entry))
+                changes.append(
+                    KeyChange(info.id, key, old or dropped.pop(key, None), entry)
+                )
         # keys of the old incarnation that the new one does not (yet) have
         changes.extend(KeyChange(info.id, k, e, None) for k, e in dropped.items())
         if delta.since <= node.version < delta.version:

@@ -258,7 +258,8 @@ def decode(data: bytes, allowed: frozenset[MessageType] | None = None) -> Messag
         )
     except Exception as e:  # msgpack raises several types for bad input
         raise DecodeError("bad-body", f"{type(e).__name__}: {e}") from None
-    return _DECODERS[kind](_array(body, "body"))
+    message: Message = _DECODERS[kind](_array(body, "body"))
+    return message
 
 
 def _array(obj: Any, what: str, length: int | None = None) -> list[Any]:
@@ -363,7 +364,7 @@ def _decode_goodbye(f: list[Any]) -> Goodbye:
     return Goodbye(_str(f[0], "sender", MAX_ID_LEN), _uint(f[1], "generation"))
 
 
-_DECODERS = {
+_DECODERS: dict[MessageType, Any] = {
     MessageType.SYN: _decode_syn,
     MessageType.SYN_ACK: _decode_syn_ack,
     MessageType.ACK: lambda f: _decode_deltas(f, Ack),

@@ -6,7 +6,7 @@ import attrs
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
-from pokan.state import Entry, NodeRecord
+from pokan.state import Batch, Entry, NodeRecord
 
 
 @attrs.frozen
@@ -25,11 +25,11 @@ class IStore(Interface):
     and must persist it atomically and in the order given.
     """
 
-    def open() -> Deferred[Snapshot | None]:  # type: ignore[misc]
+    def open() -> Deferred[Snapshot | None]:
         """Connect; fire with what was persisted before, or None if nothing."""
 
-    def persist(batch: object) -> Deferred[None]:  # type: ignore[misc]
+    def persist(batch: Batch) -> Deferred[None]:
         """Persist one batch atomically; fire once it is durable."""
 
-    def close() -> Deferred[None]:  # type: ignore[misc]
+    def close() -> Deferred[None]:
         """Flush and release resources."""

@@ -1,0 +1,39 @@
+# pokan: `make run` starts a node, `make test` runs every test and lint.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SOURCES := $(shell find pokan twisted -name '*.py') setup.cfg setup.py pyproject.toml
+TRIAL_JOBS ?= 2
+
+.PHONY: run test lint unit redis-server clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# A plain (not editable) install, as users do: it is what exposes
+# twisted/plugins/pokan_plugin.py and so `twistd pokan`.
+$(VENV)/.installed: $(BIN)/python $(SOURCES)
+	$(BIN)/pip install -q '.[dev]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/twistd -n pokan --address 127.0.0.1 $(ARGS)
+
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "redis-server is missing; installing Debian's redis-server"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) \
+	  || { echo "could not install redis-server: install it (Debian: apt-get install redis-server) and retry" >&2; exit 1; }; }
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check pokan tests bench twisted
+	$(BIN)/mypy
+
+unit: $(VENV)/.installed redis-server
+	$(BIN)/trial -j$(TRIAL_JOBS) tests
+
+test: lint unit
+
+clean:
+	rm -rf $(VENV) build *.egg-info _trial_temp*
