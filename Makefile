@@ -31,7 +31,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 unit: $(VENV)/.installed redis-server
-	$(BIN)/trial -j$(TRIAL_JOBS) tests
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m twisted.trial -j$(TRIAL_JOBS) tests
 
 test: lint unit
 
