@@ -91,6 +91,11 @@ class EventDispatcher:
         self._handlers[event].append(_Registered.adapt(handler))
         return handler
 
+    @property
+    def known_events(self) -> tuple[str, ...]:
+        """Every event name this dispatcher fires, as ``register`` takes them."""
+        return self._events
+
     def has_handlers(self, event: str) -> bool:
         return bool(self._handlers.get(event))
 

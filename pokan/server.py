@@ -225,6 +225,18 @@ class Server(service.Service):
         """After each ``gossip`` exchange or ``sync`` (gets the Peer)."""
         return self._after(event, handler)
 
+    def add_handler(self, handler: object) -> object:
+        """Register every handler method of ``handler`` in one call.
+
+        See :class:`pokan.interfaces.IEventHandler`: ``handler.key_changed``
+        is registered as ``on("key_changed", ...)``, ``before_gossip`` as
+        ``before("gossip", ...)``, and so on. Returns ``handler``.
+        """
+        from pokan.handlers import register_handler
+
+        register_handler(self.events, handler)
+        return handler
+
     # -- this node's entity --------------------------------------------------------
 
     def store(

@@ -13,12 +13,13 @@ from twisted.python.failure import Failure
 from pokan import reactors, wire
 from pokan.address import DEFAULT_PORT, check_ip, check_port, parse_host_port
 from pokan.errors import ConfigurationError
+from pokan.handler_options import HandlerOptions, install_handlers
 from pokan.server import Server, check_interval, check_max_datagram
 
 log = Logger()
 
 
-class Options(usage.Options):
+class Options(HandlerOptions):
     synopsis = "--address IP [--gossip-with HOST:PORT ...] [options]"
     longdesc = (
         "Run a pokan node. The first node of a cluster needs only --address and"
@@ -65,6 +66,7 @@ class Options(usage.Options):
         self["store"].append((key, val))
 
     def postOptions(self) -> None:
+        self.check_handler_options()
         if not self["address"]:
             raise usage.UsageError(
                 "--address is required: the IP address peers use to reach this node"
@@ -125,4 +127,5 @@ def makeService(options: Options) -> service.IService:
             server.store(key, value)
         except (TypeError, ValueError) as e:
             raise SystemExit(f"pokan: --store {key}=...: {e}") from None
+    install_handlers(server, options)
     return DaemonService(server)

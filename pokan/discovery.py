@@ -1,0 +1,214 @@
+"""Finding handlers for ``--handler``: plugins by name, or objects by import path.
+
+Plugins are found with Twisted's plugin system in the :mod:`pokan.plugins`
+package. Twisted only logs a plugin module that fails to import; here such
+failures are captured, so a missing handler is reported with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import types
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.plugin import getCache
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pokan.errors import ConfigurationError
+from pokan.handlers import handler_methods
+from pokan.interfaces import IEventHandlerFactory
+
+
+@attrs.frozen
+class FoundPlugin:
+    factory: Any  # an IEventHandlerFactory provider
+    module: str
+
+
+@attrs.frozen
+class BrokenPlugin:
+    """A plugin module (or object in one) that could not be loaded."""
+
+    where: str
+    error: str
+
+
+@attrs.frozen
+class Discovery:
+    plugins: dict[str, list[FoundPlugin]]
+    broken: tuple[BrokenPlugin, ...]
+
+    def describe(self) -> str:
+        """What was found, for error messages."""
+        lines = []
+        if self.plugins:
+            lines.append("handler plugins found:")
+            for name in sorted(self.plugins):
+                for found in self.plugins[name]:
+                    lines.append(
+                        f"  {name}: {found.factory.description} ({found.module})"
+                    )
+        else:
+            lines.append("no handler plugins found")
+        lines.append("plugin directories searched: " + ", ".join(self.searched))
+        if self.broken:
+            lines.append("plugin modules that failed to load:")
+            lines.extend(f"  {b.where}: {b.error}" for b in self.broken)
+        return "\n".join(lines)
+
+    searched: tuple[str, ...] = ()
+
+
+def _plugins_package() -> types.ModuleType:
+    import pokan.plugins
+
+    return pokan.plugins
+
+
+def discover(package: types.ModuleType | None = None) -> Discovery:
+    """Every handler plugin under ``package`` (default :mod:`pokan.plugins`)."""
+    package = package if package is not None else _plugins_package()
+    searched = tuple(str(p) for p in package.__path__)
+    failures: list[Failure] = []
+
+    @implementer(ILogObserver)
+    def capture(event: LogEvent) -> None:
+        failure = event.get("log_failure")
+        if failure is not None:
+            failures.append(failure)
+
+    broken: list[BrokenPlugin] = []
+    plugins: dict[str, list[FoundPlugin]] = {}
+    globalLogPublisher.addObserver(capture)
+    try:
+        dropins = getCache(package)
+    finally:
+        globalLogPublisher.removeObserver(capture)
+    broken.extend(BrokenPlugin(_where(f, searched), _error(f)) for f in failures)
+    for dropin in dropins.values():
+        for cached in dropin.plugins:
+            where = f"{dropin.moduleName}.{cached.name}"
+            try:
+                plugin = IEventHandlerFactory(cached, None)
+            except Exception:
+                broken.append(BrokenPlugin(where, _error(Failure())))
+                continue
+            if plugin is None:
+                continue
+            name = getattr(plugin, "name", None)
+            if not isinstance(name, str) or not name:
+                broken.append(BrokenPlugin(where, "provides no name"))
+                continue
+            plugins.setdefault(name, []).append(FoundPlugin(plugin, dropin.moduleName))
+    return Discovery(plugins, tuple(broken), searched)
+
+
+def _error(failure: Failure) -> str:
+    kind = failure.type.__name__ if failure.type is not None else "Error"
+    return f"{kind}: {failure.getErrorMessage()}"
+
+
+def _where(failure: Failure, searched: tuple[str, ...]) -> str:
+    """The plugin file a failure came from, as precisely as it says."""
+    filename = getattr(failure.value, "filename", None)
+    if isinstance(filename, str) and filename:
+        line = getattr(failure.value, "lineno", None)
+        return f"{filename}:{line}" if line else filename
+    roots = tuple(os.path.abspath(p) + os.sep for p in searched)
+    for frame in reversed(failure.frames):
+        path = os.path.abspath(frame[1])
+        if path.startswith(roots):
+            return f"{path}:{frame[2]}"
+    return "a plugin module"
+
+
+# -- resolving --handler ----------------------------------------------------------
+
+
+@attrs.frozen
+class HandlerSpec:
+    """A resolved ``--handler``: what to build, with which argument."""
+
+    label: str
+    build: Callable[[Any, str | None], object]
+    argument: str | None
+
+    def make(self, server: Any) -> object:
+        """Build the handler object for ``server``; ConfigurationError if it fails."""
+        try:
+            return self.build(server, self.argument)
+        except (ValueError, TypeError) as e:
+            raise ConfigurationError(f"--handler {self.label}: {e}") from None
+
+
+def resolve(value: str, discovery: Callable[[], Discovery] = discover) -> HandlerSpec:
+    """Resolve ``NAME[=ARG]`` or ``package.module:attribute[=ARG]``."""
+    spec, sep, argument = value.partition("=")
+    spec = spec.strip()
+    arg = argument if sep else None
+    if not spec:
+        raise ConfigurationError(
+            f"--handler expects NAME[=ARG] or package.module:attribute, got {value!r}"
+        )
+    if ":" in spec:
+        return _by_import_path(spec, arg)
+    found = discovery()
+    matches = found.plugins.get(spec, [])
+    if not matches:
+        raise ConfigurationError(
+            f"--handler {spec}: no handler plugin of that name.\n{found.describe()}"
+        )
+    if len(matches) > 1:
+        modules = ", ".join(m.module for m in matches)
+        raise ConfigurationError(
+            f"--handler {spec}: several plugins have that name ({modules});"
+            " name one by import path, package.module:attribute"
+        )
+    return HandlerSpec(spec, matches[0].factory.build, arg)
+
+
+def _by_import_path(spec: str, argument: str | None) -> HandlerSpec:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigurationError(
+            f"--handler {spec}: an import path is package.module:attribute"
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as e:
+        raise ConfigurationError(
+            f"--handler {spec}: cannot import {module_name}:"
+            f" {type(e).__name__}: {e}"
+        ) from None
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigurationError(
+                f"--handler {spec}: {module_name} has no attribute {attribute}"
+            ) from None
+    if IEventHandlerFactory.providedBy(obj):
+        return HandlerSpec(spec, obj.build, argument)
+    try:
+        methods = handler_methods(obj)
+    except TypeError as e:
+        raise ConfigurationError(f"--handler {spec}: {e}") from None
+    if not methods:
+        raise ConfigurationError(
+            f"--handler {spec}: {obj!r} is neither a handler plugin"
+            " (IEventHandlerFactory) nor an object with handler methods"
+        )
+    if argument is not None:
+        raise ConfigurationError(
+            f"--handler {spec}: takes no argument (it is a handler object,"
+            " not a plugin)"
+        )
+    return HandlerSpec(spec, lambda server, arg: obj, None)
+
+
+__all__ = ["BrokenPlugin", "Discovery", "HandlerSpec", "discover", "resolve"]

@@ -1,0 +1,102 @@
+"""The handler options of ``twistd pokan``: --handler, --on-event and their limits.
+
+A mixin for :class:`pokan.tap.Options`, and :func:`install_handlers`, which
+puts the handlers on the server :func:`pokan.tap.makeService` makes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.python import usage
+
+from pokan import commands
+from pokan.commands import CommandHandler, CommandSpec
+from pokan.discovery import resolve
+from pokan.errors import ConfigurationError
+
+
+class HandlerOptions(usage.Options):
+    optParameters = [
+        [
+            "handler-timeout",
+            None,
+            str(commands.DEFAULT_TIMEOUT),
+            "Seconds an --on-event command may run before it is killed.",
+        ],
+        [
+            "handler-queue",
+            None,
+            str(commands.DEFAULT_QUEUE),
+            "Events an --on-event command may have waiting; beyond, the oldest"
+            " waiting one is dropped (logged).",
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["handler"] = []
+        self["on-event"] = []
+
+    def opt_handler(self, value: str) -> None:
+        """NAME[=ARG] of a handler plugin, or package.module:attribute[=ARG];
+        repeatable. A wrong name lists the plugins found."""
+        try:
+            self["handler"].append(resolve(value))
+        except ConfigurationError as e:
+            raise usage.UsageError(str(e)) from None
+
+    def opt_on_event(self, value: str) -> None:
+        """EVENTS[:KEY_PATTERN]=COMMAND: run COMMAND (through /bin/sh) on those
+        events, e.g. key_changed,key_removed=./reload.sh; repeatable."""
+        try:
+            self["on-event"].append(CommandSpec.parse(value))
+        except ConfigurationError as e:
+            raise usage.UsageError(str(e)) from None
+
+    def check_handler_options(self) -> None:
+        try:
+            timeout = float(self["handler-timeout"])
+        except ValueError:
+            timeout = float("nan")
+        if not 0 < timeout < float("inf"):
+            raise usage.UsageError(
+                "--handler-timeout must be a positive number of seconds,"
+                f" got {self['handler-timeout']!r}"
+            )
+        self["handler-timeout"] = timeout
+        try:
+            size = int(self["handler-queue"])
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise usage.UsageError(
+                "--handler-queue must be a whole number of at least 1,"
+                f" got {self['handler-queue']!r}"
+            )
+        self["handler-queue"] = size
+
+
+def install_handlers(server: Any, options: Any, reactor: Any = None) -> None:
+    """Register the --handler objects and --on-event commands on ``server``.
+
+    A handler whose factory rejects its argument ends the process with the
+    message (SystemExit), as other startup errors of ``twistd pokan`` do.
+    """
+    for spec in options["handler"]:
+        try:
+            server.add_handler(spec.make(server))
+        except (ConfigurationError, TypeError) as e:
+            raise SystemExit(f"pokan: {e}") from None
+    if options["on-event"] and reactor is None:
+        from twisted.internet import reactor
+    for command in options["on-event"]:
+        CommandHandler(
+            command,
+            reactor,
+            timeout=options["handler-timeout"],
+            max_queue=options["handler-queue"],
+        ).attach(server)
+
+
+__all__ = ["HandlerOptions", "install_handlers"]

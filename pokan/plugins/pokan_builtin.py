@@ -1,0 +1,10 @@
+"""The handler plugins that ship with pokan."""
+
+from pokan.handlers import HandlerPlugin
+from pokan.logging_handler import LoggingHandler
+
+log = HandlerPlugin(
+    "log",
+    "Logs every event at info level (argument: events to log, comma-separated)",
+    LoggingHandler.from_argument,
+)
