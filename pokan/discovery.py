@@ -78,8 +78,8 @@ def discover(package: types.ModuleType | None = None) -> Discovery:
 
     @implementer(ILogObserver)
     def capture(event: LogEvent) -> None:
-        failure = event.get("log_failure")
-        if failure is not None:
+        failure = event.get("log_failure") or event.get("failure")
+        if isinstance(failure, Failure):
             failures.append(failure)
 
     broken: list[BrokenPlugin] = []

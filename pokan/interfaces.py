@@ -42,8 +42,8 @@ class IEventHandler(Interface):
     def key_changed(key: str, value: str | bytes, peer: Any) -> Any:
         """A key of a node got a new value."""
 
-    def key_removed(key: str, value: None, peer: Any) -> Any:
-        """A key of a node was deleted."""
+    def key_removed(key: str, value: str | bytes, peer: Any) -> Any:
+        """A key of a node was deleted; ``value`` is the value it had."""
 
     def start() -> Any:
         """This node listens and gossips."""
