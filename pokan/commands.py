@@ -152,9 +152,7 @@ class CommandHandler:
         node_id: Callable[[], str] = lambda: "",
     ) -> None:
         if not timeout > 0:
-            raise ConfigurationError(
-                f"handler timeout must be positive, got {timeout}"
-            )
+            raise ConfigurationError(f"handler timeout must be positive, got {timeout}")
         if max_queue < 1:
             raise ConfigurationError(
                 f"handler queue must be at least 1, got {max_queue}"
@@ -234,8 +232,9 @@ class CommandHandler:
     def shutdown(self) -> defer.Deferred[None]:
         """Stop taking events; run ``shutdown`` if asked; fire when idle.
 
-        Events still waiting are dropped (and logged); the running command
-        and the shutdown command each end by themselves or at the timeout.
+        Events still waiting are dropped (logged); a command still running is
+        terminated (SIGTERM, then SIGKILL after the grace); the ``shutdown``
+        command, if this handler has one, runs within the usual timeout.
         """
         waiting = len(self._queue)
         if waiting:
@@ -246,6 +245,8 @@ class CommandHandler:
                 spec=str(self.spec),
                 count=waiting,
             )
+        if self._running is not None:
+            self._running.terminate("pokan is stopping")
         if "shutdown" in self.spec.events:
             self.submit("shutdown")
         self._stopping = True
@@ -288,24 +289,26 @@ class CommandHandler:
                 d.callback(None)
 
     def _start(self, invocation: Invocation) -> None:
-        run = _Run(self, invocation)
+        run = _Run(self, invocation, self._reactor, group=bool(self._setsid))
         argv = [SHELL, "-c", self.spec.command]
         if self._setsid:
             argv = [self._setsid, *argv]
         env = {**self._environ, **invocation.env}
         self.runs += 1
+        # a quick command may end inside spawnProcess: be ready for it
+        self._running = run
+        run.arm()
         try:
             self._reactor.spawnProcess(run, argv[0], argv, env=env)
         except Exception:
             self.failed += 1
+            run.disarm()
+            self._running = None
             log.failure(
                 "command handler {spec}: could not start the command for {event}",
                 spec=str(self.spec),
                 event=invocation.event,
             )
-            return
-        self._running = run
-        run.started(self._reactor, group=bool(self._setsid))
 
     def _finished(self, run: _Run) -> None:
         if self._running is run:
@@ -347,13 +350,21 @@ class _Lines:
 class _Run(protocol.ProcessProtocol):
     """One run of a command: feeds stdin, logs output, enforces the timeout."""
 
-    def __init__(self, handler: CommandHandler, invocation: Invocation) -> None:
+    def __init__(
+        self,
+        handler: CommandHandler,
+        invocation: Invocation,
+        reactor: Any,
+        group: bool,
+    ) -> None:
         self.handler = handler
+        self._reactor = reactor
         self.invocation = invocation
         self.exit_code: int | None = None
         self.signal: int | None = None
         self.timed_out = False
-        self._group = False
+        self._terminating = False
+        self._group = group
         self._timers: list[Any] = []
         self._done = False
         what = f"{handler.spec.command} ({invocation.event} #{invocation.seq})"
@@ -365,10 +376,17 @@ class _Run(protocol.ProcessProtocol):
         )
         self._what = what
 
-    def started(self, reactor: Any, group: bool) -> None:
-        self._reactor = reactor
-        self._group = group
-        self._timers.append(reactor.callLater(self.handler.timeout, self._expire))
+    def arm(self) -> None:
+        self._timers.append(self._reactor.callLater(self.handler.timeout, self._expire))
+
+    def disarm(self) -> None:
+        self._done = True
+        self._cancel_timers()
+
+    def _cancel_timers(self) -> None:
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
 
     def connectionMade(self) -> None:
         assert self.transport is not None
@@ -406,11 +424,14 @@ class _Run(protocol.ProcessProtocol):
 
     def _expire(self) -> None:
         self.timed_out = True
-        log.warn(
-            "{command} still runs after {timeout} s; killing it",
-            command=self._what,
-            timeout=self.handler.timeout,
-        )
+        self.terminate(f"it still runs after {self.handler.timeout} s")
+
+    def terminate(self, why: str) -> None:
+        """SIGTERM now, SIGKILL after the grace unless it ended."""
+        if self._done or self._terminating:
+            return
+        self._terminating = True
+        log.warn("{command}: {why}; terminating it", command=self._what, why=why)
         self._signal("TERM")
         self._timers.append(
             self._reactor.callLater(self.handler.kill_grace, self._signal, "KILL")
@@ -434,9 +455,7 @@ class _Run(protocol.ProcessProtocol):
         if self._done:
             return
         self._done = True
-        for timer in self._timers:
-            if timer.active():
-                timer.cancel()
+        self._cancel_timers()
         self._stdout.close()
         self._stderr.close()
         for lines, name in ((self._stdout, "stdout"), (self._stderr, "stderr")):

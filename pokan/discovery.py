@@ -55,7 +55,11 @@ class Discovery:
                     )
         else:
             lines.append("no handler plugins found")
-        lines.append("plugin directories searched: " + ", ".join(self.searched))
+        lines.append(
+            "plugin directories searched: "
+            + (", ".join(self.searched) or "none")
+            + " (and pokan/plugins/ under any PYTHONPATH entry)"
+        )
         if self.broken:
             lines.append("plugin modules that failed to load:")
             lines.extend(f"  {b.where}: {b.error}" for b in self.broken)
@@ -73,7 +77,7 @@ def _plugins_package() -> types.ModuleType:
 def discover(package: types.ModuleType | None = None) -> Discovery:
     """Every handler plugin under ``package`` (default :mod:`pokan.plugins`)."""
     package = package if package is not None else _plugins_package()
-    searched = tuple(str(p) for p in package.__path__)
+    searched = tuple(str(p) for p in package.__path__ if os.path.isdir(p))
     failures: list[Failure] = []
 
     @implementer(ILogObserver)
@@ -182,8 +186,7 @@ def _by_import_path(spec: str, argument: str | None) -> HandlerSpec:
         obj: Any = importlib.import_module(module_name)
     except Exception as e:
         raise ConfigurationError(
-            f"--handler {spec}: cannot import {module_name}:"
-            f" {type(e).__name__}: {e}"
+            f"--handler {spec}: cannot import {module_name}: {type(e).__name__}: {e}"
         ) from None
     for part in attribute.split("."):
         try:

@@ -39,16 +39,14 @@ class HandlerOptions(usage.Options):
         self["on-event"] = []
 
     def opt_handler(self, value: str) -> None:
-        """NAME[=ARG] of a handler plugin, or package.module:attribute[=ARG];
-        repeatable. A wrong name lists the plugins found."""
+        """NAME[=ARG] of a handler plugin, or module:attribute[=ARG]; repeatable."""
         try:
             self["handler"].append(resolve(value))
         except ConfigurationError as e:
             raise usage.UsageError(str(e)) from None
 
     def opt_on_event(self, value: str) -> None:
-        """EVENTS[:KEY_PATTERN]=COMMAND: run COMMAND (through /bin/sh) on those
-        events, e.g. key_changed,key_removed=./reload.sh; repeatable."""
+        """EVENTS[:KEY_PATTERN]=COMMAND, run through /bin/sh; repeatable."""
         try:
             self["on-event"].append(CommandSpec.parse(value))
         except ConfigurationError as e:

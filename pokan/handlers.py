@@ -22,9 +22,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 def handler_methods(handler: object) -> dict[str, Callable[..., Any]]:
     """The handler methods ``handler`` defines, by event name."""
     if isinstance(handler, type):
-        raise TypeError(
-            f"{handler.__name__} is a class; register an instance of it"
-        )
+        raise TypeError(f"{handler.__name__} is a class; register an instance of it")
     found = {}
     for name in HANDLER_METHODS:
         method = getattr(handler, name, None)

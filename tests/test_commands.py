@@ -58,8 +58,9 @@ class FakeProcessReactor(task.Clock):
         self.spawned: list[FakeProcess] = []
         self.fail_spawn = False
 
-    def spawnProcess(self, proto: Any, executable: str, args: Any, env: Any = None,
-                     **kw: Any) -> FakeProcess:
+    def spawnProcess(
+        self, proto: Any, executable: str, args: Any, env: Any = None, **kw: Any
+    ) -> FakeProcess:
         if self.fail_spawn:
             raise OSError("no such program")
         process = FakeProcess(proto, list(args), dict(env))
@@ -87,9 +88,9 @@ class StubPeer:
     role = "peer"
 
 
-def handler(spec: str = "key_changed=./reload.sh", **kw: Any) -> tuple[
-    CommandHandler, FakeProcessReactor
-]:
+def handler(
+    spec: str = "key_changed=./reload.sh", **kw: Any
+) -> tuple[CommandHandler, FakeProcessReactor]:
     reactor = FakeProcessReactor()
     kw.setdefault("setsid", None)
     kw.setdefault("environ", {"PATH": "/bin"})
@@ -310,7 +311,8 @@ class RunnerTests(unittest.TestCase):
         done = h.shutdown()
         self.assertNoResult(done)
         self.assertEqual(h.dropped, 2)
-        reactor.spawned[0].exit(0)
+        self.assertEqual(reactor.spawned[0].signals, ["TERM"], "running: ended")
+        reactor.spawned[0].exit(signal=15)
         self.assertEqual(reactor.spawned[1].env["POKAN_EVENT"], "shutdown")
         self.assertNoResult(done)
         reactor.spawned[1].exit(0)

@@ -146,9 +146,7 @@ class ResolveTests(unittest.TestCase):
         self.assertIn("is a class", str(caught.exception))
 
     def test_import_path_to_a_handler_object(self) -> None:
-        plugins = PluginDirectory(
-            self, {"objs": GOOD + "\nready = Echo('preset')\n"}
-        )
+        plugins = PluginDirectory(self, {"objs": GOOD + "\nready = Echo('preset')\n"})
         spec = resolve(f"{plugins.name}.objs:ready")
         self.assertEqual(spec.make(None).arg, "preset")
         with self.assertRaises(ConfigurationError) as caught:

@@ -1,0 +1,199 @@
+"""Helpers for the handler integration tests: clusters, bounded waits, twistd."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial import unittest
+
+from pokan import Server
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "docs", "examples")
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+
+
+def reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def wait_until(
+    condition: Callable[[], object],
+    timeout: float = 15.0,
+    what: str | Callable[[], str] = "",
+) -> defer.Deferred[Any]:
+    """Fire once ``condition()`` is true; fail after ``timeout`` seconds."""
+    clock = reactor()
+    deadline = clock.seconds() + timeout
+    d: defer.Deferred[Any] = defer.Deferred()
+
+    def poll() -> None:
+        try:
+            result = condition()
+        except Exception:
+            d.errback()
+            return
+        if result:
+            d.callback(result)
+        elif clock.seconds() > deadline:
+            text = what() if callable(what) else what
+            d.errback(AssertionError(f"timed out after {timeout}s waiting for {text}"))
+        else:
+            clock.callLater(0.01, poll)
+
+    poll()
+    return d
+
+
+def stop(servers: list[Server]) -> defer.Deferred[Any]:
+    return defer.DeferredList(
+        [defer.maybeDeferred(s.stopService) for s in servers if s.running],
+        consumeErrors=True,
+    )
+
+
+@defer.inlineCallbacks
+def cluster(test: unittest.TestCase, n: int, seed: str | None = None) -> Any:
+    """``n`` started servers on 127.0.0.1 (free ports, 50 ms gossip)."""
+    servers: list[Server] = []
+    test.addCleanup(stop, servers)
+    for _ in range(n):
+        if seed is None and servers:
+            seed = f"127.0.0.1:{servers[0].tcp_port}"
+        server = Server(
+            "127.0.0.1",
+            tcp_port=0,
+            udp_port=0,
+            gossip_interval=0.05,
+            gossip_with=seed,
+        )
+        servers.append(server)
+        yield server.startService()
+    return servers
+
+
+def converged(servers: list[Server]) -> bool:
+    """Every server knows every other one's keys, at their values."""
+    for a in servers:
+        for b in servers:
+            if a is not b:
+                peer = a.peer(b.id)
+                if peer is None or peer.items() != b.items():
+                    return False
+    return True
+
+
+class Logs:
+    """Formatted log lines of this process during one test."""
+
+    def __init__(self, test: unittest.TestCase) -> None:
+        self.events: list[Any] = []
+        globalLogPublisher.addObserver(self.events.append)
+        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def matching(self, *parts: str) -> list[str]:
+        lines = [formatEvent(e) for e in self.events]
+        return [line for line in lines if all(p in line for p in parts)]
+
+
+def read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 for TCP and UDP alike (at this moment)."""
+    while True:
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+        finally:
+            tcp.close()
+            udp.close()
+
+
+def copy_example(test: unittest.TestCase, name: str) -> str:
+    """A copy of docs/examples/NAME (Twisted writes dropin.cache beside plugins)."""
+    target = os.path.join(os.path.abspath(test.mktemp()), name)
+    if os.path.isdir(os.path.join(EXAMPLES, name)):
+        shutil.copytree(os.path.join(EXAMPLES, name), target)
+    else:
+        os.makedirs(os.path.dirname(target))
+        shutil.copy2(os.path.join(EXAMPLES, name), target)
+    return target
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child twistd: the installed pokan, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class Twistd:
+    """``twistd -n pokan ARGS`` in a child process, its output in a file."""
+
+    def __init__(self, test: unittest.TestCase, args: list[str], **env: str):
+        self.cwd = os.path.abspath(test.mktemp())
+        os.makedirs(self.cwd)
+        self.output_path = os.path.join(self.cwd, "twistd.out")
+        self._out = open(self.output_path, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [TWISTD, "-n", "--pidfile=", "pokan", *args],
+            cwd=self.cwd,
+            env=child_env(**env),
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+        test.addCleanup(self.stop)
+
+    def output(self) -> str:
+        return read(self.output_path)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._out.close()
+        return self.process.returncode
+
+
+def run_twistd(
+    args: list[str], cwd: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``twistd -n pokan ARGS`` expecting it to exit by itself (bounded)."""
+    return subprocess.run(
+        [TWISTD, "-n", "--pidfile=", "pokan", *args],
+        cwd=cwd,
+        env=child_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
