@@ -97,6 +97,7 @@ class Server(service.Service):
         store: IStore | None = None,
         reactor: Any = None,
         rng: random.Random | None = None,
+        clock: Any = None,
     ) -> None:
         self._address = check_ip(address)
         self._tcp_port = check_port(tcp_port, "tcp port", allow_any=True)
@@ -110,6 +111,7 @@ class Server(service.Service):
             self.gossip_with(gossip_with)
         self._store: IStore = store if store is not None else MemoryStore()
         self._reactor = reactor
+        self._clock = clock  # IReactorTime for timestamps and rounds; or reactor
         self._epoll = False
         self._rng = rng if rng is not None else random.Random()
         self.events = EventDispatcher()
@@ -392,7 +394,7 @@ class Server(service.Service):
         return self._reactor
 
     def _now(self) -> float:
-        clock = self._reactor
+        clock = self._clock if self._clock is not None else self._reactor
         return clock.seconds() if clock is not None else time.time()
 
     def startService(self) -> defer.Deferred[None]:
@@ -505,7 +507,9 @@ class Server(service.Service):
 
     def _start_loop(self) -> None:
         self._loop = task.LoopingCall(self._gossip_round)
-        self._loop.clock = self._get_reactor()
+        self._loop.clock = (
+            self._clock if self._clock is not None else self._get_reactor()
+        )
         self._loop.start(self._interval, now=False)
 
     def _gossip_round(self) -> None:

@@ -116,6 +116,17 @@ class AddHandlerTests(unittest.TestCase):
         s.events.fire("start")
         self.assertEqual(seen, ["before_gossip the peer", "after_sync", "start"])
 
+    def test_peer_parameter_takes_a_positional_peer(self) -> None:
+        s = server()
+        got: list[Any] = []
+        s.before("gossip", lambda peer: got.append(peer))
+        s.after("sync", lambda p, peer=None: got.append((p, peer)))
+        s.on("new_key", lambda key, peer: got.append((key, peer.id)))
+        s.events.fire("before_gossip", "P")
+        s.events.fire("after_sync", "S")
+        s.store("k", "v")
+        self.assertEqual(got, ["P", ("S", None), ("k", s.id)])
+
     def test_membership_methods_only_when_the_dispatcher_has_them(self) -> None:
         recorder = Recorder()
         without = EventDispatcher(ALL_EVENTS)
