@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, Logger, globalLogPublisher
 from twisted.plugin import getCache
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -22,6 +22,8 @@ from zope.interface import implementer
 from pokan.errors import ConfigurationError
 from pokan.handlers import handler_methods
 from pokan.interfaces import IEventHandlerFactory
+
+log = Logger()
 
 
 @attrs.frozen
@@ -172,6 +174,12 @@ def resolve(value: str, discovery: Callable[[], Discovery] = discover) -> Handle
         raise ConfigurationError(
             f"--handler {spec}: several plugins have that name ({modules});"
             " name one by import path, package.module:attribute"
+        )
+    for broken in found.broken:
+        log.warn(
+            "handler plugin module {where} failed to load: {error}",
+            where=broken.where,
+            error=broken.error,
         )
     return HandlerSpec(spec, matches[0].factory.build, arg)
 

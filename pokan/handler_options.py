@@ -12,7 +12,7 @@ from twisted.python import usage
 
 from pokan import commands
 from pokan.commands import CommandHandler, CommandSpec
-from pokan.discovery import resolve
+from pokan.discovery import Discovery, discover, resolve
 from pokan.errors import ConfigurationError
 
 
@@ -37,11 +37,18 @@ class HandlerOptions(usage.Options):
         super().__init__()
         self["handler"] = []
         self["on-event"] = []
+        self._discovered: Discovery | None = None
+
+    def _discovery(self) -> Discovery:
+        """Scan for plugins once, however many --handler options name one."""
+        if self._discovered is None:
+            self._discovered = discover()
+        return self._discovered
 
     def opt_handler(self, value: str) -> None:
         """NAME[=ARG] of a handler plugin, or module:attribute[=ARG]; repeatable."""
         try:
-            self["handler"].append(resolve(value))
+            self["handler"].append(resolve(value, self._discovery))
         except ConfigurationError as e:
             raise usage.UsageError(str(e)) from None
 

@@ -120,6 +120,26 @@ class ResolveTests(unittest.TestCase):
         self.assertIn("echo: echoes", message)
         self.assertIn("/plugins", message)
 
+    def test_found_but_other_modules_broken_warns(self) -> None:
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        from pokan.discovery import BrokenPlugin
+
+        events: list[Any] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        plugin = HandlerPlugin("echo", "d", lambda server, arg: None)
+        found = Discovery(
+            {"echo": [FoundPlugin(plugin, "m")]},
+            (BrokenPlugin("/p/oops.py:1", "ImportError: nope"),),
+        )
+        resolve("echo", lambda: found)
+        lines = [formatEvent(e) for e in events]
+        self.assertIn(
+            "handler plugin module /p/oops.py:1 failed to load: ImportError: nope",
+            lines,
+        )
+
     def test_duplicate_names_are_ambiguous(self) -> None:
         a = HandlerPlugin("echo", "a", lambda server, arg: None)
         b = HandlerPlugin("echo", "b", lambda server, arg: None)
