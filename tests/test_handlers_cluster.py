@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 from typing import Any
 
 from twisted.internet import defer
@@ -222,6 +223,7 @@ class TwistdTests(unittest.TestCase):
         script = copy_example(self, "on_event.sh")
         mirror = os.path.abspath(self.mktemp())
         members = os.path.abspath(self.mktemp())
+        bye = os.path.abspath(self.mktemp())
         a, b = yield cluster(self, 2)
         port = free_port()
         node = Twistd(
@@ -236,6 +238,7 @@ class TwistdTests(unittest.TestCase):
                 "--handler=log=new_key",
                 f"--on-event={KEY_EVENTS}=sh {script}",
                 "--handler-timeout=5",
+                f"--on-event=shutdown=echo bye $POKAN_NODE > {bye}",
                 "--store=color=blue",
             ],
             PYTHONPATH=plugins,
@@ -265,6 +268,9 @@ class TwistdTests(unittest.TestCase):
         rest = "".join(f"{n}\n" for n in sorted([a.id, node_id]))
         yield wait_until(lambda: read(members) == rest, what=lambda: read(members))
         self.assertIn(f"member left: {b.id}", node.output())
+        # SIGTERM: a clean stop (twistd then exits by the same signal)
+        self.assertIn(node.stop(), (0, -signal.SIGTERM))
+        self.assertEqual(read(bye), f"bye {node_id}\n", "the shutdown command ran")
 
     def test_unknown_handler_lists_plugins_and_broken_modules(self) -> None:
         plugins = copy_example(self, "handler_plugin")
