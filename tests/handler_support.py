@@ -80,6 +80,12 @@ def cluster(test: unittest.TestCase, n: int, seed: str | None = None) -> Any:
         )
         servers.append(server)
         yield server.startService()
+    # let the joins (TCP syncs) finish: a node stopped mid-sync leaves a
+    # connection attempt behind
+    yield wait_until(
+        lambda: all(len(s.peers()) >= n - 1 for s in servers),
+        what="every node to know the others",
+    )
     return servers
 
 
