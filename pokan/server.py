@@ -616,11 +616,10 @@ class Server(service.Service):
             reactor.stop()
 
         reactor.callWhenRunning(launch)
-        trigger = reactor.addSystemEventTrigger("before", "shutdown", self.stopService)
+        reactor.addSystemEventTrigger("before", "shutdown", self.stopService)
         try:
             reactor.run()
         finally:
-            reactor.removeSystemEventTrigger(trigger)
             self._blocking = False
         if self._startup_failure is not None:
             self._startup_failure.raiseException()
