@@ -238,7 +238,14 @@ class Server(service.Service):
         self._check_key(key)
         if not isinstance(value, str | bytes):
             raise TypeError(f"value must be str or bytes, got {type(value).__name__}")
-        stamp = self._now() if timestamp is None else self._check_timestamp(timestamp)
+        if timestamp is None:
+            # now, or later if the clock stepped back: a plain store() wins
+            current = self._state.me.entries.get(key)
+            stamp = self._now()
+            if current is not None:
+                stamp = max(stamp, current.timestamp)
+        else:
+            stamp = self._check_timestamp(timestamp)
         self._check_fits(key, value)
         return self._commit(self._state.write(key, value, stamp))
 
@@ -422,8 +429,8 @@ class Server(service.Service):
             tcp = reactor.listenTCP(self._tcp_port, factory, interface=self._address)
             self._ports.append(tcp)
         except error.CannotListenError as e:
-            self._close_ports()
             proto = "udp" if not self._ports else "tcp"
+            self._close_ports()
             port = self._udp_port if proto == "udp" else self._tcp_port
             raise StartupError(
                 f"cannot listen on {format_host_port(self._address, port)}/{proto}:"
