@@ -306,3 +306,19 @@ class SyncClientTests(unittest.TestCase):
         self.proto.dataReceived(struct.pack(">I", 4097))
         self.assertEqual(dict(self.reporter.counts), {"oversized": 1})
         self.assertTrue(self.transport.disconnected)
+
+
+class BadInputReporterTests(unittest.TestCase):
+    def test_source_table_is_bounded(self) -> None:
+        from pokan import badinput
+
+        self.patch(badinput, "MAX_SOURCES", 3)
+        clock = task.Clock()
+        reporter = BadInputReporter(clock, interval=10.0)
+        for i in range(100):
+            source = f"10.0.0.{i}:1"
+            reporter.report("udp", source, "bad-magic")
+            reporter.report("udp", source, "bad-magic")  # suppressed
+        self.assertEqual(reporter.counts["bad-magic"], 200)
+        self.assertLessEqual(len(reporter._last_logged), 3)
+        self.assertLessEqual(len(reporter._suppressed), 3)
