@@ -189,7 +189,9 @@ class IsolationTests(unittest.TestCase):
 
         self.dispatcher.register("new_key", bad)
         self.dispatcher.register("new_key", lambda k, v: calls.append((k, v)))
-        self.assertIsNone(self.successResultOf(self.dispatcher.fire("new_key", "k", "v")))
+        self.assertIsNone(
+            self.successResultOf(self.dispatcher.fire("new_key", "k", "v"))
+        )
         self.assertEqual(calls, [("k", "v")])
         self.assertEqual(self.dispatcher.failures, 1)
         (event,) = self.log.failures()

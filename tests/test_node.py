@@ -134,9 +134,7 @@ class RoundTests(unittest.TestCase):
         self.assertIsNone(out.peer)
         assert isinstance(out.message, wire.Syn)
         self.assertEqual(out.message.sender, info(1).id)
-        self.assertEqual(
-            out.message.digest, (wire.DigestEntry(info(1).id, 1, 1, 1),)
-        )
+        self.assertEqual(out.message.digest, (wire.DigestEntry(info(1).id, 1, 1, 1),))
 
     def test_budget_follows_max_datagram(self) -> None:
         self.assertLess(node(max_datagram=600).budget, node().budget)
@@ -188,7 +186,9 @@ class ExchangeTests(unittest.TestCase):
         self.assertEqual(
             self.b.state.nodes[info(1).id].entries["from-a"], Entry("1", 1, 1.0)
         )
-        self.assertIs(type(self.a.state.nodes[info(2).id].entries["from-b"].value), bytes)
+        self.assertIs(
+            type(self.a.state.nodes[info(2).id].entries["from-b"].value), bytes
+        )
 
     def test_no_ack_when_responder_lacks_nothing(self) -> None:
         self.b.state.merge(self.a.state.full_deltas())

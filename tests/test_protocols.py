@@ -112,7 +112,9 @@ class GossipProtocolTests(unittest.TestCase):
         self.assertEqual(self.proto.received, 0)
 
     def test_oversized_dropped(self) -> None:
-        message = wire.Ack("x", (NodeDelta(INFO, 0, 0, 1, (("k", Entry("v" * 1500, 1, 1.0)),)),))
+        message = wire.Ack(
+            "x", (NodeDelta(INFO, 0, 0, 1, (("k", Entry("v" * 1500, 1, 1.0)),)),)
+        )
         self.proto.datagramReceived(wire.encode(message), SOURCE)
         self.assertEqual(self.received, [])
         self.assertEqual(dict(self.reporter.counts), {"oversized": 1})
@@ -195,9 +197,7 @@ class SyncServerTests(unittest.TestCase):
         data = self.transport.value()
         (length,) = struct.unpack(">I", data[:4])
         self.assertEqual(length, len(data) - 4)
-        self.assertEqual(
-            wire.decode(data[4:]), wire.Welcome("10.0.0.1:5555", (DELTA,))
-        )
+        self.assertEqual(wire.decode(data[4:]), wire.Welcome("10.0.0.1:5555", (DELTA,)))
         self.assertTrue(self.transport.disconnecting)
         self.assertFalse(self.transport.disconnected)  # a clean close, not abort
 

@@ -160,7 +160,9 @@ class BuildDeltasTests(unittest.TestCase):
         a = state_with(0, (1, 3, 10), (2, 9, 10), (3, 5, 10))
         wants = [(n, 0) for n in a.others()]
         deltas = reconcile.build_deltas(wants, 10_000)
-        self.assertEqual([d.info.id for d in deltas], [node_info(i).id for i in (2, 3, 1)])
+        self.assertEqual(
+            [d.info.id for d in deltas], [node_info(i).id for i in (2, 3, 1)]
+        )
         # what is lacking counts, not the total: node 2 known up to 8 here
         wants = [(a.nodes[node_info(2).id], 8), (a.nodes[node_info(1).id], 0)]
         deltas = reconcile.build_deltas(wants, 10_000)
@@ -210,7 +212,9 @@ class BuildDeltasTests(unittest.TestCase):
 
     def test_nothing_fits(self) -> None:
         a = state_with(0, (1, 3, 10))
-        self.assertEqual(reconcile.build_deltas([(a.nodes[node_info(1).id], 0)], 10), [])
+        self.assertEqual(
+            reconcile.build_deltas([(a.nodes[node_info(1).id], 0)], 10), []
+        )
 
 
 class MakeSynTests(unittest.TestCase):
@@ -219,9 +223,7 @@ class MakeSynTests(unittest.TestCase):
         syn, cursor = reconcile.make_syn(state, 3, 1400)
         self.assertEqual((syn.low, syn.high, cursor), (None, None, 0))
         self.assertEqual(syn.digest[0].node_id, state.me.info.id)
-        self.assertEqual(
-            sorted(e.node_id for e in syn.digest), sorted(state.nodes)
-        )
+        self.assertEqual(sorted(e.node_id for e in syn.digest), sorted(state.nodes))
         self.assertTrue(all(syn.covers(i) for i in state.nodes))
 
     def test_alone(self) -> None:
@@ -303,7 +305,11 @@ class ConvergenceTests(unittest.TestCase):
             value: Value | None = (
                 None
                 if roll < 0.1
-                else (rng.randbytes(rng.randrange(40)) if roll < 0.5 else "v" * rng.randrange(40))
+                else (
+                    rng.randbytes(rng.randrange(40))
+                    if roll < 0.5
+                    else "v" * rng.randrange(40)
+                )
             )
             node.state.write(key, value, stamp[0])
 

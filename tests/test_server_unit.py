@@ -76,7 +76,9 @@ class UDPMemoryReactor(MemoryReactorClock):
         self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192
     ) -> FakeUDPPort:
         if "udp" in self.busy:
-            raise error.CannotListenError(interface, port, OSError(98, "Address in use"))
+            raise error.CannotListenError(
+                interface, port, OSError(98, "Address in use")
+            )
         self.udpArgs.append((port, interface, maxPacketSize))
         fake = FakeUDPPort(self, self._port(port), protocol)
         self.udpPorts.append(fake)
@@ -86,7 +88,9 @@ class UDPMemoryReactor(MemoryReactorClock):
         self, port: int, factory: Any, backlog: int = 50, interface: str = ""
     ) -> FakeTCPPort:
         if "tcp" in self.busy:
-            raise error.CannotListenError(interface, port, OSError(98, "Address in use"))
+            raise error.CannotListenError(
+                interface, port, OSError(98, "Address in use")
+            )
         super().listenTCP(port, factory, backlog, interface)
         fake = FakeTCPPort(self._port(port))
         self.tcpPorts.append(fake)
@@ -94,7 +98,9 @@ class UDPMemoryReactor(MemoryReactorClock):
 
     def sent(self) -> list[tuple[wire.Message, tuple[str, int]]]:
         return [
-            (wire.decode(data), addr) for port in self.udpPorts for data, addr in port.written
+            (wire.decode(data), addr)
+            for port in self.udpPorts
+            for data, addr in port.written
         ]
 
 
@@ -217,7 +223,8 @@ class StartStopTests(ServerTestCase):
         self.assertEqual(second.value("k"), "v")
         self.successResultOf(second.store("k2", "v2"))
         self.assertGreater(
-            second._state.me.entries["k2"].version, second._state.me.entries["k"].version
+            second._state.me.entries["k2"].version,
+            second._state.me.entries["k"].version,
         )
 
 
@@ -424,9 +431,7 @@ class PeersTests(ServerTestCase):
             wire.encode(goodbye), ("10.0.0.4", 5555)
         )
         ids = lambda peers: [p.id for p in peers]  # noqa: E731
-        self.assertEqual(
-            ids(server.peers()), [other_node(i).id for i in (2, 3, 4)]
-        )
+        self.assertEqual(ids(server.peers()), [other_node(i).id for i in (2, 3, 4)])
         self.assertEqual(ids(server.peers(status="dead")), [other_node(4).id])
         self.assertEqual(
             ids(server.peers(status="alive")), [other_node(i).id for i in (2, 3)]
@@ -441,7 +446,9 @@ class PeersTests(ServerTestCase):
         self.assertEqual(seed.value("role"), "web")
         self.assertEqual(seed.keys(), ["role"])
         self.assertEqual(seed.timestamp("role"), 1.0)
-        self.assertEqual((seed.address, seed.tcp_port, seed.udp_port), ("10.0.0.2", 5555, 5555))
+        self.assertEqual(
+            (seed.address, seed.tcp_port, seed.udp_port), ("10.0.0.2", 5555, 5555)
+        )
         self.assertEqual(server.peer(seed.id), seed)
         self.assertIsNone(server.peer("10.9.9.9:1"))
 

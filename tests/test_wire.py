@@ -68,7 +68,9 @@ messages = st.one_of(
 
 
 def envelope(kind: int, body: Any, version: int = 1, flags: int = 0) -> bytes:
-    return b"PK" + bytes((version, kind, flags)) + msgpack.packb(body, use_bin_type=True)
+    return (
+        b"PK" + bytes((version, kind, flags)) + msgpack.packb(body, use_bin_type=True)
+    )
 
 
 INFO = ["10.0.0.1:5555", 1, "10.0.0.1", 5555, 5555, 1]
@@ -274,7 +276,12 @@ class HostileInputTests(unittest.TestCase):
 
 
 def mutations(data: bytes, draw: Any) -> bytes:
-    ops = draw(st.lists(st.tuples(st.integers(0, 2), st.integers(), st.binary(max_size=4)), max_size=4))
+    ops = draw(
+        st.lists(
+            st.tuples(st.integers(0, 2), st.integers(), st.binary(max_size=4)),
+            max_size=4,
+        )
+    )
     buf = bytearray(data)
     for op, where, chunk in ops:
         at = where % (len(buf) + 1)
@@ -321,11 +328,20 @@ class FuzzTests(unittest.TestCase):
         self.check(data)
 
     @SETTINGS
-    @given(st.sampled_from(list(wire.MessageType)), st.recursive(
-        st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
-                  st.floats(), st.text(max_size=5), st.binary(max_size=5)),
-        lambda inner: st.lists(inner, max_size=6),
-        max_leaves=30,
-    ))
+    @given(
+        st.sampled_from(list(wire.MessageType)),
+        st.recursive(
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(-(2**63), 2**64 - 1),
+                st.floats(),
+                st.text(max_size=5),
+                st.binary(max_size=5),
+            ),
+            lambda inner: st.lists(inner, max_size=6),
+            max_leaves=30,
+        ),
+    )
     def test_well_formed_msgpack_of_any_shape(self, kind: int, body: Any) -> None:
         self.check(envelope(kind, body))
