@@ -298,12 +298,21 @@ class GossipLoopTests(ServerTestCase):
             self.assertEqual(peer.id, other_node(2).id)
 
     def test_seed_without_known_peers_is_gossiped_with(self) -> None:
-        server = self.make(gossip_with="10.0.0.7:5555")
+        server = self.start(gossip_with="10.0.0.7:5555")
         self.assertEqual(server.me.role, "peer")
-        node_seeds = server._node.seeds
-        self.assertEqual(node_seeds, [])
-        server._learn_seed_addresses([("10.0.0.7", 5555)])
-        self.assertEqual(server._node.seeds, [("10.0.0.7", 5555)])
+        seen: list[Any] = []
+        server.before("gossip", lambda peer: seen.append(peer))
+        # the TCP sync is attempted through the reactor (MemoryReactor's
+        # fake resolver answers 127.0.0.1 for any host)
+        self.reactor.advance(0)
+        self.assertEqual([c[1] for c in self.reactor.tcpClients], [5555])
+        # and gossip reaches the seed, not yet known as a node
+        self.reactor.advance(1.0)
+        ((message, addr),) = self.reactor.sent()
+        self.assertIsInstance(message, wire.Syn)
+        self.assertEqual(addr, ("10.0.0.7", 5555))
+        (peer,) = seen
+        self.assertEqual((peer.id, peer.role), ("10.0.0.7:5555", "seed"))
 
 
 class EntityTests(ServerTestCase):
