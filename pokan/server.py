@@ -565,10 +565,21 @@ class Server(service.Service):
             d = self._commit(self._node.merge_full(welcome.deltas))
             node = self._state.nodes.get(welcome.sender)
             peer = Peer(node) if node is not None else None
+            if node is not None:
+                self._seed_synced(host, port, node.info)
             d.addCallback(lambda _: self.events.fire("after_sync", peer, peer=peer))
             return d.addCallback(lambda _: peer)
 
         return connected.addCallback(merged)
+
+    def _seed_synced(self, host: str, tcp_port: int, info: NodeInfo) -> None:
+        """Gossip with a synced seed on its UDP port, not the TCP port given."""
+        given = {(host, tcp_port), (info.address, tcp_port)}
+        real = (info.address, info.udp_port)
+        seeds = [a for a in self._node.seeds if a not in given]
+        if len(seeds) < len(self._node.seeds) and real not in seeds:
+            seeds.append(real)
+        self._node.seeds = seeds
 
     def stopService(self) -> defer.Deferred[None]:
         """Say goodbye, close the ports and the store; fire when done."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+import struct
 from typing import Any
 
 from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from pokan import Peer, Server, wire
@@ -313,6 +315,42 @@ class GossipLoopTests(ServerTestCase):
         self.assertEqual(addr, ("10.0.0.7", 5555))
         (peer,) = seen
         self.assertEqual((peer.id, peer.role), ("10.0.0.7:5555", "seed"))
+
+
+class SyncTests(ServerTestCase):
+    """The TCP sync with a seed, driven through the MemoryReactor."""
+
+    def connect(self, tcp_port: int) -> tuple[Any, StringTransport]:
+        self.reactor.advance(0)
+        ((_, port, factory, _, _),) = self.reactor.tcpClients
+        self.assertEqual(port, tcp_port)
+        transport = StringTransport(
+            peerAddress=IPv4Address("TCP", "10.0.0.7", tcp_port)
+        )
+        proto = factory.buildProtocol(transport.getPeer())
+        proto.makeConnection(transport)
+        return proto, transport
+
+    def test_sync_then_gossip_to_the_seeds_udp_port(self) -> None:
+        # the seed is given by its TCP port; its UDP port differs
+        seed = NodeInfo("10.0.0.7:9989", 3, "10.0.0.7", 9876, 9989, "seed")
+        server = self.start(gossip_with="10.0.0.7:9876")
+        synced: list[Any] = []
+        server.after("sync", lambda peer: synced.append(peer))
+        proto, transport = self.connect(9876)
+        hello = wire.decode(transport.value()[4:])
+        self.assertIsInstance(hello, wire.Hello)
+        self.assertEqual(hello.sender, server.id)  # type: ignore[union-attr]
+        welcome = wire.Welcome(seed.id, (NodeDelta(seed, 1, 0, 0, ()),))
+        data = wire.encode(welcome)
+        proto.dataReceived(struct.pack(">I", len(data)) + data)
+        proto.connectionLost(Failure(error.ConnectionDone()))
+        (peer,) = synced
+        self.assertEqual((peer.id, peer.udp_port), (seed.id, 9989))
+        for _ in range(20):
+            self.reactor.advance(1.0)
+        addresses = {addr for _, addr in self.reactor.sent()}
+        self.assertEqual(addresses, {("10.0.0.7", 9989)})
 
 
 class EntityTests(ServerTestCase):
