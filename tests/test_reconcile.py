@@ -326,9 +326,14 @@ class ConvergenceTests(unittest.TestCase):
 
         def deliver() -> None:
             while queue:
+                # datagrams are lost, duplicated and reordered on the way
+                queue.rotate(-rng.randrange(len(queue)))
                 source, to, data = queue.popleft()
-                if rng.random() < 0.05:
-                    continue  # lost on the way
+                roll = rng.random()
+                if roll < 0.05:
+                    continue
+                if roll < 0.08:
+                    queue.append((source, to, data))
                 message = wire.decode(data, wire.DATAGRAM_TYPES)
                 if isinstance(message, wire.Syn) and message.low is not None:
                     self.partial_syns += 1

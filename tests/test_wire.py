@@ -259,6 +259,11 @@ class HostileInputTests(unittest.TestCase):
             self.assertEqual(self.reason(header + body), "bad-body", body)
         self.assertLess(time.monotonic() - started, 2.0)
 
+    def test_deep_nesting(self) -> None:
+        for depth in (1000, 100_000):
+            data = b"PK\x01\x03\x00" + b"\x91" * depth + b"\xc0"
+            self.assertIn(self.reason(data), ("bad-body", "bad-field"))
+
     def test_large_counts_within_the_data(self) -> None:
         # many tiny items: the array limit is the datagram length, not less
         body = ["a", [[f"n{i}", 1, 1, 1] for i in range(500)], None, None]
