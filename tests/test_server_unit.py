@@ -467,6 +467,43 @@ class EntityTests(ServerTestCase):
         self.assertEqual(syn_ack.deltas[0].entries[0][1].value, "v" * low)
 
 
+class RemoteEventTests(ServerTestCase):
+    def test_remote_key_events_with_peer(self) -> None:
+        server = self.start()
+        seen: list[Any] = []
+        for event in ("new_key", "key_changed", "key_removed"):
+            server.on(
+                event,
+                lambda k, v, peer, event=event: seen.append(
+                    (event, k, v, peer.id, peer.generation)
+                ),
+            )
+        first = other_node(2, generation=5)
+        self.introduce(first, ("a", "1"), ("b", b"2"))
+        node_id = first.id
+        self.assertEqual(
+            seen,
+            [("new_key", "a", "1", node_id, 5), ("new_key", "b", b"2", node_id, 5)],
+        )
+        self.assertEqual(server.stats["nodes"], 2)
+        seen.clear()
+        # the node restarts without persistence: it only has "a", changed
+        self.introduce(other_node(2, generation=6), ("a", "one"))
+        self.assertEqual(
+            sorted(seen),
+            [
+                ("key_changed", "a", "one", node_id, 6),
+                ("key_removed", "b", b"2", node_id, 6),
+            ],
+        )
+        self.assertEqual(server.peer(node_id).keys(), ["a"])  # type: ignore[union-attr]
+        # its old incarnation is ignored from now on
+        seen.clear()
+        self.introduce(other_node(2, generation=5), ("a", "1"), ("c", "3"))
+        self.assertEqual(seen, [])
+        self.assertEqual(server.peer(node_id).generation, 6)  # type: ignore[union-attr]
+
+
 class PeersTests(ServerTestCase):
     def test_peers_filtering(self) -> None:
         server = self.start()
