@@ -34,16 +34,11 @@ Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
 
 
-#: ``fire`` without ``peer=``: a ``peer`` parameter is then an ordinary one
-_NO_PEER: Any = object()
-
-
 @attrs.frozen
 class _Registered:
     handler: Handler
     positional: int | None  # how many positional args it takes; None: any
     wants_peer: bool
-    positional_all: int | None = None  # counting a ``peer`` parameter too
 
     @classmethod
     def adapt(cls, handler: Handler) -> _Registered:
@@ -52,30 +47,25 @@ class _Registered:
         except (TypeError, ValueError):  # builtins without a signature
             return cls(handler, None, False)
         kinds = [p.kind for p in params]
-        positional_params = [
-            p
-            for p in params
-            if p.kind
-            in (
-                inspect.Parameter.POSITIONAL_ONLY,
-                inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            )
-        ]
         if inspect.Parameter.VAR_POSITIONAL in kinds:
-            positional = positional_all = None
+            positional = None
         else:
-            positional = sum(1 for p in positional_params if p.name != "peer")
-            positional_all = len(positional_params)
+            positional = sum(
+                1
+                for p in params
+                if p.kind
+                in (
+                    inspect.Parameter.POSITIONAL_ONLY,
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                )
+                and p.name != "peer"
+            )
         wants_peer = any(
             p.name == "peer" or p.kind == inspect.Parameter.VAR_KEYWORD for p in params
         )
-        return cls(handler, positional, wants_peer, positional_all)
+        return cls(handler, positional, wants_peer)
 
     def call(self, args: tuple[Any, ...], peer: Any) -> Any:
-        if peer is _NO_PEER:  # e.g. before_gossip(peer): the Peer is an argument
-            if self.positional_all is not None:
-                args = args[: self.positional_all]
-            return self.handler(*args)
         if self.positional is not None:
             args = args[: self.positional]
         if self.wants_peer:
@@ -109,13 +99,8 @@ class EventDispatcher:
     def has_handlers(self, event: str) -> bool:
         return bool(self._handlers.get(event))
 
-    def fire(
-        self, event: str, *args: Any, peer: Any = _NO_PEER
-    ) -> defer.Deferred[None]:
+    def fire(self, event: str, *args: Any, peer: Any = None) -> defer.Deferred[None]:
         """Call every handler of ``event``; the Deferred fires when all are done.
-
-        Without ``peer=``, a handler's ``peer`` parameter takes its positional
-        argument like any other (``before_gossip(peer)`` gets the Peer).
 
         It never fails: a handler's exception or failed Deferred is logged.
         """

@@ -34,7 +34,8 @@ class LoggingHandler:
     def _logger(event: str) -> Any:
         def handle(*args: Any, peer: Any = None) -> None:
             about = ", ".join(_describe(a) for a in args)
-            owner = f" (node {peer.id})" if peer is not None else ""
+            shown = peer is None or any(a == peer for a in args)
+            owner = "" if shown else f" (node {_describe(peer)})"
             log.info(
                 "event {event}: {about}{owner}", event=event, about=about, owner=owner
             )

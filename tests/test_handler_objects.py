@@ -111,21 +111,21 @@ class AddHandlerTests(unittest.TestCase):
         s.add_handler(Gossip())
         for event in ("before_gossip", "after_sync", "start"):
             self.assertTrue(s.events.has_handlers(event), event)
-        s.events.fire("before_gossip", "the peer")
-        s.events.fire("after_sync", None)
+        s.events.fire("before_gossip", "the peer", peer="the peer")
+        s.events.fire("after_sync", None, peer=None)
         s.events.fire("start")
         self.assertEqual(seen, ["before_gossip the peer", "after_sync", "start"])
 
-    def test_peer_parameter_takes_a_positional_peer(self) -> None:
+    def test_peer_parameter_gets_the_peer(self) -> None:
         s = server()
         got: list[Any] = []
         s.before("gossip", lambda peer: got.append(peer))
         s.after("sync", lambda p, peer=None: got.append((p, peer)))
         s.on("new_key", lambda key, peer: got.append((key, peer.id)))
-        s.events.fire("before_gossip", "P")
-        s.events.fire("after_sync", "S")
+        s.events.fire("before_gossip", "P", peer="P")  # as the server fires it
+        s.events.fire("after_sync", "S", peer="S")
         s.store("k", "v")
-        self.assertEqual(got, ["P", ("S", None), ("k", s.id)])
+        self.assertEqual(got, ["P", ("S", "S"), ("k", s.id)])
 
     def test_membership_methods_only_when_the_dispatcher_has_them(self) -> None:
         recorder = Recorder()
@@ -135,7 +135,7 @@ class AddHandlerTests(unittest.TestCase):
         with_membership = EventDispatcher((*ALL_EVENTS, "peer_joined"))
         names = register_handler(with_membership, recorder)
         self.assertIn("peer_joined", names)
-        with_membership.fire("peer_joined", "a peer")
+        with_membership.fire("peer_joined", "a peer", peer="a peer")
         self.assertIn(("peer_joined", "a peer"), recorder.calls)
 
     def test_rejects_objects_that_handle_nothing(self) -> None:
@@ -182,8 +182,18 @@ class LoggingHandlerTests(unittest.TestCase):
         s.add_handler(LoggingHandler.from_argument(s, "new_key"))
         s.store("k", "v")
         s.store("k", "w")
+        s.add_handler(LoggingHandler.from_argument(s, "before_sync,after_gossip"))
+        s.events.fire("before_sync", "10.0.0.1:5555", peer="10.0.0.1:5555")
+        s.events.fire("after_gossip", s.me, peer=s.me)
         lines = [formatEvent(e) for e in events if "event " in formatEvent(e)]
-        self.assertEqual(lines, [f"event new_key: 'k', 'v' (node {s.id})"])
+        self.assertEqual(
+            lines,
+            [
+                f"event new_key: 'k', 'v' (node {s.id})",
+                "event before_sync: '10.0.0.1:5555'",
+                f"event after_gossip: {s.id}",
+            ],
+        )
 
     def test_unknown_event_rejected(self) -> None:
         with self.assertRaises(ValueError):
