@@ -262,7 +262,13 @@ class CommandHandler:
 
     @property
     def waiting(self) -> int:
+        """Events queued, not counting the one running."""
         return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        """True while a command runs or events wait."""
+        return self._running is not None or bool(self._queue)
 
     def _next(self) -> None:
         while self._queue and self._running is None:
@@ -367,7 +373,10 @@ class _Run(protocol.ProcessProtocol):
         self._group = group
         self._timers: list[Any] = []
         self._done = False
-        what = f"{handler.spec.command} ({invocation.event} #{invocation.seq})"
+        command = handler.spec.command
+        if len(command) > 60:
+            command = command[:57] + "..."
+        what = f"{command} ({invocation.event} #{invocation.seq})"
         self._stdout = _Lines(
             lambda line: log.info("{command}: {line}", command=what, line=line)
         )

@@ -195,6 +195,7 @@ class RunnerTests(unittest.TestCase):
             h.submit("key_changed", ("k", f"v{i}"))
         self.assertEqual(len(reactor.spawned), 1)
         self.assertEqual(h.waiting, 2)
+        self.assertTrue(h.busy)
         reactor.spawned[0].exit(0)
         self.assertEqual(len(reactor.spawned), 2)
         reactor.spawned[1].exit(0)
@@ -202,6 +203,7 @@ class RunnerTests(unittest.TestCase):
         self.assertEqual([p.stdin for p in reactor.spawned], [b"v0", b"v1", b"v2"])
         self.assertEqual([p.env["POKAN_SEQ"] for p in reactor.spawned], ["1", "2", "3"])
         self.assertEqual((h.runs, h.failed), (3, 0))
+        self.assertFalse(h.busy)
 
     def test_key_filter(self) -> None:
         h, reactor = handler("key_changed:service/*=./x")
@@ -254,6 +256,14 @@ class RunnerTests(unittest.TestCase):
         reactor.spawned[1].exit(0)
         reactor.advance(100)
         self.assertEqual(reactor.spawned[1].signals, [], "timers cancelled")
+
+    def test_long_commands_are_shortened_in_logs(self) -> None:
+        logs = LogLines(self)
+        h, reactor = handler("key_changed=" + "x" * 100)
+        h.submit("key_changed", ("k", "v"))
+        reactor.spawned[0].exit(1)
+        [line] = logs.matching("exited with status 1")
+        self.assertEqual(line, "x" * 57 + "... (key_changed #1) exited with status 1")
 
     def test_killed_by_signal_logged(self) -> None:
         logs = LogLines(self)

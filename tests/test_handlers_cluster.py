@@ -164,7 +164,7 @@ class OnEventScriptTests(unittest.TestCase):
         yield a.store("bad", "x")
         yield a.store("good", "y")
         yield wait_until(lambda: read(out) == "bad\ngood\n", what=lambda: read(out))
-        yield wait_until(lambda: handler.runs == 2 and handler.idle().called)
+        yield wait_until(lambda: handler.runs == 2 and not handler.busy)
         self.assertEqual(handler.failed, 1)
         self.assertEqual(len(logs.matching("exited with status 3")), 1)
         self.assertTrue(logs.matching("stderr: cannot reload bad"))
