@@ -187,10 +187,15 @@ class CommandHandler:
     def attach(self, server: Any) -> None:
         """Register on ``server``'s dispatcher; takes the node id from it."""
         self._node_id = lambda: str(server.id)
+        server.events.register("start", self._resume)  # before a start command
         for event in self.spec.events:
             if event != "shutdown":
                 server.events.register(event, self._handler_for(event))
         server.events.register("shutdown", self.shutdown)
+
+    def _resume(self) -> None:
+        """A server started again after a stop: take events again."""
+        self._stopping = False
 
     def _handler_for(self, event: str) -> Callable[..., None]:
         def handle(*args: Any, peer: Any = None) -> None:

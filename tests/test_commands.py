@@ -351,3 +351,20 @@ class AttachTests(unittest.TestCase):
         self.assertEqual(process.env["POKAN_NODE"], server.id)
         self.assertEqual(process.env["POKAN_PEER"], server.id)
         self.assertEqual(process.stdin, b"red")
+
+    def test_restarted_server_runs_commands_again(self) -> None:
+        reactor = FakeProcessReactor()
+        server = Server("127.0.0.1", reactor=MemoryReactorClock())
+        h = CommandHandler(CommandSpec.parse("start,new_key=./x"), reactor, setsid=None)
+        h.attach(server)
+        server.events.fire("start")
+        self.assertEqual(len(reactor.spawned), 1)
+        reactor.spawned[0].exit(0)
+        self.successResultOf(server.events.fire("shutdown"))  # nothing running
+        server.store("a", "1")
+        self.assertEqual(len(reactor.spawned), 1, "stopped")
+        server.events.fire("start")
+        self.assertEqual(reactor.spawned[-1].env["POKAN_EVENT"], "start")
+        reactor.spawned[-1].exit(0)
+        server.store("b", "2")
+        self.assertEqual(reactor.spawned[-1].env["POKAN_KEY"], "b")
