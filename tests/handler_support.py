@@ -158,16 +158,16 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class Twistd:
-    """``twistd -n pokan ARGS`` in a child process, its output in a file."""
+class Child:
+    """A long-running child process (bounded stop), its output in a file."""
 
-    def __init__(self, test: unittest.TestCase, args: list[str], **env: str):
+    def __init__(self, test: unittest.TestCase, argv: list[str], **env: str):
         self.cwd = os.path.abspath(test.mktemp())
         os.makedirs(self.cwd)
-        self.output_path = os.path.join(self.cwd, "twistd.out")
+        self.output_path = os.path.join(self.cwd, "child.out")
         self._out = open(self.output_path, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [TWISTD, "-n", "--pidfile=", "pokan", *args],
+            argv,
             cwd=self.cwd,
             env=child_env(**env),
             stdout=self._out,
@@ -188,6 +188,13 @@ class Twistd:
                 self.process.wait(10)
         self._out.close()
         return self.process.returncode
+
+
+class Twistd(Child):
+    """``twistd -n pokan ARGS`` in a child process."""
+
+    def __init__(self, test: unittest.TestCase, args: list[str], **env: str):
+        super().__init__(test, [TWISTD, "-n", "--pidfile=", "pokan", *args], **env)
 
 
 def run_twistd(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import sys
 from typing import Any
 
 from twisted.internet import defer
@@ -15,7 +17,15 @@ from pokan import Server
 from pokan.commands import CommandHandler, CommandSpec, event_environment
 from pokan.events import ALL_EVENTS
 from pokan.interfaces import HANDLER_METHODS
-from tests.handler_support import EXAMPLES, ROOT, cluster, free_port, wait_until
+from tests.handler_support import (
+    EXAMPLES,
+    ROOT,
+    TWISTD,
+    Child,
+    cluster,
+    free_port,
+    wait_until,
+)
 from tests.handler_support import reactor as global_reactor
 from tests.test_commands import FakeProcessReactor, StubPeer
 
@@ -30,6 +40,38 @@ def blocks(language: str) -> list[str]:
 def doc_text() -> str:
     with open(DOC, encoding="utf-8") as f:
         return f.read()
+
+
+class MembersPoller:
+    """GETs /members one request at a time; remembers the answers."""
+
+    def __init__(self, port: int) -> None:
+        self.agent = Agent(global_reactor())
+        self.url = f"http://127.0.0.1:{port}/members".encode()
+        self.answers: list[Any] = []
+        self.asking = False
+
+    def _ask(self) -> None:
+        self.asking = True
+        d = self.agent.request(b"GET", self.url)
+        d.addCallback(readBody)
+        d.addCallback(lambda body: self.answers.append(json.loads(body)))
+        d.addErrback(lambda _: None)  # not listening yet
+
+        def done(_: object) -> None:
+            self.asking = False
+
+        d.addBoth(done)
+
+    def shows(self, members: list[str]) -> bool:
+        if self.answers and self.answers[-1] == members:
+            return not self.asking
+        if not self.asking:
+            self._ask()
+        return False
+
+    def last(self) -> str:
+        return f"last answer {self.answers[-1:]}"
 
 
 class HandlersDocTests(unittest.TestCase):
@@ -89,20 +131,65 @@ class HandlersDocTests(unittest.TestCase):
         top.startService()
         self.addCleanup(top.stopService)
         everyone = sorted([a.id, b.id, pokan.id])
-        agent = Agent(global_reactor())
-        url = f"http://127.0.0.1:{port}/members".encode()
-        answers: list[Any] = []
+        poller = MembersPoller(port)
+        yield wait_until(lambda: poller.shows(everyone), what=poller.last)
 
-        @defer.inlineCallbacks
-        def ask() -> Any:
-            response = yield agent.request(b"GET", url)
-            answers.append(json.loads((yield readBody(response))))
 
-        def all_three() -> Any:
-            if answers and answers[-1] == everyone:
-                return True
-            if len(answers) < 500:
-                ask()
-            return False
+RECIPE = """
+import re
 
-        yield wait_until(all_three, what=lambda: f"members; last: {answers[-1:]}")
+from twisted.application import service
+
+with open({doc!r}, encoding="utf-8") as f:
+    recipe = re.findall(r"```python\\n(.*?)```", f.read(), flags=re.S)[1]
+exec(recipe)
+"""
+
+DOC_CALL = 'make_service("10.0.0.1", seed="10.0.0.2:5555")'
+TEST_CALL = (
+    'make_service("127.0.0.1", seed={seed!r}, web_port={web_port},'
+    " tcp_port={port}, udp_port={port}, gossip_interval=0.05)"
+)
+
+
+def runnable(marker: str) -> str:
+    """The docs' text block containing ``marker``, on test addresses."""
+    block = next(b for b in blocks("text") if marker in b)
+    assert DOC_CALL in block, block
+    return RECIPE + block.replace(DOC_CALL, TEST_CALL)
+
+
+class WebRecipeOutOfProcessTests(unittest.TestCase):
+    """The web + pokan recipe in a .tac under twistd, and in its own reactor."""
+
+    @defer.inlineCallbacks
+    def check(self, template: str, argv: list[str]) -> Any:
+        a, b = yield cluster(self, 2)
+        web_port, port = free_port(), free_port()
+        source = template.format(
+            doc=DOC, seed=f"127.0.0.1:{a.tcp_port}", web_port=web_port, port=port
+        )
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "recipe.py")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(source)
+        child = Child(self, [*argv, path])
+        node_id = f"127.0.0.1:{port}"
+        everyone = sorted([a.id, b.id, node_id])
+        poller = MembersPoller(web_port)
+        yield wait_until(
+            lambda: poller.shows(everyone),
+            timeout=30,
+            what=lambda: f"/members; {poller.last()}; output:\n{child.output()}",
+        )
+        self.assertIn(child.stop(), (0, -signal.SIGTERM))
+        # it said goodbye as it stopped
+        yield wait_until(lambda: a.peer(node_id).status != "alive", what="goodbye")
+
+    def test_tac_under_twistd(self) -> Any:
+        tac = runnable("service.Application")
+        return self.check(tac, [TWISTD, "-n", "--pidfile=", "-y"])
+
+    def test_own_reactor(self) -> Any:
+        return self.check(runnable("reactor.run()"), [sys.executable])
