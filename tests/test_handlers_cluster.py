@@ -69,6 +69,7 @@ class OnEventScriptTests(unittest.TestCase):
         binary = bytes(range(256))
         yield b.store("service/web", binary)  # bytes reach stdin as they are
         yield c.store("role", "bäckend")  # str as UTF-8
+        yield c.store("../escape", "no")  # cannot leave the mirror
         b_file = os.path.join(mirror, b.id, "service%2Fweb")
         c_file = os.path.join(mirror, c.id, "role")
 
@@ -80,6 +81,9 @@ class OnEventScriptTests(unittest.TestCase):
                 return False
 
         yield wait_until(mirrored, what="the values in the mirror")
+        escape = os.path.join(mirror, c.id, "%2E.%2Fescape")
+        yield wait_until(lambda: read(escape) == "no", what="the odd key")
+        self.assertEqual(sorted(os.listdir(mirror)), sorted([b.id, c.id, "events.log"]))
         yield b.delete("service/web")
         yield wait_until(lambda: not os.path.exists(b_file), what="removal")
         log = os.path.join(mirror, "events.log")

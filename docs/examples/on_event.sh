@@ -7,12 +7,18 @@
 # pokan runs it through /bin/sh -c, once per event, one run at a time, with
 # the value on stdin and the event in POKAN_* variables (docs/handlers.md).
 # POKAN_MIRROR names the directory (default ./pokan-mirror); the mirror of
-# key K of node N is the file $POKAN_MIRROR/N/K, with "/" in K written "%2F".
+# key K of node N is the file $POKAN_MIRROR/N/K. Keys come from other nodes:
+# in both names "%" is written "%25", "/" "%2F" and a leading "." "%2E", so
+# no key can name a file outside the mirror.
 set -eu
 
+safe() {
+    printf '%s' "$1" | sed -e 's|%|%25|g' -e 's|/|%2F|g' -e 's|^\.|%2E|'
+}
+
 mirror="${POKAN_MIRROR:-./pokan-mirror}"
-node_dir="$mirror/$POKAN_PEER"
-file="$node_dir/$(printf '%s' "$POKAN_KEY" | sed 's|/|%2F|g')"
+node_dir="$mirror/$(safe "$POKAN_PEER")"
+file="$node_dir/$(safe "$POKAN_KEY")"
 
 mkdir -p "$node_dir"
 case "$POKAN_EVENT" in
@@ -28,7 +34,7 @@ case "$POKAN_EVENT" in
         exit 2
         ;;
 esac
-if [ "$POKAN_DROPPED" != 0 ]; then
+if [ "${POKAN_DROPPED:-0}" != 0 ]; then
     # events were lost while we were busy: a real script would resync here
     echo "on_event.sh: $POKAN_DROPPED events dropped before this one" >&2
 fi
