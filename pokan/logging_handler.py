@@ -33,11 +33,11 @@ class LoggingHandler:
     @staticmethod
     def _logger(event: str) -> Any:
         def handle(*args: Any, peer: Any = None) -> None:
-            about = ", ".join(_describe(a) for a in args)
+            about = ": " + ", ".join(_describe(a) for a in args) if args else ""
             shown = peer is None or any(a == peer for a in args)
             owner = "" if shown else f" (node {_describe(peer)})"
             log.info(
-                "event {event}: {about}{owner}", event=event, about=about, owner=owner
+                "event {event}{about}{owner}", event=event, about=about, owner=owner
             )
 
         return handle

@@ -184,7 +184,8 @@ class LoggingHandlerTests(unittest.TestCase):
         s.add_handler(LoggingHandler.from_argument(s, "new_key"))
         s.store("k", "v")
         s.store("k", "w")
-        s.add_handler(LoggingHandler.from_argument(s, "before_sync,after_gossip"))
+        s.add_handler(LoggingHandler.from_argument(s, "before_sync,after_gossip,start"))
+        s.events.fire("start")
         s.events.fire("before_sync", "10.0.0.1:5555", peer="10.0.0.1:5555")
         s.events.fire("after_gossip", s.me, peer=s.me)
         lines = [formatEvent(e) for e in events if "event " in formatEvent(e)]
@@ -192,6 +193,7 @@ class LoggingHandlerTests(unittest.TestCase):
             lines,
             [
                 f"event new_key: 'k', 'v' (node {s.id})",
+                "event start",
                 "event before_sync: '10.0.0.1:5555'",
                 f"event after_gossip: {s.id}",
             ],
