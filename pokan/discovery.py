@@ -28,6 +28,8 @@ log = Logger()
 
 @attrs.frozen
 class FoundPlugin:
+    """A handler plugin and the module it was found in."""
+
     factory: Any  # an IEventHandlerFactory provider
     module: str
 
@@ -42,8 +44,11 @@ class BrokenPlugin:
 
 @attrs.frozen
 class Discovery:
+    """The handler plugins found by name, and the modules that failed."""
+
     plugins: dict[str, list[FoundPlugin]]
     broken: tuple[BrokenPlugin, ...]
+    searched: tuple[str, ...] = ()  # the plugin directories that exist
 
     def describe(self) -> str:
         """What was found, for error messages."""
@@ -66,8 +71,6 @@ class Discovery:
             lines.append("plugin modules that failed to load:")
             lines.extend(f"  {b.where}: {b.error}" for b in self.broken)
         return "\n".join(lines)
-
-    searched: tuple[str, ...] = ()
 
 
 def _plugins_package() -> types.ModuleType:
