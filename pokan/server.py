@@ -505,7 +505,7 @@ class Server(service.Service):
                         if out.peer is not None
                         else Peer.unknown_seed(*out.address)
                     )
-                    self.events.fire("before_gossip", peer)
+                    self.events.fire("before_gossip", peer, peer=peer)
                 self._send(out.address, out.message)
         except Exception:
             log.failure("gossip round failed; the next one will run as usual")
@@ -525,7 +525,7 @@ class Server(service.Service):
             "after_gossip"
         ):
             peer = Peer(result.exchanged_with)
-            d.addCallback(lambda _: self.events.fire("after_gossip", peer))
+            d.addCallback(lambda _: self.events.fire("after_gossip", peer, peer=peer))
 
     def _state_changed_statuses(self, batch: Batch) -> None:
         for record in batch.nodes:
@@ -557,7 +557,7 @@ class Server(service.Service):
             d = self._commit(self._node.merge_full(welcome.deltas))
             node = self._state.nodes.get(welcome.sender)
             peer = Peer(node) if node is not None else None
-            d.addCallback(lambda _: self.events.fire("after_sync", peer))
+            d.addCallback(lambda _: self.events.fire("after_sync", peer, peer=peer))
             return d.addCallback(lambda _: peer)
 
         return connected.addCallback(merged)
