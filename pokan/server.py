@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -422,8 +423,8 @@ class Server(service.Service):
             tcp = reactor.listenTCP(self._tcp_port, factory, interface=self._address)
             self._ports.append(tcp)
         except error.CannotListenError as e:
-            self._close_ports()
             proto = "udp" if not self._ports else "tcp"
+            self._close_ports()
             port = self._udp_port if proto == "udp" else self._tcp_port
             raise StartupError(
                 f"cannot listen on {format_host_port(self._address, port)}/{proto}:"
@@ -620,7 +621,9 @@ class Server(service.Service):
         try:
             reactor.run()
         finally:
-            reactor.removeSystemEventTrigger(trigger)
+            # after a shutdown the trigger has fired and is gone already
+            with contextlib.suppress(ValueError):
+                reactor.removeSystemEventTrigger(trigger)
             self._blocking = False
         if self._startup_failure is not None:
             self._startup_failure.raiseException()
