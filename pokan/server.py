@@ -34,7 +34,12 @@ from pokan.events import (
 )
 from pokan.node import Address, GossipNode
 from pokan.peer import Peer
-from pokan.protocols import GossipProtocol, SyncClientProtocol, SyncServerFactory
+from pokan.protocols import (
+    GossipProtocol,
+    SyncClientFactory,
+    SyncClientProtocol,
+    SyncServerFactory,
+)
 from pokan.seeds import SeedSync
 from pokan.state import ROLES, STATUSES, Batch, ClusterState, Entry, NodeInfo, Value
 from pokan.store import IStore, MemoryStore, Snapshot
@@ -540,7 +545,7 @@ class Server(service.Service):
 
     def _sync_with(self, host: str, port: int) -> defer.Deferred[Peer | None]:
         """One full push-pull sync over TCP with the node at host:port."""
-        from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+        from twisted.internet.endpoints import HostnameEndpoint
 
         reactor = self._get_reactor()
         self.events.fire("before_sync", format_host_port(host, port))
@@ -551,7 +556,7 @@ class Server(service.Service):
             self._sync_timeout,
         )
         endpoint = HostnameEndpoint(reactor, host, port, timeout=self._sync_timeout)
-        connected = connectProtocol(endpoint, proto)
+        connected: defer.Deferred[Any] = endpoint.connect(SyncClientFactory(proto))
         connected.addCallback(lambda _: proto.welcome)
 
         def merged(welcome: wire.Welcome) -> defer.Deferred[Peer | None]:

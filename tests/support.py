@@ -45,25 +45,24 @@ def wait_until(
 ) -> defer.Deferred[Any]:
     """Fire with the condition's (truthy) result once it holds.
 
-    Polls every ``interval`` seconds; after ``timeout`` seconds it fails with
-    an AssertionError saying what was awaited (``message``, which may be a
-    callable returning the description of the current state).
+    Polls every ``interval`` seconds (the condition may return a Deferred);
+    after ``timeout`` seconds it fails with an AssertionError saying what was
+    awaited (``message``, or a callable describing the current state).
     """
     clock = reactor if reactor is not None else global_reactor()
     deadline = clock.seconds() + timeout
-    d: defer.Deferred[Any] = defer.Deferred()
+    done: defer.Deferred[Any] = defer.Deferred()
 
     def poll() -> None:
-        try:
-            result = condition()
-        except Exception:
-            d.errback()
-            return
+        d = defer.maybeDeferred(condition)
+        d.addCallbacks(check, done.errback)
+
+    def check(result: object) -> None:
         if result:
-            d.callback(result)
+            done.callback(result)
         elif clock.seconds() >= deadline:
             what = message() if callable(message) else message
-            d.errback(
+            done.errback(
                 AssertionError(
                     f"timed out after {timeout}s waiting for"
                     f" {what or getattr(condition, '__name__', repr(condition))}"
@@ -73,7 +72,14 @@ def wait_until(
             clock.callLater(interval, poll)
 
     poll()
-    return d
+    return done
+
+
+def temp_dir(test: unittest.TestCase) -> str:
+    """A new, empty directory under the test's _trial_temp."""
+    path = os.path.abspath(test.mktemp())
+    os.makedirs(path)
+    return path
 
 
 def make_server(**kwargs: Any) -> Server:
