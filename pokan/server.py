@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
@@ -244,7 +243,14 @@ class Server(service.Service):
         self._check_key(key)
         if not isinstance(value, str | bytes):
             raise TypeError(f"value must be str or bytes, got {type(value).__name__}")
-        stamp = self._now() if timestamp is None else self._check_timestamp(timestamp)
+        if timestamp is None:
+            # now, or later if the clock stepped back: a plain store() wins
+            current = self._state.me.entries.get(key)
+            stamp = self._now()
+            if current is not None:
+                stamp = max(stamp, current.timestamp)
+        else:
+            stamp = self._check_timestamp(timestamp)
         self._check_fits(key, value)
         return self._commit(self._state.write(key, value, stamp))
 
@@ -548,7 +554,8 @@ class Server(service.Service):
         from twisted.internet.endpoints import HostnameEndpoint
 
         reactor = self._get_reactor()
-        self.events.fire("before_sync", format_host_port(host, port))
+        seed = format_host_port(host, port)
+        self.events.fire("before_sync", seed, peer=seed)
         proto = SyncClientProtocol(
             wire.Hello(self.id, self._node.full_state()),
             self.bad_input,  # type: ignore[arg-type]
@@ -563,10 +570,21 @@ class Server(service.Service):
             d = self._commit(self._node.merge_full(welcome.deltas))
             node = self._state.nodes.get(welcome.sender)
             peer = Peer(node) if node is not None else None
+            if node is not None:
+                self._seed_synced(host, port, node.info)
             d.addCallback(lambda _: self.events.fire("after_sync", peer, peer=peer))
             return d.addCallback(lambda _: peer)
 
         return connected.addCallback(merged)
+
+    def _seed_synced(self, host: str, tcp_port: int, info: NodeInfo) -> None:
+        """Gossip with a synced seed on its UDP port, not the TCP port given."""
+        given = {(host, tcp_port), (info.address, tcp_port)}
+        real = (info.address, info.udp_port)
+        seeds = [a for a in self._node.seeds if a not in given]
+        if len(seeds) < len(self._node.seeds) and real not in seeds:
+            seeds.append(real)
+        self._node.seeds = seeds
 
     def stopService(self) -> defer.Deferred[None]:
         """Say goodbye, close the ports and the store; fire when done."""
@@ -622,13 +640,10 @@ class Server(service.Service):
             reactor.stop()
 
         reactor.callWhenRunning(launch)
-        trigger = reactor.addSystemEventTrigger("before", "shutdown", self.stopService)
+        reactor.addSystemEventTrigger("before", "shutdown", self.stopService)
         try:
             reactor.run()
         finally:
-            # after a shutdown the trigger has fired and is gone already
-            with contextlib.suppress(ValueError):
-                reactor.removeSystemEventTrigger(trigger)
             self._blocking = False
         if self._startup_failure is not None:
             self._startup_failure.raiseException()
