@@ -395,6 +395,19 @@ class Server(service.Service):
         clock = self._reactor
         return clock.seconds() if clock is not None else time.time()
 
+    def privilegedStartService(self) -> None:
+        """Bind the ports now, as Twisted's own servers do.
+
+        twistd calls this before the reactor runs (and before dropping
+        privileges), so a port in use raises StartupError and the process
+        ends instead of running the application without its node.
+        """
+        service.Service.privilegedStartService(self)
+        if not self._ports and not self.running:
+            reactor = self._get_reactor()
+            self.bad_input = BadInputReporter(reactor)
+            self._listen(reactor, self.bad_input)
+
     def startService(self) -> defer.Deferred[None]:
         """Bind the ports, open the store, start gossiping and joining.
 
@@ -406,12 +419,13 @@ class Server(service.Service):
         if self._epoll:
             reactors.check_reactor_is_epoll(reactor)
         service.Service.startService(self)
-        self.bad_input = BadInputReporter(reactor)
-        try:
-            self._listen(reactor, self.bad_input)
-        except StartupError as e:
-            service.Service.stopService(self)
-            return defer.fail(e)
+        if not self._ports:  # else bound already by privilegedStartService
+            self.bad_input = BadInputReporter(reactor)
+            try:
+                self._listen(reactor, self.bad_input)
+            except StartupError as e:
+                service.Service.stopService(self)
+                return defer.fail(e)
         d: defer.Deferred[Any] = defer.maybeDeferred(self._store.open)
         d.addCallback(self._restore)
         d.addCallback(lambda _: self._started())
@@ -589,7 +603,7 @@ class Server(service.Service):
     def stopService(self) -> defer.Deferred[None]:
         """Say goodbye, close the ports and the store; fire when done."""
         if not self.running:
-            return defer.succeed(None)
+            return self._close_ports()  # any bound by privilegedStartService
         service.Service.stopService(self)
         if self._loop is not None and self._loop.running:
             self._loop.stop()

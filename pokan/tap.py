@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 
 from pokan import reactors, wire
 from pokan.address import DEFAULT_PORT, check_ip, check_port, parse_host_port
-from pokan.errors import ConfigurationError
+from pokan.errors import ConfigurationError, StartupError
 from pokan.server import Server, check_interval, check_max_datagram
 
 log = Logger()
@@ -88,6 +88,12 @@ class DaemonService(service.MultiService):
         super().__init__()
         self.server = server
         server.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()  # binds the node's ports
+        except StartupError as e:
+            raise SystemExit(f"pokan: {e}") from None
 
     def startService(self) -> None:
         service.Service.startService(self)

@@ -120,6 +120,45 @@ class ServiceTests(unittest.TestCase):
         self.assertTrue(server.running)
 
 
+class PrivilegedStartTests(unittest.TestCase):
+    """twistd binds ports in privilegedStartService, before the reactor runs."""
+
+    @defer.inlineCallbacks
+    def test_binds_the_ports_then_start_service_uses_them(self) -> Any:
+        server = Server("127.0.0.1", tcp_port=0, udp_port=0, gossip_interval=0.05)
+        self.addCleanup(stop_all, [server])
+        server.privilegedStartService()
+        self.assertFalse(server.running)
+        tcp, udp = server.tcp_port, server.udp_port
+        self.assertNotEqual((tcp, udp), (0, 0))
+        socket.create_connection(("127.0.0.1", tcp), timeout=2).close()
+        yield server.startService()
+        self.assertTrue(server.running)
+        self.assertEqual((server.tcp_port, server.udp_port), (tcp, udp))
+        joiner = yield start_server(self, gossip_with=f"127.0.0.1:{tcp}")
+        yield wait_until(
+            lambda: server.peer(joiner.id) is not None,
+            timeout=10,
+            message="the joiner to sync with the node",
+        )
+
+    def test_port_in_use_raises_at_once(self) -> None:
+        taken = bound(socket.SOCK_DGRAM, test=self).getsockname()[1]
+        server = Server("127.0.0.1", tcp_port=0, udp_port=taken)
+        error = self.assertRaises(StartupError, server.privilegedStartService)
+        self.assertIn(f"127.0.0.1:{taken}/udp", str(error))
+        self.assertIn("already in use", str(error))
+
+    @defer.inlineCallbacks
+    def test_stop_service_closes_ports_bound_without_a_start(self) -> Any:
+        server = Server("127.0.0.1", tcp_port=0, udp_port=0)
+        server.privilegedStartService()
+        tcp, udp = server.tcp_port, server.udp_port
+        yield server.stopService()
+        bound(socket.SOCK_STREAM, tcp).close()
+        bound(socket.SOCK_DGRAM, udp).close()
+
+
 def python(script: str) -> Any:
     """Run a Python script in a fresh interpreter (its own global reactor)."""
     return run(
