@@ -23,6 +23,7 @@ from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from pokan import Server
+from pokan.address import format_host_port
 
 #: the repository root (tests/ lives directly under it)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,12 +83,12 @@ def temp_dir(test: unittest.TestCase) -> str:
     return path
 
 
-def make_server(**kwargs: Any) -> Server:
+def make_server(address: str = "127.0.0.1", **kwargs: Any) -> Server:
     """A Server on 127.0.0.1 with free ports and a short gossip interval."""
     kwargs.setdefault("tcp_port", 0)
     kwargs.setdefault("udp_port", 0)
     kwargs.setdefault("gossip_interval", 0.05)
-    return Server("127.0.0.1", **kwargs)
+    return Server(address, **kwargs)
 
 
 def stop_all(servers: Iterable[Server]) -> defer.Deferred[Any]:
@@ -107,7 +108,9 @@ def start_server(test: unittest.TestCase, **kwargs: Any) -> Any:
 
 @defer.inlineCallbacks
 def start_cluster(test: unittest.TestCase, n: int, **kwargs: Any) -> Any:
-    """Start ``n`` servers on 127.0.0.1; the first is the seed of the others.
+    """Start ``n`` servers (on 127.0.0.1 unless ``address`` says otherwise).
+
+    The first is the seed of the others.
 
     Fires with the list of servers once all listen; they are stopped at cleanup.
     """
@@ -115,7 +118,7 @@ def start_cluster(test: unittest.TestCase, n: int, **kwargs: Any) -> Any:
     servers = [seed]
     for _ in range(n - 1):
         server = yield start_server(
-            test, gossip_with=f"127.0.0.1:{seed.tcp_port}", **kwargs
+            test, gossip_with=format_host_port(seed.address, seed.tcp_port), **kwargs
         )
         servers.append(server)
     return servers

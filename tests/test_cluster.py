@@ -50,6 +50,21 @@ class ConvergenceTests(unittest.TestCase):
                 self.assertTrue(peer.is_alive)
 
     @defer.inlineCallbacks
+    def test_ipv6_loopback(self) -> Any:
+        servers = yield start_cluster(self, 3, address="::1")
+        for i, server in enumerate(servers):
+            self.assertEqual(server.id, f"[::1]:{server.udp_port}")
+            yield server.store("n", str(i))
+        yield wait_until(
+            lambda: everyone_knows(servers, "n"),
+            timeout=10,
+            message=lambda: missing(servers, "n"),
+        )
+        peer = servers[1].peer(servers[0].id)
+        assert peer is not None
+        self.assertEqual((peer.address, peer.role), ("::1", "seed"))
+
+    @defer.inlineCallbacks
     def test_roles(self) -> Any:
         """The node without seeds acts as seed; the others are peers."""
         seed, a, b = yield start_cluster(self, 3)

@@ -243,6 +243,13 @@ class UsageTests(unittest.TestCase):
                 ["--address", "127.0.0.1", "--store", bad], "--store", "KEY=VALUE"
             )
 
+    def test_store_too_large_for_a_datagram(self) -> None:
+        self.assertUsageError(
+            ["--address", "127.0.0.1", "--store", "k=" + "x" * 3000],
+            "--store k=...",
+            "max_datagram=1400",
+        )
+
     def test_help_lists_the_options(self) -> None:
         result = run([TWISTD, "pokan", "--help"], cwd=temp_dir(self), timeout=30)
         self.assertEqual(result.returncode, 0, result.stderr)
