@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import zipfile
 from typing import Any
 
@@ -185,6 +186,69 @@ class DaemonTests(unittest.TestCase):
         lines = [line for line in output.splitlines() if "already in use" in line]
         self.assertEqual(len(lines), 1, output)
         self.assertIn(f"127.0.0.1:{port}/udp", lines[0])
+
+
+class DaemonizedTests(unittest.TestCase):
+    """Without -n, twistd forks a daemon and its parent reports the start."""
+
+    timeout = 60
+
+    def kill_daemon(self, pidfile: str) -> None:
+        """SIGTERM the daemon named in ``pidfile``; SIGKILL it after a bound."""
+        try:
+            with open(pidfile) as f:
+                pid = int(f.read())
+        except (OSError, ValueError):
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + 5
+            while os.path.exists(pidfile) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not os.path.exists(pidfile):
+                return
+
+    @defer.inlineCallbacks
+    def test_daemon_runs_and_stops(self) -> Any:
+        cwd, port = temp_dir(self), free_port()
+        pidfile, logfile = os.path.join(cwd, "p.pid"), os.path.join(cwd, "p.log")
+        args = pokan_args(port, "--store", "k=v")
+        args[1:3] = ["--pidfile", pidfile, "--logfile", logfile]
+        self.addCleanup(self.kill_daemon, pidfile)
+        result = run(args, cwd=cwd, timeout=30)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertTrue(os.path.exists(pidfile))
+        state = yield fetch_state(port)
+        self.assertEqual(state[f"127.0.0.1:{port}"], {"k": "v"})
+        with open(pidfile) as f:
+            os.kill(int(f.read()), signal.SIGTERM)
+        yield wait_until(
+            lambda: not os.path.exists(pidfile),
+            timeout=10,
+            message="the daemon to stop and remove its pid file",
+        )
+        with open(logfile) as f:
+            self.assertIn("Server Shut Down", f.read())
+
+    def test_daemon_with_its_port_in_use_fails_at_once(self) -> None:
+        taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        cwd = temp_dir(self)
+        pidfile = os.path.join(cwd, "p.pid")
+        args = pokan_args(port)
+        args[1:3] = ["--pidfile", pidfile, "--logfile", os.path.join(cwd, "p.log")]
+        self.addCleanup(self.kill_daemon, pidfile)
+        # before the fix the parent waited for ever: run() would time out
+        result = run(args, cwd=cwd, timeout=30)
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        self.assertIn("An error has occurred", result.stderr)
+        self.assertIn(f"cannot listen on 127.0.0.1:{port}/udp", result.stderr)
+        self.assertFalse(os.path.exists(pidfile))
 
 
 class UsageTests(unittest.TestCase):
