@@ -288,6 +288,35 @@ class MembershipTests(unittest.TestCase):
             self.assertIsNone(peer.value("old"))
         self.assertIn(("old", "first life"), removed)
 
+    @defer.inlineCallbacks
+    def test_a_restarted_seed_is_found_again(self) -> Any:
+        """The seed restarts knowing nobody; gossip to dead peers and seeds heals."""
+        seed, a, b = yield start_cluster(self, 3)
+        yield a.store("name", "a")
+        yield b.store("name", "b")
+        yield wait_until(
+            lambda: everyone_knows([seed, a, b], "name"),
+            timeout=10,
+            message=lambda: missing([seed, a, b], "name"),
+        )
+        yield seed.stopService()
+        yield wait_until(
+            lambda: all(s.peer(seed.id).is_dead for s in (a, b)),
+            timeout=2,
+            message="the seed to be marked dead",
+        )
+        again = yield start_server(self, tcp_port=seed.tcp_port, udp_port=seed.udp_port)
+        yield again.store("name", "seed, second life")
+        nodes = [again, a, b]
+        yield wait_until(
+            lambda: (
+                everyone_knows(nodes, "name")
+                and all(s.peer(again.id).is_alive for s in (a, b))
+            ),
+            timeout=15,
+            message=lambda: missing(nodes, "name"),
+        )
+
 
 class SeedTests(unittest.TestCase):
     @defer.inlineCallbacks
