@@ -105,8 +105,15 @@ class DaemonTests(unittest.TestCase):
     def test_two_daemons_and_an_embedded_node_see_each_others_keys(self) -> Any:
         first, p1 = start_daemon(self, "--store", "role=web")
         yield wait_until(lambda: listening(first), timeout=30, message=first.describe)
+        nobody = free_port()  # --gossip-with repeats: the first seed is down
         second, p2 = start_daemon(
-            self, "--gossip-with", f"127.0.0.1:{p1}", "--store", "role=db"
+            self,
+            "--gossip-with",
+            f"127.0.0.1:{nobody}",
+            "--gossip-with",
+            f"127.0.0.1:{p1}",
+            "--store",
+            "role=db",
         )
         embedded = yield start_server(self, gossip_with=f"127.0.0.1:{p1}")
         yield embedded.store("role", "embedded")
@@ -141,6 +148,9 @@ class DaemonTests(unittest.TestCase):
             )
         roles = {p.id: p.role for p in embedded.peers()}
         self.assertEqual(roles, {f"127.0.0.1:{p1}": "seed", f"127.0.0.1:{p2}": "peer"})
+        self.assertIn(
+            f"joined the cluster through seed 127.0.0.1:{p1}", second.output()
+        )
         for daemon in (first, second):
             out = daemon.output()
             self.assertNotIn("Traceback", out)
