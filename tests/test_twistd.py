@@ -148,8 +148,12 @@ class DaemonTests(unittest.TestCase):
             )
         roles = {p.id: p.role for p in embedded.peers()}
         self.assertEqual(roles, {f"127.0.0.1:{p1}": "seed", f"127.0.0.1:{p2}": "peer"})
-        self.assertIn(
-            f"joined the cluster through seed 127.0.0.1:{p1}", second.output()
+        yield wait_until(
+            lambda: (
+                f"joined the cluster through seed 127.0.0.1:{p1}" in second.output()
+            ),
+            timeout=20,
+            message=second.describe,
         )
         for daemon in (first, second):
             out = daemon.output()
