@@ -129,6 +129,25 @@ class DatagramTests(unittest.TestCase):
             self.assertEqual(len(lines), 1, lines)
             self.assertIn("bad-magic", lines[0])
 
+    @defer.inlineCallbacks
+    def test_a_source_is_reported_again_after_the_interval(self) -> Any:
+        logs = LogCatcher(self)
+        server = yield start_server(self)
+        assert server.bad_input is not None
+        server.bad_input.interval = 0.2
+        sock = datagram_socket(self)
+        source = f"127.0.0.1:{sock.getsockname()[1]}"
+        for _ in range(5):
+            sock.sendto(b"garbage", ("127.0.0.1", server.udp_port))
+        yield wait_until(lambda: server.stats["dropped"] == 5, timeout=5)
+        later = global_reactor().seconds() + 0.25
+        yield wait_until(lambda: global_reactor().seconds() >= later, timeout=5)
+        sock.sendto(b"garbage", ("127.0.0.1", server.udp_port))
+        yield wait_until(lambda: server.stats["dropped"] == 6, timeout=5)
+        lines = logs.matching("dropped bad udp input", source)
+        self.assertEqual(len(lines), 2, lines)
+        self.assertIn("4 more from it since the last report", lines[1])
+
 
 class StreamTests(unittest.TestCase):
     @defer.inlineCallbacks
