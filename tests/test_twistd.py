@@ -347,6 +347,27 @@ class UsageTests(unittest.TestCase):
 class PackagingTests(unittest.TestCase):
     timeout = 300
 
+    def test_plugin_is_installed_and_cheap_to_import(self) -> None:
+        """twistd finds the installed plugin without importing pokan itself."""
+        script = (
+            "import sys\n"
+            "from twisted.application.service import IServiceMaker\n"
+            "from twisted.plugin import getPlugins\n"
+            "makers = {p.tapname: p for p in getPlugins(IServiceMaker)}\n"
+            "import twisted.plugins.pokan_plugin as plugin\n"
+            "print(makers['pokan'].module)\n"
+            "print(plugin.__file__)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pokan'))\n"
+            "print('twisted.internet.reactor' in sys.modules)\n"
+        )
+        result = run([sys.executable, "-c", script], cwd=temp_dir(self), timeout=30)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        module, path, imported, reactor = result.stdout.splitlines()
+        self.assertEqual(module, "pokan.tap")
+        self.assertIn("site-packages", path)
+        self.assertEqual(imported, "[]")
+        self.assertEqual(reactor, "False")
+
     def test_wheel_contents(self) -> None:
         """The wheel ships the plugin and py.typed, and no twisted/__init__.py."""
         source = os.path.join(temp_dir(self), "src")
