@@ -40,7 +40,16 @@ from pokan.protocols import (
     SyncServerFactory,
 )
 from pokan.seeds import SeedSync
-from pokan.state import ROLES, STATUSES, Batch, ClusterState, Entry, NodeInfo, Value
+from pokan.state import (
+    ROLES,
+    STATUSES,
+    Batch,
+    ClusterState,
+    Entry,
+    KeyChange,
+    NodeInfo,
+    Value,
+)
 from pokan.store import IStore, MemoryStore, Snapshot
 
 log = Logger()
@@ -464,10 +473,25 @@ class Server(service.Service):
         """Start a new generation, keeping what the store persisted before."""
         previous = 0
         if snapshot is not None:
+            # a record with port 0 is this node before it bound "any free
+            # port": never a peer (nobody can reach port 0)
+            nodes = tuple(r for r in snapshot.nodes if r.info.udp_port)
+            snapshot = Snapshot(nodes, snapshot.entries)
             previous = self._state.restore(snapshot)
+        unbound_id = self._state.me.info.id
         generation = max(time.time_ns() // 1000, previous + 1)
         self._state.rename_self(self._identity(generation))
-        if snapshot is not None:
+        if unbound_id != self.id and self._state.me.entries:
+            # keys stored before binding port 0 were persisted under the
+            # unbound id: persist them under the real one (no events again)
+            me = self._state.me
+            changes = tuple(
+                KeyChange(self.id, k, None, e) for k, e in me.entries.items()
+            )
+            batch = Batch(changes, (me.record(),))
+            d = defer.maybeDeferred(self._store.persist, batch)
+            d.addErrback(self._persist_failed, batch)
+        elif snapshot is not None:
             self._commit(Batch((), (self._state.me.record(),)))
 
     def _started(self) -> None:

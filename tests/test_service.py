@@ -69,6 +69,49 @@ class ServiceTests(unittest.TestCase):
         bound(socket.SOCK_DGRAM, udp).close()
 
     @defer.inlineCallbacks
+    def test_the_same_server_restarts(self) -> Any:
+        """stopService then startService: a new generation, same ports and keys."""
+        seed = yield start_server(self)
+        node = Server(
+            "127.0.0.1",
+            tcp_port=0,
+            udp_port=0,
+            gossip_interval=0.05,
+            gossip_with=f"127.0.0.1:{seed.tcp_port}",
+        )
+        self.addCleanup(stop_all, [node])
+        yield node.store("before", "start")  # persisted under "127.0.0.1:0"
+        yield node.startService()
+        yield node.store("after", "start")
+        first = node.me.generation
+        yield wait_until(
+            lambda: (p := seed.peer(node.id)) is not None and len(p.keys()) == 2,
+            timeout=10,
+            message="the seed to learn both keys",
+        )
+        ports = (node.tcp_port, node.udp_port)
+        yield node.stopService()
+        yield node.startService()
+        self.assertEqual((node.tcp_port, node.udp_port), ports)
+        self.assertGreater(node.me.generation, first)
+        self.assertEqual(node.items(), {"before": "start", "after": "start"})
+        self.assertEqual(node.peers(), [node.peer(seed.id)])
+        yield node.store("after", "restart")
+        yield wait_until(
+            lambda: (
+                (p := seed.peer(node.id)) is not None
+                and p.generation == node.me.generation
+                and p.is_alive
+                and p.items() == {"before": "start", "after": "restart"}
+            ),
+            timeout=10,
+            message=lambda: f"the seed to take the restart: {seed.peer(node.id)}",
+        )
+        for server in (seed, node):
+            self.assertEqual(server.stats["dropped"], 0)
+            self.assertEqual(server.stats["send_errors"], 0)
+
+    @defer.inlineCallbacks
     def test_start_service_fires_once_listening(self) -> Any:
         server = Server("127.0.0.1", tcp_port=0, udp_port=0)
         self.addCleanup(stop_all, [server])
