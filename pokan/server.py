@@ -37,6 +37,7 @@ from pokan.protocols import GossipProtocol, SyncClientProtocol, SyncServerFactor
 from pokan.seeds import SeedSync
 from pokan.state import ROLES, STATUSES, Batch, ClusterState, Entry, NodeInfo, Value
 from pokan.store import IStore, MemoryStore, Snapshot
+from pokan.store.interface import IAttachedStore, snapshot_of
 
 log = Logger()
 
@@ -400,6 +401,11 @@ class Server(service.Service):
         except StartupError as e:
             service.Service.stopService(self)
             return defer.fail(e)
+        if IAttachedStore.providedBy(self._store):
+            state = self._state
+            self._store.attach(
+                self._identity(0).id, reactor, lambda: snapshot_of(state)
+            )
         d: defer.Deferred[Any] = defer.maybeDeferred(self._store.open)
         d.addCallback(self._restore)
         d.addCallback(lambda _: self._started())
@@ -438,6 +444,8 @@ class Server(service.Service):
         """Start a new generation, keeping what the store persisted before."""
         previous = 0
         if snapshot is not None:
+            # our id with the ports bound (port 0 picks one), as persisted
+            self._state.rename_self(self._identity(0))
             previous = self._state.restore(snapshot)
         generation = max(time.time_ns() // 1000, previous + 1)
         self._state.rename_self(self._identity(generation))
