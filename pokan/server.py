@@ -449,8 +449,7 @@ class Server(service.Service):
             previous = self._state.restore(snapshot)
         generation = max(time.time_ns() // 1000, previous + 1)
         self._state.rename_self(self._identity(generation))
-        if snapshot is not None:
-            self._commit(Batch((), (self._state.me.record(),)))
+        self._commit(Batch((), (self._state.me.record(),)))
 
     def _started(self) -> None:
         log.info(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import attrs
 
 from pokan.state import Batch, Entry, NodeRecord
+from pokan.store.interface import Snapshot
 from pokan.store.redis_schema import encode_event
 
 KeyId = tuple[str, str]  # (node id, key)
@@ -106,3 +107,34 @@ class Pending:
             {k: entry for k, (_, entry) in self._keys.items()},
             {k: record for k, (_, record) in self._nodes.items()},
         )
+
+
+def overlay(snapshot: Snapshot, plan: Plan, me: str) -> tuple[Snapshot, Plan]:
+    """Put this node's writes made before the store opened on top of what
+    the store held; return the result and the writes, renumbered above the
+    persisted versions, that the store must still write.
+    """
+    entries = {node: dict(keys) for node, keys in snapshot.entries.items()}
+    records = {record.info.id: record for record in snapshot.nodes}
+    mine = entries.setdefault(me, {})
+    top = max((e.version for e in mine.values()), default=0)
+    if me in records:
+        top = max(top, records[me].version)
+    own = sorted(
+        (
+            (key, entry)
+            for (node, key), entry in plan.keys.items()
+            if node == me and entry is not None
+        ),
+        key=lambda item: item[1].version,
+    )
+    written = Plan()
+    for key, entry in own:
+        top += 1
+        mine[key] = written.keys[me, key] = attrs.evolve(entry, version=top)
+    for record in plan.nodes.values():
+        records.setdefault(record.info.id, record)
+    if me in records:
+        record = records[me] = attrs.evolve(records[me], version=top)
+        written.nodes[me] = record
+    return Snapshot(tuple(records.values()), entries), written

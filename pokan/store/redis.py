@@ -30,7 +30,7 @@ from pokan.errors import ConfigurationError, StartupError
 from pokan.state import Batch
 from pokan.store import redis_io
 from pokan.store.interface import IAttachedStore, Snapshot
-from pokan.store.pending import Pending, Plan
+from pokan.store.pending import Pending, Plan, overlay
 from pokan.store.redis_schema import Keys, default_prefix
 
 log = Logger()
@@ -171,7 +171,6 @@ class RedisStore:
         self._shutdown_trigger = reactor.addSystemEventTrigger(
             "after", "shutdown", self._stop_pool
         )
-        self._pending = Pending()
         self._broken = False
         d: defer.Deferred[Any] = self._run(
             redis_io.load, self._client, self._keys, self._node_id
@@ -183,6 +182,13 @@ class RedisStore:
         self._status = UP
         self._run_id = loaded.run_id
         snapshot = loaded.snapshot
+        if self._pending:
+            # the node wrote before it started: those writes win
+            early = self._pending.take().plan()
+            if snapshot is not None:
+                snapshot, early = overlay(snapshot, early, self._node_id)
+            self._seq += 1
+            self._submit(self._seq, early)
         nodes = len(snapshot.nodes) if snapshot else 0
         keys = sum(map(len, snapshot.entries.values())) if snapshot else 0
         log.info(
@@ -219,9 +225,12 @@ class RedisStore:
         if self._status != UP:
             self._pending.add(self._seq, Plan.of(batch))
             return defer.succeed(None)
-        plan = Plan.of(batch, self.publish_events)
+        return self._submit(self._seq, Plan.of(batch, self.publish_events))
+
+    def _submit(self, seq: int, plan: Plan) -> defer.Deferred[None]:
+        """Have the worker write batch number ``seq`` in one MULTI/EXEC."""
         d = self._run(self._write, plan)
-        d.addCallbacks(self._written, self._write_failed, errbackArgs=(self._seq, plan))
+        d.addCallbacks(self._written, self._write_failed, errbackArgs=(seq, plan))
         return d
 
     def _write(self, plan: Plan) -> None:
