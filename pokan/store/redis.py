@@ -15,6 +15,7 @@ once Redis answers, the pending changes are written, or, if Redis restarted
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -38,6 +39,10 @@ log = Logger()
 T = TypeVar("T")
 
 UP, DOWN, RECOVERING, CLOSED = "up", "down", "recovering", "closed"
+
+#: at most this many batches, or about this many keys, per round trip
+GROUP_BATCHES = 1000
+GROUP_KEYS = 100_000
 
 
 def redact(url: str) -> str:
@@ -94,6 +99,8 @@ class RedisStore:
         self._recovered = 0
         self._rewrote = False
         self._broken = False  # touched only in the worker thread
+        self._queue: deque[tuple[int, Plan, defer.Deferred[None]]] = deque()
+        self._writing = False
         #: batches written, each in its own MULTI/EXEC (not counting recovery)
         self.batches_written = 0
 
@@ -228,29 +235,68 @@ class RedisStore:
         return self._submit(self._seq, Plan.of(batch, self.publish_events))
 
     def _submit(self, seq: int, plan: Plan) -> defer.Deferred[None]:
-        """Have the worker write batch number ``seq`` in one MULTI/EXEC."""
-        d = self._run(self._write, plan)
-        d.addCallbacks(self._written, self._write_failed, errbackArgs=(seq, plan))
+        """Queue batch number ``seq`` for the worker.
+
+        While the worker writes, batches queue up; it then takes them all in
+        one round trip, each still in its own MULTI/EXEC, in order (a group
+        commit: it saves a thread hand-off and a round trip per batch).
+        """
+        d: defer.Deferred[None] = defer.Deferred()
+        self._queue.append((seq, plan, d))
+        if not self._writing:
+            self._write_queued()
         return d
 
-    def _write(self, plan: Plan) -> None:
+    def _write_queued(self) -> None:
+        group: list[tuple[int, Plan, defer.Deferred[None]]] = []
+        size = 0
+        while self._queue and size < GROUP_KEYS and len(group) < GROUP_BATCHES:
+            item = self._queue.popleft()
+            group.append(item)
+            size += len(item[1])
+        self._writing = True
+        job = self._run(self._write, [plan for _, plan, _ in group])
+        job.addCallbacks(
+            self._group_written,
+            self._group_failed,
+            callbackArgs=(group,),
+            errbackArgs=(group,),
+        )
+
+    def _write(self, plans: list[Plan]) -> None:
         """Worker thread: write, unless Redis failed and no probe passed since."""
         if self._broken:
             raise _Unavailable("Redis failed earlier")
         try:
             assert self._keys is not None
-            redis_io.write(self._client, self._keys, plan)
+            redis_io.write(self._client, self._keys, plans)
         except BaseException:
             self._broken = True
             raise
 
-    def _written(self, _: None) -> None:
-        self.batches_written += 1
+    def _group_written(
+        self, _: None, group: list[tuple[int, Plan, defer.Deferred[None]]]
+    ) -> None:
+        self.batches_written += len(group)
+        for _seq, _plan, d in group:
+            d.callback(None)
+        self._writing = False
+        if self._queue and self._status == UP:
+            self._write_queued()
 
-    def _write_failed(self, failure: Failure, seq: int, plan: Plan) -> None:
-        plan.events.clear()  # events are not replayed after an outage
-        self._pending.add(seq, plan)
+    def _group_failed(
+        self, failure: Failure, group: list[tuple[int, Plan, defer.Deferred[None]]]
+    ) -> None:
+        # keep every batch not known written, the queued ones too
+        group.extend(self._queue)
+        self._queue.clear()
+        for seq, plan, _ in group:
+            plan.events.clear()  # events are not replayed after an outage
+            self._pending.add(seq, plan)
+        self._writing = False
         self._went_down(failure)
+        for _seq, _plan, d in group:
+            d.callback(None)
 
     def close(self) -> defer.Deferred[None]:
         """Write what is queued (one last try if Redis was away), then stop."""
@@ -261,24 +307,34 @@ class RedisStore:
             self._probe_call.cancel()
         self._probe_call = None
         self._status = CLOSED
-        # let writes already queued finish (a failed one is kept as pending)
+        # let the worker finish what it has (what fails is kept as pending)
         d = self._run(lambda: None)
         d.addCallback(lambda _: self._write_last())
         d.addBoth(lambda _: self._stop_pool())
         return d
 
     def _write_last(self) -> defer.Deferred[None]:
+        queued = list(self._queue)
+        self._queue.clear()
+        for seq, plan, _ in queued:
+            self._pending.add(seq, plan)
         taken = self._pending.take()
         d = self._run(self._last_write, taken.plan())
         d.addErrback(self._last_write_failed, len(taken))
+        d.addCallback(self._release, [waiting for _, _, waiting in queued])
         return d
+
+    @staticmethod
+    def _release(_: object, waiting: list[defer.Deferred[None]]) -> None:
+        for d in waiting:
+            d.callback(None)
 
     def _last_write(self, plan: Plan) -> None:
         """Worker thread: the last pending changes, if any; then disconnect."""
         try:
             if plan:
                 self._broken = False
-                self._write(plan)
+                self._write([plan])
         finally:
             self._client.connection_pool.disconnect()
 
@@ -383,7 +439,7 @@ class RedisStore:
             )
             return
         taken = self._pending.take()
-        d = self._run(self._write, taken.plan())
+        d = self._run(self._write, [taken.plan()])
         d.addCallbacks(
             self._flushed,
             self._flush_failed,

@@ -6,11 +6,11 @@ Writes go in one MULTI/EXEC each, so Redis never holds half a batch.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 import attrs
 import redis
+from hiredis import pack_command
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -18,14 +18,15 @@ from pokan.state import Entry, NodeRecord
 from pokan.store.interface import Snapshot
 from pokan.store.pending import Plan
 from pokan.store.redis_schema import (
+    BYTES,
+    DELETED,
     SCHEMA,
+    STR,
     Keys,
     SchemaError,
     decode_entry,
     decode_node,
-    encode_entry,
     encode_node,
-    encode_value,
 )
 
 
@@ -107,57 +108,147 @@ def _text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-def write(client: redis.Redis, keys: Keys, plan: Plan) -> None:
-    """Write a plan in one MULTI/EXEC."""
-    pipe = client.pipeline(transaction=True)
-    queue(pipe, keys, plan)
-    pipe.execute()
+def write(client: redis.Redis, keys: Keys, plans: list[Plan]) -> None:
+    """Write each plan in its own MULTI/EXEC, all in one round trip."""
+    transactions(client, [commands(keys, plan) for plan in plans])
 
 
-def queue(pipe: Any, keys: Keys, plan: Plan) -> None:
-    """Queue the commands that write ``plan`` on a pipeline."""
-    set_values: dict[str, dict[str, bytes]] = defaultdict(dict)
-    set_entries: dict[str, dict[str, str]] = defaultdict(dict)
-    del_values: dict[str, list[str]] = defaultdict(list)
-    del_entries: dict[str, list[str]] = defaultdict(list)
+def transactions(client: redis.Redis, groups: list[list[tuple[Any, ...]]]) -> None:
+    """Run each group of commands in its own MULTI/EXEC, in one round trip.
+
+    Every group is atomic on its own; they are applied in order. The commands
+    are packed by hiredis and sent in one write on one of redis-py's
+    connections: for large batches several times faster than redis-py's
+    pipeline, which packs every argument in Python.
+    """
+    framed: list[tuple[Any, ...]] = []
+    for queued in groups:
+        framed.append(("MULTI",))
+        framed.extend(queued)
+        framed.append(("EXEC",))
+    packed = [b"".join(map(pack_command, framed))]
+    pool = client.connection_pool
+    for attempt in (1, 2):
+        conn = None
+        try:
+            conn = pool.get_connection()
+            conn.send_packed_command(packed)
+            error = _read_replies(conn, groups)
+        except (redis.ConnectionError, redis.TimeoutError):
+            if conn is not None:
+                conn.disconnect()
+            if attempt == 2:
+                raise
+            continue  # a pooled connection the server had dropped: once more
+        except BaseException:
+            if conn is not None:
+                conn.disconnect()  # the reply stream is in an unknown state
+            raise
+        finally:
+            if conn is not None:
+                pool.release(conn)
+        if error is not None:
+            raise error
+        return
+
+
+def _read_replies(conn: Any, groups: list[list[tuple[Any, ...]]]) -> Exception | None:
+    """Read every reply of every transaction; return the first error."""
+    first: Exception | None = None
+    for queued in groups:
+        refused: list[Exception] = []
+        for _ in range(len(queued) + 1):  # +OK, then +QUEUED each
+            try:
+                conn.read_response()
+            except redis.ResponseError as e:
+                refused.append(e)
+        try:
+            replies: Any = conn.read_response()
+        except redis.ResponseError as e:  # EXECABORT: nothing applied
+            refused.append(e)
+            replies = []
+        refused += [r for r in replies if isinstance(r, redis.ResponseError)]
+        if refused and first is None:
+            first = refused[0]
+    return first
+
+
+def commands(keys: Keys, plan: Plan) -> list[tuple[Any, ...]]:
+    """The commands that write ``plan``: a few per node, whatever its size."""
+    set_values: dict[str, list[Any]] = {}
+    set_entries: dict[str, list[Any]] = {}
+    del_values: dict[str, list[str]] = {}
+    del_entries: dict[str, list[str]] = {}
+    current = None
+    # the hot path: one node's lists at a time, encode_entry() inlined
     for (node, key), entry in plan.keys.items():
+        if node != current:
+            current = node
+            values = set_values.setdefault(node, [])
+            metas = set_entries.setdefault(node, [])
+            gone = del_values.setdefault(node, [])
+            dropped = del_entries.setdefault(node, [])
         if entry is None:  # dropped with an old incarnation
-            del_values[node].append(key)
-            del_entries[node].append(key)
+            gone.append(key)
+            dropped.append(key)
             continue
-        if entry.value is None:
-            del_values[node].append(key)
+        value = entry.value
+        if value is None:
+            gone.append(key)
+            kind = DELETED
         else:
-            set_values[node][key] = encode_value(entry.value)
-        set_entries[node][key] = encode_entry(entry)
-    for node, mapping in set_values.items():
-        pipe.hset(keys.values(node), mapping=mapping)
+            values += (key, value)
+            kind = STR if type(value) is str else BYTES
+        metas += (
+            key,
+            f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
+            f'"type":"{kind}"}}',
+        )
+    out: list[tuple[Any, ...]] = []
+    for node, args in set_values.items():
+        if args:
+            out.append(("HSET", keys.values(node), *args))
     for node, names in del_values.items():
-        pipe.hdel(keys.values(node), *names)
-    for node, meta in set_entries.items():
-        pipe.hset(keys.entries(node), mapping=meta)
+        if names:
+            out.append(("HDEL", keys.values(node), *names))
+    for node, args in set_entries.items():
+        if args:
+            out.append(("HSET", keys.entries(node), *args))
     for node, names in del_entries.items():
-        pipe.hdel(keys.entries(node), *names)
+        if names:
+            out.append(("HDEL", keys.entries(node), *names))
     for record in plan.nodes.values():
-        pipe.hset(keys.node(record.info.id), mapping=encode_node(record))
+        fields = encode_node(record)
+        out.append(("HSET", keys.node(record.info.id), *_flat(fields)))
     touched = {*plan.nodes, *(node for node, _ in plan.keys)}
     if touched:
-        pipe.sadd(keys.nodes, *touched)
+        out.append(("SADD", keys.nodes, *touched))
     for message in plan.events:
-        pipe.publish(keys.events, message)
+        out.append(("PUBLISH", keys.events, message))
+    return out
+
+
+def _flat(fields: dict[str, str]) -> list[str]:
+    return [x for item in fields.items() for x in item]
 
 
 def rewrite(client: redis.Redis, keys: Keys, node_id: str, snapshot: Snapshot) -> None:
     """Replace everything under the prefix with ``snapshot``, in one MULTI/EXEC."""
     old = [_text(m) for m in _members(client, keys.nodes)]
-    pipe = client.pipeline(transaction=True)
-    pipe.delete(keys.meta, keys.nodes, *(k for n in old for k in keys.of_node(n)))
-    pipe.hset(keys.meta, mapping={"schema": SCHEMA, "node": node_id})
     plan = Plan()
     for record in snapshot.nodes:
         plan.nodes[record.info.id] = record
     for node, entries in snapshot.entries.items():
         for key, entry in entries.items():
             plan.keys[node, key] = entry
-    queue(pipe, keys, plan)
-    pipe.execute()
+    stale = [k for n in old for k in keys.of_node(n)]
+    transactions(
+        client,
+        [
+            [
+                ("DEL", keys.meta, keys.nodes, *stale),
+                ("HSET", keys.meta, "schema", SCHEMA, "node", node_id),
+                *commands(keys, plan),
+            ]
+        ],
+    )
