@@ -208,3 +208,22 @@ class RedisLostTests(ServerCase):
         self.assertEqual(len(logs.matching("unavailable, ")), 1)
         self.assertEqual(len(logs.matching("is back")), 1)
         self.assertTrue(a.peer(b.id).is_alive)
+
+
+class EarlyWriteTests(ServerCase):
+    @defer.inlineCallbacks
+    def test_writes_before_start_win_over_persisted_ones(self) -> Any:
+        a = yield self.node(self.redis_store())
+        yield a.store("k", "old")
+        yield a.store("keep", "1")
+        ports = {"tcp_port": a.tcp_port, "udp_port": a.udp_port}
+        yield a.stopService()
+        a2 = Server("127.0.0.1", store=self.redis_store(), **ports)
+        a2.store("k", "new")  # as `twistd pokan --store k=new` does
+        yield a2.startService()
+        self.addCleanup(a2.stopService)
+        self.assertEqual(a2.items(), {"k": "new", "keep": "1"})
+        me = a2._state.me
+        self.assertGreater(me.entries["k"].version, me.entries["keep"].version)
+        prefix = f"pokan:{a2.id}"
+        yield wait_for(lambda: read_cluster(self.plain, prefix) == memory_cluster(a2))
