@@ -451,8 +451,6 @@ class Server(service.Service):
         """Start a new generation, keeping what the store persisted before."""
         previous = 0
         if snapshot is not None:
-            # our id with the ports bound (port 0 picks one), as persisted
-            self._state.rename_self(self._identity(0))
             previous = self._state.restore(snapshot)
         generation = max(time.time_ns() // 1000, previous + 1)
         self._state.rename_self(self._identity(generation))

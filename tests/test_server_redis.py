@@ -227,3 +227,12 @@ class EarlyWriteTests(ServerCase):
         self.assertGreater(me.entries["k"].version, me.entries["keep"].version)
         prefix = f"pokan:{a2.id}"
         yield wait_for(lambda: read_cluster(self.plain, prefix) == memory_cluster(a2))
+
+    @defer.inlineCallbacks
+    def test_writes_before_start_on_any_port(self) -> Any:
+        a = Server("127.0.0.1", tcp_port=0, udp_port=0, store=self.redis_store())
+        a.store("k", "v")  # made while its id still says port 0
+        yield a.startService()
+        self.addCleanup(a.stopService)
+        prefix = f"pokan:{a.id}"
+        yield wait_for(lambda: read_cluster(self.plain, prefix) == memory_cluster(a))

@@ -49,6 +49,14 @@ class Plan:
     def __len__(self) -> int:
         return len(self.keys) + len(self.nodes)
 
+    def updated(self, later: Plan) -> Plan:
+        """This plan with a later one's changes on top."""
+        return Plan(
+            {**self.keys, **later.keys},
+            {**self.nodes, **later.nodes},
+            [*self.events, *later.events],
+        )
+
 
 class Pending:
     """Changes not yet in Redis: the latest per key and per node record."""

@@ -101,6 +101,7 @@ class RedisStore:
         self._broken = False  # touched only in the worker thread
         self._queue: deque[tuple[int, Plan, defer.Deferred[None]]] = deque()
         self._writing = False
+        self._early: Plan | None = None
         #: batches written, each in its own MULTI/EXEC (not counting recovery)
         self.batches_written = 0
 
@@ -192,10 +193,15 @@ class RedisStore:
         if self._pending:
             # the node wrote before it started: those writes win
             early = self._pending.take().plan()
+            # made under the id the node had before it bound its ports; the
+            # node commits its own record once started
+            early = Plan(
+                {(self._node_id, key): e for (_, key), e in early.keys.items()}
+            )
             if snapshot is not None:
                 snapshot, early = overlay(snapshot, early, self._node_id)
-            self._seq += 1
-            self._submit(self._seq, early)
+            # written with the first batch, which carries our new record
+            self._early = early
         nodes = len(snapshot.nodes) if snapshot else 0
         keys = sum(map(len, snapshot.entries.values())) if snapshot else 0
         log.info(
@@ -232,7 +238,10 @@ class RedisStore:
         if self._status != UP:
             self._pending.add(self._seq, Plan.of(batch))
             return defer.succeed(None)
-        return self._submit(self._seq, Plan.of(batch, self.publish_events))
+        plan = Plan.of(batch, self.publish_events)
+        if self._early is not None:
+            plan, self._early = self._early.updated(plan), None
+        return self._submit(self._seq, plan)
 
     def _submit(self, seq: int, plan: Plan) -> defer.Deferred[None]:
         """Queue batch number ``seq`` for the worker.
@@ -316,6 +325,9 @@ class RedisStore:
     def _write_last(self) -> defer.Deferred[None]:
         queued = list(self._queue)
         self._queue.clear()
+        if self._early is not None:
+            self._pending.add(1, self._early)  # older than any batch since
+            self._early = None
         for seq, plan, _ in queued:
             self._pending.add(seq, plan)
         taken = self._pending.take()
