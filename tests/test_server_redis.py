@@ -12,6 +12,7 @@ from pokan.state import Batch
 from pokan.store.redis import RedisStore
 from tests.redisreader import api_cluster, memory_cluster, read_cluster, redis_as_api
 from tests.redisserver import RedisServer
+from tests.test_docs import code_blocks
 from tests.test_store_redis import LogCapture
 from tests.waiting import wait_for
 
@@ -236,3 +237,44 @@ class EarlyWriteTests(ServerCase):
         self.addCleanup(a.stopService)
         prefix = f"pokan:{a.id}"
         yield wait_for(lambda: read_cluster(self.plain, prefix) == memory_cluster(a))
+
+
+class DocsTests(ServerCase):
+    @defer.inlineCallbacks
+    def test_the_reader_in_docs_reads_what_the_api_reports(self) -> Any:
+        (block,) = code_blocks("redis.md", "python")
+        namespace: dict[str, Any] = {}
+        exec(compile(block, "docs/redis.md", "exec"), namespace)
+        read_cluster_as_documented = namespace["read_cluster"]
+        a = yield self.node(self.redis_store())
+        b = yield self.node(seed=a)
+        yield b.store("bin", b"\x00")
+        yield b.store("text", "t")
+        yield a.store("gone", "x")
+        yield a.delete("gone")
+        yield wait_for(lambda: self.converged(a, b))
+
+        def as_documented() -> dict[str, Any]:
+            return {
+                peer.id: {
+                    "id": peer.id,
+                    "address": peer.address,
+                    "tcp_port": str(peer.tcp_port),
+                    "udp_port": str(peer.udp_port),
+                    "role": peer.role,
+                    "status": peer.status,
+                    "generation": str(peer.generation),
+                    "keys": {
+                        k: (v, peer.timestamp(k)) for k, v in peer.items().items()
+                    },
+                }
+                for peer in [a.me, *a.peers()]
+            }
+
+        def same() -> bool:
+            got = read_cluster_as_documented(self.redis.url, f"pokan:{a.id}")
+            for node in got.values():
+                node.pop("version")
+            return bool(got == as_documented())
+
+        yield wait_for(same)
