@@ -10,6 +10,9 @@ same run, ``redis-benchmark -P 100 -t hset`` against the same server gives
 the ceiling: HSETs per second with 100 commands pipelined. Prints a table.
 
     .venv/bin/python bench/store.py [--keys 200000] [--redis-benchmark-n 2000000]
+        [--repeat 3]
+
+Each figure is the best of ``--repeat`` runs (the ceiling too).
 """
 
 from __future__ import annotations
@@ -88,7 +91,8 @@ def ceiling(port: int, n: int) -> float:
 
 def deltas(node: int, batch: int, keys: int) -> list[NodeDelta]:
     """Deltas of a remote node, ``batch`` new keys each, ``keys`` in all."""
-    info = NodeInfo(f"10.0.0.{node}:5555", 1, f"10.0.0.{node}", 5555, 5555, "peer")
+    address = f"10.{node // 250}.0.{node % 250 + 1}"
+    info = NodeInfo(f"{address}:5555", 1, address, 5555, 5555, "peer")
     found = []
     version = 0
     for start in range(0, keys, batch):
@@ -122,6 +126,7 @@ def measure(
     elapsed = time.perf_counter() - started
     assert store.batches_written == len(work), "every batch in one transaction"
     yield store.close()
+    redis.Redis.from_url(url).flushdb()  # the next run starts from empty
     return keys / elapsed
 
 
@@ -131,12 +136,19 @@ def main(reactor: Any, options: argparse.Namespace) -> Any:
     process, port = start_redis(workdir)
     try:
         url = f"redis://127.0.0.1:{port}/0"
-        top = ceiling(port, options.redis_benchmark_n)
+        top = max(
+            ceiling(port, options.redis_benchmark_n) for _ in range(options.repeat)
+        )
         rows = []
         for node, batch in enumerate(BATCHES, start=1):
             keys = options.keys if batch > 1 else options.keys // 10
-            store_only = yield measure(reactor, url, batch, keys, 2 * node, False)
-            merged = yield measure(reactor, url, batch, keys, 2 * node + 1, True)
+            store_only = merged = 0.0
+            for run in range(options.repeat):  # the best of a few: a shared machine
+                tag = 100 * node + 2 * run
+                got = yield measure(reactor, url, batch, keys, tag, False)
+                store_only = max(store_only, got)
+                got = yield measure(reactor, url, batch, keys, tag + 1, True)
+                merged = max(merged, got)
             rows.append((batch, keys, store_only, merged))
         print(
             f"redis-server {redis_version(port)}, redis-py {redis.__version__},"
@@ -176,4 +188,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keys", type=int, default=200_000)
     parser.add_argument("--redis-benchmark-n", type=int, default=2_000_000)
+    parser.add_argument("--repeat", type=int, default=3, help="keep the best of N")
     task.react(main, [parser.parse_args()])

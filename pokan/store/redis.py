@@ -40,9 +40,12 @@ T = TypeVar("T")
 
 UP, DOWN, RECOVERING, CLOSED = "up", "down", "recovering", "closed"
 
-#: at most this many batches, or about this many keys, per round trip
+#: at most this many batches, or about this many bytes, per round trip
 GROUP_BATCHES = 1000
-GROUP_KEYS = 100_000
+GROUP_BYTES = 4 << 20
+
+#: a batch waiting for the worker: its number, plan, Deferred and bytes
+Queued = tuple[int, Plan, "defer.Deferred[None]", redis_io.Packed]
 
 
 def redact(url: str) -> str:
@@ -99,7 +102,7 @@ class RedisStore:
         self._recovered = 0
         self._rewrote = False
         self._broken = False  # touched only in the worker thread
-        self._queue: deque[tuple[int, Plan, defer.Deferred[None]]] = deque()
+        self._queue: deque[Queued] = deque()
         self._writing = False
         self._early: Plan | None = None
         #: batches written, each in its own MULTI/EXEC (not counting recovery)
@@ -251,26 +254,39 @@ class RedisStore:
         commit: it saves a thread hand-off and a round trip per batch).
         """
         d: defer.Deferred[None] = defer.Deferred()
-        self._queue.append((seq, plan, d))
+        # encode here: the worker then waits for Redis without the GIL while
+        # this thread encodes the next batches
+        assert self._keys is not None
+        self._queue.append((seq, plan, d, redis_io.pack(self._keys, plan)))
         if not self._writing:
             self._write_queued()
         return d
 
     def _write_queued(self) -> None:
-        group: list[tuple[int, Plan, defer.Deferred[None]]] = []
+        group: list[Queued] = []
         size = 0
-        while self._queue and size < GROUP_KEYS and len(group) < GROUP_BATCHES:
+        while self._queue and size < GROUP_BYTES and len(group) < GROUP_BATCHES:
             item = self._queue.popleft()
             group.append(item)
-            size += len(item[1])
+            size += len(item[3].data)
         self._writing = True
-        job = self._run(self._write, [plan for _, plan, _ in group])
+        job = self._run(self._send, [packed for _, _, _, packed in group])
         job.addCallbacks(
             self._group_written,
             self._group_failed,
             callbackArgs=(group,),
             errbackArgs=(group,),
         )
+
+    def _send(self, transactions: list[redis_io.Packed]) -> None:
+        """Worker thread: send, unless Redis failed and no probe passed since."""
+        if self._broken:
+            raise _Unavailable("Redis failed earlier")
+        try:
+            redis_io.send(self._client, transactions)
+        except BaseException:
+            self._broken = True
+            raise
 
     def _write(self, plans: list[Plan]) -> None:
         """Worker thread: write, unless Redis failed and no probe passed since."""
@@ -283,29 +299,25 @@ class RedisStore:
             self._broken = True
             raise
 
-    def _group_written(
-        self, _: None, group: list[tuple[int, Plan, defer.Deferred[None]]]
-    ) -> None:
+    def _group_written(self, _: None, group: list[Queued]) -> None:
         self.batches_written += len(group)
-        for _seq, _plan, d in group:
-            d.callback(None)
+        for item in group:
+            item[2].callback(None)
         self._writing = False
         if self._queue and self._status == UP:
             self._write_queued()
 
-    def _group_failed(
-        self, failure: Failure, group: list[tuple[int, Plan, defer.Deferred[None]]]
-    ) -> None:
+    def _group_failed(self, failure: Failure, group: list[Queued]) -> None:
         # keep every batch not known written, the queued ones too
         group.extend(self._queue)
         self._queue.clear()
-        for seq, plan, _ in group:
+        for seq, plan, _, _ in group:
             plan.events.clear()  # events are not replayed after an outage
             self._pending.add(seq, plan)
         self._writing = False
         self._went_down(failure)
-        for _seq, _plan, d in group:
-            d.callback(None)
+        for item in group:
+            item[2].callback(None)
 
     def close(self) -> defer.Deferred[None]:
         """Write what is queued (one last try if Redis was away), then stop."""
@@ -328,12 +340,12 @@ class RedisStore:
         if self._early is not None:
             self._pending.add(1, self._early)  # older than any batch since
             self._early = None
-        for seq, plan, _ in queued:
+        for seq, plan, _, _ in queued:
             self._pending.add(seq, plan)
         taken = self._pending.take()
         d = self._run(self._last_write, taken.plan())
         d.addErrback(self._last_write_failed, len(taken))
-        d.addCallback(self._release, [waiting for _, _, waiting in queued])
+        d.addCallback(self._release, [waiting for _, _, waiting, _ in queued])
         return d
 
     @staticmethod

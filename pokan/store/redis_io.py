@@ -108,32 +108,44 @@ def _text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
+@attrs.frozen
+class Packed:
+    """One transaction as bytes, ready to send: MULTI, the commands, EXEC."""
+
+    data: bytes
+    commands: int
+
+    @classmethod
+    def of(cls, queued: list[tuple[Any, ...]]) -> Packed:
+        framed = [("MULTI",), *queued, ("EXEC",)]
+        return cls(b"".join(map(pack_command, framed)), len(queued))
+
+
+def pack(keys: Keys, plan: Plan) -> Packed:
+    """The transaction that writes ``plan``."""
+    return Packed.of(commands(keys, plan))
+
+
 def write(client: redis.Redis, keys: Keys, plans: list[Plan]) -> None:
     """Write each plan in its own MULTI/EXEC, all in one round trip."""
-    transactions(client, [commands(keys, plan) for plan in plans])
+    send(client, [pack(keys, plan) for plan in plans])
 
 
-def transactions(client: redis.Redis, groups: list[list[tuple[Any, ...]]]) -> None:
-    """Run each group of commands in its own MULTI/EXEC, in one round trip.
+def send(client: redis.Redis, transactions: list[Packed]) -> None:
+    """Run transactions in order, each atomic, in one round trip.
 
-    Every group is atomic on its own; they are applied in order. The commands
-    are packed by hiredis and sent in one write on one of redis-py's
-    connections: for large batches several times faster than redis-py's
-    pipeline, which packs every argument in Python.
+    The commands are packed by hiredis (see :class:`Packed`) and sent in one
+    write on one of redis-py's connections: for large batches several times
+    faster than redis-py's pipeline, which packs every argument in Python.
     """
-    framed: list[tuple[Any, ...]] = []
-    for queued in groups:
-        framed.append(("MULTI",))
-        framed.extend(queued)
-        framed.append(("EXEC",))
-    packed = [b"".join(map(pack_command, framed))]
+    data = [b"".join(t.data for t in transactions)]
     pool = client.connection_pool
     for attempt in (1, 2):
         conn = None
         try:
             conn = pool.get_connection()
-            conn.send_packed_command(packed)
-            error = _read_replies(conn, groups)
+            conn.send_packed_command(data)
+            error = _read_replies(conn, transactions)
         except (redis.ConnectionError, redis.TimeoutError):
             if conn is not None:
                 conn.disconnect()
@@ -152,12 +164,12 @@ def transactions(client: redis.Redis, groups: list[list[tuple[Any, ...]]]) -> No
         return
 
 
-def _read_replies(conn: Any, groups: list[list[tuple[Any, ...]]]) -> Exception | None:
+def _read_replies(conn: Any, transactions: list[Packed]) -> Exception | None:
     """Read every reply of every transaction; return the first error."""
     first: Exception | None = None
-    for queued in groups:
+    for transaction in transactions:
         refused: list[Exception] = []
-        for _ in range(len(queued) + 1):  # +OK, then +QUEUED each
+        for _ in range(transaction.commands + 1):  # +OK, then +QUEUED each
             try:
                 conn.read_response()
             except redis.ResponseError as e:
@@ -242,13 +254,9 @@ def rewrite(client: redis.Redis, keys: Keys, node_id: str, snapshot: Snapshot) -
         for key, entry in entries.items():
             plan.keys[node, key] = entry
     stale = [k for n in old for k in keys.of_node(n)]
-    transactions(
-        client,
-        [
-            [
-                ("DEL", keys.meta, keys.nodes, *stale),
-                ("HSET", keys.meta, "schema", SCHEMA, "node", node_id),
-                *commands(keys, plan),
-            ]
-        ],
-    )
+    queued = [
+        ("DEL", keys.meta, keys.nodes, *stale),
+        ("HSET", keys.meta, "schema", SCHEMA, "node", node_id),
+        *commands(keys, plan),
+    ]
+    send(client, [Packed.of(queued)])
