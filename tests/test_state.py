@@ -189,17 +189,30 @@ class MergeTests(unittest.TestCase):
 
     def test_deltas_about_ourselves_ignored(self) -> None:
         self.state.write("k", "mine", 1.0)
-        newer_me = info(ME.id, ME.generation + 1)
+        older_me = info(ME.id, ME.generation - 1)
         batch = self.state.merge(
             [
                 delta(ME, 0, 50, ("k", Entry("theirs", 50, 9.0))),
-                delta(newer_me, 0, 1, ("x", Entry("y", 1, 1.0))),
+                delta(older_me, 0, 50, ("k", Entry("theirs", 50, 9.0))),
             ]
         )
         self.assertFalse(batch)
         self.assertEqual(self.state.me.entries["k"].value, "mine")
         self.assertEqual(self.state.me.version, 1)
         self.assertEqual(self.state.me.info, ME)
+
+    def test_newer_incarnation_of_ourselves_moves_our_generation_above(self) -> None:
+        self.state.write("k", "mine", 1.0)
+        for seen in (info(ME.id, ME.generation + 1), info(ME.id, ME.generation + 5)):
+            batch = self.state.merge(
+                [delta(seen, 0, 50, ("k", Entry("theirs", 50, 9.0)))]
+            )
+            self.assertEqual(self.state.me.info.generation, seen.generation + 1)
+            self.assertEqual(batch.nodes, (self.state.me.record(),))
+            self.assertEqual(batch.changes, ())
+        self.assertEqual(self.state.me.entries["k"].value, "mine")
+        self.assertEqual(self.state.me.version, 1)
+        self.assertEqual(self.state.nodes[ME.id], self.state.me)
 
     def test_remote_tombstone(self) -> None:
         self.state.merge([delta(OTHER, 0, 1, ("a", Entry("1", 1, 1.0)))])
