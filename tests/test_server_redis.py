@@ -278,3 +278,19 @@ class DocsTests(ServerCase):
             return bool(got == as_documented())
 
         yield wait_for(same)
+
+
+class StartupTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_unreachable_redis_fails_start_clearly(self) -> Any:
+        from pokan import StartupError
+        from tests.redisserver import free_port
+
+        url = f"redis://127.0.0.1:{free_port()}/0"
+        server = Server("127.0.0.1", tcp_port=0, udp_port=0, store=RedisStore(url))
+        with self.assertRaises(StartupError) as caught:
+            yield server.startService()
+        self.assertIn(f"cannot use Redis at {url}: ", str(caught.exception))
+        self.assertFalse(server.running)
+        # the ports were released: the same node can start on them later
+        self.assertEqual(server._ports, [])
