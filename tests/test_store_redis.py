@@ -173,6 +173,23 @@ class RedisStoreTests(StoreCase):
             redact("unix:///s?db=1&password=pw"), "unix:///s?db=1&password=***"
         )
 
+    @defer.inlineCallbacks
+    def test_password_and_db_in_the_url(self) -> Any:
+        self.plain.config_set("requirepass", "s3cret")
+        self.plain.execute_command("AUTH", "s3cret")
+        url = f"redis://:s3cret@127.0.0.1:{self.redis.port}/2"
+        store = RedisStore(url, prefix="t")
+        self.assertEqual(store.url, f"redis://:***@127.0.0.1:{self.redis.port}/2")
+        yield store.open()
+        yield store.persist(self.state.write("k", "v", 1.0))
+        yield store.close()
+        self.plain.select(2)
+        self.assertEqual(self.plain.hget(f"t:values:{ME.id}", "k"), b"v")
+        wrong = RedisStore(url.replace("s3cret", "nope"), prefix="t")
+        with self.assertRaises(StartupError) as caught:
+            yield wrong.open()
+        self.assertNotIn("nope", str(caught.exception))
+
     def test_check(self) -> None:
         self.make_store().check()  # no exception
 
