@@ -51,6 +51,7 @@ from pokan.state import (
     Value,
 )
 from pokan.store import IStore, MemoryStore, Snapshot
+from pokan.store.interface import IAttachedStore, snapshot_of
 
 log = Logger()
 
@@ -435,6 +436,11 @@ class Server(service.Service):
             except StartupError as e:
                 service.Service.stopService(self)
                 return defer.fail(e)
+        if IAttachedStore.providedBy(self._store):
+            state = self._state
+            self._store.attach(
+                self._identity(0).id, reactor, lambda: snapshot_of(state)
+            )
         d: defer.Deferred[Any] = defer.maybeDeferred(self._store.open)
         d.addCallback(self._restore)
         d.addCallback(lambda _: self._started())
@@ -481,7 +487,11 @@ class Server(service.Service):
         unbound_id = self._state.me.info.id
         generation = max(time.time_ns() // 1000, previous + 1)
         self._state.rename_self(self._identity(generation))
-        if unbound_id != self.id and self._state.me.entries:
+        if (
+            unbound_id != self.id
+            and self._state.me.entries
+            and not IAttachedStore.providedBy(self._store)
+        ):
             # keys stored before binding port 0 were persisted under the
             # unbound id: persist them under the real one (no events again)
             me = self._state.me
@@ -491,7 +501,7 @@ class Server(service.Service):
             batch = Batch(changes, (me.record(),))
             d = defer.maybeDeferred(self._store.persist, batch)
             d.addErrback(self._persist_failed, batch)
-        elif snapshot is not None:
+        else:
             self._commit(Batch((), (self._state.me.record(),)))
 
     def _started(self) -> None:
