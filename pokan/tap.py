@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 
 from pokan import reactors, wire
 from pokan.address import DEFAULT_PORT, check_ip, check_port, parse_host_port
-from pokan.errors import ConfigurationError
+from pokan.errors import ConfigurationError, PokanError, StartupError
 from pokan.handler_options import HandlerOptions, install_handlers
 from pokan.server import Server, check_interval, check_max_datagram
 
@@ -42,8 +42,24 @@ class Options(HandlerOptions):
             f"Largest datagram sent, in bytes ({wire.MIN_DATAGRAM}-"
             f"{wire.MAX_UDP_PAYLOAD}); the same on every node.",
         ],
+        [
+            "redis",
+            None,
+            None,
+            "Persist the cluster state in Redis at this URL (redis://host:port/db,"
+            " rediss://, unix:///path?db=N); default: in memory only.",
+        ],
+        [
+            "redis-prefix",
+            None,
+            None,
+            "Prefix of the Redis keys this node writes (default pokan:<node id>).",
+        ],
     ]
-    optFlags = [["epoll", None, "Use the epoll reactor (Linux)."]]
+    optFlags = [
+        ["epoll", None, "Use the epoll reactor (Linux)."],
+        ["redis-events", None, "Also publish key events on <prefix>:events."],
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,6 +93,12 @@ class Options(HandlerOptions):
             self["udp-port"] = check_port(self["udp-port"], "--udp-port")
             self["gossip-interval"] = check_interval(self["gossip-interval"])
             self["max-datagram"] = check_max_datagram(self["max-datagram"])
+            if self["redis"] is None and (
+                self["redis-prefix"] is not None or self["redis-events"]
+            ):
+                raise ConfigurationError(
+                    "--redis-prefix and --redis-events need --redis"
+                )
             if self["epoll"]:
                 reactors.install_epoll()
         except ConfigurationError as e:
@@ -86,10 +108,25 @@ class Options(HandlerOptions):
 class DaemonService(service.MultiService):
     """Runs the node under twistd: a failed start ends the process, plainly."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, daemonized: bool = False) -> None:
         super().__init__()
         self.server = server
+        self.daemonized = daemonized
         server.setServiceParent(self)
+
+    def _fail_at_once(self, message: str) -> None:
+        if self.daemonized:
+            # twistd's daemonizing parent waits for its child's status, which
+            # the child reports for an Exception only: with SystemExit the
+            # parent would wait for ever. It prints this message and exits 1.
+            raise StartupError(message)
+        raise SystemExit(f"pokan: {message}")
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()  # binds the node's ports
+        except StartupError as e:
+            self._fail_at_once(str(e))
 
     def startService(self) -> None:
         service.Service.startService(self)
@@ -97,7 +134,7 @@ class DaemonService(service.MultiService):
         d = self.server.startService()
         d.addErrback(failures.append)
         if failures:  # failed at once: before the reactor runs, exit cleanly
-            raise SystemExit(f"pokan: {failures[0].getErrorMessage()}")
+            self._fail_at_once(failures[0].getErrorMessage())
         d.addErrback(self._failed_later)
 
     def _failed_later(self, failure: Failure) -> None:
@@ -111,6 +148,24 @@ class DaemonService(service.MultiService):
         return defer.maybeDeferred(self.server.stopService)
 
 
+def redis_store(options: Options) -> Any:
+    """The Redis store the options ask for, checked reachable; None if none."""
+    if options["redis"] is None:
+        return None
+    from pokan.store.redis import RedisStore
+
+    try:
+        store = RedisStore(
+            options["redis"],
+            prefix=options["redis-prefix"],
+            publish_events=options["redis-events"],
+        )
+        store.check()  # blocking, before the reactor runs: fail plainly
+    except PokanError as e:
+        raise SystemExit(f"pokan: {e}") from None
+    return store
+
+
 def makeService(options: Options) -> service.IService:
     server = Server(
         options["address"],
@@ -119,6 +174,7 @@ def makeService(options: Options) -> service.IService:
         udp_port=options["udp-port"],
         gossip_interval=options["gossip-interval"],
         max_datagram=options["max-datagram"],
+        store=redis_store(options),
     )
     if options["epoll"]:
         server.use_epoll()
@@ -128,4 +184,6 @@ def makeService(options: Options) -> service.IService:
         except (TypeError, ValueError) as e:
             raise SystemExit(f"pokan: --store {key}=...: {e}") from None
     install_handlers(server, options)
-    return DaemonService(server)
+    twistd = getattr(options, "parent", None)  # twistd's own options
+    daemonized = twistd is not None and not twistd.get("nodaemon", True)
+    return DaemonService(server, daemonized)
