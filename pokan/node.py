@@ -57,6 +57,8 @@ class GossipNode:
         self.max_datagram = max_datagram
         self.seeds: list[Address] = list(seeds)
         self._cursor = 0
+        #: live peers contacted per round (more: faster failure detection)
+        self.fanout = 1
 
     @property
     def budget(self) -> int:
@@ -85,7 +87,10 @@ class GossipNode:
         for node in self.state.others():
             (live if node.status == "alive" else dead).append(node)
         chosen: list[tuple[Address, NodeState | None]] = []
-        if live:
+        if live and self.fanout > 1:
+            for node in self.rng.sample(live, min(self.fanout, len(live))):
+                chosen.append((address_of(node), node))
+        elif live:
             node = self.rng.choice(live)
             chosen.append((address_of(node), node))
         if dead and self.rng.random() < len(dead) / (len(live) + 1):
@@ -138,7 +143,7 @@ class GossipNode:
             return Result(batch=self.state.merge(message.deltas))
         if isinstance(message, wire.Goodbye):
             return Result(
-                batch=self.state.mark(message.sender, message.generation, "dead")
+                batch=self.state.mark(message.sender, message.generation, "left")
             )
         return Result()  # TCP-only messages are not handled here
 

@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pokan import reactors, wire
+from pokan import gc, reactors, wire
 from pokan.address import (
     DEFAULT_PORT,
     check_ip,
@@ -31,6 +31,15 @@ from pokan.events import (
     EventDispatcher,
     registrar,
 )
+from pokan.failure import DEFAULT_THRESHOLD
+from pokan.faults import Faults
+from pokan.membership import (
+    DEFAULT_DEAD_NODE_TTL,
+    DEFAULT_TOMBSTONE_TTL,
+    Membership,
+    Transition,
+    check_membership_options,
+)
 from pokan.node import Address, GossipNode
 from pokan.peer import Peer
 from pokan.protocols import GossipProtocol, SyncClientProtocol, SyncServerFactory
@@ -41,6 +50,8 @@ from pokan.store import IStore, MemoryStore, Snapshot
 log = Logger()
 
 DEFAULT_INTERVAL = 1.0
+#: live peers gossiped with per round (chitchat uses 3, Cassandra 1)
+DEFAULT_FANOUT = 2
 
 
 def check_interval(seconds: object) -> float:
@@ -57,6 +68,21 @@ def check_interval(seconds: object) -> float:
             f"gossip interval must be a positive number of seconds, got {seconds}"
         )
     return float(seconds)
+
+
+def check_fanout(fanout: object) -> int:
+    """Live peers per round: a whole number from 1 to 16."""
+    if isinstance(fanout, bool) or not isinstance(fanout, int | str):
+        raise ConfigurationError(f"gossip fanout must be 1 to 16, got {fanout!r}")
+    try:
+        value = int(fanout)
+    except ValueError:
+        raise ConfigurationError(
+            f"gossip fanout must be 1 to 16, got {fanout!r}"
+        ) from None
+    if not 1 <= value <= 16:
+        raise ConfigurationError(f"gossip fanout must be 1 to 16, got {fanout!r}")
+    return value
 
 
 def check_max_datagram(size: object) -> int:
@@ -97,6 +123,11 @@ class Server(service.Service):
         store: IStore | None = None,
         reactor: Any = None,
         rng: random.Random | None = None,
+        phi_threshold: float = DEFAULT_THRESHOLD,
+        tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL,
+        dead_node_ttl: float = DEFAULT_DEAD_NODE_TTL,
+        gossip_fanout: int = DEFAULT_FANOUT,
+        drop_rate: float = 0.0,
     ) -> None:
         self._address = check_ip(address)
         self._tcp_port = check_port(tcp_port, "tcp port", allow_any=True)
@@ -118,6 +149,16 @@ class Server(service.Service):
         self._after = registrar(self.events, "after_", AFTER_EVENTS)
         self._state = ClusterState(self._identity(generation=0))
         self._node = GossipNode(self._state, self._rng, self._max_datagram)
+        self._node.fanout = check_fanout(gossip_fanout)
+        phi, tombstone_ttl, dead_node_ttl = check_membership_options(
+            phi_threshold, tombstone_ttl, dead_node_ttl
+        )
+        self._membership = Membership(
+            self._state, self._interval, phi, tombstone_ttl, dead_node_ttl
+        )
+        #: testing and benchmarks only: datagrams dropped on purpose
+        self.faults = Faults(drop_rate, random.Random(self._rng.random()))
+        self._reset_syncs: dict[str, float] = {}
         self._gossip: GossipProtocol | None = None
         self._ports: list[Any] = []
         self._loop: task.LoopingCall | None = None
@@ -164,6 +205,7 @@ class Server(service.Service):
     def gossip_every(self, seconds: float) -> None:
         """Gossip with a random peer every ``seconds`` (default 1)."""
         self._interval = check_interval(seconds)
+        self._membership.set_interval(self._interval)
         if self._loop is not None and self._loop.running:
             self._loop.stop()
             self._start_loop()
@@ -305,6 +347,9 @@ class Server(service.Service):
             "dropped_by_reason": dict(self.bad_input.counts) if self.bad_input else {},
             "handler_failures": self.events.failures,
             "nodes": len(self._state.nodes),
+            "convictions": self._membership.convictions,
+            "pauses": self._membership.detector.pauses,
+            "dropped_on_purpose": self.faults.dropped,
         }
 
     def _check_key(self, key: object) -> None:
@@ -345,10 +390,23 @@ class Server(service.Service):
         """Persist a batch, then fire its events; the Deferred fires after both."""
         if not batch:
             return defer.succeed(None)
+        transitions = self._membership.settle(batch, self._now())
+        for event, node in transitions:
+            log.info("peer {peer} {event}", peer=node.info.id, event=event[5:])
         d = defer.maybeDeferred(self._store.persist, batch)
         d.addErrback(self._persist_failed, batch)
+        if transitions:
+            d.addCallback(lambda _: self._announce_membership(transitions))
         d.addCallback(lambda _: self._announce(batch))
         return d
+
+    def _announce_membership(self, transitions: list[Transition]) -> Any:
+        fired = []
+        for event, node in transitions:
+            if self.events.has_handlers(event):
+                peer = Peer(node)
+                fired.append(self.events.fire(event, peer, peer=peer))
+        return defer.gatherResults(fired) if fired else None
 
     def _persist_failed(self, failure: Failure, batch: Batch) -> None:
         log.failure(
@@ -441,6 +499,7 @@ class Server(service.Service):
             previous = self._state.restore(snapshot)
         generation = max(time.time_ns() // 1000, previous + 1)
         self._state.rename_self(self._identity(generation))
+        self._membership.adopt(self._now())
         if snapshot is not None:
             self._commit(Batch((), (self._state.me.record(),)))
 
@@ -498,6 +557,11 @@ class Server(service.Service):
 
     def _gossip_round(self) -> None:
         try:
+            self._commit(self._membership.tick(self._now()))
+            self._retry_seeds()
+        except Exception:
+            log.failure("membership check failed; gossip goes on")
+        try:
             for out in self._node.gossip_round():
                 if self.events.has_handlers("before_gossip"):
                     peer = (
@@ -510,30 +574,62 @@ class Server(service.Service):
         except Exception:
             log.failure("gossip round failed; the next one will run as usual")
 
+    def _retry_seeds(self) -> None:
+        """With no live peer, join through the seeds again (TCP full sync)."""
+        sync = self._sync
+        if sync is None or not sync.idle:
+            return
+        if any(n.status == "alive" for n in self._state.others()):
+            return
+        log.info("no live peer known; syncing with the seeds again")
+        sync.restart()
+
     def _send(self, address: Address, message: wire.Message) -> None:
-        if self._gossip is not None:
+        if self._gossip is not None and not self.faults.drops(address):
             self._gossip.send(address, message)
 
     def _receive(self, message: wire.Message, source: Address) -> None:
+        if self.faults.blocks(source):
+            return
         result = self._node.receive(message, source)
         for out in result.outgoing:
             self._send(out.address, out.message)
-        d = self._commit(result.batch)
-        if result.batch.nodes:
-            self._state_changed_statuses(result.batch)
+        digest = getattr(message, "digest", ())
+        now = self._now()
+        batch = result.batch + self._membership.observe(now, digest)
+        d = self._commit(batch)
+        if isinstance(message, wire.Syn | wire.SynAck):
+            self._reset_if_behind(message.sender, digest, now)
         if result.exchanged_with is not None and self.events.has_handlers(
             "after_gossip"
         ):
             peer = Peer(result.exchanged_with)
             d.addCallback(lambda _: self.events.fire("after_gossip", peer))
 
-    def _state_changed_statuses(self, batch: Batch) -> None:
-        for record in batch.nodes:
-            if record.status == "dead" and record.info.id != self.id:
-                log.info("peer {peer} said goodbye; marked dead", peer=record.info.id)
+    def _reset_if_behind(self, sender: str, digest: Any, now: float) -> None:
+        """A peer behind our GC point of some node gets a full sync (a reset)."""
+        node = self._state.nodes.get(sender)
+        if node is None or node is self._state.me or not gc.behind(self._state, digest):
+            return
+        if now < self._reset_syncs.get(sender, 0.0):
+            return
+        self._reset_syncs[sender] = now + max(10 * self._interval, self._sync_timeout)
+        log.info("peer {peer} is behind what GC removed; full sync", peer=sender)
+        d = self._sync_with(node.info.address, node.info.tcp_port)
+        d.addErrback(
+            lambda f: log.warn(
+                "reset sync with {peer} failed: {error}",
+                peer=sender,
+                error=f.getErrorMessage(),
+            )
+        )
+
+    def _merge_full(self, deltas: Iterable[Any]) -> defer.Deferred[None]:
+        batch = self._node.merge_full(deltas)
+        return self._commit(batch + self._membership.observe(self._now()))
 
     def _on_hello(self, hello: wire.Hello) -> defer.Deferred[wire.Welcome]:
-        d = self._commit(self._node.merge_full(hello.deltas))
+        d = self._merge_full(hello.deltas)
         log.info("full sync with {peer}", peer=hello.sender)
         return d.addCallback(lambda _: wire.Welcome(self.id, self._node.full_state()))
 
@@ -554,7 +650,7 @@ class Server(service.Service):
         connected.addCallback(lambda _: proto.welcome)
 
         def merged(welcome: wire.Welcome) -> defer.Deferred[Peer | None]:
-            d = self._commit(self._node.merge_full(welcome.deltas))
+            d = self._merge_full(welcome.deltas)
             node = self._state.nodes.get(welcome.sender)
             peer = Peer(node) if node is not None else None
             d.addCallback(lambda _: self.events.fire("after_sync", peer))
@@ -649,4 +745,4 @@ def _socket_reason(e: error.CannotListenError) -> str:
     return reason.lower() if reason.startswith("Address") else reason
 
 
-__all__ = ["Server", "check_interval", "check_max_datagram"]
+__all__ = ["Server", "check_fanout", "check_interval", "check_max_datagram"]
