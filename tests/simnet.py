@@ -63,9 +63,7 @@ class SimNode:
         for out in result.outgoing:
             self.sim.send(self.address, out.address, out.message)
         digest = getattr(message, "digest", ())
-        batch = result.batch + self.membership.observe(
-            self.sim.clock.seconds(), digest
-        )
+        batch = result.batch + self.membership.observe(self.sim.clock.seconds(), digest)
         self.commit(batch)
 
     def status_of(self, other: SimNode) -> str | None:
