@@ -144,6 +144,7 @@ class Membership:
                     node.status = "dead"
                     self.convictions += 1
                     self._convicted_at[node_id] = node.heartbeat
+                    self._status_since[node_id] = now
                     batch += Batch((), (node.record(),))
         if self._next_gc is None:
             self._next_gc = now + self.gc_every
