@@ -1,7 +1,8 @@
 """Membership benchmark: real pokan processes on 127.0.0.1.
 
     python bench/membership.py [--sizes 10,40] [--trials 3] [--interval 0.3]
-                               [--loss-seconds 60] [--drop-rate 0.2] [--seed 1]
+                               [--loss-sizes 10,40] [--loss-seconds 60]
+                               [--drop-rate 0.2] [--goodbye-size 10] [--seed 1]
 
 Measures, with one process per node (each a small runner around
 ``pokan.Server`` that prints its membership events as JSON lines):
@@ -43,7 +44,7 @@ def node_main(argv: list[str]) -> None:
     parser.add_argument("--drop-rate", type=float, default=0.0)
     parser.add_argument("--rng-seed", type=int, default=0)
     parser.add_argument("--phi-threshold", type=float, default=8.0)
-    parser.add_argument("--fanout", type=int, default=2)
+    parser.add_argument("--fanout", type=int, default=3)
     args = parser.parse_args(argv)
 
     from twisted.internet import reactor
@@ -248,7 +249,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--interval", type=float, default=0.3)
     parser.add_argument("--loss-seconds", type=float, default=60.0)
-    parser.add_argument("--loss-size", type=int, default=10)
+    parser.add_argument("--loss-sizes", default="10,40")
     parser.add_argument("--drop-rate", type=float, default=0.2)
     parser.add_argument("--goodbye-size", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
@@ -262,15 +263,16 @@ def main() -> None:
             times += kill_trial(n, args.interval, rng, args.seed + trial)
         rows.append((f"kill -9, {n} nodes, seen dead by all", summary(times, "s")))
         print(rows[-1][0], "|", rows[-1][1], flush=True)
-    false = loss_trial(
-        args.loss_size, args.interval, args.drop_rate, args.loss_seconds, args.seed
-    )
-    label = (
-        f"false convictions, {args.loss_size} nodes, {args.loss_seconds:.0f} s,"
-        f" {args.drop_rate:.0%} loss"
-    )
-    rows.append((label, str(false)))
-    print(rows[-1][0], "|", rows[-1][1], flush=True)
+    for n in [int(s) for s in args.loss_sizes.split(",") if s]:
+        false = loss_trial(
+            n, args.interval, args.drop_rate, args.loss_seconds, args.seed
+        )
+        label = (
+            f"false convictions, {n} nodes, {args.loss_seconds:.0f} s,"
+            f" {args.drop_rate:.0%} loss"
+        )
+        rows.append((label, str(false)))
+        print(rows[-1][0], "|", rows[-1][1], flush=True)
     for drop in (0.0, args.drop_rate):
         intervals: list[float] = []
         for trial in range(args.trials):
@@ -281,7 +283,7 @@ def main() -> None:
         rows.append((label, summary(intervals, "intervals")))
         print(rows[-1][0], "|", rows[-1][1], flush=True)
     print()
-    print(f"gossip interval {args.interval} s, default phi threshold 8, fanout 2")
+    print(f"gossip interval {args.interval} s, default phi threshold 8, fanout 3")
     print("| scenario | result |")
     print("|---|---|")
     for label, result in rows:

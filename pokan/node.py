@@ -123,6 +123,8 @@ class GossipNode:
     def receive(self, message: wire.Message, source: Address) -> Result:
         """Handle one datagram's message from ``source``."""
         if isinstance(message, wire.Syn):
+            # a fresh heartbeat in the reply: peers hear it more than once a round
+            self.state.me.heartbeat += 1
             deltas, differing = reconcile.respond_to_syn(
                 self.state, message, self.budget
             )

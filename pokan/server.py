@@ -51,7 +51,7 @@ log = Logger()
 
 DEFAULT_INTERVAL = 1.0
 #: live peers gossiped with per round (chitchat uses 3, Cassandra 1)
-DEFAULT_FANOUT = 2
+DEFAULT_FANOUT = 3
 
 
 def check_interval(seconds: object) -> float:
@@ -162,6 +162,7 @@ class Server(service.Service):
         self._gossip: GossipProtocol | None = None
         self._ports: list[Any] = []
         self._loop: task.LoopingCall | None = None
+        self._checks: task.LoopingCall | None = None
         self._sync: SeedSync | None = None
         self._blocking = False
         self._startup_failure: Failure | None = None
@@ -554,13 +555,21 @@ class Server(service.Service):
         self._loop = task.LoopingCall(self._gossip_round)
         self._loop.clock = self._get_reactor()
         self._loop.start(self._interval, now=False)
+        # failure checks twice a round: convictions are not held back a round
+        if self._checks is not None and self._checks.running:
+            self._checks.stop()
+        self._checks = task.LoopingCall(self._membership_check)
+        self._checks.clock = self._get_reactor()
+        self._checks.start(self._interval / 2, now=False)
 
-    def _gossip_round(self) -> None:
+    def _membership_check(self) -> None:
         try:
             self._commit(self._membership.tick(self._now()))
             self._retry_seeds()
         except Exception:
             log.failure("membership check failed; gossip goes on")
+
+    def _gossip_round(self) -> None:
         try:
             for out in self._node.gossip_round():
                 if self.events.has_handlers("before_gossip"):
@@ -665,6 +674,8 @@ class Server(service.Service):
         service.Service.stopService(self)
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        if self._checks is not None and self._checks.running:
+            self._checks.stop()
         if self._sync is not None:
             self._sync.stop()
         for out in self._node.goodbye():

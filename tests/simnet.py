@@ -44,11 +44,14 @@ class SimNode:
             self.events.append((now, event, node.info.id))
         self.sim.on_batch(self, batch)
 
+    def check(self) -> None:
+        if self.running:
+            self.commit(self.membership.tick(self.sim.clock.seconds()))
+            self.sim.clock.callLater(self.sim.interval / 2, self.check)
+
     def round(self) -> None:
         if not self.running:
             return
-        now = self.sim.clock.seconds()
-        self.commit(self.membership.tick(now))
         for out in self.node.gossip_round():
             self.sim.send(self.address, out.address, out.message)
         jitter = self.sim.rng.uniform(-self.sim.jitter, self.sim.jitter)
@@ -80,7 +83,7 @@ class SimCluster:
         seed: int = 1,
         latency: float = 0.001,
         jitter: float = 0.0,
-        fanout: int = 2,
+        fanout: int = 3,
         **options: float,
     ) -> None:
         self.clock = task.Clock()
@@ -110,6 +113,7 @@ class SimCluster:
             seed.commit(seed.membership.observe(self.clock.seconds()))
         phase = self.rng.uniform(0, self.interval)
         node.call = self.clock.callLater(phase, node.round)
+        self.clock.callLater(phase + self.interval / 2, node.check)
 
     def send(self, source: Address, to: Address, message: wire.Message) -> None:
         self.sent += 1

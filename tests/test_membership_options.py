@@ -24,7 +24,7 @@ class ServerOptionTests(unittest.TestCase):
         self.assertEqual(membership.detector.threshold, 8.0)
         self.assertEqual(membership.tombstone_ttl, 3600.0)
         self.assertEqual(membership.dead_node_ttl, 86400.0)
-        self.assertEqual(server._node.fanout, 2)
+        self.assertEqual(server._node.fanout, 3)
         self.assertEqual(server.faults.drop_rate, 0.0)
 
     def test_bad_values_are_configuration_errors(self) -> None:
