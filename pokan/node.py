@@ -76,7 +76,7 @@ class GossipNode:
         return [Outgoing(address, syn, peer) for address, peer in targets]
 
     def pick_targets(self) -> list[tuple[Address, NodeState | None]]:
-        """A random live peer; sometimes a dead peer and a seed too.
+        """``fanout`` random live peers; sometimes a dead peer and a seed too.
 
         As Cassandra's gossiper does: a dead peer with probability
         dead/(live+1), so a healed partition merges back; a seed when no peer
@@ -85,7 +85,10 @@ class GossipNode:
         live: list[NodeState] = []
         dead: list[NodeState] = []
         for node in self.state.others():
-            (live if node.status == "alive" else dead).append(node)
+            if node.status == "alive":
+                live.append(node)
+            elif node.status == "dead":  # a node that left is not contacted
+                dead.append(node)
         chosen: list[tuple[Address, NodeState | None]] = []
         if live and self.fanout > 1:
             for node in self.rng.sample(live, min(self.fanout, len(live))):

@@ -234,3 +234,20 @@ class FanoutTests(unittest.TestCase):
             live = [t for t in node.pick_targets() if t[1] is not None]
             self.assertEqual(len({a for a, _ in live}), len(live))
             self.assertGreaterEqual(len(live), 3)
+
+
+class TargetTests(unittest.TestCase):
+    def test_left_nodes_are_not_contacted(self) -> None:
+        state = ClusterState(info(1))
+        state.merge([delta(2, 1), delta(3, 1)])
+        state.mark(info(3).id, 1, "left")
+        node = GossipNode(state, random.Random(2))
+        for _ in range(50):
+            targets = {a for a, _ in node.pick_targets()}
+            self.assertEqual(targets, {("10.0.0.2", 5555)})
+
+    def test_answering_a_syn_bumps_the_heartbeat(self) -> None:
+        state = ClusterState(info(1))
+        node = GossipNode(state, random.Random(2))
+        node.receive(wire.Syn("10.0.0.2:5555", ()), ("10.0.0.2", 5555))
+        self.assertEqual(state.me.heartbeat, 1)

@@ -127,3 +127,58 @@ class DocsTests(unittest.TestCase):
             server.events.fire(event, peer, peer=peer)
         self.assertEqual(len(printed), 4)
         self.assertIn("127.0.0.1:7000 is silent: dead", printed[1])
+
+
+class ResetSyncTests(unittest.TestCase):
+    """A peer behind our GC point gets a full sync, at most once in a while."""
+
+    def test_behind_peer_gets_one_full_sync(self) -> None:
+        from twisted.internet import defer
+
+        from pokan import gc, wire
+        from pokan.state import NodeDelta, NodeInfo
+
+        clock = task.Clock()
+        clock.advance(1000)
+        server = Server("127.0.0.1", reactor=clock, gossip_interval=0.5)
+        state = server._state
+        state.write("k", "v", 1.0)
+        state.write("k", None, 2.0)
+        gc.collect_tombstones(state, 1000.0, ttl=10)
+        self.assertEqual(state.me.gc_point, 2)
+        peer = NodeInfo("127.0.0.9:7000", 1, "127.0.0.9", 7001, 7000)
+        state.merge([NodeDelta(peer, 1, 0, 0, ())])
+        calls: list[tuple[str, int]] = []
+
+        def fake_sync(host: str, port: int) -> defer.Deferred[None]:
+            calls.append((host, port))
+            return defer.succeed(None)
+
+        server._sync_with = fake_sync  # type: ignore[method-assign]
+        me = state.me.info
+        behind = wire.Syn(
+            peer.id,
+            (
+                wire.DigestEntry(peer.id, 1, 0, 5),
+                wire.DigestEntry(me.id, me.generation, 1, 0),
+            ),
+        )
+        server._receive(behind, ("127.0.0.9", 7000))
+        self.assertEqual(calls, [("127.0.0.9", 7001)])
+        clock.advance(1)
+        server._receive(behind, ("127.0.0.9", 7000))
+        self.assertEqual(len(calls), 1)  # not again so soon
+        clock.advance(10)
+        server._receive(behind, ("127.0.0.9", 7000))
+        self.assertEqual(len(calls), 2)
+        # a peer up to date gets none
+        current = wire.Syn(
+            peer.id,
+            (
+                wire.DigestEntry(peer.id, 1, 0, 6),
+                wire.DigestEntry(me.id, me.generation, 2, 0),
+            ),
+        )
+        clock.advance(100)
+        server._receive(current, ("127.0.0.9", 7000))
+        self.assertEqual(len(calls), 2)
