@@ -182,3 +182,59 @@ class ResetSyncTests(unittest.TestCase):
         clock.advance(100)
         server._receive(current, ("127.0.0.9", 7000))
         self.assertEqual(len(calls), 2)
+
+
+class SeedRetryTests(unittest.TestCase):
+    """With no live peer left, the node syncs with its seeds again."""
+
+    def test_restart_when_idle_only(self) -> None:
+        from twisted.internet import defer
+
+        from pokan.seeds import SeedSync
+
+        clock = task.Clock()
+        calls: list[tuple[str, int]] = []
+        pending: list[defer.Deferred[None]] = []
+
+        def sync(host: str, port: int) -> defer.Deferred[None]:
+            calls.append((host, port))
+            d: defer.Deferred[None] = defer.Deferred()
+            pending.append(d)
+            return d
+
+        seeds = SeedSync(clock, [("127.0.0.1", 7001)], sync)
+        seeds.start()
+        self.assertFalse(seeds.idle)  # syncing
+        seeds.restart()
+        self.assertEqual(len(calls), 1)
+        pending.pop().callback(None)
+        self.assertTrue(seeds.idle)
+        seeds.restart()
+        self.assertEqual(len(calls), 2)
+        pending.pop().errback(ConnectionError("refused"))
+        self.assertFalse(seeds.idle)  # waiting to retry
+        clock.advance(1.0)
+        self.assertEqual(len(calls), 3)
+        seeds.stop()
+        self.assertFalse(seeds.idle)
+
+    def test_server_resyncs_when_no_peer_is_alive(self) -> None:
+        from pokan.state import NodeDelta, NodeInfo
+
+        server = Server("127.0.0.1", reactor=task.Clock(), gossip_with="127.0.0.1:7001")
+        restarts: list[bool] = []
+
+        class FakeSync:
+            idle = True
+
+            def restart(self) -> None:
+                restarts.append(True)
+
+        server._sync = FakeSync()  # type: ignore[assignment]
+        other = NodeInfo("127.0.0.9:7000", 1, "127.0.0.9", 7001, 7000)
+        server._state.merge([NodeDelta(other, 1, 0, 0, ())])
+        server._retry_seeds()
+        self.assertEqual(restarts, [])  # a live peer is known
+        server._state.nodes[other.id].status = "dead"
+        server._retry_seeds()
+        self.assertEqual(restarts, [True])
