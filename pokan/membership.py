@@ -117,8 +117,8 @@ class Membership:
         for entry in digest:
             if entry.left:
                 batch += self.state.mark(entry.node_id, entry.generation, "left")
-        news, self.state.heartbeat_news = self.state.heartbeat_news, []
-        for node_id in news:
+        news, self.state.heartbeat_news = self.state.heartbeat_news, set()
+        for node_id in sorted(news):
             node = self.state.nodes.get(node_id)
             if node is None:
                 continue

@@ -183,7 +183,8 @@ class ClusterState:
         self.nodes: dict[str, NodeState] = {me.id: self.me}
         self._sorted_ids: list[str] | None = None
         #: ids of other nodes whose heartbeat went up since last drained
-        self.heartbeat_news: list[str] = []
+        #: (a set: bounded by the node count even if nobody drains it)
+        self.heartbeat_news: set[str] = set()
         #: forgotten nodes: id -> the last generation, never taken back
         self.forgotten: dict[str, int] = {}
 
@@ -269,7 +270,7 @@ class ClusterState:
             node_changed = True
         if delta.heartbeat > node.heartbeat:
             node.heartbeat = delta.heartbeat
-            self.heartbeat_news.append(info.id)
+            self.heartbeat_news.add(info.id)
         if delta.left and node.status != "left":
             node.status = "left"
             node_changed = True
@@ -306,7 +307,7 @@ class ClusterState:
             return False
         if heartbeat > node.heartbeat:
             node.heartbeat = heartbeat
-            self.heartbeat_news.append(node_id)
+            self.heartbeat_news.add(node_id)
             return True
         return False
 
