@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 
 from pokan import reactors, wire
 from pokan.address import DEFAULT_PORT, check_ip, check_port, parse_host_port
-from pokan.errors import ConfigurationError
+from pokan.errors import ConfigurationError, PokanError
 from pokan.failure import DEFAULT_THRESHOLD
 from pokan.faults import check_drop_rate
 from pokan.membership import (
@@ -84,8 +84,24 @@ class Options(usage.Options):
             "0",
             "Testing only: share of datagrams to drop on purpose (0-1).",
         ],
+        [
+            "redis",
+            None,
+            None,
+            "Persist the cluster state in Redis at this URL (redis://host:port/db,"
+            " rediss://, unix:///path?db=N); default: in memory only.",
+        ],
+        [
+            "redis-prefix",
+            None,
+            None,
+            "Prefix of the Redis keys this node writes (default pokan:<node id>).",
+        ],
     ]
-    optFlags = [["epoll", None, "Use the epoll reactor (Linux)."]]
+    optFlags = [
+        ["epoll", None, "Use the epoll reactor (Linux)."],
+        ["redis-events", None, "Also publish key events on <prefix>:events."],
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -130,6 +146,12 @@ class Options(usage.Options):
                 self["drop-rate"] = check_drop_rate(self["drop-rate"])
             except ValueError as e:
                 raise ConfigurationError(f"--drop-rate: {e}") from None
+            if self["redis"] is None and (
+                self["redis-prefix"] is not None or self["redis-events"]
+            ):
+                raise ConfigurationError(
+                    "--redis-prefix and --redis-events need --redis"
+                )
             if self["epoll"]:
                 reactors.install_epoll()
         except ConfigurationError as e:
@@ -164,6 +186,24 @@ class DaemonService(service.MultiService):
         return defer.maybeDeferred(self.server.stopService)
 
 
+def redis_store(options: Options) -> Any:
+    """The Redis store the options ask for, checked reachable; None if none."""
+    if options["redis"] is None:
+        return None
+    from pokan.store.redis import RedisStore
+
+    try:
+        store = RedisStore(
+            options["redis"],
+            prefix=options["redis-prefix"],
+            publish_events=options["redis-events"],
+        )
+        store.check()  # blocking, before the reactor runs: fail plainly
+    except PokanError as e:
+        raise SystemExit(f"pokan: {e}") from None
+    return store
+
+
 def makeService(options: Options) -> service.IService:
     server = Server(
         options["address"],
@@ -177,6 +217,7 @@ def makeService(options: Options) -> service.IService:
         dead_node_ttl=options["dead-node-ttl"],
         gossip_fanout=options["gossip-fanout"],
         drop_rate=options["drop-rate"],
+        store=redis_store(options),
     )
     if options["epoll"]:
         server.use_epoll()
