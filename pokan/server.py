@@ -42,9 +42,23 @@ from pokan.membership import (
 )
 from pokan.node import Address, GossipNode
 from pokan.peer import Peer
-from pokan.protocols import GossipProtocol, SyncClientProtocol, SyncServerFactory
+from pokan.protocols import (
+    GossipProtocol,
+    SyncClientFactory,
+    SyncClientProtocol,
+    SyncServerFactory,
+)
 from pokan.seeds import SeedSync
-from pokan.state import ROLES, STATUSES, Batch, ClusterState, Entry, NodeInfo, Value
+from pokan.state import (
+    ROLES,
+    STATUSES,
+    Batch,
+    ClusterState,
+    Entry,
+    KeyChange,
+    NodeInfo,
+    Value,
+)
 from pokan.store import IStore, MemoryStore, Snapshot
 from pokan.store.interface import IAttachedStore, snapshot_of
 
@@ -450,6 +464,19 @@ class Server(service.Service):
         clock = self._reactor
         return clock.seconds() if clock is not None else time.time()
 
+    def privilegedStartService(self) -> None:
+        """Bind the ports now, as Twisted's own servers do.
+
+        twistd calls this before the reactor runs (and before dropping
+        privileges), so a port in use raises StartupError and the process
+        ends instead of running the application without its node.
+        """
+        service.Service.privilegedStartService(self)
+        if not self._ports and not self.running:
+            reactor = self._get_reactor()
+            self.bad_input = BadInputReporter(reactor)
+            self._listen(reactor, self.bad_input)
+
     def startService(self) -> defer.Deferred[None]:
         """Bind the ports, open the store, start gossiping and joining.
 
@@ -461,12 +488,13 @@ class Server(service.Service):
         if self._epoll:
             reactors.check_reactor_is_epoll(reactor)
         service.Service.startService(self)
-        self.bad_input = BadInputReporter(reactor)
-        try:
-            self._listen(reactor, self.bad_input)
-        except StartupError as e:
-            service.Service.stopService(self)
-            return defer.fail(e)
+        if not self._ports:  # else bound already by privilegedStartService
+            self.bad_input = BadInputReporter(reactor)
+            try:
+                self._listen(reactor, self.bad_input)
+            except StartupError as e:
+                service.Service.stopService(self)
+                return defer.fail(e)
         if IAttachedStore.providedBy(self._store):
             state = self._state
             self._store.attach(
@@ -510,11 +538,31 @@ class Server(service.Service):
         """Start a new generation, keeping what the store persisted before."""
         previous = 0
         if snapshot is not None:
+            # a record with port 0 is this node before it bound "any free
+            # port": never a peer (nobody can reach port 0)
+            nodes = tuple(r for r in snapshot.nodes if r.info.udp_port)
+            snapshot = Snapshot(nodes, snapshot.entries)
             previous = self._state.restore(snapshot)
+        unbound_id = self._state.me.info.id
         generation = max(time.time_ns() // 1000, previous + 1)
         self._state.rename_self(self._identity(generation))
         self._membership.adopt(self._now())
-        self._commit(Batch((), (self._state.me.record(),)))
+        if (
+            unbound_id != self.id
+            and self._state.me.entries
+            and not IAttachedStore.providedBy(self._store)
+        ):
+            # keys stored before binding port 0 were persisted under the
+            # unbound id: persist them under the real one (no events again)
+            me = self._state.me
+            changes = tuple(
+                KeyChange(self.id, k, None, e) for k, e in me.entries.items()
+            )
+            batch = Batch(changes, (me.record(),))
+            d = defer.maybeDeferred(self._store.persist, batch)
+            d.addErrback(self._persist_failed, batch)
+        else:
+            self._commit(Batch((), (self._state.me.record(),)))
 
     def _started(self) -> None:
         log.info(
@@ -656,7 +704,7 @@ class Server(service.Service):
 
     def _sync_with(self, host: str, port: int) -> defer.Deferred[Peer | None]:
         """One full push-pull sync over TCP with the node at host:port."""
-        from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+        from twisted.internet.endpoints import HostnameEndpoint
 
         reactor = self._get_reactor()
         seed = format_host_port(host, port)
@@ -668,7 +716,7 @@ class Server(service.Service):
             self._sync_timeout,
         )
         endpoint = HostnameEndpoint(reactor, host, port, timeout=self._sync_timeout)
-        connected = connectProtocol(endpoint, proto)
+        connected: defer.Deferred[Any] = endpoint.connect(SyncClientFactory(proto))
         connected.addCallback(lambda _: proto.welcome)
 
         def merged(welcome: wire.Welcome) -> defer.Deferred[Peer | None]:
@@ -694,7 +742,7 @@ class Server(service.Service):
     def stopService(self) -> defer.Deferred[None]:
         """Say goodbye, close the ports and the store; fire when done."""
         if not self.running:
-            return defer.succeed(None)
+            return self._close_ports()  # any bound by privilegedStartService
         service.Service.stopService(self)
         if self._loop is not None and self._loop.running:
             self._loop.stop()

@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 
 from pokan import reactors, wire
 from pokan.address import DEFAULT_PORT, check_ip, check_port, parse_host_port
-from pokan.errors import ConfigurationError, PokanError
+from pokan.errors import ConfigurationError, PokanError, StartupError
 from pokan.failure import DEFAULT_THRESHOLD
 from pokan.faults import check_drop_rate
 from pokan.membership import (
@@ -161,10 +161,25 @@ class Options(usage.Options):
 class DaemonService(service.MultiService):
     """Runs the node under twistd: a failed start ends the process, plainly."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, daemonized: bool = False) -> None:
         super().__init__()
         self.server = server
+        self.daemonized = daemonized
         server.setServiceParent(self)
+
+    def _fail_at_once(self, message: str) -> None:
+        if self.daemonized:
+            # twistd's daemonizing parent waits for its child's status, which
+            # the child reports for an Exception only: with SystemExit the
+            # parent would wait for ever. It prints this message and exits 1.
+            raise StartupError(message)
+        raise SystemExit(f"pokan: {message}")
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()  # binds the node's ports
+        except StartupError as e:
+            self._fail_at_once(str(e))
 
     def startService(self) -> None:
         service.Service.startService(self)
@@ -172,7 +187,7 @@ class DaemonService(service.MultiService):
         d = self.server.startService()
         d.addErrback(failures.append)
         if failures:  # failed at once: before the reactor runs, exit cleanly
-            raise SystemExit(f"pokan: {failures[0].getErrorMessage()}")
+            self._fail_at_once(failures[0].getErrorMessage())
         d.addErrback(self._failed_later)
 
     def _failed_later(self, failure: Failure) -> None:
@@ -226,4 +241,6 @@ def makeService(options: Options) -> service.IService:
             server.store(key, value)
         except (TypeError, ValueError) as e:
             raise SystemExit(f"pokan: --store {key}=...: {e}") from None
-    return DaemonService(server)
+    twistd = getattr(options, "parent", None)  # twistd's own options
+    daemonized = twistd is not None and not twistd.get("nodaemon", True)
+    return DaemonService(server, daemonized)
