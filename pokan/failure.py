@@ -83,7 +83,7 @@ class PhiAccrualDetector:
         window: int = DEFAULT_WINDOW,
         max_interval: float | None = None,
         min_mean: float | None = None,
-        pause_factor: float = 4.0,
+        pause_factor: float = 2.0,
     ) -> None:
         self.interval = interval
         self.threshold = check_threshold(threshold)

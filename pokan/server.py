@@ -174,6 +174,8 @@ class Server(service.Service):
         #: testing and benchmarks only: datagrams dropped on purpose
         self.faults = Faults(drop_rate, random.Random(self._rng.random()))
         self._reset_syncs: dict[str, float] = {}
+        #: TCP syncs under way, cancelled when the node stops
+        self._syncing: dict[defer.Deferred[Any], SyncClientProtocol] = {}
         self._gossip: GossipProtocol | None = None
         self._ports: list[Any] = []
         self._loop: task.LoopingCall | None = None
@@ -717,6 +719,7 @@ class Server(service.Service):
         )
         endpoint = HostnameEndpoint(reactor, host, port, timeout=self._sync_timeout)
         connected: defer.Deferred[Any] = endpoint.connect(SyncClientFactory(proto))
+        self._syncing[connected] = proto
         connected.addCallback(lambda _: proto.welcome)
 
         def merged(welcome: wire.Welcome) -> defer.Deferred[Peer | None]:
@@ -728,7 +731,11 @@ class Server(service.Service):
             d.addCallback(lambda _: self.events.fire("after_sync", peer, peer=peer))
             return d.addCallback(lambda _: peer)
 
-        return connected.addCallback(merged)
+        def finished(result: Any) -> Any:
+            self._syncing.pop(connected, None)
+            return result
+
+        return connected.addCallback(merged).addBoth(finished)
 
     def _seed_synced(self, host: str, tcp_port: int, info: NodeInfo) -> None:
         """Gossip with a synced seed on its UDP port, not the TCP port given."""
@@ -750,6 +757,10 @@ class Server(service.Service):
             self._checks.stop()
         if self._sync is not None:
             self._sync.stop()
+        for d, proto in list(self._syncing.items()):
+            if proto.transport is not None:
+                proto.transport.abortConnection()
+            d.cancel()
         for out in self._node.goodbye():
             self._send(out.address, out.message)
         log.info(

@@ -307,3 +307,18 @@ class LiveMembershipTests(unittest.TestCase):
         yield self.all_alive(servers, timeout=15)
         self.assertIsNone(a.value("k"))
         self.assertIsNone(b.peer(a.id).value("k"))  # type: ignore[union-attr]
+
+    @defer.inlineCallbacks
+    def test_stop_cancels_a_sync_under_way(self) -> Any:
+        # a seed that accepts TCP but never answers: the sync hangs until stop
+        from twisted.internet.protocol import Factory, Protocol
+
+        port = reactor().listenTCP(
+            0, Factory.forProtocol(Protocol), interface="127.0.0.1"
+        )
+        self.addCleanup(port.stopListening)
+        server = self.server(gossip_with=f"127.0.0.1:{port.getHost().port}")
+        yield server.startService()
+        yield wait_for(lambda: server._syncing, 5, "the sync to start")
+        yield server.stopService()
+        self.assertEqual(server._syncing, {})
