@@ -57,6 +57,8 @@ class GossipNode:
         self.max_datagram = max_datagram
         self.seeds: list[Address] = list(seeds)
         self._cursor = 0
+        #: live peers contacted per round (more: faster failure detection)
+        self.fanout = 1
 
     @property
     def budget(self) -> int:
@@ -74,7 +76,7 @@ class GossipNode:
         return [Outgoing(address, syn, peer) for address, peer in targets]
 
     def pick_targets(self) -> list[tuple[Address, NodeState | None]]:
-        """A random live peer; sometimes a dead peer and a seed too.
+        """``fanout`` random live peers; sometimes a dead peer and a seed too.
 
         As Cassandra's gossiper does: a dead peer with probability
         dead/(live+1), so a healed partition merges back; a seed when no peer
@@ -83,9 +85,15 @@ class GossipNode:
         live: list[NodeState] = []
         dead: list[NodeState] = []
         for node in self.state.others():
-            (live if node.status == "alive" else dead).append(node)
+            if node.status == "alive":
+                live.append(node)
+            elif node.status == "dead":  # a node that left is not contacted
+                dead.append(node)
         chosen: list[tuple[Address, NodeState | None]] = []
-        if live:
+        if live and self.fanout > 1:
+            for node in self.rng.sample(live, min(self.fanout, len(live))):
+                chosen.append((address_of(node), node))
+        elif live:
             node = self.rng.choice(live)
             chosen.append((address_of(node), node))
         if dead and self.rng.random() < len(dead) / (len(live) + 1):
@@ -118,6 +126,8 @@ class GossipNode:
     def receive(self, message: wire.Message, source: Address) -> Result:
         """Handle one datagram's message from ``source``."""
         if isinstance(message, wire.Syn):
+            # a fresh heartbeat in the reply: peers hear it more than once a round
+            self.state.me.heartbeat += 1
             deltas, differing = reconcile.respond_to_syn(
                 self.state, message, self.budget
             )
@@ -138,7 +148,7 @@ class GossipNode:
             return Result(batch=self.state.merge(message.deltas))
         if isinstance(message, wire.Goodbye):
             return Result(
-                batch=self.state.mark(message.sender, message.generation, "dead")
+                batch=self.state.mark(message.sender, message.generation, "left")
             )
         return Result()  # TCP-only messages are not handled here
 

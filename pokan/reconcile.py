@@ -26,7 +26,13 @@ def message_budget(max_datagram: int, sender_id: str) -> int:
 
 
 def digest_entry(node: NodeState) -> DigestEntry:
-    return DigestEntry(node.info.id, node.info.generation, node.version, node.heartbeat)
+    return DigestEntry(
+        node.info.id,
+        node.info.generation,
+        node.version,
+        node.heartbeat,
+        node.status == "left",
+    )
 
 
 def _entry_size(entry: DigestEntry) -> int:
@@ -117,6 +123,8 @@ def _since(mine: NodeState, theirs: DigestEntry) -> int | None:
     if mine.info.generation > theirs.generation:
         return 0
     if mine.info.generation == theirs.generation and mine.version > theirs.version:
+        if theirs.version < mine.gc_point:
+            return None  # behind what GC removed: a reset by full sync (pokan.gc)
         return theirs.version
     return None
 

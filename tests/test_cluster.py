@@ -220,7 +220,7 @@ class EventTests(unittest.TestCase):
 
 class MembershipTests(unittest.TestCase):
     @defer.inlineCallbacks
-    def test_goodbye_marks_the_node_dead_quickly(self) -> Any:
+    def test_goodbye_marks_the_node_left_quickly(self) -> Any:
         servers = yield start_cluster(self, 3)
         leaving = servers[2]
         yield wait_until(
@@ -232,10 +232,10 @@ class MembershipTests(unittest.TestCase):
         stayed = servers[:2]
         yield wait_until(
             lambda: all(
-                [p.id for p in s.peers(status="dead")] == [leaving.id] for s in stayed
+                [p.id for p in s.peers(status="left")] == [leaving.id] for s in stayed
             ),
             timeout=1.0,  # at once: no failure detector involved
-            message="the others to mark the leaving node dead",
+            message="the others to mark the leaving node left",
         )
 
     @defer.inlineCallbacks
@@ -301,9 +301,9 @@ class MembershipTests(unittest.TestCase):
         )
         yield seed.stopService()
         yield wait_until(
-            lambda: all(s.peer(seed.id).is_dead for s in (a, b)),
+            lambda: all(s.peer(seed.id).is_left for s in (a, b)),
             timeout=2,
-            message="the seed to be marked dead",
+            message="the seed to be marked left",
         )
         again = yield start_server(self, tcp_port=seed.tcp_port, udp_port=seed.udp_port)
         yield again.store("name", "seed, second life")

@@ -91,9 +91,9 @@ class TacTests(unittest.TestCase):
         # SIGTERM stops both services; the node says goodbye on its way out
         self.assertIn(daemon.kill(), (0, -signal.SIGTERM), daemon.describe())
         yield wait_until(
-            lambda: (p := node.peer(tac_id)) is not None and p.is_dead,
+            lambda: (p := node.peer(tac_id)) is not None and p.is_left,
             timeout=5,
-            message="the tac node to be marked dead after its goodbye",
+            message="the tac node to be marked left after its goodbye",
         )
 
     def test_tac_with_its_port_in_use_exits(self) -> None:
@@ -190,9 +190,9 @@ class EmbeddedProgramTests(unittest.TestCase):
         self.assertEqual(program.kill(), 0, program.describe())
         self.assertIn(f"node {me} stopping", program.output())
         yield wait_until(
-            lambda: (p := seed.peer(me)) is not None and p.is_dead,
+            lambda: (p := seed.peer(me)) is not None and p.is_left,
             timeout=5,
-            message="the program to be marked dead after its goodbye",
+            message="the program to be marked left after its goodbye",
         )
 
     def test_embedded_program_runs_for_a_while(self) -> None:

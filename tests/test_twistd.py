@@ -165,9 +165,9 @@ class DaemonTests(unittest.TestCase):
         self.assertIn("said goodbye to 2 peers", second.output())
         self.assertIn("Server Shut Down", second.output())
         yield wait_until(
-            lambda: (p := embedded.peer(f"127.0.0.1:{p2}")) is not None and p.is_dead,
+            lambda: (p := embedded.peer(f"127.0.0.1:{p2}")) is not None and p.is_left,
             timeout=5,
-            message="the stopped daemon to be marked dead",
+            message="the stopped daemon to be marked left",
         )
 
     @defer.inlineCallbacks
