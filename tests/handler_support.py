@@ -30,7 +30,7 @@ def reactor() -> Any:
 
 def wait_until(
     condition: Callable[[], object],
-    timeout: float = 15.0,
+    timeout: float = 30.0,
     what: str | Callable[[], str] = "",
 ) -> defer.Deferred[Any]:
     """Fire once ``condition()`` is true; fail after ``timeout`` seconds."""

@@ -252,7 +252,7 @@ class TwistdTests(unittest.TestCase):
         everyone = "".join(f"{n}\n" for n in sorted([a.id, b.id, node_id]))
         yield wait_until(
             lambda: read(members) == everyone,
-            timeout=30,
+            timeout=60,
             what=lambda: f"the members file; twistd said:\n{node.output()}",
         )
         yield b.store("service/web", "10.0.0.2:80")

@@ -180,7 +180,7 @@ class WebRecipeOutOfProcessTests(unittest.TestCase):
         poller = MembersPoller(web_port)
         yield wait_until(
             lambda: poller.shows(everyone),
-            timeout=30,
+            timeout=60,
             what=lambda: f"/members; {poller.last()}; output:\n{child.output()}",
         )
         self.assertIn(child.stop(), (0, -signal.SIGTERM))
