@@ -186,6 +186,22 @@ class OnEventScriptTests(unittest.TestCase):
         self.assertTrue(handler.idle().called)
 
 
+class MembershipCommandTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_membership_events_reach_commands(self) -> None:
+        out = os.path.abspath(self.mktemp())
+        a, _b, c = yield cluster(self, 3)
+        command(
+            self,
+            "peer_joined,peer_left,peer_dead,peer_alive="
+            f"echo $POKAN_EVENT $POKAN_PEER $POKAN_PEER_STATUS >> {out}",
+            a,
+        )
+        yield c.stopService()  # a goodbye: the node left
+        expected = f"peer_left {c.id} left\n"
+        yield wait_until(lambda: read(out) == expected, what=lambda: read(out))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
