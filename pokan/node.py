@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import attrs
 
 from pokan import reconcile, wire
+from pokan.rumors import RumourQueue
 from pokan.state import Batch, ClusterState, NodeDelta, NodeState
 
 Address = tuple[str, int]
@@ -51,12 +52,16 @@ class GossipNode:
         rng: random.Random,
         max_datagram: int = wire.DEFAULT_MAX_DATAGRAM,
         seeds: Iterable[Address] = (),
+        rumours: RumourQueue | None = None,
     ) -> None:
         self.state = state
         self.rng = rng
         self.max_datagram = max_datagram
         self.seeds: list[Address] = list(seeds)
         self._cursor = 0
+        #: the peer of this round's exchange until its SynAck arrives
+        self._awaiting: Address | None = None
+        self.rumours = RumourQueue() if rumours is None else rumours
 
     @property
     def budget(self) -> int:
@@ -67,11 +72,56 @@ class GossipNode:
     def gossip_round(self) -> list[Outgoing]:
         """Bump our heartbeat and open exchanges with this round's targets."""
         self.state.me.heartbeat += 1
+        self.rumours.tick()
         targets = self.pick_targets()
+        self._awaiting = targets[0][0] if targets else None
+        return self._open(targets)
+
+    def retry_round(self) -> list[Outgoing]:
+        """Half a round later: if this round's SynAck never came, try another peer.
+
+        Under datagram loss this keeps the exchanges a node completes close
+        to one per round; without loss it sends nothing.
+        """
+        if self._awaiting is None:
+            return []
+        missed, self._awaiting = self._awaiting, None
+        for _ in range(4):
+            targets = [t for t in self.pick_targets()[:1] if t[0] != missed]
+            if targets:
+                return self._open(targets)
+        return []
+
+    def _open(self, targets: list[tuple[Address, NodeState | None]]) -> list[Outgoing]:
+        """A Syn for each target: rumours first, the digest slice in the rest."""
         if not targets:
             return []
-        syn, self._cursor = reconcile.make_syn(self.state, self._cursor, self.budget)
+        news, used = self.rumours.take(self.state, self.budget // 2)
+        syn, self._cursor = reconcile.make_syn(
+            self.state, self._cursor, self.budget - used - 5
+        )
+        if news:
+            syn = attrs.evolve(syn, deltas=tuple(news))
         return [Outgoing(address, syn, peer) for address, peer in targets]
+
+    def wrote(self, batch: Batch) -> list[Outgoing]:
+        """Rumour this node's own writes; the pushes to send for them now."""
+        self.rumours.wrote(batch)
+        return self._pushes()
+
+    def _pushes(self) -> list[Outgoing]:
+        """Acks pushing hot rumours to a few peers at once, if tokens allow."""
+        peers = self.rumours.push_targets(self.state, self.rng)
+        if not peers:
+            return []
+        budget = max(self.budget // len(peers), 256)
+        news, _ = self.rumours.take(
+            self.state, budget, hot_only=True, copies=len(peers)
+        )
+        if not news:
+            return []
+        push = wire.Ack(self.state.me.info.id, tuple(news))
+        return [Outgoing(address_of(p), push, p) for p in peers]
 
     def pick_targets(self) -> list[tuple[Address, NodeState | None]]:
         """A random live peer; sometimes a dead peer and a seed too.
@@ -118,24 +168,39 @@ class GossipNode:
     def receive(self, message: wire.Message, source: Address) -> Result:
         """Handle one datagram's message from ``source``."""
         if isinstance(message, wire.Syn):
+            batch = self.rumours.merge(self.state, message.deltas)
+            news, used = self.rumours.take(
+                self.state, self.budget // 2, known=message.deltas
+            )
             deltas, differing = reconcile.respond_to_syn(
-                self.state, message, self.budget
+                self.state, message, self.budget - used
             )
-            reply = wire.SynAck(self.state.me.info.id, tuple(deltas), tuple(differing))
-            return Result((Outgoing(source, reply),))
+            reply = wire.SynAck(
+                self.state.me.info.id, (*news, *deltas), tuple(differing)
+            )
+            return Result((Outgoing(source, reply), *self._pushes()), batch)
         if isinstance(message, wire.SynAck):
-            batch = self.state.merge(message.deltas)
-            deltas = reconcile.respond_to_syn_ack(
-                self.state, message.digest, self.budget
+            if source == self._awaiting:
+                self._awaiting = None
+            batch = self.rumours.merge(self.state, message.deltas)
+            news, used = self.rumours.take(
+                self.state, self.budget // 2, known=message.deltas
             )
+            deltas = reconcile.respond_to_syn_ack(
+                self.state, message.digest, self.budget - used
+            )
+            deltas = [*news, *deltas]
             out = (
                 (Outgoing(source, wire.Ack(self.state.me.info.id, tuple(deltas))),)
                 if deltas
                 else ()
             )
-            return Result(out, batch, self.state.nodes.get(message.sender))
+            return Result(
+                (*out, *self._pushes()), batch, self.state.nodes.get(message.sender)
+            )
         if isinstance(message, wire.Ack):
-            return Result(batch=self.state.merge(message.deltas))
+            batch = self.rumours.merge(self.state, message.deltas)
+            return Result(tuple(self._pushes()), batch)
         if isinstance(message, wire.Goodbye):
             return Result(
                 batch=self.state.mark(message.sender, message.generation, "dead")
@@ -153,4 +218,5 @@ class GossipNode:
         return tuple(self.state.full_deltas())
 
     def merge_full(self, deltas: Iterable[NodeDelta]) -> Batch:
-        return self.state.merge(deltas)
+        """Merge a full state; a few new nodes (a joiner) become rumours."""
+        return self.rumours.merge(self.state, deltas, max_new=32)

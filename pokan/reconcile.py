@@ -8,6 +8,7 @@ a byte budget and returns messages whose encoding fits it.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 
 from pokan import wire
@@ -30,7 +31,7 @@ def digest_entry(node: NodeState) -> DigestEntry:
 
 
 def _entry_size(entry: DigestEntry) -> int:
-    return wire.packed_size(wire.pack_digest_entry(entry))
+    return wire.digest_entry_size(entry)
 
 
 def make_syn(state: ClusterState, cursor: int, budget: int) -> tuple[Syn, int]:
@@ -42,28 +43,34 @@ def make_syn(state: ClusterState, cursor: int, budget: int) -> tuple[Syn, int]:
     me = state.me
     own = digest_entry(me)
     used = _entry_size(own) + 5
-    ids = [i for i in state.sorted_ids() if i != me.info.id]
-    if not ids:
+    ids = state.sorted_ids()  # our own id among them, skipped below
+    count = len(ids)
+    if count < 2:
         return Syn(me.info.id, (own,)), 0
-    start = cursor % len(ids)
+    start = cursor % count
     listed: list[DigestEntry] = []
     range_reserve = 0  # the low and high ids, should the digest be partial
-    for step in range(len(ids)):
-        entry = digest_entry(state.nodes[ids[(start + step) % len(ids)]])
+    nodes = state.nodes
+    step = 0
+    for step in range(count):
+        node_id = ids[(start + step) % count]
+        if node_id == me.info.id:
+            continue
+        entry = digest_entry(nodes[node_id])
         size = _entry_size(entry)
-        reserve = max(range_reserve, 2 * wire.packed_size(entry.node_id))
+        reserve = max(range_reserve, 2 * wire.str_size(node_id))
         if used + size + reserve > budget:
             break
         listed.append(entry)
         used += size
         range_reserve = reserve
-    if len(listed) == len(ids):
+    else:
         return Syn(me.info.id, (own, *listed)), 0
     if not listed:
         # a range holding only our own id: nothing else can be inferred
         return Syn(me.info.id, (own,), me.info.id, me.info.id), start
     low, high = listed[0].node_id, listed[-1].node_id
-    return Syn(me.info.id, (own, *listed), low, high), (start + len(listed)) % len(ids)
+    return Syn(me.info.id, (own, *listed), low, high), (start + step) % count
 
 
 def respond_to_syn(
@@ -88,9 +95,9 @@ def respond_to_syn(
         since = _since(mine, entry)
         if since is not None:
             wants.append((mine, since))
-    for node in state.nodes.values():
-        if node.info.id not in listed and syn.covers(node.info.id):
-            wants.append((node, 0))
+    for node_id in _covered(state.sorted_ids(), syn):
+        if node_id not in listed:
+            wants.append((state.nodes[node_id], 0))
     digest_budget = budget // 2 if wants else budget
     differing = _fit_entries(differing, digest_budget)
     used = sum(_entry_size(e) for e in differing) + 5
@@ -110,6 +117,16 @@ def respond_to_syn_ack(
             if since is not None:
                 wants.append((mine, since))
     return build_deltas(wants, budget)
+
+
+def _covered(ids: list[str], syn: Syn) -> Iterable[str]:
+    """The ids of ``ids`` (sorted) inside the Syn's range."""
+    low, high = syn.low, syn.high
+    if low is None or high is None:
+        return ids
+    if low <= high:
+        return ids[bisect_left(ids, low) : bisect_right(ids, high)]
+    return ids[bisect_left(ids, low) :] + ids[: bisect_right(ids, high)]
 
 
 def _since(mine: NodeState, theirs: DigestEntry) -> int | None:
