@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import attrs
 
 from pokan import reconcile, wire
+from pokan.membership import MembershipView
 from pokan.rumors import RumourQueue
 from pokan.state import Batch, ClusterState, NodeDelta, NodeState
 
@@ -62,6 +63,7 @@ class GossipNode:
         #: the peer of this round's exchange until its SynAck arrives
         self._awaiting: Address | None = None
         self.rumours = RumourQueue() if rumours is None else rumours
+        self._view = MembershipView(state)
 
     @property
     def budget(self) -> int:
@@ -130,17 +132,20 @@ class GossipNode:
         dead/(live+1), so a healed partition merges back; a seed when no peer
         is known alive, or with probability seeds/(live+dead+1).
         """
-        live: list[NodeState] = []
-        dead: list[NodeState] = []
-        for node in self.state.others():
-            (live if node.status == "alive" else dead).append(node)
+        view = self._view
+        view.refresh()
         chosen: list[tuple[Address, NodeState | None]] = []
-        if live:
-            node = self.rng.choice(live)
-            chosen.append((address_of(node), node))
+        if view.live:
+            node = self.rng.choice(view.live)
+            if not view.current(node, alive=True) and view.live:
+                node = self.rng.choice(view.live)
+            if view.current(node, alive=True):
+                chosen.append((address_of(node), node))
+        live, dead = view.live, view.dead
         if dead and self.rng.random() < len(dead) / (len(live) + 1):
             node = self.rng.choice(dead)
-            chosen.append((address_of(node), node))
+            if view.current(node, alive=False):
+                chosen.append((address_of(node), node))
         seeds = self._seed_addresses(exclude={a for a, _ in chosen})
         if seeds and (
             not live or self.rng.random() < len(seeds) / (len(live) + len(dead) + 1)
@@ -152,9 +157,8 @@ class GossipNode:
     def _seed_addresses(self, exclude: set[Address]) -> list[Address]:
         own = address_of(self.state.me)
         found = dict.fromkeys(self.seeds)
-        for node in self.state.others():
-            if node.info.role == "seed":
-                found[address_of(node)] = None
+        for node in self._view.seeds:
+            found[address_of(node)] = None
         return sorted(a for a in found if a != own and a not in exclude)
 
     def _node_at(self, address: Address) -> NodeState | None:

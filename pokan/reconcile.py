@@ -89,9 +89,12 @@ def respond_to_syn(
         if mine is None:
             differing.append(DigestEntry(entry.node_id, 0, 0, 0))
             continue
-        ours = digest_entry(mine)
-        if ours != entry:
-            differing.append(ours)
+        if (mine.info.generation, mine.version, mine.heartbeat) != (
+            entry.generation,
+            entry.version,
+            entry.heartbeat,
+        ):
+            differing.append(digest_entry(mine))
         since = _since(mine, entry)
         if since is not None:
             wants.append((mine, since))
@@ -164,7 +167,8 @@ def build_deltas(wants: list[tuple[NodeState, int]], budget: int) -> list[NodeDe
         header_size = wire.packed_size(wire.pack_delta_header(header)) + 6
         if used + header_size > budget:
             continue
-        pending = node.entries_since(since)
+        # entries above the watermark (rumours) are not ours to vouch for
+        pending = [p for p in node.entries_since(since) if p[1].version <= node.version]
         taken: list[tuple[str, Entry]] = []
         size = header_size
         for key, entry in pending:

@@ -16,6 +16,7 @@ count and type before building anything and raises :class:`DecodeError`.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from typing import Any
 
@@ -228,6 +229,7 @@ def uint_size(n: int) -> int:
     return 5 if n < 2**32 else 9
 
 
+@functools.lru_cache(maxsize=65536)
 def str_size(s: str) -> int:
     """Bytes msgpack spends on the string ``s``."""
     n = len(s) if s.isascii() else len(s.encode())
@@ -357,6 +359,21 @@ def _delta(obj: Any) -> NodeDelta:
 
 
 def _digest_entry(obj: Any) -> DigestEntry:
+    # the fast path: one check per field; anything odd takes the long way,
+    # which says what is wrong
+    if type(obj) is list and len(obj) == 4:
+        node_id, generation, version, heartbeat = obj
+        if (
+            type(node_id) is str
+            and 0 < len(node_id) <= MAX_ID_LEN
+            and type(generation) is int
+            and type(version) is int
+            and type(heartbeat) is int
+            and 0 <= generation <= MAX_UINT64
+            and 0 <= version <= MAX_UINT64
+            and 0 <= heartbeat <= MAX_UINT64
+        ):
+            return DigestEntry(node_id, generation, version, heartbeat)
     f = _array(obj, "digest entry", 4)
     return DigestEntry(
         _str(f[0], "node id", MAX_ID_LEN),
