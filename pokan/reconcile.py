@@ -51,17 +51,23 @@ def make_syn(state: ClusterState, cursor: int, budget: int) -> tuple[Syn, int]:
     listed: list[DigestEntry] = []
     range_reserve = 0  # the low and high ids, should the digest be partial
     nodes = state.nodes
+    str_size, uint_size = wire.str_size, wire.uint_size
     step = 0
     for step in range(count):
         node_id = ids[(start + step) % count]
         if node_id == me.info.id:
             continue
-        entry = digest_entry(nodes[node_id])
-        size = _entry_size(entry)
-        reserve = max(range_reserve, 2 * wire.str_size(node_id))
+        node = nodes[node_id]
+        id_size = str_size(node_id)
+        generation, version = node.info.generation, node.version
+        heartbeat = node.heartbeat
+        size = 1 + id_size + uint_size(generation)
+        size += 1 if version < 128 else uint_size(version)
+        size += 1 if heartbeat < 128 else uint_size(heartbeat)
+        reserve = 2 * id_size if 2 * id_size > range_reserve else range_reserve
         if used + size + reserve > budget:
             break
-        listed.append(entry)
+        listed.append(DigestEntry(node_id, generation, version, heartbeat))
         used += size
         range_reserve = reserve
     else:

@@ -400,8 +400,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--partition-rounds", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--overload",
+        default="",
+        help="instead: the overload scenario at these writes/node/round"
+        " (comma-separated; one node writes 20 times as fast)",
+    )
     args = parser.parse_args(argv)
     low, high = (float(x) for x in args.latency.split(","))
+    if args.overload:
+        from pokan.overload import OVERLOAD_HEADER, overload, overload_row
+
+        print(OVERLOAD_HEADER)
+        print("|" + "---|" * (OVERLOAD_HEADER.count("|") - 1))
+        for n in (int(x) for x in args.n.split(",")):
+            for rate in (float(x) for x in args.overload.split(",")):
+                config = Config(n=n, interval=args.interval, seed=args.seed)
+                print(overload_row(overload(config, rate, 20 * rate)), flush=True)
+        return 0
     print(HEADER)
     print(_rule())
     for n in (int(x) for x in args.n.split(",")):
