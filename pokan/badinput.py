@@ -40,6 +40,7 @@ class BadInputReporter:
             return
         if len(self._last_logged) >= MAX_SOURCES:
             self._last_logged.clear()
+            self._suppressed.clear()
         self._last_logged[source] = now
         log.warn(
             "dropped bad {channel} input from {source}: {reason} ({detail});"

@@ -161,6 +161,7 @@ class SyncServerProtocol(_FrameProtocol):
     def _reply(self, welcome: wire.Welcome) -> None:
         if self.transport.connected:
             self.sendMessage(welcome)
+            self.setTimeout(self.timeout)  # a client that never reads is cut off
             self.transport.loseConnection()
 
     def _failed(self, failure: Failure, sender: str) -> None:

@@ -239,7 +239,14 @@ class Server(service.Service):
         self._check_key(key)
         if not isinstance(value, str | bytes):
             raise TypeError(f"value must be str or bytes, got {type(value).__name__}")
-        stamp = self._now() if timestamp is None else self._check_timestamp(timestamp)
+        if timestamp is None:
+            # now, or later if the clock stepped back: a plain store() wins
+            current = self._state.me.entries.get(key)
+            stamp = self._now()
+            if current is not None:
+                stamp = max(stamp, current.timestamp)
+        else:
+            stamp = self._check_timestamp(timestamp)
         self._check_fits(key, value)
         return self._commit(self._wrote(self._state.write(key, value, stamp)))
 
@@ -430,8 +437,8 @@ class Server(service.Service):
             tcp = reactor.listenTCP(self._tcp_port, factory, interface=self._address)
             self._ports.append(tcp)
         except error.CannotListenError as e:
-            self._close_ports()
             proto = "udp" if not self._ports else "tcp"
+            self._close_ports()
             port = self._udp_port if proto == "udp" else self._tcp_port
             raise StartupError(
                 f"cannot listen on {format_host_port(self._address, port)}/{proto}:"
@@ -513,7 +520,7 @@ class Server(service.Service):
                         if out.peer is not None
                         else Peer.unknown_seed(*out.address)
                     )
-                    self.events.fire("before_gossip", peer)
+                    self.events.fire("before_gossip", peer, peer=peer)
                 self._send(out.address, out.message)
             self._retry = self._get_reactor().callLater(
                 self._interval / 2, self._retry_round
@@ -542,7 +549,7 @@ class Server(service.Service):
             "after_gossip"
         ):
             peer = Peer(result.exchanged_with)
-            d.addCallback(lambda _: self.events.fire("after_gossip", peer))
+            d.addCallback(lambda _: self.events.fire("after_gossip", peer, peer=peer))
 
     def _state_changed_statuses(self, batch: Batch) -> None:
         for record in batch.nodes:
@@ -559,7 +566,8 @@ class Server(service.Service):
         from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
 
         reactor = self._get_reactor()
-        self.events.fire("before_sync", format_host_port(host, port))
+        seed = format_host_port(host, port)
+        self.events.fire("before_sync", seed, peer=seed)
         proto = SyncClientProtocol(
             wire.Hello(self.id, self._node.full_state()),
             self.bad_input,  # type: ignore[arg-type]
@@ -574,10 +582,21 @@ class Server(service.Service):
             d = self._commit(self._node.merge_full(welcome.deltas))
             node = self._state.nodes.get(welcome.sender)
             peer = Peer(node) if node is not None else None
-            d.addCallback(lambda _: self.events.fire("after_sync", peer))
+            if node is not None:
+                self._seed_synced(host, port, node.info)
+            d.addCallback(lambda _: self.events.fire("after_sync", peer, peer=peer))
             return d.addCallback(lambda _: peer)
 
         return connected.addCallback(merged)
+
+    def _seed_synced(self, host: str, tcp_port: int, info: NodeInfo) -> None:
+        """Gossip with a synced seed on its UDP port, not the TCP port given."""
+        given = {(host, tcp_port), (info.address, tcp_port)}
+        real = (info.address, info.udp_port)
+        seeds = [a for a in self._node.seeds if a not in given]
+        if len(seeds) < len(self._node.seeds) and real not in seeds:
+            seeds.append(real)
+        self._node.seeds = seeds
 
     def stopService(self) -> defer.Deferred[None]:
         """Say goodbye, close the ports and the store; fire when done."""
@@ -635,11 +654,10 @@ class Server(service.Service):
             reactor.stop()
 
         reactor.callWhenRunning(launch)
-        trigger = reactor.addSystemEventTrigger("before", "shutdown", self.stopService)
+        reactor.addSystemEventTrigger("before", "shutdown", self.stopService)
         try:
             reactor.run()
         finally:
-            reactor.removeSystemEventTrigger(trigger)
             self._blocking = False
         if self._startup_failure is not None:
             self._startup_failure.raiseException()

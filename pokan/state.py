@@ -217,7 +217,7 @@ class ClusterState:
     def _merge_one(self, delta: NodeDelta) -> Batch:
         info = delta.info
         if info.id == self.me.info.id:
-            return Batch()  # nobody knows us better than we do
+            return self._outlive(info)
         node = self.nodes.get(info.id)
         changes: list[KeyChange] = []
         dropped: dict[str, Entry] = {}
@@ -247,6 +247,16 @@ class ClusterState:
         if not (changes or node_changed):
             return Batch()
         return Batch(tuple(changes), (node.record(),))
+
+    def _outlive(self, info: NodeInfo) -> Batch:
+        """Nobody knows us better than we do: ignore deltas about us, except
+        that an incarnation of our id at a newer generation (our clock
+        stepped back across a restart) makes us move above it, or the others
+        would keep ignoring us as the older one."""
+        if info.generation <= self.me.info.generation:
+            return Batch()
+        self.me.info = attrs.evolve(self.me.info, generation=info.generation + 1)
+        return Batch((), (self.me.record(),))
 
     @staticmethod
     def _reset(node: NodeState, info: NodeInfo) -> dict[str, Entry]:

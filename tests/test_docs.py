@@ -1,0 +1,106 @@
+"""The examples in docs/api.md and docs/quickstart.md run as documented."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from twisted.internet import reactor, task
+from twisted.trial import unittest
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+BIN = Path(sys.executable).parent
+
+
+def code_blocks(name: str, language: str) -> list[str]:
+    text = (DOCS / name).read_text()
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def free_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+async def wait_for(condition, timeout: float, what: str) -> None:
+    """Poll ``condition`` every 50 ms until true; fail after ``timeout`` s."""
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class APIExamplesTests(unittest.TestCase):
+    def test_every_python_block_runs(self) -> None:
+        blocks = code_blocks("api.md", "python")
+        self.assertGreaterEqual(len(blocks), 4)
+        for block in blocks:
+            exec(compile(block, "docs/api.md", "exec"), {"print": lambda *a: None})
+
+
+class QuickstartTests(unittest.TestCase):
+    async def test_three_node_cluster_and_script(self) -> None:
+        (commands,) = code_blocks("quickstart.md", "sh")
+        (script,) = code_blocks("quickstart.md", "python")
+        ports = {p: str(free_port()) for p in ("5555", "5556", "5557", "5558")}
+
+        def with_ports(text: str) -> str:
+            return re.sub(r"\b555[5-8]\b", lambda m: ports[m.group()], text)
+
+        workdir = tempfile.mkdtemp()
+        logs = []
+        for line in with_ports(commands).strip().splitlines():
+            argv = line.split()
+            argv[0] = str(BIN / "twistd")
+            log = Path(workdir) / f"node{len(logs)}.log"
+            with log.open("w") as out:
+                proc = subprocess.Popen(
+                    argv, cwd=workdir, stdout=out, stderr=subprocess.STDOUT
+                )
+            self.addCleanup(stop, proc)
+            logs.append(log)
+        await wait_for(
+            lambda: all(
+                "joined the cluster through seed" in log.read_text() for log in logs[1:]
+            ),
+            30,
+            "the two nodes to join the seed",
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", with_ports(script)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=workdir,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        lines = result.stdout.splitlines()
+        self.assertEqual(len(lines), 3, result.stdout)
+        self.assertTrue(all(" alive " in line for line in lines), lines)
+        roles = sorted(re.search(r"'role': '(\w+)'", line)[1] for line in lines)
+        self.assertEqual(roles, ["db", "seed", "web"])
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

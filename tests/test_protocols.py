@@ -1,0 +1,324 @@
+"""The UDP and TCP protocols, over fake transports and a Clock."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from twisted.internet import defer, task
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+from pokan import wire
+from pokan.badinput import BadInputReporter
+from pokan.protocols import (
+    GossipProtocol,
+    SyncClientProtocol,
+    SyncServerFactory,
+    SyncServerProtocol,
+)
+from pokan.state import Entry, NodeDelta, NodeInfo
+
+INFO = NodeInfo("10.0.0.2:5555", 1, "10.0.0.2", 5555, 5555, "peer")
+DELTA = NodeDelta(INFO, 3, 0, 1, (("k", Entry("v", 1, 1.0)),))
+SOURCE = ("10.0.0.2", 5555)
+
+
+class Boom(Exception):
+    pass
+
+
+class FakeDatagramTransport:
+    """Records what a DatagramProtocol writes."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.written: list[tuple[bytes, tuple[str, int]]] = []
+        self.error = error
+
+    def write(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.written.append((data, addr))
+
+
+class LogCapture:
+    def __init__(self, test: unittest.TestCase) -> None:
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def warnings(self, containing: str) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.events
+            if e.get("log_level") == LogLevel.warn
+            and containing in e.get("log_format", "")
+        ]
+
+
+def frame(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+class GossipProtocolTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.reporter = BadInputReporter(self.clock, interval=10.0)
+        self.received: list[tuple[wire.Message, tuple[str, int]]] = []
+        self.proto = GossipProtocol(self.record, self.reporter, 1400)
+        self.transport = FakeDatagramTransport()
+        self.proto.makeConnection(self.transport)  # type: ignore[arg-type]
+        self.log = LogCapture(self)
+
+    def record(self, message: wire.Message, source: tuple[str, int]) -> None:
+        self.received.append((message, source))
+
+    def test_good_datagram(self) -> None:
+        message = wire.Ack("10.0.0.2:5555", (DELTA,))
+        self.proto.datagramReceived(wire.encode(message), SOURCE)
+        self.assertEqual(self.received, [(message, SOURCE)])
+        self.assertEqual((self.proto.received, self.reporter.total), (1, 0))
+
+    def test_bad_datagrams_counted_by_reason(self) -> None:
+        good = wire.encode(wire.Goodbye("a", 1))
+        for data in [
+            b"",
+            b"xx",
+            b"XX" + good[2:],
+            b"XX" + good[2:],
+            good[:2] + b"\x09" + good[3:],
+            good[:3] + b"\x70" + good[4:],
+            good[:4] + b"\x01" + good[5:],
+            good[:5] + b"\xc1",
+            wire.encode(wire.Hello("a", ())),  # TCP only
+        ]:
+            self.proto.datagramReceived(data, SOURCE)
+        self.assertEqual(self.received, [])
+        self.assertEqual(
+            dict(self.reporter.counts),
+            {
+                "truncated": 2,
+                "bad-magic": 2,
+                "wrong-version": 1,
+                "unknown-type": 1,
+                "sealed": 1,
+                "bad-body": 1,
+                "unexpected-type": 1,
+            },
+        )
+        self.assertEqual(self.proto.received, 0)
+
+    def test_oversized_dropped(self) -> None:
+        message = wire.Ack(
+            "x", (NodeDelta(INFO, 0, 0, 1, (("k", Entry("v" * 1500, 1, 1.0)),)),)
+        )
+        self.proto.datagramReceived(wire.encode(message), SOURCE)
+        self.assertEqual(self.received, [])
+        self.assertEqual(dict(self.reporter.counts), {"oversized": 1})
+
+    def test_logged_once_per_source_per_interval(self) -> None:
+        other = ("10.0.0.3", 5555)
+        for _ in range(5):
+            self.proto.datagramReceived(b"junk-junk", SOURCE)
+        self.proto.datagramReceived(b"junk-junk", other)
+        self.assertEqual(len(self.log.warnings("dropped bad")), 2)
+        self.clock.advance(9.9)
+        self.proto.datagramReceived(b"junk-junk", SOURCE)
+        self.assertEqual(len(self.log.warnings("dropped bad")), 2)
+        self.clock.advance(0.2)
+        self.proto.datagramReceived(b"junk-junk", SOURCE)
+        lines = self.log.warnings("dropped bad")
+        self.assertEqual(len(lines), 3)
+        # the line after the quiet spell says how many were not logged
+        self.assertEqual(lines[-1]["suppressed"], 5)
+        self.assertEqual(lines[-1]["source"], "10.0.0.2:5555")
+        self.assertEqual(lines[-1]["channel"], "udp")
+        self.assertEqual(self.reporter.total, 8)
+
+    def test_receive_callback_error_logged(self) -> None:
+        def broken(message: wire.Message, source: tuple[str, int]) -> None:
+            raise Boom("core bug")
+
+        self.proto.receive = broken
+        self.proto.datagramReceived(wire.encode(wire.Goodbye("a", 1)), SOURCE)
+        self.assertEqual(len(self.flushLoggedErrors(Boom)), 1)
+        self.assertEqual(self.reporter.total, 0)
+
+    def test_send(self) -> None:
+        message = wire.Goodbye("a", 1)
+        self.assertTrue(self.proto.send(SOURCE, message))
+        self.assertEqual(self.transport.written, [(wire.encode(message), SOURCE)])
+        self.assertEqual(self.proto.sent, 1)
+        self.assertEqual(self.proto.bytes_sent, len(wire.encode(message)))
+
+    def test_send_too_big(self) -> None:
+        message = wire.Goodbye("x" * 1380, 1)  # fits 1400, not the seal headroom
+        self.assertFalse(self.proto.send(SOURCE, message))
+        self.assertEqual((self.transport.written, self.proto.send_errors), ([], 1))
+        self.assertEqual(len(self.log.warnings("could not send")), 1)
+
+    def test_send_os_error(self) -> None:
+        self.transport.error = OSError(101, "Network is unreachable")
+        self.assertFalse(self.proto.send(SOURCE, wire.Goodbye("a", 1)))
+        self.assertEqual(self.proto.send_errors, 1)
+
+    def test_send_without_transport(self) -> None:
+        proto = GossipProtocol(self.record, self.reporter, 1400)
+        self.assertFalse(proto.send(SOURCE, wire.Goodbye("a", 1)))
+
+
+class SyncServerTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.reporter = BadInputReporter(self.clock)
+        self.hellos: list[wire.Hello] = []
+        self.answer: defer.Deferred[wire.Welcome] | None = None
+        factory = SyncServerFactory(self.on_hello, self.reporter, 4096, 5.0)
+        self.proto = factory.buildProtocol(IPv4Address("TCP", "10.0.0.2", 4000))
+        self.proto.callLater = self.clock.callLater  # type: ignore[method-assign]
+        self.transport = StringTransport(
+            peerAddress=IPv4Address("TCP", "10.0.0.2", 4000)
+        )
+        self.proto.makeConnection(self.transport)
+
+    def on_hello(self, hello: wire.Hello) -> defer.Deferred[wire.Welcome]:
+        self.hellos.append(hello)
+        if self.answer is not None:
+            return self.answer
+        return defer.succeed(wire.Welcome("10.0.0.1:5555", (DELTA,)))
+
+    def test_hello_answered_with_welcome(self) -> None:
+        hello = wire.Hello("10.0.0.2:5555", (DELTA,))
+        self.proto.dataReceived(frame(wire.encode(hello)))
+        self.assertEqual(self.hellos, [hello])
+        data = self.transport.value()
+        (length,) = struct.unpack(">I", data[:4])
+        self.assertEqual(length, len(data) - 4)
+        self.assertEqual(wire.decode(data[4:]), wire.Welcome("10.0.0.1:5555", (DELTA,)))
+        self.assertTrue(self.transport.disconnecting)
+        self.assertFalse(self.transport.disconnected)  # a clean close, not abort
+
+    def test_hello_in_pieces(self) -> None:
+        data = frame(wire.encode(wire.Hello("a", (DELTA,))))
+        for i in range(len(data)):
+            self.proto.dataReceived(data[i : i + 1])
+        self.assertEqual(len(self.hellos), 1)
+
+    def test_slow_answer_does_not_time_out(self) -> None:
+        self.answer = defer.Deferred()
+        self.proto.dataReceived(frame(wire.encode(wire.Hello("a", ()))))
+        self.clock.advance(60)
+        self.assertFalse(self.transport.disconnecting)
+        self.answer.callback(wire.Welcome("b", ()))
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_answer_fails(self) -> None:
+        self.answer = defer.fail(Boom("store down"))
+        self.proto.dataReceived(frame(wire.encode(wire.Hello("a", ()))))
+        self.assertTrue(self.transport.disconnected)  # aborted
+        self.assertEqual(len(self.flushLoggedErrors(Boom)), 1)
+
+    def test_garbage_frame(self) -> None:
+        self.proto.dataReceived(frame(b"garbage!"))
+        self.assertEqual(self.hellos, [])
+        self.assertEqual(dict(self.reporter.counts), {"bad-magic": 1})
+        self.assertTrue(self.transport.disconnected)
+
+    def test_wrong_message_type(self) -> None:
+        self.proto.dataReceived(frame(wire.encode(wire.Welcome("a", ()))))
+        self.assertEqual(dict(self.reporter.counts), {"unexpected-type": 1})
+        self.assertTrue(self.transport.disconnected)
+
+    def test_oversized_length_prefix(self) -> None:
+        self.proto.dataReceived(struct.pack(">I", 2**31) + b"PK")
+        self.assertEqual(dict(self.reporter.counts), {"oversized": 1})
+        self.assertTrue(self.transport.disconnected)
+        self.assertEqual(self.hellos, [])
+
+    def test_stall_times_out(self) -> None:
+        self.proto.dataReceived(b"\x00\x00")  # half a length prefix
+        self.clock.advance(4.9)
+        self.assertFalse(self.transport.disconnected)
+        self.clock.advance(0.2)
+        self.assertTrue(self.transport.disconnected)
+        self.assertEqual(dict(self.reporter.counts), {"stalled": 1})
+
+    def test_silent_client_times_out(self) -> None:
+        self.clock.advance(5.1)
+        self.assertTrue(self.transport.disconnected)
+        self.assertEqual(dict(self.reporter.counts), {"stalled": 1})
+
+    def test_connection_lost_cancels_timeout(self) -> None:
+        self.proto.connectionLost(Failure(ConnectionError("gone")))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_server_protocol_type(self) -> None:
+        self.assertIsInstance(self.proto, SyncServerProtocol)
+        self.assertEqual(self.proto.MAX_LENGTH, 4096)
+
+
+class SyncClientTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.reporter = BadInputReporter(self.clock)
+        self.hello = wire.Hello("10.0.0.2:5555", (DELTA,))
+        self.proto = SyncClientProtocol(self.hello, self.reporter, 4096, 5.0)
+        self.proto.callLater = self.clock.callLater  # type: ignore[method-assign]
+        self.transport = StringTransport(
+            peerAddress=IPv4Address("TCP", "10.0.0.1", 5555)
+        )
+        self.proto.makeConnection(self.transport)
+
+    def lose(self) -> None:
+        self.proto.connectionLost(Failure(ConnectionError("closed")))
+
+    def test_sends_hello_and_takes_welcome(self) -> None:
+        self.assertEqual(self.transport.value(), frame(wire.encode(self.hello)))
+        welcome = wire.Welcome("10.0.0.1:5555", (DELTA,))
+        self.proto.dataReceived(frame(wire.encode(welcome)))
+        self.assertTrue(self.transport.disconnecting)
+        self.lose()  # the close after a Welcome is no error
+        self.assertEqual(self.successResultOf(self.proto.welcome), welcome)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_closed_before_welcome(self) -> None:
+        self.lose()
+        self.failureResultOf(self.proto.welcome, ConnectionError)
+
+    def test_garbage_then_close(self) -> None:
+        self.proto.dataReceived(frame(b"PK\x01\x11\x00\xc1"))
+        self.assertEqual(dict(self.reporter.counts), {"bad-body": 1})
+        self.assertTrue(self.transport.disconnected)
+        self.lose()
+        self.failureResultOf(self.proto.welcome, ConnectionError)
+
+    def test_stall(self) -> None:
+        self.clock.advance(5.1)
+        self.assertTrue(self.transport.disconnected)
+        self.assertEqual(dict(self.reporter.counts), {"stalled": 1})
+        self.lose()
+        self.failureResultOf(self.proto.welcome, ConnectionError)
+
+    def test_oversized_frame(self) -> None:
+        self.proto.dataReceived(struct.pack(">I", 4097))
+        self.assertEqual(dict(self.reporter.counts), {"oversized": 1})
+        self.assertTrue(self.transport.disconnected)
+
+
+class BadInputReporterTests(unittest.TestCase):
+    def test_source_table_is_bounded(self) -> None:
+        from pokan import badinput
+
+        self.patch(badinput, "MAX_SOURCES", 3)
+        clock = task.Clock()
+        reporter = BadInputReporter(clock, interval=10.0)
+        for i in range(100):
+            source = f"10.0.0.{i}:1"
+            reporter.report("udp", source, "bad-magic")
+            reporter.report("udp", source, "bad-magic")  # suppressed
+        self.assertEqual(reporter.counts["bad-magic"], 200)
+        self.assertLessEqual(len(reporter._last_logged), 3)
+        self.assertLessEqual(len(reporter._suppressed), 3)

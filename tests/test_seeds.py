@@ -1,0 +1,78 @@
+"""SeedSync: first seed that answers, retries with capped backoff, on a Clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer, task
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.trial import unittest
+
+from pokan.seeds import SeedSync
+
+A, B = ("10.0.0.1", 5555), ("10.0.0.2", 5555)
+
+
+class SeedSyncTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.calls: list[tuple[str, int]] = []
+        self.answers: dict[tuple[str, int], Any] = {}
+        self.log: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.log.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.log.append)
+
+    def sync(self, host: str, port: int) -> defer.Deferred[Any]:
+        self.calls.append((host, port))
+        answer = self.answers.get((host, port), ConnectionRefusedError("refused"))
+        if isinstance(answer, Exception):
+            return defer.fail(answer)
+        return defer.succeed(answer)
+
+    def warnings(self) -> list[dict[str, Any]]:
+        return [e for e in self.log if e.get("log_level") == LogLevel.warn]
+
+    def test_first_that_answers(self) -> None:
+        self.answers[B] = "ok"
+        seeds = SeedSync(self.clock, [A, B], self.sync)
+        seeds.start()
+        self.assertEqual(self.calls, [A, B])
+        self.assertEqual(seeds.synced_with, "10.0.0.2:5555")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_retry_with_capped_backoff(self) -> None:
+        seeds = SeedSync(self.clock, [A, B], self.sync, first_delay=1, max_delay=4)
+        seeds.start()
+        delays = []
+        for _ in range(5):
+            (call,) = self.clock.getDelayedCalls()
+            delays.append(call.getTime() - self.clock.seconds())
+            self.clock.advance(delays[-1])
+        self.assertEqual(delays, [1, 2, 4, 4, 4])
+        self.assertEqual(seeds.attempts, 6)
+        self.assertEqual(len(self.calls), 12)
+        warning = self.warnings()[0]
+        self.assertIn("10.0.0.1:5555", warning["errors"])
+        self.assertIn("10.0.0.2:5555", warning["errors"])
+        self.assertIsNone(seeds.synced_with)
+        # a seed comes up: the next try joins and the retries end
+        self.answers[A] = "ok"
+        self.clock.advance(4)
+        self.assertEqual(seeds.synced_with, "10.0.0.1:5555")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stop_cancels_retry(self) -> None:
+        seeds = SeedSync(self.clock, [A], self.sync)
+        seeds.start()
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        seeds.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stop_during_a_sync(self) -> None:
+        pending: defer.Deferred[Any] = defer.Deferred()
+        seeds = SeedSync(self.clock, [A, B], lambda h, p: pending)
+        seeds.start()
+        seeds.stop()
+        pending.errback(ConnectionRefusedError("late"))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.warnings(), [])
