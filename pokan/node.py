@@ -15,7 +15,7 @@ import attrs
 
 from pokan import reconcile, wire
 from pokan.membership import MembershipView
-from pokan.rumors import RumourQueue
+from pokan.rumors import RumourQueue, Selection
 from pokan.state import Batch, ClusterState, NodeDelta, NodeState
 
 Address = tuple[str, int]
@@ -111,9 +111,12 @@ class GossipNode:
         self.rumours.wrote(batch)
         return self._pushes()
 
-    def _pushes(self) -> list[Outgoing]:
-        """Acks pushing hot rumours to a few peers at once, if tokens allow."""
-        peers = self.rumours.push_targets(self.state, self.rng)
+    def _pushes(self, source: Address | None = None) -> list[Outgoing]:
+        """Acks pushing hot rumours to a few peers at once, if tokens allow.
+
+        Never to ``source``, the peer whose message brought them.
+        """
+        peers = self.rumours.push_targets(self.state, self.rng, exclude=source)
         if not peers:
             return []
         budget = max(self.budget // len(peers), 256)
@@ -173,38 +176,53 @@ class GossipNode:
         """Handle one datagram's message from ``source``."""
         if isinstance(message, wire.Syn):
             batch = self.rumours.merge(self.state, message.deltas)
-            news, used = self.rumours.take(
+            news = self.rumours.select(
                 self.state, self.budget // 2, known=message.deltas
             )
             deltas, differing = reconcile.respond_to_syn(
-                self.state, message, self.budget - used
+                self.state, message, self.budget - news.size
             )
+            if not deltas and news.deltas:
+                # a delta too big to share the datagram with rumours goes alone
+                alone = reconcile.respond_to_syn(self.state, message, self.budget)
+                if alone[0]:
+                    (deltas, differing), news = alone, Selection()
+            self.rumours.sent(self.state, news)
             reply = wire.SynAck(
-                self.state.me.info.id, (*news, *deltas), tuple(differing)
+                self.state.me.info.id, (*news.deltas, *deltas), tuple(differing)
             )
-            return Result((Outgoing(source, reply), *self._pushes()), batch)
+            return Result((Outgoing(source, reply), *self._pushes(source)), batch)
         if isinstance(message, wire.SynAck):
             if source == self._awaiting:
                 self._awaiting = None
             batch = self.rumours.merge(self.state, message.deltas)
-            news, used = self.rumours.take(
+            news = self.rumours.select(
                 self.state, self.budget // 2, known=message.deltas
             )
             deltas = reconcile.respond_to_syn_ack(
-                self.state, message.digest, self.budget - used
+                self.state, message.digest, self.budget - news.size
             )
-            deltas = [*news, *deltas]
+            if not deltas and news.deltas:
+                whole = reconcile.respond_to_syn_ack(
+                    self.state, message.digest, self.budget
+                )
+                if whole:
+                    deltas, news = whole, Selection()
+            self.rumours.sent(self.state, news)
+            deltas = [*news.deltas, *deltas]
             out = (
                 (Outgoing(source, wire.Ack(self.state.me.info.id, tuple(deltas))),)
                 if deltas
                 else ()
             )
             return Result(
-                (*out, *self._pushes()), batch, self.state.nodes.get(message.sender)
+                (*out, *self._pushes(source)),
+                batch,
+                self.state.nodes.get(message.sender),
             )
         if isinstance(message, wire.Ack):
             batch = self.rumours.merge(self.state, message.deltas)
-            return Result(tuple(self._pushes()), batch)
+            return Result(tuple(self._pushes(source)), batch)
         if isinstance(message, wire.Goodbye):
             return Result(
                 batch=self.state.mark(message.sender, message.generation, "dead")

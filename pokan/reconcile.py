@@ -44,19 +44,18 @@ def make_syn(state: ClusterState, cursor: int, budget: int) -> tuple[Syn, int]:
     own = digest_entry(me)
     used = _entry_size(own) + 5
     ids = state.sorted_ids()  # our own id among them, skipped below
-    count = len(ids)
-    if count < 2:
+    others = len(ids) - 1
+    if others < 1:
         return Syn(me.info.id, (own,)), 0
-    start = cursor % count
+    mine = bisect_left(ids, me.info.id)  # the cursor counts the others only
+    start = cursor % others
     listed: list[DigestEntry] = []
     range_reserve = 0  # the low and high ids, should the digest be partial
     nodes = state.nodes
     str_size, uint_size = wire.str_size, wire.uint_size
-    step = 0
-    for step in range(count):
-        node_id = ids[(start + step) % count]
-        if node_id == me.info.id:
-            continue
+    for step in range(others):
+        k = (start + step) % others
+        node_id = ids[k if k < mine else k + 1]
         node = nodes[node_id]
         id_size = str_size(node_id)
         generation, version = node.info.generation, node.version
@@ -76,7 +75,7 @@ def make_syn(state: ClusterState, cursor: int, budget: int) -> tuple[Syn, int]:
         # a range holding only our own id: nothing else can be inferred
         return Syn(me.info.id, (own,), me.info.id, me.info.id), start
     low, high = listed[0].node_id, listed[-1].node_id
-    return Syn(me.info.id, (own, *listed), low, high), (start + step) % count
+    return Syn(me.info.id, (own, *listed), low, high), (start + len(listed)) % others
 
 
 def respond_to_syn(

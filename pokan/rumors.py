@@ -37,6 +37,15 @@ MEMBERSHIP: str | None = None
 
 
 @attrs.define
+class Selection:
+    """Rumours chosen for one message, not yet counted as sent."""
+
+    keys: list[tuple[str, str | None]] = attrs.Factory(list)
+    deltas: list[NodeDelta] = attrs.Factory(list)
+    size: int = 0
+
+
+@attrs.define
 class _Rumour:
     transmits: int
     seq: int
@@ -141,22 +150,32 @@ class RumourQueue:
     ) -> tuple[list[NodeDelta], int]:
         """Rumours to send in ``budget`` bytes, and the bytes they use.
 
-        Counts one transmission for each rumour taken and drops those that
-        reached the limit (``copies`` for a message sent to several peers).
-        Rumours the peer just sent us (in ``known``) are
-        not sent back.
+        :meth:`select`, then :meth:`sent` for what was selected.
         """
+        selection = self.select(state, budget, hot_only, known)
+        self.sent(state, selection, copies)
+        return selection.deltas, selection.size
+
+    def select(
+        self,
+        state: ClusterState,
+        budget: int,
+        hot_only: bool = False,
+        known: Iterable[NodeDelta] = (),
+    ) -> Selection:
+        """The rumours to send in ``budget`` bytes: the least sent first.
+
+        Rumours the peer just sent us (in ``known``) are not sent back.
+        Nothing is counted until :meth:`sent`.
+        """
+        selection = Selection()
+        if not self._items:
+            return selection
         skip: set[tuple[str, str | None]] = set()
         for d in known:
             skip.update((d.info.id, k) for k, _ in d.entries)
-            if not d.entries:
-                skip.add((d.info.id, MEMBERSHIP))
-        if not self._items:
-            return [], 0
-        limit = self.limit(state)
+            skip.add((d.info.id, MEMBERSHIP))
         ranked = sorted(self._items.items(), key=lambda kv: self._rank(kv[1]))
-        taken: list[NodeDelta] = []
-        used = 0
         for key, item in ranked:
             if (hot_only and not item.hot) or key in skip:
                 continue
@@ -165,20 +184,40 @@ class RumourQueue:
                 del self._items[key]
                 continue
             size = wire.packed_size(wire.pack_delta(delta))
-            if used + size > budget:
-                if budget - used < 64:
+            if selection.size + size > budget:
+                if budget - selection.size < 64:
                     break
                 continue
-            taken.append(delta)
-            used += size
+            selection.keys.append(key)
+            selection.deltas.append(delta)
+            selection.size += size
+        return selection
+
+    def sent(self, state: ClusterState, selection: Selection, copies: int = 1) -> None:
+        """Count ``copies`` transmissions of what ``selection`` holds.
+
+        Rumours that reached the limit are dropped; the rest are no longer hot.
+        """
+        limit = self.limit(state)
+        for key in selection.keys:
+            item = self._items.get(key)
+            if item is None:
+                continue
             item.hot = False
             item.transmits += copies
             if item.transmits >= limit:
                 del self._items[key]
-        return taken, used
 
-    def push_targets(self, state: ClusterState, rng: random.Random) -> list[NodeState]:
-        """Live peers to push hot rumours to now (empty if out of tokens)."""
+    def push_targets(
+        self,
+        state: ClusterState,
+        rng: random.Random,
+        exclude: tuple[str, int] | None = None,
+    ) -> list[NodeState]:
+        """Live peers to push hot rumours to now (empty if out of tokens).
+
+        Not the peer at address ``exclude``.
+        """
         if self.push_fanout <= 0 or self.push_tokens <= 0 or not self.hot:
             return []
         ids = state.sorted_ids()
@@ -188,7 +227,11 @@ class RumourQueue:
             if len(chosen) >= self.push_fanout or len(ids) < 2:
                 break
             node = state.nodes[ids[rng.randrange(len(ids))]]
-            if node is not me and node.status == "alive":
+            if (
+                node is not me
+                and node.status == "alive"
+                and (node.info.address, node.info.udp_port) != exclude
+            ):
                 chosen[node.info.id] = node
         if chosen:
             self.push_tokens -= 1
