@@ -37,6 +37,7 @@ from pokan.protocols import GossipProtocol, SyncClientProtocol, SyncServerFactor
 from pokan.seeds import SeedSync
 from pokan.state import ROLES, STATUSES, Batch, ClusterState, Entry, NodeInfo, Value
 from pokan.store import IStore, MemoryStore, Snapshot
+from pokan.store.interface import IAttachedStore, snapshot_of
 
 log = Logger()
 
@@ -415,6 +416,11 @@ class Server(service.Service):
         except StartupError as e:
             service.Service.stopService(self)
             return defer.fail(e)
+        if IAttachedStore.providedBy(self._store):
+            state = self._state
+            self._store.attach(
+                self._identity(0).id, reactor, lambda: snapshot_of(state)
+            )
         d: defer.Deferred[Any] = defer.maybeDeferred(self._store.open)
         d.addCallback(self._restore)
         d.addCallback(lambda _: self._started())
@@ -456,8 +462,7 @@ class Server(service.Service):
             previous = self._state.restore(snapshot)
         generation = max(time.time_ns() // 1000, previous + 1)
         self._state.rename_self(self._identity(generation))
-        if snapshot is not None:
-            self._commit(Batch((), (self._state.me.record(),)))
+        self._commit(Batch((), (self._state.me.record(),)))
 
     def _started(self) -> None:
         log.info(

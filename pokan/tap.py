@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 
 from pokan import reactors, wire
 from pokan.address import DEFAULT_PORT, check_ip, check_port, parse_host_port
-from pokan.errors import ConfigurationError
+from pokan.errors import ConfigurationError, PokanError
 from pokan.server import Server, check_interval, check_max_datagram
 
 log = Logger()
@@ -41,8 +41,24 @@ class Options(usage.Options):
             f"Largest datagram sent, in bytes ({wire.MIN_DATAGRAM}-"
             f"{wire.MAX_UDP_PAYLOAD}); the same on every node.",
         ],
+        [
+            "redis",
+            None,
+            None,
+            "Persist the cluster state in Redis at this URL (redis://host:port/db,"
+            " rediss://, unix:///path?db=N); default: in memory only.",
+        ],
+        [
+            "redis-prefix",
+            None,
+            None,
+            "Prefix of the Redis keys this node writes (default pokan:<node id>).",
+        ],
     ]
-    optFlags = [["epoll", None, "Use the epoll reactor (Linux)."]]
+    optFlags = [
+        ["epoll", None, "Use the epoll reactor (Linux)."],
+        ["redis-events", None, "Also publish key events on <prefix>:events."],
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -75,6 +91,12 @@ class Options(usage.Options):
             self["udp-port"] = check_port(self["udp-port"], "--udp-port")
             self["gossip-interval"] = check_interval(self["gossip-interval"])
             self["max-datagram"] = check_max_datagram(self["max-datagram"])
+            if self["redis"] is None and (
+                self["redis-prefix"] is not None or self["redis-events"]
+            ):
+                raise ConfigurationError(
+                    "--redis-prefix and --redis-events need --redis"
+                )
             if self["epoll"]:
                 reactors.install_epoll()
         except ConfigurationError as e:
@@ -109,6 +131,24 @@ class DaemonService(service.MultiService):
         return defer.maybeDeferred(self.server.stopService)
 
 
+def redis_store(options: Options) -> Any:
+    """The Redis store the options ask for, checked reachable; None if none."""
+    if options["redis"] is None:
+        return None
+    from pokan.store.redis import RedisStore
+
+    try:
+        store = RedisStore(
+            options["redis"],
+            prefix=options["redis-prefix"],
+            publish_events=options["redis-events"],
+        )
+        store.check()  # blocking, before the reactor runs: fail plainly
+    except PokanError as e:
+        raise SystemExit(f"pokan: {e}") from None
+    return store
+
+
 def makeService(options: Options) -> service.IService:
     server = Server(
         options["address"],
@@ -117,6 +157,7 @@ def makeService(options: Options) -> service.IService:
         udp_port=options["udp-port"],
         gossip_interval=options["gossip-interval"],
         max_datagram=options["max-datagram"],
+        store=redis_store(options),
     )
     if options["epoll"]:
         server.use_epoll()

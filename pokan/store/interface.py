@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import attrs
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
-from pokan.state import Batch, Entry, NodeRecord
+from pokan.state import Batch, ClusterState, Entry, NodeRecord
 
 
 @attrs.frozen
@@ -33,3 +36,23 @@ class IStore(Interface):
 
     def close() -> Deferred[None]:
         """Flush and release resources."""
+
+
+class IAttachedStore(IStore):
+    """A store that wants to know the node it serves before :meth:`open`."""
+
+    def attach(node_id: str, reactor: Any, state: Callable[[], Snapshot]) -> None:
+        """Called by the Server before open(), once its ports are bound.
+
+        ``state`` returns the node's whole state as it is now (e.g. for a full
+        rewrite after the backing server lost its data); call it only from
+        the reactor thread.
+        """
+
+
+def snapshot_of(state: ClusterState) -> Snapshot:
+    """The whole of a cluster state, as a store would persist it."""
+    return Snapshot(
+        tuple(node.record() for node in state.nodes.values()),
+        {node_id: dict(node.entries) for node_id, node in state.nodes.items()},
+    )

@@ -1,0 +1,148 @@
+"""What one Redis transaction writes, and the changes waiting for Redis.
+
+Plain data, no I/O. A :class:`Plan` is the final state of every key and node
+record some batches touched; :class:`Pending` keeps, while Redis is away, the
+latest change per key (so memory stays bounded by the state's own size), each
+tagged with the sequence number of the batch it came from so that a late,
+older change never overwrites a newer one.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from pokan.state import Batch, Entry, NodeRecord
+from pokan.store.interface import Snapshot
+from pokan.store.redis_schema import encode_event
+
+KeyId = tuple[str, str]  # (node id, key)
+
+
+@attrs.define
+class Plan:
+    """The final state of the keys and node records to write, in one go."""
+
+    keys: dict[KeyId, Entry | None] = attrs.field(factory=dict)
+    nodes: dict[str, NodeRecord] = attrs.field(factory=dict)
+    #: JSON messages to publish on the events channel in the same transaction
+    events: list[str] = attrs.field(factory=list)
+
+    @classmethod
+    def of(cls, batch: Batch, with_events: bool = False) -> Plan:
+        plan = cls()
+        keys = plan.keys
+        for change in batch.changes:
+            keys[change.node_id, change.key] = change.new
+        for record in batch.nodes:
+            plan.nodes[record.info.id] = record
+        if with_events:
+            for change in batch.changes:
+                event = change.event
+                if event is not None:
+                    plan.events.append(
+                        encode_event(
+                            event, change.node_id, change.key, change.new, change.value
+                        )
+                    )
+        return plan
+
+    def __len__(self) -> int:
+        return len(self.keys) + len(self.nodes)
+
+    def updated(self, later: Plan) -> Plan:
+        """This plan with a later one's changes on top."""
+        return Plan(
+            {**self.keys, **later.keys},
+            {**self.nodes, **later.nodes},
+            [*self.events, *later.events],
+        )
+
+
+class Pending:
+    """Changes not yet in Redis: the latest per key and per node record."""
+
+    def __init__(self) -> None:
+        self._keys: dict[KeyId, tuple[int, Entry | None]] = {}
+        self._nodes: dict[str, tuple[int, NodeRecord]] = {}
+        #: changes from batches numbered up to here are superseded (a full
+        #: rewrite of the state covered them): drop them
+        self.floor = 0
+
+    def __len__(self) -> int:
+        return len(self._keys) + len(self._nodes)
+
+    def add(self, seq: int, plan: Plan) -> None:
+        """Keep the changes of batch number ``seq`` unless newer ones are here."""
+        if seq <= self.floor:
+            return
+        keys = self._keys
+        for key_id, entry in plan.keys.items():
+            held = keys.get(key_id)
+            if held is None or held[0] <= seq:
+                keys[key_id] = (seq, entry)
+        nodes = self._nodes
+        for node_id, record in plan.nodes.items():
+            held_node = nodes.get(node_id)
+            if held_node is None or held_node[0] <= seq:
+                nodes[node_id] = (seq, record)
+
+    def add_all(self, other: Pending) -> None:
+        """Put back changes taken earlier (a flush failed)."""
+        for key_id, (seq, entry) in other._keys.items():
+            held = self._keys.get(key_id)
+            if seq > self.floor and (held is None or held[0] < seq):
+                self._keys[key_id] = (seq, entry)
+        for node_id, (seq, record) in other._nodes.items():
+            held_node = self._nodes.get(node_id)
+            if seq > self.floor and (held_node is None or held_node[0] < seq):
+                self._nodes[node_id] = (seq, record)
+
+    def take(self) -> Pending:
+        """Move everything out into a new Pending (to flush it)."""
+        taken = Pending()
+        taken._keys, self._keys = self._keys, {}
+        taken._nodes, self._nodes = self._nodes, {}
+        return taken
+
+    def drop_up_to(self, seq: int) -> None:
+        """A full rewrite covers every batch up to ``seq``: forget them."""
+        self.floor = max(self.floor, seq)
+        self._keys = {k: v for k, v in self._keys.items() if v[0] > seq}
+        self._nodes = {k: v for k, v in self._nodes.items() if v[0] > seq}
+
+    def plan(self) -> Plan:
+        return Plan(
+            {k: entry for k, (_, entry) in self._keys.items()},
+            {k: record for k, (_, record) in self._nodes.items()},
+        )
+
+
+def overlay(snapshot: Snapshot, plan: Plan, me: str) -> tuple[Snapshot, Plan]:
+    """Put this node's writes made before the store opened on top of what
+    the store held; return the result and the writes, renumbered above the
+    persisted versions, that the store must still write.
+    """
+    entries = {node: dict(keys) for node, keys in snapshot.entries.items()}
+    records = {record.info.id: record for record in snapshot.nodes}
+    mine = entries.setdefault(me, {})
+    top = max((e.version for e in mine.values()), default=0)
+    if me in records:
+        top = max(top, records[me].version)
+    own = sorted(
+        (
+            (key, entry)
+            for (node, key), entry in plan.keys.items()
+            if node == me and entry is not None
+        ),
+        key=lambda item: item[1].version,
+    )
+    written = Plan()
+    for key, entry in own:
+        top += 1
+        mine[key] = written.keys[me, key] = attrs.evolve(entry, version=top)
+    for record in plan.nodes.values():
+        records.setdefault(record.info.id, record)
+    if me in records:
+        record = records[me] = attrs.evolve(records[me], version=top)
+        written.nodes[me] = record
+    return Snapshot(tuple(records.values()), entries), written

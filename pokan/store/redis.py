@@ -1,0 +1,483 @@
+"""The Redis store: the cluster state, durable and readable by any program.
+
+redis-py (with the hiredis parser) runs in one dedicated worker thread, so
+the reactor never blocks on Redis and batches are written in the order they
+came, each in one MULTI/EXEC. The layout is in :mod:`pokan.store.redis_schema`
+and docs/redis.md.
+
+When Redis goes away the node carries on from memory: each batch is folded
+into :class:`~pokan.store.pending.Pending` (the latest change per key) and
+``persist()`` fires at once. A probe runs every ``retry_interval`` seconds;
+once Redis answers, the pending changes are written, or, if Redis restarted
+(its ``run_id`` changed), the node's whole state is written afresh.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis
+from twisted.internet import defer
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from pokan.errors import ConfigurationError, StartupError
+from pokan.state import Batch
+from pokan.store import redis_io
+from pokan.store.interface import IAttachedStore, Snapshot
+from pokan.store.pending import Pending, Plan, overlay
+from pokan.store.redis_schema import Keys, default_prefix
+
+log = Logger()
+
+T = TypeVar("T")
+
+UP, DOWN, RECOVERING, CLOSED = "up", "down", "recovering", "closed"
+
+#: at most this many batches, or about this many bytes, per round trip
+GROUP_BATCHES = 1000
+GROUP_BYTES = 4 << 20
+
+#: a batch waiting for the worker: its number, plan, Deferred and bytes
+Queued = tuple[int, Plan, "defer.Deferred[None]", redis_io.Packed]
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***``, fit for logs."""
+    url = re.sub(r"(://[^/@]*?:)[^/@]*@", r"\1***@", url)
+    return re.sub(r"(password=)[^&]*", r"\1***", url)
+
+
+class _Unavailable(Exception):
+    """Redis failed earlier and has not answered a probe since."""
+
+
+@implementer(IAttachedStore)
+class RedisStore:
+    """Persist the cluster state in Redis at ``url``.
+
+    ``url`` is what redis-py accepts: ``redis://[[user]:password@]host[:port][/db]``,
+    ``rediss://`` (TLS) or ``unix:///path/to/socket?db=0``. Keys go under
+    ``prefix``, by default ``pokan:<node id>``. With ``publish_events`` each
+    key event is also published on ``<prefix>:events``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str | None = None,
+        publish_events: bool = False,
+        retry_interval: float = 1.0,
+        timeout: float = 5.0,
+        reactor: Any = None,
+    ) -> None:
+        self.url = redact(url)
+        try:
+            self._client = redis_io.make_client(url, timeout)
+        except ValueError as e:
+            raise ConfigurationError(f"bad Redis URL {self.url}: {e}") from None
+        if prefix is not None and not prefix:
+            raise ConfigurationError("the Redis key prefix must not be empty")
+        self._prefix = prefix
+        self._keys: Keys | None = Keys(prefix) if prefix else None
+        self._node_id = ""
+        self.publish_events = publish_events
+        self.retry_interval = retry_interval
+        self._reactor = reactor
+        self._state_of_node: Callable[[], Snapshot] | None = None
+        self._pool: ThreadPool | None = None
+        self._shutdown_trigger: Any = None
+        self._status = CLOSED
+        self._run_id = ""
+        self._seq = 0
+        self._pending = Pending()
+        self._probe_call: Any = None
+        self._recovered = 0
+        self._rewrote = False
+        self._broken = False  # touched only in the worker thread
+        self._queue: deque[Queued] = deque()
+        self._writing = False
+        self._early: Plan | None = None
+        #: batches written, each in its own MULTI/EXEC (not counting recovery)
+        self.batches_written = 0
+
+    # -- configuration --------------------------------------------------------
+
+    @property
+    def prefix(self) -> str | None:
+        """The key prefix; None until attached to a node when left to default."""
+        return self._keys.prefix if self._keys is not None else None
+
+    @property
+    def available(self) -> bool:
+        """True while Redis takes writes as they come."""
+        return self._status == UP
+
+    @property
+    def pending(self) -> int:
+        """Changes kept in memory until Redis is back."""
+        return len(self._pending)
+
+    def attach(self, node_id: str, reactor: Any, state: Callable[[], Snapshot]) -> None:
+        self._node_id = node_id
+        if self._reactor is None:
+            self._reactor = reactor
+        self._state_of_node = state
+        if self._prefix is None:
+            self._keys = Keys(default_prefix(node_id))
+
+    def check(self) -> None:
+        """Ping Redis now, blocking; raise StartupError if it does not answer.
+
+        For command-line tools, before any reactor runs.
+        """
+        try:
+            self._client.ping()
+        except redis.RedisError as e:
+            raise StartupError(self._cannot_use(e)) from None
+        finally:
+            self._client.connection_pool.disconnect()
+
+    def _cannot_use(self, error: BaseException) -> str:
+        return f"cannot use Redis at {self.url}: {error}"
+
+    # -- the worker thread ----------------------------------------------------
+
+    def _get_reactor(self) -> Any:
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        return self._reactor
+
+    def _run(self, f: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+        assert self._pool is not None
+        return deferToThreadPool(self._get_reactor(), self._pool, f, *args)
+
+    def _stop_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.stop()
+        trigger, self._shutdown_trigger = self._shutdown_trigger, None
+        if trigger is not None:
+            self._get_reactor().removeSystemEventTrigger(trigger)
+
+    # -- IStore ---------------------------------------------------------------
+
+    def open(self) -> defer.Deferred[Snapshot | None]:
+        """Connect and load; fails with StartupError if Redis cannot be used."""
+        if self._keys is None:
+            self._keys = Keys(default_prefix(self._node_id or "unattached"))
+        reactor = self._get_reactor()
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="pokan-redis")
+        self._pool.start()
+        # never leave the worker thread behind, even if close() is not called
+        self._shutdown_trigger = reactor.addSystemEventTrigger(
+            "after", "shutdown", self._stop_pool
+        )
+        self._broken = False
+        d: defer.Deferred[Any] = self._run(
+            redis_io.load, self._client, self._keys, self._node_id
+        )
+        d.addCallbacks(self._opened, self._open_failed)
+        return d
+
+    def _opened(self, loaded: redis_io.Loaded) -> Snapshot | None:
+        self._status = UP
+        self._run_id = loaded.run_id
+        snapshot = loaded.snapshot
+        if self._pending:
+            # the node wrote before it started: those writes win
+            early = self._pending.take().plan()
+            # made under the id the node had before it bound its ports; the
+            # node commits its own record once started
+            early = Plan(
+                {(self._node_id, key): e for (_, key), e in early.keys.items()}
+            )
+            if snapshot is not None:
+                snapshot, early = overlay(snapshot, early, self._node_id)
+            # written with the first batch, which carries our new record
+            self._early = early
+        nodes = len(snapshot.nodes) if snapshot else 0
+        keys = sum(map(len, snapshot.entries.values())) if snapshot else 0
+        log.info(
+            "Redis store at {url}, prefix {prefix}: restored {nodes} nodes,"
+            " {keys} keys",
+            url=self.url,
+            prefix=self.prefix,
+            nodes=nodes,
+            keys=keys,
+        )
+        if loaded.skipped:
+            log.warn(
+                "Redis store: skipped {count} nodes or entries under {prefix}"
+                " that are not pokan's layout",
+                count=loaded.skipped,
+                prefix=self.prefix,
+            )
+        return snapshot
+
+    def _open_failed(self, failure: Failure) -> Failure:
+        self._stop_pool()
+        error = failure.value
+        if isinstance(error, redis.RedisError | OSError | ValueError):
+            return Failure(StartupError(self._cannot_use(error)))
+        return failure
+
+    def persist(self, batch: Batch) -> defer.Deferred[None]:
+        """Write one batch in one MULTI/EXEC; fire once Redis has it.
+
+        While Redis is unavailable the batch is kept (latest value per key)
+        and the Deferred fires at once: the node carries on from memory.
+        """
+        self._seq += 1
+        if self._status != UP:
+            self._pending.add(self._seq, Plan.of(batch))
+            return defer.succeed(None)
+        plan = Plan.of(batch, self.publish_events)
+        if self._early is not None:
+            plan, self._early = self._early.updated(plan), None
+        return self._submit(self._seq, plan)
+
+    def _submit(self, seq: int, plan: Plan) -> defer.Deferred[None]:
+        """Queue batch number ``seq`` for the worker.
+
+        While the worker writes, batches queue up; it then takes them all in
+        one round trip, each still in its own MULTI/EXEC, in order (a group
+        commit: it saves a thread hand-off and a round trip per batch).
+        """
+        d: defer.Deferred[None] = defer.Deferred()
+        # encode here: the worker then waits for Redis without the GIL while
+        # this thread encodes the next batches
+        assert self._keys is not None
+        self._queue.append((seq, plan, d, redis_io.pack(self._keys, plan)))
+        if not self._writing:
+            self._write_queued()
+        return d
+
+    def _write_queued(self) -> None:
+        group: list[Queued] = []
+        size = 0
+        while self._queue and size < GROUP_BYTES and len(group) < GROUP_BATCHES:
+            item = self._queue.popleft()
+            group.append(item)
+            size += len(item[3].data)
+        self._writing = True
+        job = self._run(self._send, [packed for _, _, _, packed in group])
+        job.addCallbacks(
+            self._group_written,
+            self._group_failed,
+            callbackArgs=(group,),
+            errbackArgs=(group,),
+        )
+
+    def _send(self, transactions: list[redis_io.Packed]) -> None:
+        """Worker thread: send, unless Redis failed and no probe passed since."""
+        if self._broken:
+            raise _Unavailable("Redis failed earlier")
+        try:
+            redis_io.send(self._client, transactions)
+        except BaseException:
+            self._broken = True
+            raise
+
+    def _write(self, plans: list[Plan]) -> None:
+        """Worker thread: write, unless Redis failed and no probe passed since."""
+        if self._broken:
+            raise _Unavailable("Redis failed earlier")
+        try:
+            assert self._keys is not None
+            redis_io.write(self._client, self._keys, plans)
+        except BaseException:
+            self._broken = True
+            raise
+
+    def _group_written(self, _: None, group: list[Queued]) -> None:
+        self.batches_written += len(group)
+        for item in group:
+            item[2].callback(None)
+        self._writing = False
+        if self._queue and self._status == UP:
+            self._write_queued()
+
+    def _group_failed(self, failure: Failure, group: list[Queued]) -> None:
+        # keep every batch not known written, the queued ones too
+        group.extend(self._queue)
+        self._queue.clear()
+        for seq, plan, _, _ in group:
+            plan.events.clear()  # events are not replayed after an outage
+            self._pending.add(seq, plan)
+        self._writing = False
+        self._went_down(failure)
+        for item in group:
+            item[2].callback(None)
+
+    def close(self) -> defer.Deferred[None]:
+        """Write what is queued (one last try if Redis was away), then stop."""
+        if self._pool is None:
+            self._status = CLOSED
+            return defer.succeed(None)
+        if self._probe_call is not None and self._probe_call.active():
+            self._probe_call.cancel()
+        self._probe_call = None
+        self._status = CLOSED
+        # let the worker finish what it has (what fails is kept as pending)
+        d = self._run(lambda: None)
+        d.addCallback(lambda _: self._write_last())
+        d.addBoth(lambda _: self._stop_pool())
+        return d
+
+    def _write_last(self) -> defer.Deferred[None]:
+        queued = list(self._queue)
+        self._queue.clear()
+        if self._early is not None:
+            self._pending.add(1, self._early)  # older than any batch since
+            self._early = None
+        for seq, plan, _, _ in queued:
+            self._pending.add(seq, plan)
+        taken = self._pending.take()
+        d = self._run(self._last_write, taken.plan())
+        d.addErrback(self._last_write_failed, len(taken))
+        d.addCallback(self._release, [waiting for _, _, waiting, _ in queued])
+        return d
+
+    @staticmethod
+    def _release(_: object, waiting: list[defer.Deferred[None]]) -> None:
+        for d in waiting:
+            d.callback(None)
+
+    def _last_write(self, plan: Plan) -> None:
+        """Worker thread: the last pending changes, if any; then disconnect."""
+        try:
+            if plan:
+                self._broken = False
+                self._write([plan])
+        finally:
+            self._client.connection_pool.disconnect()
+
+    def _last_write_failed(self, failure: Failure, count: int) -> None:
+        log.warn(
+            "Redis at {url} unavailable at close: {count} changes not written",
+            url=self.url,
+            count=count,
+        )
+
+    # -- losing Redis and getting it back --------------------------------------
+
+    def _went_down(self, failure: Failure) -> None:
+        if self._status == UP:
+            log.warn(
+                "Redis at {url} unavailable, {count} changes pending ({error})",
+                url=self.url,
+                count=len(self._pending),
+                error=failure.getErrorMessage(),
+            )
+            self._recovered = 0
+            self._rewrote = False
+        if self._status in (UP, RECOVERING):
+            self._status = DOWN
+            self._schedule_probe()
+
+    def _schedule_probe(self) -> None:
+        if self._status == CLOSED:
+            return
+        self._probe_call = self._get_reactor().callLater(
+            self.retry_interval, self._probe
+        )
+
+    def _probe(self) -> None:
+        self._probe_call = None
+        if self._status == CLOSED:
+            return
+        d = self._run(self._probe_in_worker)
+        d.addCallbacks(self._reachable, lambda _: self._schedule_probe())
+
+    def _probe_in_worker(self) -> str:
+        self._client.connection_pool.disconnect()
+        found = redis_io.run_id(self._client)
+        self._broken = False
+        return found
+
+    def _reachable(self, run_id: str) -> None:
+        if self._status == CLOSED:
+            return
+        self._status = RECOVERING
+        if run_id != self._run_id and self._state_of_node is not None:
+            # Redis restarted: what it holds (if anything) may be older than
+            # what we wrote; write everything again
+            snapshot = self._state_of_node()
+            self._pending.drop_up_to(self._seq)
+            d = self._run(self._rewrite, snapshot)
+            d.addCallbacks(
+                self._rewritten,
+                self._went_down,
+                callbackArgs=(run_id, snapshot),
+            )
+            return
+        if run_id != self._run_id:
+            log.warn(
+                "Redis at {url} restarted; this store has no node state to"
+                " rewrite, so only pending changes are written",
+                url=self.url,
+            )
+            self._run_id = run_id
+        self._flush()
+
+    def _rewrite(self, snapshot: Snapshot) -> None:
+        assert self._keys is not None
+        try:
+            redis_io.rewrite(self._client, self._keys, self._node_id, snapshot)
+        except BaseException:
+            self._broken = True
+            raise
+
+    def _rewritten(self, _: None, run_id: str, snapshot: Snapshot) -> None:
+        self._run_id = run_id
+        self._rewrote = True
+        self._recovered += len(snapshot.nodes) + sum(
+            map(len, snapshot.entries.values())
+        )
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._status == CLOSED:
+            return
+        if not self._pending:
+            self._status = UP
+            log.info(
+                "Redis at {url} is back; {what} ({count} keys and node records)",
+                url=self.url,
+                what=(
+                    "it had restarted, so the whole state was rewritten"
+                    if self._rewrote
+                    else "pending changes written"
+                ),
+                count=self._recovered,
+            )
+            return
+        taken = self._pending.take()
+        d = self._run(self._write, [taken.plan()])
+        d.addCallbacks(
+            self._flushed,
+            self._flush_failed,
+            callbackArgs=(len(taken),),
+            errbackArgs=(taken,),
+        )
+
+    def _flushed(self, _: None, count: int) -> None:
+        self._recovered += count
+        self._flush()
+
+    def _flush_failed(self, failure: Failure, taken: Pending) -> None:
+        self._pending.add_all(taken)
+        self._went_down(failure)
+
+
+__all__ = ["RedisStore", "redact"]

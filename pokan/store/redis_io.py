@@ -1,0 +1,262 @@
+"""The blocking Redis calls of the Redis store: run only in its worker thread.
+
+Each function takes a redis-py client and the :class:`Keys` of one prefix.
+Writes go in one MULTI/EXEC each, so Redis never holds half a batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import redis
+from hiredis import pack_command
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from pokan.state import Entry, NodeRecord
+from pokan.store.interface import Snapshot
+from pokan.store.pending import Plan
+from pokan.store.redis_schema import (
+    BYTES,
+    DELETED,
+    SCHEMA,
+    STR,
+    Keys,
+    SchemaError,
+    decode_entry,
+    decode_node,
+    encode_node,
+)
+
+
+def make_client(url: str, timeout: float) -> redis.Redis:
+    """A client for ``url``; connects on first use, never here."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        # one immediate retry covers a pooled connection the server dropped;
+        # longer outages are the store's business, not the client's
+        retry=Retry(NoBackoff(), 1),
+        client_name="pokan",
+    )
+
+
+@attrs.frozen
+class Loaded:
+    """What :func:`load` found."""
+
+    run_id: str
+    snapshot: Snapshot | None
+    skipped: int  # entries or nodes that were not pokan's layout
+
+
+def run_id(client: redis.Redis) -> str:
+    """The server's run id: it changes whenever the server restarts."""
+    info: Any = client.info("server")
+    return str(info["run_id"])
+
+
+def load(client: redis.Redis, keys: Keys, node_id: str) -> Loaded:
+    """Read what the prefix holds; mark it as this node's if it held nothing."""
+    server = run_id(client)
+    meta: Any = client.hgetall(keys.meta)
+    ids = sorted(_text(m) for m in _members(client, keys.nodes))
+    if meta:
+        schema = meta.get(b"schema", b"").decode(errors="replace")
+        if schema != SCHEMA:
+            raise SchemaError(
+                f"{keys.meta} says schema {schema!r}; this pokan reads {SCHEMA!r}"
+            )
+    else:
+        client.hset(keys.meta, mapping={"schema": SCHEMA, "node": node_id})
+    if not ids:
+        return Loaded(server, None, 0)
+    pipe = client.pipeline(transaction=True)
+    for node in ids:
+        for name in keys.of_node(node):
+            pipe.hgetall(name)
+    found = pipe.execute()
+    records: list[NodeRecord] = []
+    entries: dict[str, dict[str, Entry]] = {}
+    skipped = 0
+    for i in range(len(ids)):
+        fields, values, metas = found[3 * i : 3 * i + 3]
+        try:
+            record = decode_node(fields)
+        except SchemaError:
+            skipped += 1
+            continue
+        records.append(record)
+        kept = entries[record.info.id] = {}
+        for raw_key, raw_meta in metas.items():
+            try:
+                key = raw_key.decode()
+                kept[key] = decode_entry(raw_meta, values.get(raw_key))
+            except (SchemaError, UnicodeDecodeError):
+                skipped += 1
+    return Loaded(server, Snapshot(tuple(records), entries), skipped)
+
+
+def _members(client: redis.Redis, name: str) -> list[Any]:
+    found: Any = client.smembers(name)
+    return list(found)
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+@attrs.frozen
+class Packed:
+    """One transaction as bytes, ready to send: MULTI, the commands, EXEC."""
+
+    data: bytes
+    commands: int
+
+    @classmethod
+    def of(cls, queued: list[tuple[Any, ...]]) -> Packed:
+        framed = [("MULTI",), *queued, ("EXEC",)]
+        return cls(b"".join(map(pack_command, framed)), len(queued))
+
+
+def pack(keys: Keys, plan: Plan) -> Packed:
+    """The transaction that writes ``plan``."""
+    return Packed.of(commands(keys, plan))
+
+
+def write(client: redis.Redis, keys: Keys, plans: list[Plan]) -> None:
+    """Write each plan in its own MULTI/EXEC, all in one round trip."""
+    send(client, [pack(keys, plan) for plan in plans])
+
+
+def send(client: redis.Redis, transactions: list[Packed]) -> None:
+    """Run transactions in order, each atomic, in one round trip.
+
+    The commands are packed by hiredis (see :class:`Packed`) and sent in one
+    write on one of redis-py's connections: for large batches several times
+    faster than redis-py's pipeline, which packs every argument in Python.
+    """
+    data = [b"".join(t.data for t in transactions)]
+    pool = client.connection_pool
+    for attempt in (1, 2):
+        conn = None
+        try:
+            conn = pool.get_connection()
+            conn.send_packed_command(data)
+            error = _read_replies(conn, transactions)
+        except (redis.ConnectionError, redis.TimeoutError):
+            if conn is not None:
+                conn.disconnect()
+            if attempt == 2:
+                raise
+            continue  # a pooled connection the server had dropped: once more
+        except BaseException:
+            if conn is not None:
+                conn.disconnect()  # the reply stream is in an unknown state
+            raise
+        finally:
+            if conn is not None:
+                pool.release(conn)
+        if error is not None:
+            raise error
+        return
+
+
+def _read_replies(conn: Any, transactions: list[Packed]) -> Exception | None:
+    """Read every reply of every transaction; return the first error."""
+    first: Exception | None = None
+    for transaction in transactions:
+        refused: list[Exception] = []
+        for _ in range(transaction.commands + 1):  # +OK, then +QUEUED each
+            try:
+                conn.read_response()
+            except redis.ResponseError as e:
+                refused.append(e)
+        try:
+            replies: Any = conn.read_response()
+        except redis.ResponseError as e:  # EXECABORT: nothing applied
+            refused.append(e)
+            replies = []
+        refused += [r for r in replies if isinstance(r, redis.ResponseError)]
+        if refused and first is None:
+            first = refused[0]
+    return first
+
+
+def commands(keys: Keys, plan: Plan) -> list[tuple[Any, ...]]:
+    """The commands that write ``plan``: a few per node, whatever its size."""
+    set_values: dict[str, list[Any]] = {}
+    set_entries: dict[str, list[Any]] = {}
+    del_values: dict[str, list[str]] = {}
+    del_entries: dict[str, list[str]] = {}
+    current = None
+    # the hot path: one node's lists at a time, encode_entry() inlined
+    for (node, key), entry in plan.keys.items():
+        if node != current:
+            current = node
+            values = set_values.setdefault(node, [])
+            metas = set_entries.setdefault(node, [])
+            gone = del_values.setdefault(node, [])
+            dropped = del_entries.setdefault(node, [])
+        if entry is None:  # dropped with an old incarnation
+            gone.append(key)
+            dropped.append(key)
+            continue
+        value = entry.value
+        if value is None:
+            gone.append(key)
+            kind = DELETED
+        else:
+            values += (key, value)
+            kind = STR if type(value) is str else BYTES
+        metas += (
+            key,
+            f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
+            f'"type":"{kind}"}}',
+        )
+    out: list[tuple[Any, ...]] = []
+    for node, args in set_values.items():
+        if args:
+            out.append(("HSET", keys.values(node), *args))
+    for node, names in del_values.items():
+        if names:
+            out.append(("HDEL", keys.values(node), *names))
+    for node, args in set_entries.items():
+        if args:
+            out.append(("HSET", keys.entries(node), *args))
+    for node, names in del_entries.items():
+        if names:
+            out.append(("HDEL", keys.entries(node), *names))
+    for record in plan.nodes.values():
+        fields = encode_node(record)
+        out.append(("HSET", keys.node(record.info.id), *_flat(fields)))
+    touched = {*plan.nodes, *(node for node, _ in plan.keys)}
+    if touched:
+        out.append(("SADD", keys.nodes, *touched))
+    for message in plan.events:
+        out.append(("PUBLISH", keys.events, message))
+    return out
+
+
+def _flat(fields: dict[str, str]) -> list[str]:
+    return [x for item in fields.items() for x in item]
+
+
+def rewrite(client: redis.Redis, keys: Keys, node_id: str, snapshot: Snapshot) -> None:
+    """Replace everything under the prefix with ``snapshot``, in one MULTI/EXEC."""
+    old = [_text(m) for m in _members(client, keys.nodes)]
+    plan = Plan()
+    for record in snapshot.nodes:
+        plan.nodes[record.info.id] = record
+    for node, entries in snapshot.entries.items():
+        for key, entry in entries.items():
+            plan.keys[node, key] = entry
+    stale = [k for n in old for k in keys.of_node(n)]
+    queued = [
+        ("DEL", keys.meta, keys.nodes, *stale),
+        ("HSET", keys.meta, "schema", SCHEMA, "node", node_id),
+        *commands(keys, plan),
+    ]
+    send(client, [Packed.of(queued)])

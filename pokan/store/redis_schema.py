@@ -1,0 +1,153 @@
+"""How the Redis store lays the cluster state out in Redis (see docs/redis.md).
+
+Pure functions over plain data: key names, and the encoding of entries and
+node records. A program in any language reads the same layout with plain
+Redis commands; the layout is versioned by ``SCHEMA`` in the meta hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pokan.errors import PokanError
+from pokan.state import ROLES, STATUSES, Entry, NodeInfo, NodeRecord
+
+#: the layout's version, stored in ``<prefix>:meta`` as ``schema``
+SCHEMA = "1"
+
+#: the kind of an entry: a text value, a binary value, or a tombstone
+STR, BYTES, DELETED = "str", "bytes", "deleted"
+
+
+class SchemaError(PokanError, ValueError):
+    """What Redis holds under a prefix is not pokan's layout."""
+
+
+def default_prefix(node_id: str) -> str:
+    """The prefix a node uses unless told otherwise: ``pokan:<node id>``."""
+    return f"pokan:{node_id}"
+
+
+class Keys:
+    """The names of the Redis keys under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        if not prefix:
+            raise ValueError("the Redis key prefix must not be empty")
+        self.prefix = prefix
+        self.meta = f"{prefix}:meta"
+        self.nodes = f"{prefix}:nodes"
+        self.events = f"{prefix}:events"
+
+    def node(self, node_id: str) -> str:
+        return f"{self.prefix}:node:{node_id}"
+
+    def values(self, node_id: str) -> str:
+        return f"{self.prefix}:values:{node_id}"
+
+    def entries(self, node_id: str) -> str:
+        return f"{self.prefix}:entries:{node_id}"
+
+    def of_node(self, node_id: str) -> tuple[str, str, str]:
+        return self.node(node_id), self.values(node_id), self.entries(node_id)
+
+
+def kind_of(entry: Entry) -> str:
+    if entry.value is None:
+        return DELETED
+    return STR if isinstance(entry.value, str) else BYTES
+
+
+def encode_entry(entry: Entry) -> str:
+    """The JSON an entry's field in ``<prefix>:entries:<node>`` holds."""
+    # repr() of a finite float is its shortest round-tripping form, valid JSON
+    return (
+        f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
+        f'"type":"{kind_of(entry)}"}}'
+    )
+
+
+def encode_value(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def decode_entry(meta: bytes, value: bytes | None) -> Entry:
+    """An entry from its JSON and its raw value (None for a tombstone)."""
+    try:
+        fields = json.loads(meta)
+        version = fields["version"]
+        timestamp = fields["timestamp"]
+        kind = fields["type"]
+    except (ValueError, TypeError, KeyError) as e:
+        raise SchemaError(f"entry is not pokan's JSON: {meta[:80]!r}") from e
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise SchemaError(f"entry version is not a count: {version!r}")
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+        raise SchemaError(f"entry timestamp is not a number: {timestamp!r}")
+    if kind == DELETED:
+        return Entry(None, version, float(timestamp))
+    if value is None:
+        raise SchemaError("a live entry has no value")
+    if kind == STR:
+        try:
+            return Entry(value.decode(), version, float(timestamp))
+        except UnicodeDecodeError as e:
+            raise SchemaError("a str value is not UTF-8") from e
+    if kind == BYTES:
+        return Entry(value, version, float(timestamp))
+    raise SchemaError(f"unknown entry type {kind!r}")
+
+
+def encode_node(record: NodeRecord) -> dict[str, str]:
+    """The fields of a node's hash ``<prefix>:node:<id>``."""
+    info = record.info
+    return {
+        "id": info.id,
+        "address": info.address,
+        "tcp_port": str(info.tcp_port),
+        "udp_port": str(info.udp_port),
+        "role": info.role,
+        "status": record.status,
+        "generation": str(info.generation),
+        "version": str(record.version),
+    }
+
+
+def decode_node(fields: Mapping[bytes, bytes]) -> NodeRecord:
+    try:
+        text = {k.decode(): v.decode() for k, v in fields.items()}
+        role: Any = text["role"]
+        status: Any = text["status"]
+        if role not in ROLES or status not in STATUSES:
+            raise ValueError(f"role {role!r} or status {status!r}")
+        info = NodeInfo(
+            id=text["id"],
+            generation=int(text["generation"]),
+            address=text["address"],
+            tcp_port=int(text["tcp_port"]),
+            udp_port=int(text["udp_port"]),
+            role=role,
+        )
+        return NodeRecord(info, int(text["version"]), status)
+    except (KeyError, ValueError) as e:
+        raise SchemaError(f"node hash is not pokan's: {e}") from e
+
+
+def encode_event(
+    event: str, node_id: str, key: str, entry: Entry | None, value: str | bytes | None
+) -> str:
+    """The JSON message published on ``<prefix>:events`` for one key event."""
+    message: dict[str, Any] = {"event": event, "node": node_id, "key": key}
+    if isinstance(value, bytes):
+        message["type"] = BYTES
+        message["value"] = base64.b64encode(value).decode()
+    else:
+        message["type"] = STR
+        message["value"] = value
+    if entry is not None:
+        message["version"] = entry.version
+        message["timestamp"] = entry.timestamp
+    return json.dumps(message, separators=(",", ":"))

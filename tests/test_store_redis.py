@@ -1,0 +1,301 @@
+"""RedisStore against a real, private redis-server (global reactor)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import globalLogPublisher
+from twisted.trial import unittest
+
+from pokan.errors import ConfigurationError, StartupError
+from pokan.state import Batch, ClusterState, Entry, KeyChange, NodeDelta, NodeInfo
+from pokan.store.interface import snapshot_of
+from pokan.store.redis import RedisStore, redact
+from tests.redisreader import read_cluster
+from tests.redisserver import RedisServer, free_port
+from tests.waiting import wait_for
+
+ME = NodeInfo("127.0.0.1:7001", 5, "127.0.0.1", 7001, 7001, "seed")
+OTHER = NodeInfo("127.0.0.1:7002", 9, "127.0.0.1", 7002, 7002, "peer")
+
+
+def other_delta(*entries: tuple[str, Entry], version: int = 10) -> NodeDelta:
+    return NodeDelta(OTHER, 1, 0, version, entries)
+
+
+class LogCapture:
+    def __init__(self, case: unittest.TestCase) -> None:
+        self.lines: list[str] = []
+        globalLogPublisher.addObserver(self)
+        case.addCleanup(globalLogPublisher.removeObserver, self)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        from twisted.logger import formatEvent
+
+        self.lines.append(formatEvent(event))
+
+    def matching(self, text: str) -> list[str]:
+        return [line for line in self.lines if text in line]
+
+
+class StoreCase(unittest.TestCase):
+    def setUp(self) -> None:
+        self.redis = RedisServer()
+        self.addCleanup(self.redis.stop)
+        self.plain = self.redis.client()
+        self.addCleanup(self.plain.close)
+        self.state = ClusterState(ME)
+
+    def make_store(self, **kwargs: Any) -> RedisStore:
+        from twisted.internet import reactor
+
+        kwargs.setdefault("prefix", "t")
+        kwargs.setdefault("retry_interval", 0.05)
+        store = RedisStore(self.redis.url, **kwargs)
+        store.attach(ME.id, reactor, lambda: snapshot_of(self.state))
+        return store
+
+    @defer.inlineCallbacks
+    def opened(self, **kwargs: Any) -> Any:
+        store = self.make_store(**kwargs)
+        snapshot = yield store.open()
+        self.addCleanup(store.close)
+        return store, snapshot
+
+
+class RedisStoreTests(StoreCase):
+    @defer.inlineCallbacks
+    def test_open_empty(self) -> Any:
+        store, snapshot = yield self.opened()
+        self.assertIsNone(snapshot)
+        self.assertEqual(
+            self.plain.hgetall("t:meta"), {b"schema": b"1", b"node": ME.id.encode()}
+        )
+        self.assertTrue(store.available)
+
+    @defer.inlineCallbacks
+    def test_persist_and_reopen(self) -> Any:
+        store, _ = yield self.opened()
+        s = self.state
+        batches = [
+            s.write("text", "héllo", 1.5),
+            s.write("blob", b"\x00\xff", 2.25),
+            s.write("gone", "x", 3.0),
+            s.write("gone", None, 4.0),
+            s.merge(
+                [other_delta(("a", Entry("1", 3, 7.0)), ("b", Entry(b"2", 4, 8.0)))]
+            ),
+        ]
+        for batch in batches:
+            yield store.persist(batch)
+        self.assertEqual(store.batches_written, 5)
+        state = read_cluster(self.plain, "t")
+        self.assertEqual(
+            state["keys"][ME.id],
+            {
+                "text": ("héllo", 1, 1.5),
+                "blob": (b"\x00\xff", 2, 2.25),
+                "gone": (None, 4, 4.0),
+            },
+        )
+        self.assertEqual(
+            state["keys"][OTHER.id], {"a": ("1", 3, 7.0), "b": (b"2", 4, 8.0)}
+        )
+        self.assertEqual(state["nodes"][OTHER.id]["generation"], 9)
+        self.assertEqual(state["nodes"][ME.id]["version"], 4)
+        yield store.close()
+
+        again = self.make_store()
+        snapshot = yield again.open()
+        self.addCleanup(again.close)
+        self.assertEqual(snapshot, snapshot_of(self.state))
+
+    @defer.inlineCallbacks
+    def test_dropped_keys_leave_redis(self) -> Any:
+        store, _ = yield self.opened()
+        yield store.persist(self.state.merge([other_delta(("a", Entry("1", 3, 7.0)))]))
+        old = Entry("1", 3, 7.0)
+        yield store.persist(Batch((KeyChange(OTHER.id, "a", old, None),)))
+        self.assertEqual(self.plain.hgetall(f"t:values:{OTHER.id}"), {})
+        self.assertEqual(self.plain.hgetall(f"t:entries:{OTHER.id}"), {})
+
+    @defer.inlineCallbacks
+    def test_one_exec_per_batch_whatever_its_size(self) -> Any:
+        store, _ = yield self.opened()
+        before = self.redis.exec_count()
+        big = self.state.merge(
+            [
+                other_delta(
+                    *((f"k{i}", Entry(str(i), i + 1, 1.0)) for i in range(1000)),
+                    version=1000,
+                )
+            ]
+        )
+        yield store.persist(big)
+        self.assertEqual(self.redis.exec_count() - before, 1)
+        for i in range(5):
+            yield store.persist(self.state.write(f"mine{i}", "v", 1.0))
+        self.assertEqual(self.redis.exec_count() - before, 6)
+        self.assertEqual(self.plain.hlen(f"t:values:{OTHER.id}"), 1000)
+
+    @defer.inlineCallbacks
+    def test_writes_stay_in_order(self) -> Any:
+        store, _ = yield self.opened()
+        ds = [
+            store.persist(self.state.write("k", str(i), float(i))) for i in range(200)
+        ]
+        yield defer.gatherResults(ds)
+        self.assertEqual(self.plain.hget(f"t:values:{ME.id}", "k"), b"199")
+
+    @defer.inlineCallbacks
+    def test_unreachable_at_start(self) -> Any:
+        port = free_port()
+        store = RedisStore(f"redis://:secret@127.0.0.1:{port}/0", prefix="t")
+        with self.assertRaises(StartupError) as caught:
+            yield store.open()
+        message = str(caught.exception)
+        self.assertIn(f"cannot use Redis at redis://:***@127.0.0.1:{port}/0", message)
+        self.assertIn("onnect", message)
+        self.assertNotIn("secret", message)
+        self.assertNotIn("\n", message)
+        self.assertRaises(StartupError, store.check)
+
+    def test_bad_url(self) -> None:
+        self.assertRaises(ConfigurationError, RedisStore, "http://x")
+        self.assertRaises(ConfigurationError, RedisStore, self.redis.url, prefix="")
+
+    def test_redact(self) -> None:
+        self.assertEqual(redact("redis://u:pw@h:1/0"), "redis://u:***@h:1/0")
+        self.assertEqual(redact("redis://h:1/0"), "redis://h:1/0")
+        self.assertEqual(
+            redact("unix:///s?db=1&password=pw"), "unix:///s?db=1&password=***"
+        )
+
+    @defer.inlineCallbacks
+    def test_password_and_db_in_the_url(self) -> Any:
+        self.plain.config_set("requirepass", "s3cret")
+        self.plain.execute_command("AUTH", "s3cret")
+        url = f"redis://:s3cret@127.0.0.1:{self.redis.port}/2"
+        store = RedisStore(url, prefix="t")
+        self.assertEqual(store.url, f"redis://:***@127.0.0.1:{self.redis.port}/2")
+        yield store.open()
+        yield store.persist(self.state.write("k", "v", 1.0))
+        yield store.close()
+        self.plain.select(2)
+        self.assertEqual(self.plain.hget(f"t:values:{ME.id}", "k"), b"v")
+        wrong = RedisStore(url.replace("s3cret", "nope"), prefix="t")
+        with self.assertRaises(StartupError) as caught:
+            yield wrong.open()
+        self.assertNotIn("nope", str(caught.exception))
+
+    def test_check(self) -> None:
+        self.make_store().check()  # no exception
+
+    @defer.inlineCallbacks
+    def test_events_published_after_commit(self) -> Any:
+        store, _ = yield self.opened(publish_events=True)
+        sub = self.plain.pubsub()
+        self.addCleanup(sub.close)
+        sub.subscribe("t:events")
+        yield wait_for(lambda: sub.get_message(timeout=0))  # the subscribe reply
+        yield store.persist(self.state.write("k", "v", 1.0))
+        yield store.persist(self.state.write("k", b"w", 2.0))
+        yield store.persist(self.state.write("k", None, 3.0))
+        got: list[Any] = []
+
+        def received() -> bool:
+            message = sub.get_message(timeout=0)
+            if message is not None:
+                got.append(json.loads(message["data"]))
+            return len(got) == 3
+
+        yield wait_for(received)
+        self.assertEqual(
+            [(m["event"], m["node"], m["key"], m["type"], m["value"]) for m in got],
+            [
+                ("new_key", ME.id, "k", "str", "v"),
+                ("key_changed", ME.id, "k", "bytes", "dw=="),
+                ("key_removed", ME.id, "k", "bytes", "dw=="),
+            ],
+        )
+        self.assertEqual(got[0]["version"], 1)
+        self.assertEqual(got[1]["timestamp"], 2.0)
+
+
+class UnixSocketTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_unix_url(self) -> Any:
+        server = RedisServer(unix_socket=True)
+        self.addCleanup(server.stop)
+        store = RedisStore(server.unix_url, prefix="u")
+        self.assertIsNone((yield store.open()))
+        state = ClusterState(ME)
+        yield store.persist(state.write("k", "v", 1.0))
+        yield store.close()
+        plain = server.client()
+        self.addCleanup(plain.close)
+        self.assertEqual(plain.hget(f"u:values:{ME.id}", "k"), b"v")
+
+
+class OutageTests(StoreCase):
+    """Redis going away while the node runs."""
+
+    @defer.inlineCallbacks
+    def test_pending_written_when_back(self) -> Any:
+        logs = LogCapture(self)
+        store, _ = yield self.opened()
+        yield store.persist(self.state.write("k", "0", 0.0))
+        # make Redis refuse us (same server, so same run_id): writes fail
+        self.plain.config_set("requirepass", "pw")
+        self.plain.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        for i in range(1, 50):
+            yield store.persist(self.state.write("k", str(i), float(i)))
+            yield store.persist(self.state.write(f"other{i % 3}", str(i), float(i)))
+        self.assertFalse(store.available)
+        self.assertLessEqual(store.pending, 5)  # latest per key, plus our record
+        self.assertEqual(len(logs.matching("unavailable")), 1)
+        self.assertIn(
+            f"Redis at {self.redis.url} unavailable, ", logs.matching("unavailable")[0]
+        )
+        self.plain.execute_command("AUTH", "pw")
+        self.plain.config_set("requirepass", "")
+        yield wait_for(lambda: store.available)
+        self.assertEqual(store.pending, 0)
+        self.assertEqual(len(logs.matching("is back")), 1)
+        self.assertIn("pending changes written", logs.matching("is back")[0])
+        self.assertEqual(
+            read_cluster(self.plain, "t")["keys"][ME.id],
+            {
+                k: (e.value, e.version, e.timestamp)
+                for k, e in self.state.me.entries.items()
+            },
+        )
+
+    @defer.inlineCallbacks
+    def test_restart_empty_rewrites_everything(self) -> Any:
+        logs = LogCapture(self)
+        store, _ = yield self.opened()
+        yield store.persist(self.state.merge([other_delta(("a", Entry("1", 3, 7.0)))]))
+        yield store.persist(self.state.write("k", "0", 0.0))
+        self.redis.kill()
+        yield store.persist(self.state.write("k", "1", 1.0))
+        self.assertFalse(store.available)
+        self.plain.close()
+        self.redis.start()
+        yield wait_for(lambda: store.available)
+        self.assertIn("whole state was rewritten", logs.matching("is back")[0])
+        got = read_cluster(self.plain, "t")
+        self.assertEqual(got["keys"][OTHER.id], {"a": ("1", 3, 7.0)})
+        self.assertEqual(got["keys"][ME.id], {"k": ("1", 2, 1.0)})
+        self.assertEqual(self.plain.hgetall("t:meta")[b"schema"], b"1")
+
+    @defer.inlineCallbacks
+    def test_close_while_down(self) -> Any:
+        logs = LogCapture(self)
+        store, _ = yield self.opened()
+        self.redis.kill()
+        yield store.persist(self.state.write("k", "1", 1.0))
+        yield store.close()
+        self.assertEqual(len(logs.matching("changes not written")), 1)
