@@ -117,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.source:
         lines = Path(args.source).read_text().splitlines()
-        command = "python -m pokan.simulate --n 10,100,1000 --push 3,0 --loss 0,0.2"
+        command = (
+            "python -m pokan.simulate --n 10,100,1000 --push 3,0 --loss 0,0.2 > T"
+            " && python bench/simulate.py --from T"
+        )
     else:
         lines = [HEADER, "|" + "---|" * (HEADER.count("|") - 1)]
         print("\n".join(lines), flush=True)
