@@ -31,6 +31,8 @@ def command(impl: str, port: int, interval: float) -> list[str]:
         script, args = "cluster_node.py", [port, port, interval]
     elif impl == "kinship":
         script, args = "cluster_kinship.py", [port, interval]
+    elif impl == "swim":
+        script, args = "cluster_swim.py", [port, interval]
     else:
         raise ValueError(f"unknown implementation {impl!r}")
     return [sys.executable, str(HERE / script), *map(str, args)]
