@@ -160,7 +160,7 @@ def measure(impl: str, n: int, interval: float, updates: int = 10) -> dict[str, 
     try:
         for _ in range(n):
             cluster.add()
-        if not cluster.wait(lambda: all(x.ready for x in cluster.nodes), 60):
+        if not cluster.wait(lambda: all(x.ready for x in cluster.nodes), 300):
             raise RuntimeError("nodes did not start")
         # converged: every node holds every node's first key
         for i, node in enumerate(cluster.nodes):
