@@ -19,7 +19,19 @@ from twisted.python.failure import Failure
 
 log = Logger()
 
-ON_EVENTS = ("new_key", "key_changed", "key_removed", "start", "shutdown")
+ON_EVENTS = (
+    "new_key",
+    "key_changed",
+    "key_removed",
+    "start",
+    "shutdown",
+    "peer_joined",
+    "peer_left",
+    "peer_dead",
+    "peer_alive",
+)
+#: membership events: handlers get the Peer
+MEMBERSHIP_EVENTS = ("peer_joined", "peer_left", "peer_dead", "peer_alive")
 BEFORE_EVENTS = ("gossip", "sync")
 AFTER_EVENTS = ("gossip", "sync")
 

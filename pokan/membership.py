@@ -1,55 +1,233 @@
-"""The live, dead and seed peers of a cluster state, kept between rounds.
+"""Who is alive, dead or gone: statuses, their transitions, and GC (sans-IO).
 
-Peer selection needs these lists every round; rebuilding them walks every
-known node, which at thousands of nodes costs more than the rest of a round.
-The view rebuilds them when the number of known nodes changes, when a node
-picked from a list no longer has the status the list says (a status changed
-since), and at least every ``max_age`` uses, so it is never stale for long.
+:class:`Membership` sits beside a :class:`~pokan.node.GossipNode` over the
+same :class:`~pokan.state.ClusterState`. The driver (the Server, or a
+simulator) calls, with the current time:
+
+- :meth:`Membership.observe` after every message or sync it merged: heartbeat
+  arrivals feed the failure detector, a dead node heard again is revived, a
+  ``left`` flag in a digest marks the node left;
+- :meth:`Membership.tick` once per gossip round: conviction of silent nodes
+  (unless this node itself stalled) and, now and then, garbage collection;
+- :meth:`Membership.settle` on every batch before committing it: returns the
+  membership events (``peer_joined``, ``peer_alive``, ``peer_dead``,
+  ``peer_left``), each once per transition.
+
+Statuses: ``alive`` (heard recently), ``dead`` (convicted by the detector;
+revived by fresh heartbeats), ``left`` (said goodbye; only a new generation
+comes back). See docs/membership.md.
 """
 
 from __future__ import annotations
 
-from pokan.state import ClusterState, NodeState
+import math
+from collections.abc import Iterable
+
+from pokan import gc
+from pokan.errors import ConfigurationError
+from pokan.failure import DEFAULT_THRESHOLD, PhiAccrualDetector, check_threshold
+from pokan.state import Batch, ClusterState, NodeState, Status
+from pokan.wire import DigestEntry
+
+DEFAULT_TOMBSTONE_TTL = 3600.0
+DEFAULT_DEAD_NODE_TTL = 86400.0
+#: a convicted node is revived once its heartbeat is this much past the
+#: conviction: a late copy of its last heartbeats is not a sign of life
+REVIVE_MARGIN = 2
+
+Transition = tuple[str, NodeState]
 
 
-class MembershipView:
-    """Cached partition of ``state``'s other nodes into live, dead and seeds."""
-
-    def __init__(self, state: ClusterState, max_age: int = 16) -> None:
-        self.state = state
-        self.max_age = max_age
-        self.live: list[NodeState] = []
-        self.dead: list[NodeState] = []
-        self.seeds: list[NodeState] = []
-        self._size = -1
-        self._age = 0
-
-    def refresh(self) -> None:
-        """Rebuild the lists now if they may be out of date."""
-        state = self.state
-        if self._size == len(state.nodes) and self._age < self.max_age:
-            self._age += 1
-            return
-        self.rebuild()
-
-    def rebuild(self) -> None:
-        state = self.state
-        me = state.me
-        others = [n for n in state.nodes.values() if n is not me]
-        self.live = [n for n in others if n.status == "alive"]
-        self.dead = [n for n in others if n.status != "alive"]
-        self.seeds = [n for n in others if n.info.role == "seed"]
-        self._size = len(state.nodes)
-        self._age = 0
-
-    def current(self, node: NodeState, alive: bool) -> bool:
-        """True if ``node`` is still known with the status its list says.
-
-        False means the lists are out of date: they are rebuilt.
-        """
-        ok = (node.status == "alive") == alive and (
-            self.state.nodes.get(node.info.id) is node
+def check_ttl(value: object, what: str) -> float:
+    """A TTL: a positive, finite number of seconds."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{what} must be a number of seconds, got {value!r}")
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"{what} must be a number of seconds, got {value!r}"
+        ) from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigurationError(
+            f"{what} must be a positive number of seconds, got {value!r}"
         )
-        if not ok:
-            self.rebuild()
-        return ok
+    return seconds
+
+
+def check_membership_options(
+    phi_threshold: object, tombstone_ttl: object, dead_node_ttl: object
+) -> tuple[float, float, float]:
+    """Validate the membership settings; ConfigurationError names the bad one."""
+    try:
+        phi = check_threshold(phi_threshold)
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from None
+    return (
+        phi,
+        check_ttl(tombstone_ttl, "tombstone TTL"),
+        check_ttl(dead_node_ttl, "dead node TTL"),
+    )
+
+
+class Membership:
+    """Statuses, the failure detector and GC for one node's cluster state."""
+
+    def __init__(
+        self,
+        state: ClusterState,
+        interval: float,
+        phi_threshold: float = DEFAULT_THRESHOLD,
+        tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL,
+        dead_node_ttl: float = DEFAULT_DEAD_NODE_TTL,
+    ) -> None:
+        self.state = state
+        self.detector = PhiAccrualDetector(interval, phi_threshold)
+        self.tombstone_ttl = tombstone_ttl
+        self.dead_node_ttl = dead_node_ttl
+        #: how often GC runs: a tenth of the shorter TTL, within [interval, 60s]
+        self.gc_every = max(interval, min(60.0, tombstone_ttl / 10, dead_node_ttl / 10))
+        self.convictions = 0
+        self._announced: dict[str, tuple[int, Status]] = {}
+        self._status_since: dict[str, float] = {}
+        self._convicted_at: dict[str, int] = {}  # heartbeat at conviction
+        self._forgotten_at: dict[str, float] = {}
+        self._next_gc: float | None = None
+
+    def set_interval(self, interval: float) -> None:
+        """Follow a new gossip interval."""
+        self.detector.interval = interval
+        self.detector.max_interval = 10 * interval
+        self.detector.min_mean = interval / 4
+        self.gc_every = max(
+            interval, min(60.0, self.tombstone_ttl / 10, self.dead_node_ttl / 10)
+        )
+
+    def adopt(self, now: float) -> None:
+        """Take the statuses already in the state (restored) without events."""
+        for node in self.state.others():
+            self._announced[node.info.id] = (node.info.generation, node.status)
+            self._status_since.setdefault(node.info.id, now)
+
+    # -- feeding ----------------------------------------------------------------
+
+    def observe(self, now: float, digest: Iterable[DigestEntry] = ()) -> Batch:
+        """Take heartbeat arrivals (and ``left`` flags of a digest) at ``now``."""
+        batch = Batch()
+        for entry in digest:
+            if entry.left:
+                batch += self.state.mark(entry.node_id, entry.generation, "left")
+        news, self.state.heartbeat_news = self.state.heartbeat_news, set()
+        for node_id in sorted(news):
+            node = self.state.nodes.get(node_id)
+            if node is None:
+                continue
+            self.detector.heartbeat(node_id, now)
+            if node.status == "dead" and node.heartbeat >= (
+                self._convicted_at.get(node_id, 0) + REVIVE_MARGIN
+            ):
+                node.status = "alive"
+                batch += Batch((), (node.record(),))
+        return batch
+
+    def tick(self, now: float) -> Batch:
+        """Once per gossip round: convict the silent, collect garbage."""
+        batch = Batch()
+        if self.detector.tick(now):
+            for node in self.state.others():
+                if node.status != "alive":
+                    continue
+                node_id = node.info.id
+                if node_id not in self.detector:
+                    self.detector.heartbeat(node_id, now)  # start its window
+                elif self.detector.is_dead(node_id, now):
+                    node.status = "dead"
+                    self.convictions += 1
+                    self._convicted_at[node_id] = node.heartbeat
+                    self._status_since[node_id] = now
+                    batch += Batch((), (node.record(),))
+        if self._next_gc is None:
+            self._next_gc = now + self.gc_every
+        elif now >= self._next_gc:
+            self._next_gc = now + self.gc_every
+            batch += self.collect(now)
+        return batch
+
+    def collect(self, now: float) -> Batch:
+        """Remove old tombstones and forget nodes dead or left for too long."""
+        changes = gc.collect_tombstones(self.state, now, self.tombstone_ttl)
+        forgotten = []
+        for node in list(self.state.others()):
+            node_id = node.info.id
+            if node.status == "alive":
+                continue
+            since = self._status_since.setdefault(node_id, now)
+            if since + self.dead_node_ttl <= now:
+                gc.forget(self.state, node_id)
+                self._forget(node_id)
+                self._forgotten_at[node_id] = now
+                forgotten.append(node_id)
+        # remember a forgotten incarnation for another TTL, then let it go
+        for node_id, when in list(self._forgotten_at.items()):
+            if when + self.dead_node_ttl <= now:
+                del self._forgotten_at[node_id]
+                self.state.forgotten.pop(node_id, None)
+        forgotten_set = set(forgotten)
+        changes = [c for c in changes if c.node_id not in forgotten_set]
+        return Batch(tuple(changes), (), tuple(forgotten))
+
+    def _forget(self, node_id: str) -> None:
+        self.detector.forget(node_id)
+        self._announced.pop(node_id, None)
+        self._status_since.pop(node_id, None)
+        self._convicted_at.pop(node_id, None)
+
+    # -- events -----------------------------------------------------------------
+
+    def settle(self, batch: Batch, now: float) -> list[Transition]:
+        """The membership events ``batch`` makes, in order; each fires once.
+
+        A node first heard of, or a new generation of a known node (a restart),
+        that is alive gives ``peer_joined``; within one generation, alive to
+        dead gives ``peer_dead``, dead to alive ``peer_alive``, and a goodbye
+        ``peer_left``. Nodes first heard of as left give nothing.
+        """
+        events: list[Transition] = []
+        for record in batch.nodes:
+            node = self.state.nodes.get(record.info.id)
+            if node is None or node is self.state.me:
+                continue
+            node_id = node.info.id
+            current = (node.info.generation, node.status)
+            previous = self._announced.get(node_id)
+            if previous == current:
+                continue
+            self._announced[node_id] = current
+            if previous is None or previous[1] != node.status:
+                self._status_since[node_id] = now
+            if previous is not None and previous[0] != current[0]:
+                self.detector.forget(node_id)  # a new incarnation: a new window
+                self._convicted_at.pop(node_id, None)
+                if node.heartbeat:
+                    self.detector.heartbeat(node_id, now)
+            event = _event(previous, current)
+            if event is not None:
+                events.append((event, node))
+        return events
+
+
+def _event(
+    previous: tuple[int, Status] | None, current: tuple[int, Status]
+) -> str | None:
+    generation, status = current
+    if previous is None or previous[0] != generation:
+        if status == "alive":
+            return "peer_joined"
+        if previous is not None and previous[1] != status:
+            return "peer_left" if status == "left" else "peer_dead"
+        return None
+    if status == "left":
+        return "peer_left"
+    if status == "dead":
+        return "peer_dead"
+    return "peer_alive" if previous[1] == "dead" else None

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import attrs
 
 from pokan import reconcile, wire
-from pokan.membership import MembershipView
+from pokan.peerview import PeerView
 from pokan.rumors import RumourQueue, Selection
 from pokan.state import Batch, ClusterState, NodeDelta, NodeState
 
@@ -63,7 +63,9 @@ class GossipNode:
         #: the peer of this round's exchange until its SynAck arrives
         self._awaiting: Address | None = None
         self.rumours = RumourQueue() if rumours is None else rumours
-        self._view = MembershipView(state)
+        self._view = PeerView(state)
+        #: live peers contacted per round (more: faster failure detection)
+        self.fanout = 1
 
     @property
     def budget(self) -> int:
@@ -129,7 +131,7 @@ class GossipNode:
         return [Outgoing(address_of(p), push, p) for p in peers]
 
     def pick_targets(self) -> list[tuple[Address, NodeState | None]]:
-        """A random live peer; sometimes a dead peer and a seed too.
+        """``fanout`` random live peers; sometimes a dead peer and a seed too.
 
         As Cassandra's gossiper does: a dead peer with probability
         dead/(live+1), so a healed partition merges back; a seed when no peer
@@ -138,13 +140,17 @@ class GossipNode:
         view = self._view
         view.refresh()
         chosen: list[tuple[Address, NodeState | None]] = []
-        if view.live:
+        if view.live and self.fanout > 1:
+            for node in self.rng.sample(view.live, min(self.fanout, len(view.live))):
+                if view.current(node, alive=True):
+                    chosen.append((address_of(node), node))
+        elif view.live:
             node = self.rng.choice(view.live)
             if not view.current(node, alive=True) and view.live:
                 node = self.rng.choice(view.live)
             if view.current(node, alive=True):
                 chosen.append((address_of(node), node))
-        live, dead = view.live, view.dead
+        live, dead = view.live, view.dead  # a node that left is in neither
         if dead and self.rng.random() < len(dead) / (len(live) + 1):
             node = self.rng.choice(dead)
             if view.current(node, alive=False):
@@ -175,6 +181,8 @@ class GossipNode:
     def receive(self, message: wire.Message, source: Address) -> Result:
         """Handle one datagram's message from ``source``."""
         if isinstance(message, wire.Syn):
+            # a fresh heartbeat in the reply: peers hear it more than once a round
+            self.state.me.heartbeat += 1
             batch = self.rumours.merge(self.state, message.deltas)
             news = self.rumours.select(
                 self.state, self.budget // 2, known=message.deltas
@@ -225,7 +233,7 @@ class GossipNode:
             return Result(tuple(self._pushes(source)), batch)
         if isinstance(message, wire.Goodbye):
             return Result(
-                batch=self.state.mark(message.sender, message.generation, "dead")
+                batch=self.state.mark(message.sender, message.generation, "left")
             )
         return Result()  # TCP-only messages are not handled here
 

@@ -62,6 +62,11 @@ class Peer:
         return self._node.status == "dead"
 
     @property
+    def is_left(self) -> bool:
+        """The node said goodbye (a graceful stop, not a failure)."""
+        return self._node.status == "left"
+
+    @property
     def is_seed(self) -> bool:
         return self._node.info.role == "seed"
 

@@ -28,6 +28,8 @@ log = Logger()
 class GossipProtocol(DatagramProtocol):
     """UDP: decode datagrams for ``receive``; encode and send messages."""
 
+    noisy = False  # no "Starting protocol" log line
+
     def __init__(
         self,
         receive: Callable[[wire.Message, Address], None],
@@ -170,6 +172,8 @@ class SyncServerProtocol(_FrameProtocol):
 
 
 class SyncServerFactory(Factory):
+    noisy = False  # no "Starting factory" log lines
+
     def __init__(
         self,
         on_hello: Callable[[wire.Hello], defer.Deferred[wire.Welcome]],
@@ -220,3 +224,15 @@ class SyncClientProtocol(_FrameProtocol):
             self.welcome.errback(
                 ConnectionError("connection closed before the full state arrived")
             )
+
+
+class SyncClientFactory(Factory):
+    """Builds the one client protocol of a sync, without log noise."""
+
+    noisy = False
+
+    def __init__(self, protocol: SyncClientProtocol) -> None:
+        self.client = protocol
+
+    def buildProtocol(self, addr: object) -> SyncClientProtocol:
+        return self.client

@@ -27,7 +27,13 @@ def message_budget(max_datagram: int, sender_id: str) -> int:
 
 
 def digest_entry(node: NodeState) -> DigestEntry:
-    return DigestEntry(node.info.id, node.info.generation, node.version, node.heartbeat)
+    return DigestEntry(
+        node.info.id,
+        node.info.generation,
+        node.version,
+        node.heartbeat,
+        node.status == "left",
+    )
 
 
 def _entry_size(entry: DigestEntry) -> int:
@@ -59,14 +65,14 @@ def make_syn(state: ClusterState, cursor: int, budget: int) -> tuple[Syn, int]:
         node = nodes[node_id]
         id_size = str_size(node_id)
         generation, version = node.info.generation, node.version
-        heartbeat = node.heartbeat
-        size = 1 + id_size + uint_size(generation)
+        heartbeat, left = node.heartbeat, node.status == "left"
+        size = 1 + id_size + uint_size(generation) + left
         size += 1 if version < 128 else uint_size(version)
         size += 1 if heartbeat < 128 else uint_size(heartbeat)
         reserve = 2 * id_size if 2 * id_size > range_reserve else range_reserve
         if used + size + reserve > budget:
             break
-        listed.append(DigestEntry(node_id, generation, version, heartbeat))
+        listed.append(DigestEntry(node_id, generation, version, heartbeat, left))
         used += size
         range_reserve = reserve
     else:
@@ -94,11 +100,12 @@ def respond_to_syn(
         if mine is None:
             differing.append(DigestEntry(entry.node_id, 0, 0, 0))
             continue
-        if (mine.info.generation, mine.version, mine.heartbeat) != (
-            entry.generation,
-            entry.version,
-            entry.heartbeat,
-        ):
+        if (
+            mine.info.generation,
+            mine.version,
+            mine.heartbeat,
+            mine.status == "left",
+        ) != (entry.generation, entry.version, entry.heartbeat, entry.left):
             differing.append(digest_entry(mine))
         since = _since(mine, entry)
         if since is not None:
@@ -142,6 +149,8 @@ def _since(mine: NodeState, theirs: DigestEntry) -> int | None:
     if mine.info.generation > theirs.generation:
         return 0
     if mine.info.generation == theirs.generation and mine.version > theirs.version:
+        if theirs.version < mine.gc_point:
+            return None  # behind what GC removed: a reset by full sync (pokan.gc)
         return theirs.version
     return None
 

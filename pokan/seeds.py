@@ -33,22 +33,44 @@ class SeedSync:
         self.seeds = seeds
         self.sync = sync
         self.delay = first_delay
+        self.first_delay = first_delay
         self.max_delay = max_delay
         self.attempts = 0
         self.synced_with: str | None = None
         self._retry: IDelayedCall | None = None
         self._stopped = False
+        self._running = False
 
     def start(self) -> None:
         self._attempt()
+
+    @property
+    def idle(self) -> bool:
+        """True when neither syncing nor waiting to retry."""
+        return not self._running and self._retry is None and not self._stopped
+
+    def restart(self) -> None:
+        """Join again (e.g. no live peer is known any more), from a short delay."""
+        if self.idle:
+            self.delay = self.first_delay
+            self._attempt()
 
     def stop(self) -> None:
         self._stopped = True
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
 
+    def _attempt(self) -> defer.Deferred[None]:
+        self._running = True
+        d = self._try_seeds()
+        d.addBoth(self._done)
+        return d
+
+    def _done(self, result: Any) -> None:
+        self._running = False
+
     @defer.inlineCallbacks
-    def _attempt(self) -> Any:
+    def _try_seeds(self) -> Any:
         self._retry = None
         self.attempts += 1
         errors = []

@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pokan import reactors, wire
+from pokan import gc, reactors, wire
 from pokan.address import (
     DEFAULT_PORT,
     check_ip,
@@ -31,17 +31,42 @@ from pokan.events import (
     EventDispatcher,
     registrar,
 )
+from pokan.failure import DEFAULT_THRESHOLD
+from pokan.faults import Faults
+from pokan.membership import (
+    DEFAULT_DEAD_NODE_TTL,
+    DEFAULT_TOMBSTONE_TTL,
+    Membership,
+    Transition,
+    check_membership_options,
+)
 from pokan.node import Address, GossipNode
 from pokan.peer import Peer
-from pokan.protocols import GossipProtocol, SyncClientProtocol, SyncServerFactory
+from pokan.protocols import (
+    GossipProtocol,
+    SyncClientFactory,
+    SyncClientProtocol,
+    SyncServerFactory,
+)
 from pokan.seeds import SeedSync
-from pokan.state import ROLES, STATUSES, Batch, ClusterState, Entry, NodeInfo, Value
+from pokan.state import (
+    ROLES,
+    STATUSES,
+    Batch,
+    ClusterState,
+    Entry,
+    KeyChange,
+    NodeInfo,
+    Value,
+)
 from pokan.store import IStore, MemoryStore, Snapshot
 from pokan.store.interface import IAttachedStore, snapshot_of
 
 log = Logger()
 
 DEFAULT_INTERVAL = 1.0
+#: live peers gossiped with per round (chitchat uses 3, Cassandra 1)
+DEFAULT_FANOUT = 3
 
 
 def check_interval(seconds: object) -> float:
@@ -58,6 +83,21 @@ def check_interval(seconds: object) -> float:
             f"gossip interval must be a positive number of seconds, got {seconds}"
         )
     return float(seconds)
+
+
+def check_fanout(fanout: object) -> int:
+    """Live peers per round: a whole number from 1 to 16."""
+    if isinstance(fanout, bool) or not isinstance(fanout, int | str):
+        raise ConfigurationError(f"gossip fanout must be 1 to 16, got {fanout!r}")
+    try:
+        value = int(fanout)
+    except ValueError:
+        raise ConfigurationError(
+            f"gossip fanout must be 1 to 16, got {fanout!r}"
+        ) from None
+    if not 1 <= value <= 16:
+        raise ConfigurationError(f"gossip fanout must be 1 to 16, got {fanout!r}")
+    return value
 
 
 def check_max_datagram(size: object) -> int:
@@ -98,6 +138,11 @@ class Server(service.Service):
         store: IStore | None = None,
         reactor: Any = None,
         rng: random.Random | None = None,
+        phi_threshold: float = DEFAULT_THRESHOLD,
+        tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL,
+        dead_node_ttl: float = DEFAULT_DEAD_NODE_TTL,
+        gossip_fanout: int = DEFAULT_FANOUT,
+        drop_rate: float = 0.0,
     ) -> None:
         self._address = check_ip(address)
         self._tcp_port = check_port(tcp_port, "tcp port", allow_any=True)
@@ -119,10 +164,23 @@ class Server(service.Service):
         self._after = registrar(self.events, "after_", AFTER_EVENTS)
         self._state = ClusterState(self._identity(generation=0))
         self._node = GossipNode(self._state, self._rng, self._max_datagram)
+        self._node.fanout = check_fanout(gossip_fanout)
+        phi, tombstone_ttl, dead_node_ttl = check_membership_options(
+            phi_threshold, tombstone_ttl, dead_node_ttl
+        )
+        self._membership = Membership(
+            self._state, self._interval, phi, tombstone_ttl, dead_node_ttl
+        )
+        #: testing and benchmarks only: datagrams dropped on purpose
+        self.faults = Faults(drop_rate, random.Random(self._rng.random()))
+        self._reset_syncs: dict[str, float] = {}
+        #: TCP syncs under way, cancelled when the node stops
+        self._syncing: dict[defer.Deferred[Any], SyncClientProtocol] = {}
         self._gossip: GossipProtocol | None = None
         self._ports: list[Any] = []
         self._loop: task.LoopingCall | None = None
         self._retry: Any = None  # the IDelayedCall of this round's retry
+        self._checks: task.LoopingCall | None = None
         self._sync: SeedSync | None = None
         self._blocking = False
         self._startup_failure: Failure | None = None
@@ -166,6 +224,7 @@ class Server(service.Service):
     def gossip_every(self, seconds: float) -> None:
         """Gossip with a random peer every ``seconds`` (default 1)."""
         self._interval = check_interval(seconds)
+        self._membership.set_interval(self._interval)
         if self._loop is not None and self._loop.running:
             self._loop.stop()
             self._start_loop()
@@ -321,6 +380,9 @@ class Server(service.Service):
             "dropped_by_reason": dict(self.bad_input.counts) if self.bad_input else {},
             "handler_failures": self.events.failures,
             "nodes": len(self._state.nodes),
+            "convictions": self._membership.convictions,
+            "pauses": self._membership.detector.pauses,
+            "dropped_on_purpose": self.faults.dropped,
         }
 
     def _check_key(self, key: object) -> None:
@@ -361,10 +423,23 @@ class Server(service.Service):
         """Persist a batch, then fire its events; the Deferred fires after both."""
         if not batch:
             return defer.succeed(None)
+        transitions = self._membership.settle(batch, self._now())
+        for event, node in transitions:
+            log.info("peer {peer} {event}", peer=node.info.id, event=event[5:])
         d = defer.maybeDeferred(self._store.persist, batch)
         d.addErrback(self._persist_failed, batch)
+        if transitions:
+            d.addCallback(lambda _: self._announce_membership(transitions))
         d.addCallback(lambda _: self._announce(batch))
         return d
+
+    def _announce_membership(self, transitions: list[Transition]) -> Any:
+        fired = []
+        for event, node in transitions:
+            if self.events.has_handlers(event):
+                peer = Peer(node)
+                fired.append(self.events.fire(event, peer, peer=peer))
+        return defer.gatherResults(fired) if fired else None
 
     def _persist_failed(self, failure: Failure, batch: Batch) -> None:
         log.failure(
@@ -399,6 +474,19 @@ class Server(service.Service):
         clock = self._reactor
         return clock.seconds() if clock is not None else time.time()
 
+    def privilegedStartService(self) -> None:
+        """Bind the ports now, as Twisted's own servers do.
+
+        twistd calls this before the reactor runs (and before dropping
+        privileges), so a port in use raises StartupError and the process
+        ends instead of running the application without its node.
+        """
+        service.Service.privilegedStartService(self)
+        if not self._ports and not self.running:
+            reactor = self._get_reactor()
+            self.bad_input = BadInputReporter(reactor)
+            self._listen(reactor, self.bad_input)
+
     def startService(self) -> defer.Deferred[None]:
         """Bind the ports, open the store, start gossiping and joining.
 
@@ -410,12 +498,13 @@ class Server(service.Service):
         if self._epoll:
             reactors.check_reactor_is_epoll(reactor)
         service.Service.startService(self)
-        self.bad_input = BadInputReporter(reactor)
-        try:
-            self._listen(reactor, self.bad_input)
-        except StartupError as e:
-            service.Service.stopService(self)
-            return defer.fail(e)
+        if not self._ports:  # else bound already by privilegedStartService
+            self.bad_input = BadInputReporter(reactor)
+            try:
+                self._listen(reactor, self.bad_input)
+            except StartupError as e:
+                service.Service.stopService(self)
+                return defer.fail(e)
         if IAttachedStore.providedBy(self._store):
             state = self._state
             self._store.attach(
@@ -459,10 +548,31 @@ class Server(service.Service):
         """Start a new generation, keeping what the store persisted before."""
         previous = 0
         if snapshot is not None:
+            # a record with port 0 is this node before it bound "any free
+            # port": never a peer (nobody can reach port 0)
+            nodes = tuple(r for r in snapshot.nodes if r.info.udp_port)
+            snapshot = Snapshot(nodes, snapshot.entries)
             previous = self._state.restore(snapshot)
+        unbound_id = self._state.me.info.id
         generation = max(time.time_ns() // 1000, previous + 1)
         self._state.rename_self(self._identity(generation))
-        self._commit(Batch((), (self._state.me.record(),)))
+        self._membership.adopt(self._now())
+        if (
+            unbound_id != self.id
+            and self._state.me.entries
+            and not IAttachedStore.providedBy(self._store)
+        ):
+            # keys stored before binding port 0 were persisted under the
+            # unbound id: persist them under the real one (no events again)
+            me = self._state.me
+            changes = tuple(
+                KeyChange(self.id, k, None, e) for k, e in me.entries.items()
+            )
+            batch = Batch(changes, (me.record(),))
+            d = defer.maybeDeferred(self._store.persist, batch)
+            d.addErrback(self._persist_failed, batch)
+        else:
+            self._commit(Batch((), (self._state.me.record(),)))
 
     def _started(self) -> None:
         log.info(
@@ -515,6 +625,19 @@ class Server(service.Service):
         self._loop = task.LoopingCall(self._gossip_round)
         self._loop.clock = self._get_reactor()
         self._loop.start(self._interval, now=False)
+        # failure checks twice a round: convictions are not held back a round
+        if self._checks is not None and self._checks.running:
+            self._checks.stop()
+        self._checks = task.LoopingCall(self._membership_check)
+        self._checks.clock = self._get_reactor()
+        self._checks.start(self._interval / 2, now=False)
+
+    def _membership_check(self) -> None:
+        try:
+            self._commit(self._membership.tick(self._now()))
+            self._retry_seeds()
+        except Exception:
+            log.failure("membership check failed; gossip goes on")
 
     def _gossip_round(self) -> None:
         try:
@@ -539,36 +662,68 @@ class Server(service.Service):
         for out in self._node.retry_round():
             self._send(out.address, out.message)
 
+    def _retry_seeds(self) -> None:
+        """With no live peer, join through the seeds again (TCP full sync)."""
+        sync = self._sync
+        if sync is None or not sync.idle:
+            return
+        if any(n.status == "alive" for n in self._state.others()):
+            return
+        log.info("no live peer known; syncing with the seeds again")
+        sync.restart()
+
     def _send(self, address: Address, message: wire.Message) -> None:
-        if self._gossip is not None:
+        if self._gossip is not None and not self.faults.drops(address):
             self._gossip.send(address, message)
 
     def _receive(self, message: wire.Message, source: Address) -> None:
+        if self.faults.blocks(source):
+            return
         result = self._node.receive(message, source)
         for out in result.outgoing:
             self._send(out.address, out.message)
-        d = self._commit(result.batch)
-        if result.batch.nodes:
-            self._state_changed_statuses(result.batch)
+        digest = getattr(message, "digest", ())
+        now = self._now()
+        batch = result.batch + self._membership.observe(now, digest)
+        d = self._commit(batch)
+        if isinstance(message, wire.Syn | wire.SynAck):
+            self._reset_if_behind(message.sender, digest, now)
         if result.exchanged_with is not None and self.events.has_handlers(
             "after_gossip"
         ):
             peer = Peer(result.exchanged_with)
             d.addCallback(lambda _: self.events.fire("after_gossip", peer, peer=peer))
 
-    def _state_changed_statuses(self, batch: Batch) -> None:
-        for record in batch.nodes:
-            if record.status == "dead" and record.info.id != self.id:
-                log.info("peer {peer} said goodbye; marked dead", peer=record.info.id)
+    def _reset_if_behind(self, sender: str, digest: Any, now: float) -> None:
+        """A peer behind our GC point of some node gets a full sync (a reset)."""
+        node = self._state.nodes.get(sender)
+        if node is None or node is self._state.me or not gc.behind(self._state, digest):
+            return
+        if now < self._reset_syncs.get(sender, 0.0):
+            return
+        self._reset_syncs[sender] = now + max(10 * self._interval, self._sync_timeout)
+        log.info("peer {peer} is behind what GC removed; full sync", peer=sender)
+        d = self._sync_with(node.info.address, node.info.tcp_port)
+        d.addErrback(
+            lambda f: log.warn(
+                "reset sync with {peer} failed: {error}",
+                peer=sender,
+                error=f.getErrorMessage(),
+            )
+        )
+
+    def _merge_full(self, deltas: Iterable[Any]) -> defer.Deferred[None]:
+        batch = self._node.merge_full(deltas)
+        return self._commit(batch + self._membership.observe(self._now()))
 
     def _on_hello(self, hello: wire.Hello) -> defer.Deferred[wire.Welcome]:
-        d = self._commit(self._node.merge_full(hello.deltas))
+        d = self._merge_full(hello.deltas)
         log.info("full sync with {peer}", peer=hello.sender)
         return d.addCallback(lambda _: wire.Welcome(self.id, self._node.full_state()))
 
     def _sync_with(self, host: str, port: int) -> defer.Deferred[Peer | None]:
         """One full push-pull sync over TCP with the node at host:port."""
-        from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+        from twisted.internet.endpoints import HostnameEndpoint
 
         reactor = self._get_reactor()
         seed = format_host_port(host, port)
@@ -580,11 +735,12 @@ class Server(service.Service):
             self._sync_timeout,
         )
         endpoint = HostnameEndpoint(reactor, host, port, timeout=self._sync_timeout)
-        connected = connectProtocol(endpoint, proto)
+        connected: defer.Deferred[Any] = endpoint.connect(SyncClientFactory(proto))
+        self._syncing[connected] = proto
         connected.addCallback(lambda _: proto.welcome)
 
         def merged(welcome: wire.Welcome) -> defer.Deferred[Peer | None]:
-            d = self._commit(self._node.merge_full(welcome.deltas))
+            d = self._merge_full(welcome.deltas)
             node = self._state.nodes.get(welcome.sender)
             peer = Peer(node) if node is not None else None
             if node is not None:
@@ -592,7 +748,11 @@ class Server(service.Service):
             d.addCallback(lambda _: self.events.fire("after_sync", peer, peer=peer))
             return d.addCallback(lambda _: peer)
 
-        return connected.addCallback(merged)
+        def finished(result: Any) -> Any:
+            self._syncing.pop(connected, None)
+            return result
+
+        return connected.addCallback(merged).addBoth(finished)
 
     def _seed_synced(self, host: str, tcp_port: int, info: NodeInfo) -> None:
         """Gossip with a synced seed on its UDP port, not the TCP port given."""
@@ -606,14 +766,20 @@ class Server(service.Service):
     def stopService(self) -> defer.Deferred[None]:
         """Say goodbye, close the ports and the store; fire when done."""
         if not self.running:
-            return defer.succeed(None)
+            return self._close_ports()  # any bound by privilegedStartService
         service.Service.stopService(self)
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
+        if self._checks is not None and self._checks.running:
+            self._checks.stop()
         if self._sync is not None:
             self._sync.stop()
+        for d, proto in list(self._syncing.items()):
+            if proto.transport is not None:
+                proto.transport.abortConnection()
+            d.cancel()
         for out in self._node.goodbye():
             self._send(out.address, out.message)
         log.info(
@@ -691,4 +857,4 @@ def _socket_reason(e: error.CannotListenError) -> str:
     return reason.lower() if reason.startswith("Address") else reason
 
 
-__all__ = ["Server", "check_interval", "check_max_datagram"]
+__all__ = ["Server", "check_fanout", "check_interval", "check_max_datagram"]

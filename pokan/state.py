@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 
 Value = str | bytes
 Role = Literal["seed", "peer"]
-Status = Literal["alive", "dead"]
+Status = Literal["alive", "dead", "left"]
 
 ROLES: tuple[Role, ...] = ("seed", "peer")
-STATUSES: tuple[Status, ...] = ("alive", "dead")
+STATUSES: tuple[Status, ...] = ("alive", "dead", "left")
 
 
 @attrs.frozen
@@ -111,13 +111,18 @@ class Batch:
 
     changes: tuple[KeyChange, ...] = ()
     nodes: tuple[NodeRecord, ...] = ()
+    #: ids of nodes forgotten (dead or left too long): drop them and their keys
+    forgotten: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.changes or self.nodes)
+        return bool(self.changes or self.nodes or self.forgotten)
 
     def __add__(self, other: Batch) -> Batch:
         nodes = {r.info.id: r for r in (*self.nodes, *other.nodes)}
-        return Batch(self.changes + other.changes, tuple(nodes.values()))
+        forgotten = self.forgotten + other.forgotten
+        for node_id in forgotten:
+            nodes.pop(node_id, None)
+        return Batch(self.changes + other.changes, tuple(nodes.values()), forgotten)
 
 
 @attrs.frozen
@@ -127,6 +132,12 @@ class NodeDelta:
     The sender promises that ``entries`` holds every write of the node with a
     version in ``(since, version]`` (older writes of a key that was written
     again are superseded and never sent).
+
+    ``left``: the node said goodbye. ``gc_point`` > 0 makes the delta a
+    *reset* (only with ``since == 0``): the sender removed the node's
+    tombstones up to that version, and ``entries`` is the node's complete
+    state up to ``version``; a receiver behind ``gc_point`` drops the keys it
+    holds that are not listed (see :mod:`pokan.gc`).
     """
 
     info: NodeInfo
@@ -134,6 +145,8 @@ class NodeDelta:
     since: int
     version: int
     entries: tuple[tuple[str, Entry], ...]
+    left: bool = False
+    gc_point: int = 0
 
 
 @attrs.define
@@ -145,6 +158,8 @@ class NodeState:
     version: int = 0
     heartbeat: int = 0
     status: Status = "alive"
+    #: the highest version of this node's tombstones removed here by GC
+    gc_point: int = 0
 
     def record(self) -> NodeRecord:
         return NodeRecord(self.info, self.version, self.status)
@@ -167,6 +182,11 @@ class ClusterState:
         self.me = NodeState(me)
         self.nodes: dict[str, NodeState] = {me.id: self.me}
         self._sorted_ids: list[str] | None = None
+        #: ids of other nodes whose heartbeat went up since last drained
+        #: (a set: bounded by the node count even if nobody drains it)
+        self.heartbeat_news: set[str] = set()
+        #: forgotten nodes: id -> the last generation, never taken back
+        self.forgotten: dict[str, int] = {}
 
     # -- identity -------------------------------------------------------------
 
@@ -223,6 +243,8 @@ class ClusterState:
         dropped: dict[str, Entry] = {}
         node_changed = False
         if node is None:
+            if info.generation <= self.forgotten.get(info.id, -1):
+                return Batch()  # forgotten: only a newer generation comes back
             node = self.nodes[info.id] = NodeState(info)
             self._sorted_ids = None
             node_changed = True
@@ -240,10 +262,18 @@ class ClusterState:
                 )
         # keys of the old incarnation that the new one does not (yet) have
         changes.extend(KeyChange(info.id, k, e, None) for k, e in dropped.items())
+        if delta.gc_point and node.version < delta.gc_point:
+            changes.extend(_apply_reset(node, delta))
+            node_changed = True
         if delta.since <= node.version < delta.version:
             node.version = delta.version
             node_changed = True
-        node.heartbeat = max(node.heartbeat, delta.heartbeat)
+        if delta.heartbeat > node.heartbeat:
+            node.heartbeat = delta.heartbeat
+            self.heartbeat_news.add(info.id)
+        if delta.left and node.status != "left":
+            node.status = "left"
+            node_changed = True
         if not (changes or node_changed):
             return Batch()
         return Batch(tuple(changes), (node.record(),))
@@ -267,6 +297,7 @@ class ClusterState:
         node.version = 0
         node.heartbeat = 0
         node.status = "alive"
+        node.gc_point = 0
         return dropped
 
     def observe_heartbeat(self, node_id: str, generation: int, heartbeat: int) -> bool:
@@ -276,6 +307,7 @@ class ClusterState:
             return False
         if heartbeat > node.heartbeat:
             node.heartbeat = heartbeat
+            self.heartbeat_news.add(node_id)
             return True
         return False
 
@@ -312,14 +344,30 @@ class ClusterState:
     # -- full state (TCP sync) ------------------------------------------------
 
     def full_deltas(self) -> list[NodeDelta]:
-        """Every node's every entry, for a full sync."""
+        """Every node's every entry, for a full sync (a reset after GC)."""
         return [
             NodeDelta(
                 n.info,
                 n.heartbeat,
                 0,
                 n.version,
-                tuple(n.entries_since(0)),
+                tuple((k, e) for k, e in n.entries_since(0) if e.version <= n.version),
+                left=n.status == "left",
+                gc_point=min(n.gc_point, n.version),
             )
             for n in self.nodes.values()
         ]
+
+
+def _apply_reset(node: NodeState, delta: NodeDelta) -> list[KeyChange]:
+    """Drop the keys a reset delta does not list (deleted, then collected)."""
+    listed = {key for key, _ in delta.entries}
+    gone = [
+        (k, e)
+        for k, e in node.entries.items()
+        if k not in listed and e.version <= delta.version
+    ]
+    for key, _ in gone:
+        del node.entries[key]
+    node.gc_point = max(node.gc_point, delta.gc_point)
+    return [KeyChange(node.info.id, k, e, None) for k, e in gone]

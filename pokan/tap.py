@@ -12,8 +12,21 @@ from twisted.python.failure import Failure
 
 from pokan import reactors, wire
 from pokan.address import DEFAULT_PORT, check_ip, check_port, parse_host_port
-from pokan.errors import ConfigurationError, PokanError
-from pokan.server import Server, check_interval, check_max_datagram
+from pokan.errors import ConfigurationError, PokanError, StartupError
+from pokan.failure import DEFAULT_THRESHOLD
+from pokan.faults import check_drop_rate
+from pokan.membership import (
+    DEFAULT_DEAD_NODE_TTL,
+    DEFAULT_TOMBSTONE_TTL,
+    check_membership_options,
+)
+from pokan.server import (
+    DEFAULT_FANOUT,
+    Server,
+    check_fanout,
+    check_interval,
+    check_max_datagram,
+)
 
 log = Logger()
 
@@ -40,6 +53,36 @@ class Options(usage.Options):
             str(wire.DEFAULT_MAX_DATAGRAM),
             f"Largest datagram sent, in bytes ({wire.MIN_DATAGRAM}-"
             f"{wire.MAX_UDP_PAYLOAD}); the same on every node.",
+        ],
+        [
+            "gossip-fanout",
+            None,
+            str(DEFAULT_FANOUT),
+            "Live peers gossiped with per round.",
+        ],
+        [
+            "phi-threshold",
+            None,
+            str(DEFAULT_THRESHOLD),
+            "Suspicion (phi) above which a silent peer is convicted dead.",
+        ],
+        [
+            "tombstone-ttl",
+            None,
+            str(int(DEFAULT_TOMBSTONE_TTL)),
+            "Seconds a deleted key's tombstone is kept before GC.",
+        ],
+        [
+            "dead-node-ttl",
+            None,
+            str(int(DEFAULT_DEAD_NODE_TTL)),
+            "Seconds a dead or left node is kept before it is forgotten.",
+        ],
+        [
+            "drop-rate",
+            None,
+            "0",
+            "Testing only: share of datagrams to drop on purpose (0-1).",
         ],
         [
             "redis",
@@ -91,6 +134,18 @@ class Options(usage.Options):
             self["udp-port"] = check_port(self["udp-port"], "--udp-port")
             self["gossip-interval"] = check_interval(self["gossip-interval"])
             self["max-datagram"] = check_max_datagram(self["max-datagram"])
+            self["gossip-fanout"] = check_fanout(self["gossip-fanout"])
+            (
+                self["phi-threshold"],
+                self["tombstone-ttl"],
+                self["dead-node-ttl"],
+            ) = check_membership_options(
+                self["phi-threshold"], self["tombstone-ttl"], self["dead-node-ttl"]
+            )
+            try:
+                self["drop-rate"] = check_drop_rate(self["drop-rate"])
+            except ValueError as e:
+                raise ConfigurationError(f"--drop-rate: {e}") from None
             if self["redis"] is None and (
                 self["redis-prefix"] is not None or self["redis-events"]
             ):
@@ -106,10 +161,25 @@ class Options(usage.Options):
 class DaemonService(service.MultiService):
     """Runs the node under twistd: a failed start ends the process, plainly."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, daemonized: bool = False) -> None:
         super().__init__()
         self.server = server
+        self.daemonized = daemonized
         server.setServiceParent(self)
+
+    def _fail_at_once(self, message: str) -> None:
+        if self.daemonized:
+            # twistd's daemonizing parent waits for its child's status, which
+            # the child reports for an Exception only: with SystemExit the
+            # parent would wait for ever. It prints this message and exits 1.
+            raise StartupError(message)
+        raise SystemExit(f"pokan: {message}")
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()  # binds the node's ports
+        except StartupError as e:
+            self._fail_at_once(str(e))
 
     def startService(self) -> None:
         service.Service.startService(self)
@@ -117,7 +187,7 @@ class DaemonService(service.MultiService):
         d = self.server.startService()
         d.addErrback(failures.append)
         if failures:  # failed at once: before the reactor runs, exit cleanly
-            raise SystemExit(f"pokan: {failures[0].getErrorMessage()}")
+            self._fail_at_once(failures[0].getErrorMessage())
         d.addErrback(self._failed_later)
 
     def _failed_later(self, failure: Failure) -> None:
@@ -157,6 +227,11 @@ def makeService(options: Options) -> service.IService:
         udp_port=options["udp-port"],
         gossip_interval=options["gossip-interval"],
         max_datagram=options["max-datagram"],
+        phi_threshold=options["phi-threshold"],
+        tombstone_ttl=options["tombstone-ttl"],
+        dead_node_ttl=options["dead-node-ttl"],
+        gossip_fanout=options["gossip-fanout"],
+        drop_rate=options["drop-rate"],
         store=redis_store(options),
     )
     if options["epoll"]:
@@ -166,4 +241,6 @@ def makeService(options: Options) -> service.IService:
             server.store(key, value)
         except (TypeError, ValueError) as e:
             raise SystemExit(f"pokan: --store {key}=...: {e}") from None
-    return DaemonService(server)
+    twistd = getattr(options, "parent", None)  # twistd's own options
+    daemonized = twistd is not None and not twistd.get("nodaemon", True)
+    return DaemonService(server, daemonized)

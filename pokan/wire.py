@@ -62,6 +62,12 @@ class DigestEntry:
     generation: int
     version: int
     heartbeat: int
+    #: the node said goodbye (sent as an optional fifth field, FLAG_LEFT)
+    left: bool = False
+
+
+#: status flags, the optional last field of a digest entry or delta
+FLAG_LEFT = 0x01
 
 
 @attrs.frozen
@@ -110,7 +116,7 @@ class Ack:
 
 @attrs.frozen
 class Goodbye:
-    """The sender is stopping; its peers mark it dead at once."""
+    """The sender is stopping; its peers mark it left at once."""
 
     sender: str
     generation: int
@@ -171,14 +177,20 @@ def pack_delta_header(delta: NodeDelta) -> list[Any]:
 
 
 def pack_delta(delta: NodeDelta) -> list[Any]:
-    return [
+    packed = [
         *pack_delta_header(delta),
         [pack_entry(k, e) for k, e in delta.entries],
     ]
+    if delta.left or delta.gc_point:
+        packed += [FLAG_LEFT if delta.left else 0, delta.gc_point]
+    return packed
 
 
 def pack_digest_entry(entry: DigestEntry) -> list[Any]:
-    return [entry.node_id, entry.generation, entry.version, entry.heartbeat]
+    packed = [entry.node_id, entry.generation, entry.version, entry.heartbeat]
+    if entry.left:
+        packed.append(FLAG_LEFT)
+    return packed
 
 
 def _body(message: Message) -> list[Any]:
@@ -248,6 +260,7 @@ def digest_entry_size(entry: DigestEntry) -> int:
         + uint_size(entry.generation)
         + uint_size(entry.version)
         + uint_size(entry.heartbeat)
+        + (1 if entry.left else 0)  # FLAG_LEFT, one byte
     )
 
 
@@ -348,21 +361,39 @@ def _entry(obj: Any) -> tuple[str, Entry]:
 
 
 def _delta(obj: Any) -> NodeDelta:
-    f = _array(obj, "delta", 5)
+    f = _array(obj, "delta")
+    if len(f) not in (5, 7):
+        raise DecodeError("bad-field", f"delta has {len(f)} fields, not 5 or 7")
     since = _uint(f[2], "since")
     version = _uint(f[3], "version")
     entries = tuple(_entry(e) for e in _array(f[4], "entries"))
     for _, entry in entries:
         if not since < entry.version <= version:
             raise DecodeError("bad-field", "entry version outside (since, version]")
-    return NodeDelta(_info(f[0]), _uint(f[1], "heartbeat"), since, version, entries)
+    left, gc_point = False, 0
+    if len(f) == 7:
+        left = _uint(f[5], "status flags", 0, FLAG_LEFT) == FLAG_LEFT
+        gc_point = _uint(f[6], "gc point", 0, version)
+        if gc_point and since:
+            raise DecodeError("bad-field", "a reset delta must start at version 0")
+        if not (left or gc_point):
+            raise DecodeError("bad-field", "empty status flags and gc point")
+    return NodeDelta(
+        _info(f[0]),
+        _uint(f[1], "heartbeat"),
+        since,
+        version,
+        entries,
+        left=left,
+        gc_point=gc_point,
+    )
 
 
 def _digest_entry(obj: Any) -> DigestEntry:
     # the fast path: one check per field; anything odd takes the long way,
     # which says what is wrong
-    if type(obj) is list and len(obj) == 4:
-        node_id, generation, version, heartbeat = obj
+    if type(obj) is list and 4 <= len(obj) <= 5:
+        node_id, generation, version, heartbeat = obj[:4]
         if (
             type(node_id) is str
             and 0 < len(node_id) <= MAX_ID_LEN
@@ -372,14 +403,19 @@ def _digest_entry(obj: Any) -> DigestEntry:
             and 0 <= generation <= MAX_UINT64
             and 0 <= version <= MAX_UINT64
             and 0 <= heartbeat <= MAX_UINT64
+            and (len(obj) == 4 or (type(obj[4]) is int and obj[4] == FLAG_LEFT))
         ):
-            return DigestEntry(node_id, generation, version, heartbeat)
-    f = _array(obj, "digest entry", 4)
+            return DigestEntry(node_id, generation, version, heartbeat, len(obj) == 5)
+    f = _array(obj, "digest entry")
+    if len(f) not in (4, 5):
+        raise DecodeError("bad-field", f"digest entry has {len(f)} fields, not 4 or 5")
+    left = len(f) == 5 and _uint(f[4], "status flags", FLAG_LEFT, FLAG_LEFT) > 0
     return DigestEntry(
         _str(f[0], "node id", MAX_ID_LEN),
         _uint(f[1], "generation"),
         _uint(f[2], "version"),
         _uint(f[3], "heartbeat"),
+        left,
     )
 
 

@@ -198,7 +198,7 @@ class ExchangeTests(unittest.TestCase):
         self.assertEqual(result.outgoing, ())
         self.assertTrue(result.batch)
 
-    def test_goodbye_marks_dead(self) -> None:
+    def test_goodbye_marks_left(self) -> None:
         self.b.state.merge(self.a.state.full_deltas())
         self.a.state.merge(self.b.state.full_deltas())
         (out,) = self.a.goodbye()
@@ -207,8 +207,8 @@ class ExchangeTests(unittest.TestCase):
         result = self.b.receive(out.message, addr(1))
         self.assertEqual(result.outgoing, ())
         (record,) = result.batch.nodes
-        self.assertEqual((record.info.id, record.status), (info(1).id, "dead"))
-        self.assertEqual(self.b.state.nodes[info(1).id].status, "dead")
+        self.assertEqual((record.info.id, record.status), (info(1).id, "left"))
+        self.assertEqual(self.b.state.nodes[info(1).id].status, "left")
         # again: nothing new
         self.assertFalse(self.b.receive(out.message, addr(1)).batch)
 

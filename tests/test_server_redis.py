@@ -145,7 +145,7 @@ class RestartTests(ServerCase):
         old_version = a._state.me.version
         ports = {"tcp_port": a.tcp_port, "udp_port": a.udp_port}
         yield a.stopService()
-        yield wait_for(lambda: b.peer(a.id).is_dead and c.peer(a.id).is_dead)
+        yield wait_for(lambda: b.peer(a.id).is_left and c.peer(a.id).is_left)
 
         # the same node, the same Redis, no --gossip-with
         a2 = yield self.node(self.redis_store(), **ports)

@@ -516,7 +516,8 @@ class PeersTests(ServerTestCase):
         )
         ids = lambda peers: [p.id for p in peers]  # noqa: E731
         self.assertEqual(ids(server.peers()), [other_node(i).id for i in (2, 3, 4)])
-        self.assertEqual(ids(server.peers(status="dead")), [other_node(4).id])
+        self.assertEqual(ids(server.peers(status="left")), [other_node(4).id])
+        self.assertEqual(ids(server.peers(status="dead")), [])
         self.assertEqual(
             ids(server.peers(status="alive")), [other_node(i).id for i in (2, 3)]
         )

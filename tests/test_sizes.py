@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.trial import unittest
 
 from pokan import wire
-from pokan.membership import MembershipView
+from pokan.peerview import PeerView
 from pokan.state import ClusterState, NodeInfo, NodeState
 
 
@@ -27,14 +27,14 @@ def info(i: int, role: str = "peer") -> NodeInfo:
     return NodeInfo(f"10.0.0.{i}:5555", 1, f"10.0.0.{i}", 5555, 5555, role)  # type: ignore[arg-type]
 
 
-class MembershipViewTests(unittest.TestCase):
+class PeerViewTests(unittest.TestCase):
     def setUp(self) -> None:
         self.state = ClusterState(info(0))
         for i in (1, 2, 3):
             self.state.nodes[info(i).id] = NodeState(
                 info(i, "seed" if i == 3 else "peer")
             )
-        self.view = MembershipView(self.state, max_age=2)
+        self.view = PeerView(self.state, max_age=2)
 
     def ids(self, nodes: list[NodeState]) -> list[str]:
         return sorted(n.info.id for n in nodes)

@@ -40,6 +40,9 @@ class MemoryStore:
                 keys[change.key] = change.new
         for record in batch.nodes:
             self.nodes[record.info.id] = record
+        for node_id in batch.forgotten:
+            self.nodes.pop(node_id, None)
+            self.entries.pop(node_id, None)
         self.batches += 1
         return defer.succeed(None)
 

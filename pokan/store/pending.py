@@ -26,13 +26,18 @@ class Plan:
     nodes: dict[str, NodeRecord] = attrs.field(factory=dict)
     #: JSON messages to publish on the events channel in the same transaction
     events: list[str] = attrs.field(factory=list)
+    #: nodes forgotten (GC): their record and keys are deleted
+    forgotten: set[str] = attrs.field(factory=set)
 
     @classmethod
     def of(cls, batch: Batch, with_events: bool = False) -> Plan:
         plan = cls()
         keys = plan.keys
+        gone = plan.forgotten
+        gone.update(batch.forgotten)
         for change in batch.changes:
-            keys[change.node_id, change.key] = change.new
+            if change.node_id not in gone:
+                keys[change.node_id, change.key] = change.new
         for record in batch.nodes:
             plan.nodes[record.info.id] = record
         if with_events:
@@ -47,14 +52,19 @@ class Plan:
         return plan
 
     def __len__(self) -> int:
-        return len(self.keys) + len(self.nodes)
+        return len(self.keys) + len(self.nodes) + len(self.forgotten)
 
     def updated(self, later: Plan) -> Plan:
         """This plan with a later one's changes on top."""
+        gone = later.forgotten
+        keys = {k: e for k, e in self.keys.items() if k[0] not in gone}
+        nodes = {n: r for n, r in self.nodes.items() if n not in gone}
+        back = {*later.nodes, *(n for n, _ in later.keys)}  # a newer generation
         return Plan(
-            {**self.keys, **later.keys},
-            {**self.nodes, **later.nodes},
+            {**keys, **later.keys},
+            {**nodes, **later.nodes},
             [*self.events, *later.events],
+            (self.forgotten - back) | gone,
         )
 
 
@@ -64,17 +74,22 @@ class Pending:
     def __init__(self) -> None:
         self._keys: dict[KeyId, tuple[int, Entry | None]] = {}
         self._nodes: dict[str, tuple[int, NodeRecord]] = {}
+        self._forgotten: dict[str, int] = {}
         #: changes from batches numbered up to here are superseded (a full
         #: rewrite of the state covered them): drop them
         self.floor = 0
 
     def __len__(self) -> int:
-        return len(self._keys) + len(self._nodes)
+        return len(self._keys) + len(self._nodes) + len(self._forgotten)
 
     def add(self, seq: int, plan: Plan) -> None:
         """Keep the changes of batch number ``seq`` unless newer ones are here."""
         if seq <= self.floor:
             return
+        for node_id in plan.forgotten:
+            if self._forgotten.get(node_id, 0) < seq:
+                self._forgotten[node_id] = seq
+                self._drop_node(node_id, seq)
         keys = self._keys
         for key_id, entry in plan.keys.items():
             held = keys.get(key_id)
@@ -85,6 +100,17 @@ class Pending:
             held_node = nodes.get(node_id)
             if held_node is None or held_node[0] <= seq:
                 nodes[node_id] = (seq, record)
+            if self._forgotten.get(node_id, seq) < seq:
+                del self._forgotten[node_id]  # back under a newer generation
+
+    def _drop_node(self, node_id: str, seq: int) -> None:
+        """Forget what is pending for a node forgotten at batch ``seq``."""
+        self._keys = {
+            k: v for k, v in self._keys.items() if k[0] != node_id or v[0] > seq
+        }
+        held = self._nodes.get(node_id)
+        if held is not None and held[0] <= seq:
+            del self._nodes[node_id]
 
     def add_all(self, other: Pending) -> None:
         """Put back changes taken earlier (a flush failed)."""
@@ -96,12 +122,16 @@ class Pending:
             held_node = self._nodes.get(node_id)
             if seq > self.floor and (held_node is None or held_node[0] < seq):
                 self._nodes[node_id] = (seq, record)
+        for node_id, seq in other._forgotten.items():
+            if seq > self.floor and self._forgotten.get(node_id, 0) < seq:
+                self._forgotten[node_id] = seq
 
     def take(self) -> Pending:
         """Move everything out into a new Pending (to flush it)."""
         taken = Pending()
         taken._keys, self._keys = self._keys, {}
         taken._nodes, self._nodes = self._nodes, {}
+        taken._forgotten, self._forgotten = self._forgotten, {}
         return taken
 
     def drop_up_to(self, seq: int) -> None:
@@ -109,11 +139,14 @@ class Pending:
         self.floor = max(self.floor, seq)
         self._keys = {k: v for k, v in self._keys.items() if v[0] > seq}
         self._nodes = {k: v for k, v in self._nodes.items() if v[0] > seq}
+        self._forgotten = {k: s for k, s in self._forgotten.items() if s > seq}
 
     def plan(self) -> Plan:
         return Plan(
             {k: entry for k, (_, entry) in self._keys.items()},
             {k: record for k, (_, record) in self._nodes.items()},
+            [],
+            set(self._forgotten),
         )
 
 

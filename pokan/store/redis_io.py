@@ -217,6 +217,12 @@ def commands(keys: Keys, plan: Plan) -> list[tuple[Any, ...]]:
             f'"type":"{kind}"}}',
         )
     out: list[tuple[Any, ...]] = []
+    # forgotten nodes first: a plan never writes to a node it forgets after
+    forgotten = sorted(plan.forgotten)
+    for node in forgotten:
+        out.append(("DEL", *keys.of_node(node)))
+    if forgotten:
+        out.append(("SREM", keys.nodes, *forgotten))
     for node, args in set_values.items():
         if args:
             out.append(("HSET", keys.values(node), *args))

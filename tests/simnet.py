@@ -1,0 +1,172 @@
+"""A small in-process cluster on a virtual clock: the sans-IO core, no sockets.
+
+Each node is a ClusterState + GossipNode + Membership; datagrams go through
+the real codec and an in-memory network that can lose them (seeded) or cut
+links, and arrive after a fixed latency on a ``task.Clock``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from twisted.internet import task
+
+from pokan import wire
+from pokan.membership import Membership
+from pokan.node import Address, GossipNode
+from pokan.state import Batch, ClusterState, NodeInfo
+
+
+class SimNode:
+    def __init__(self, sim: SimCluster, index: int, generation: int = 1) -> None:
+        self.sim = sim
+        self.index = index
+        self.address: Address = (f"10.0.{index // 250}.{index % 250 + 1}", 5555)
+        info = NodeInfo(
+            f"{self.address[0]}:5555", generation, self.address[0], 5555, 5555
+        )
+        self.state = ClusterState(info)
+        self.node = GossipNode(self.state, random.Random(sim.seed * 1000 + index))
+        self.node.fanout = sim.fanout
+        self.membership = Membership(self.state, sim.interval, **sim.options)
+        self.events: list[tuple[float, str, str]] = []
+        self.running = True
+        self.call: task.DelayedCall | None = None
+
+    @property
+    def id(self) -> str:
+        return self.state.me.info.id
+
+    def commit(self, batch: Batch) -> None:
+        now = self.sim.clock.seconds()
+        for event, node in self.membership.settle(batch, now):
+            self.events.append((now, event, node.info.id))
+        self.sim.on_batch(self, batch)
+
+    def check(self) -> None:
+        if self.running:
+            self.commit(self.membership.tick(self.sim.clock.seconds()))
+            self.sim.clock.callLater(self.sim.interval / 2, self.check)
+
+    def round(self) -> None:
+        if not self.running:
+            return
+        for out in self.node.gossip_round():
+            self.sim.send(self.address, out.address, out.message)
+        jitter = self.sim.rng.uniform(-self.sim.jitter, self.sim.jitter)
+        self.call = self.sim.clock.callLater(
+            self.sim.interval * (1 + jitter), self.round
+        )
+
+    def receive(self, message: wire.Message, source: Address) -> None:
+        if not self.running:
+            return
+        result = self.node.receive(message, source)
+        for out in result.outgoing:
+            self.sim.send(self.address, out.address, out.message)
+        digest = getattr(message, "digest", ())
+        batch = result.batch + self.membership.observe(self.sim.clock.seconds(), digest)
+        self.commit(batch)
+
+    def status_of(self, other: SimNode) -> str | None:
+        node = self.state.nodes.get(other.id)
+        return None if node is None else node.status
+
+
+class SimCluster:
+    def __init__(
+        self,
+        n: int,
+        interval: float = 1.0,
+        loss: float = 0.0,
+        seed: int = 1,
+        latency: float = 0.001,
+        jitter: float = 0.0,
+        fanout: int = 3,
+        **options: float,
+    ) -> None:
+        self.clock = task.Clock()
+        self.fanout = fanout
+        self.interval = interval
+        self.loss = loss
+        self.seed = seed
+        self.latency = latency
+        self.jitter = jitter
+        self.options = options
+        self.rng = random.Random(seed)
+        self.cut: set[frozenset[Address]] = set()
+        self.sent = 0
+        self.on_batch: Callable[[SimNode, Batch], None] = lambda node, batch: None
+        self.nodes = [SimNode(self, i) for i in range(n)]
+        self.by_address = {n.address: n for n in self.nodes}
+        for node in self.nodes:
+            self.join(node)
+
+    def join(self, node: SimNode) -> None:
+        """A full sync with node 0 (both ways), then gossip rounds."""
+        seed = self.nodes[0]
+        if node is not seed:
+            node.commit(node.node.merge_full(seed.node.full_state()))
+            node.commit(node.membership.observe(self.clock.seconds()))
+            seed.commit(seed.node.merge_full(node.node.full_state()))
+            seed.commit(seed.membership.observe(self.clock.seconds()))
+        phase = self.rng.uniform(0, self.interval)
+        node.call = self.clock.callLater(phase, node.round)
+        self.clock.callLater(phase + self.interval / 2, node.check)
+
+    def send(self, source: Address, to: Address, message: wire.Message) -> None:
+        self.sent += 1
+        if frozenset((source, to)) in self.cut:
+            return
+        if self.loss and self.rng.random() < self.loss:
+            return
+        data = wire.encode(message, wire.DEFAULT_MAX_DATAGRAM - wire.SEAL_HEADROOM)
+        target = self.by_address.get(to)
+        if target is not None:
+            self.clock.callLater(
+                self.latency, target.receive, wire.decode(data), source
+            )
+
+    def kill(self, node: SimNode) -> None:
+        node.running = False
+        if node.call is not None and node.call.active():
+            node.call.cancel()
+
+    def leave(self, node: SimNode) -> None:
+        for out in node.node.goodbye():
+            self.send(node.address, out.address, out.message)
+        self.kill(node)
+
+    def restart(self, node: SimNode, generation: int) -> SimNode:
+        self.kill(node)
+        fresh = SimNode(self, node.index, generation)
+        self.nodes[node.index] = fresh
+        self.by_address[fresh.address] = fresh
+        self.join(fresh)
+        return fresh
+
+    def partition(self, left: list[SimNode], right: list[SimNode]) -> None:
+        self.cut = {frozenset((a.address, b.address)) for a in left for b in right}
+
+    def heal(self) -> None:
+        self.cut = set()
+
+    def run(self, seconds: float, step: float = 0.01) -> None:
+        steps = round(seconds / step)
+        for _ in range(steps):
+            self.clock.advance(step)
+
+    def run_until(
+        self, condition: Callable[[], bool], limit: float, step: float = 0.01
+    ) -> float | None:
+        """Advance until ``condition`` holds; the time taken, None if never."""
+        start = self.clock.seconds()
+        while self.clock.seconds() - start < limit:
+            if condition():
+                return self.clock.seconds() - start
+            self.clock.advance(step)
+        return self.clock.seconds() - start if condition() else None
+
+    def live(self) -> list[SimNode]:
+        return [n for n in self.nodes if n.running]

@@ -1,0 +1,82 @@
+"""Stores drop forgotten nodes (membership GC); the Redis store keeps ``left``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from pokan.state import Batch, ClusterState, Entry, NodeDelta, NodeInfo, NodeRecord
+from pokan.store.interface import snapshot_of
+from pokan.store.pending import Pending, Plan
+from pokan.store.redis import RedisStore
+from tests.redisreader import read_cluster
+from tests.redisserver import RedisServer
+
+ME = NodeInfo("127.0.0.1:7001", 5, "127.0.0.1", 7001, 7001, "seed")
+OTHER = NodeInfo("127.0.0.1:7002", 9, "127.0.0.1", 7002, 7002, "peer")
+NEWER = NodeInfo("127.0.0.1:7002", 10, "127.0.0.1", 7002, 7002, "peer")
+
+
+class PlanForgetTests(unittest.TestCase):
+    def test_plan_of_a_forgetting_batch(self) -> None:
+        state = ClusterState(ME)
+        known = state.merge([NodeDelta(OTHER, 1, 0, 1, (("a", Entry("1", 1, 1.0)),))])
+        plan = Plan.of(known + Batch(forgotten=(OTHER.id,)))
+        self.assertEqual(plan.forgotten, {OTHER.id})
+        self.assertEqual(plan.keys, {})
+        self.assertEqual(plan.nodes, {})
+
+    def test_updated_forgets_then_takes_back_a_newer_generation(self) -> None:
+        first = Plan({(OTHER.id, "a"): Entry("1", 1, 1.0)})
+        forget = Plan(forgotten={OTHER.id})
+        combined = first.updated(forget)
+        self.assertEqual((combined.keys, combined.forgotten), ({}, {OTHER.id}))
+        back = combined.updated(Plan(nodes={OTHER.id: NodeRecord(NEWER, 0, "alive")}))
+        self.assertEqual(back.forgotten, set())
+        self.assertEqual(list(back.nodes), [OTHER.id])
+
+    def test_pending_keeps_the_forgetting(self) -> None:
+        pending = Pending()
+        pending.add(1, Plan({(OTHER.id, "a"): Entry("1", 1, 1.0)}))
+        pending.add(2, Plan(forgotten={OTHER.id}))
+        self.assertEqual(len(pending), 1)
+        taken = pending.take()
+        self.assertEqual(taken.plan().forgotten, {OTHER.id})
+        self.assertEqual(taken.plan().keys, {})
+        pending.add_all(taken)
+        pending.add(3, Plan(nodes={OTHER.id: NodeRecord(NEWER, 0, "alive")}))
+        self.assertEqual(pending.plan().forgotten, set())
+        pending.drop_up_to(3)
+        self.assertEqual(len(pending), 0)
+
+
+class RedisForgetTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.redis = RedisServer()
+        self.addCleanup(self.redis.stop)
+        self.plain = self.redis.client()
+        self.addCleanup(self.plain.close)
+        self.state = ClusterState(ME)
+
+    @defer.inlineCallbacks
+    def test_forgotten_node_leaves_redis_and_left_survives(self) -> Any:
+        from twisted.internet import reactor
+
+        store = RedisStore(self.redis.url, prefix="t", retry_interval=0.05)
+        store.attach(ME.id, reactor, lambda: snapshot_of(self.state))
+        yield store.open()
+        self.addCleanup(store.close)
+        other = NodeDelta(OTHER, 1, 0, 1, (("a", Entry("1", 1, 1.0)),))
+        yield store.persist(self.state.merge([other]))
+        yield store.persist(self.state.mark(OTHER.id, OTHER.generation, "left"))
+        self.assertEqual(
+            read_cluster(self.plain, "t")["nodes"][OTHER.id]["status"], "left"
+        )
+        yield store.persist(Batch(forgotten=(OTHER.id,)))
+        state = read_cluster(self.plain, "t")
+        self.assertNotIn(OTHER.id, state["nodes"])
+        self.assertEqual(self.plain.exists(f"t:values:{OTHER.id}"), 0)
+        self.assertEqual(self.plain.exists(f"t:entries:{OTHER.id}"), 0)
+        self.assertEqual(self.plain.exists(f"t:node:{OTHER.id}"), 0)
