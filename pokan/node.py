@@ -14,6 +14,8 @@ from collections.abc import Iterable
 import attrs
 
 from pokan import reconcile, wire
+from pokan.peerview import PeerView
+from pokan.rumors import RumourQueue, Selection
 from pokan.state import Batch, ClusterState, NodeDelta, NodeState
 
 Address = tuple[str, int]
@@ -51,12 +53,17 @@ class GossipNode:
         rng: random.Random,
         max_datagram: int = wire.DEFAULT_MAX_DATAGRAM,
         seeds: Iterable[Address] = (),
+        rumours: RumourQueue | None = None,
     ) -> None:
         self.state = state
         self.rng = rng
         self.max_datagram = max_datagram
         self.seeds: list[Address] = list(seeds)
         self._cursor = 0
+        #: the peer of this round's exchange until its SynAck arrives
+        self._awaiting: Address | None = None
+        self.rumours = RumourQueue() if rumours is None else rumours
+        self._view = PeerView(state)
         #: live peers contacted per round (more: faster failure detection)
         self.fanout = 1
 
@@ -69,11 +76,59 @@ class GossipNode:
     def gossip_round(self) -> list[Outgoing]:
         """Bump our heartbeat and open exchanges with this round's targets."""
         self.state.me.heartbeat += 1
+        self.rumours.tick()
         targets = self.pick_targets()
+        self._awaiting = targets[0][0] if targets else None
+        return self._open(targets)
+
+    def retry_round(self) -> list[Outgoing]:
+        """Half a round later: if this round's SynAck never came, try another peer.
+
+        Under datagram loss this keeps the exchanges a node completes close
+        to one per round; without loss it sends nothing.
+        """
+        if self._awaiting is None:
+            return []
+        missed, self._awaiting = self._awaiting, None
+        for _ in range(4):
+            targets = [t for t in self.pick_targets()[:1] if t[0] != missed]
+            if targets:
+                return self._open(targets)
+        return []
+
+    def _open(self, targets: list[tuple[Address, NodeState | None]]) -> list[Outgoing]:
+        """A Syn for each target: rumours first, the digest slice in the rest."""
         if not targets:
             return []
-        syn, self._cursor = reconcile.make_syn(self.state, self._cursor, self.budget)
+        news, used = self.rumours.take(self.state, self.budget // 2)
+        syn, self._cursor = reconcile.make_syn(
+            self.state, self._cursor, self.budget - used - 5
+        )
+        if news:
+            syn = attrs.evolve(syn, deltas=tuple(news))
         return [Outgoing(address, syn, peer) for address, peer in targets]
+
+    def wrote(self, batch: Batch) -> list[Outgoing]:
+        """Rumour this node's own writes; the pushes to send for them now."""
+        self.rumours.wrote(batch)
+        return self._pushes()
+
+    def _pushes(self, source: Address | None = None) -> list[Outgoing]:
+        """Acks pushing hot rumours to a few peers at once, if tokens allow.
+
+        Never to ``source``, the peer whose message brought them.
+        """
+        peers = self.rumours.push_targets(self.state, self.rng, exclude=source)
+        if not peers:
+            return []
+        budget = max(self.budget // len(peers), 256)
+        news, _ = self.rumours.take(
+            self.state, budget, hot_only=True, copies=len(peers)
+        )
+        if not news:
+            return []
+        push = wire.Ack(self.state.me.info.id, tuple(news))
+        return [Outgoing(address_of(p), push, p) for p in peers]
 
     def pick_targets(self) -> list[tuple[Address, NodeState | None]]:
         """``fanout`` random live peers; sometimes a dead peer and a seed too.
@@ -82,23 +137,24 @@ class GossipNode:
         dead/(live+1), so a healed partition merges back; a seed when no peer
         is known alive, or with probability seeds/(live+dead+1).
         """
-        live: list[NodeState] = []
-        dead: list[NodeState] = []
-        for node in self.state.others():
-            if node.status == "alive":
-                live.append(node)
-            elif node.status == "dead":  # a node that left is not contacted
-                dead.append(node)
+        view = self._view
+        view.refresh()
         chosen: list[tuple[Address, NodeState | None]] = []
-        if live and self.fanout > 1:
-            for node in self.rng.sample(live, min(self.fanout, len(live))):
+        if view.live and self.fanout > 1:
+            for node in self.rng.sample(view.live, min(self.fanout, len(view.live))):
+                if view.current(node, alive=True):
+                    chosen.append((address_of(node), node))
+        elif view.live:
+            node = self.rng.choice(view.live)
+            if not view.current(node, alive=True) and view.live:
+                node = self.rng.choice(view.live)
+            if view.current(node, alive=True):
                 chosen.append((address_of(node), node))
-        elif live:
-            node = self.rng.choice(live)
-            chosen.append((address_of(node), node))
+        live, dead = view.live, view.dead  # a node that left is in neither
         if dead and self.rng.random() < len(dead) / (len(live) + 1):
             node = self.rng.choice(dead)
-            chosen.append((address_of(node), node))
+            if view.current(node, alive=False):
+                chosen.append((address_of(node), node))
         seeds = self._seed_addresses(exclude={a for a, _ in chosen})
         if seeds and (
             not live or self.rng.random() < len(seeds) / (len(live) + len(dead) + 1)
@@ -110,9 +166,8 @@ class GossipNode:
     def _seed_addresses(self, exclude: set[Address]) -> list[Address]:
         own = address_of(self.state.me)
         found = dict.fromkeys(self.seeds)
-        for node in self.state.others():
-            if node.info.role == "seed":
-                found[address_of(node)] = None
+        for node in self._view.seeds:
+            found[address_of(node)] = None
         return sorted(a for a in found if a != own and a not in exclude)
 
     def _node_at(self, address: Address) -> NodeState | None:
@@ -128,24 +183,54 @@ class GossipNode:
         if isinstance(message, wire.Syn):
             # a fresh heartbeat in the reply: peers hear it more than once a round
             self.state.me.heartbeat += 1
+            batch = self.rumours.merge(self.state, message.deltas)
+            news = self.rumours.select(
+                self.state, self.budget // 2, known=message.deltas
+            )
             deltas, differing = reconcile.respond_to_syn(
-                self.state, message, self.budget
+                self.state, message, self.budget - news.size
             )
-            reply = wire.SynAck(self.state.me.info.id, tuple(deltas), tuple(differing))
-            return Result((Outgoing(source, reply),))
+            if not deltas and news.deltas:
+                # a delta too big to share the datagram with rumours goes alone
+                alone = reconcile.respond_to_syn(self.state, message, self.budget)
+                if alone[0]:
+                    (deltas, differing), news = alone, Selection()
+            self.rumours.sent(self.state, news)
+            reply = wire.SynAck(
+                self.state.me.info.id, (*news.deltas, *deltas), tuple(differing)
+            )
+            return Result((Outgoing(source, reply), *self._pushes(source)), batch)
         if isinstance(message, wire.SynAck):
-            batch = self.state.merge(message.deltas)
-            deltas = reconcile.respond_to_syn_ack(
-                self.state, message.digest, self.budget
+            if source == self._awaiting:
+                self._awaiting = None
+            batch = self.rumours.merge(self.state, message.deltas)
+            news = self.rumours.select(
+                self.state, self.budget // 2, known=message.deltas
             )
+            deltas = reconcile.respond_to_syn_ack(
+                self.state, message.digest, self.budget - news.size
+            )
+            if not deltas and news.deltas:
+                whole = reconcile.respond_to_syn_ack(
+                    self.state, message.digest, self.budget
+                )
+                if whole:
+                    deltas, news = whole, Selection()
+            self.rumours.sent(self.state, news)
+            deltas = [*news.deltas, *deltas]
             out = (
                 (Outgoing(source, wire.Ack(self.state.me.info.id, tuple(deltas))),)
                 if deltas
                 else ()
             )
-            return Result(out, batch, self.state.nodes.get(message.sender))
+            return Result(
+                (*out, *self._pushes(source)),
+                batch,
+                self.state.nodes.get(message.sender),
+            )
         if isinstance(message, wire.Ack):
-            return Result(batch=self.state.merge(message.deltas))
+            batch = self.rumours.merge(self.state, message.deltas)
+            return Result(tuple(self._pushes(source)), batch)
         if isinstance(message, wire.Goodbye):
             return Result(
                 batch=self.state.mark(message.sender, message.generation, "left")
@@ -163,4 +248,5 @@ class GossipNode:
         return tuple(self.state.full_deltas())
 
     def merge_full(self, deltas: Iterable[NodeDelta]) -> Batch:
-        return self.state.merge(deltas)
+        """Merge a full state; a few new nodes (a joiner) become rumours."""
+        return self.rumours.merge(self.state, deltas, max_new=32)

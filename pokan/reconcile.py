@@ -8,6 +8,7 @@ a byte budget and returns messages whose encoding fits it.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 
 from pokan import wire
@@ -36,7 +37,7 @@ def digest_entry(node: NodeState) -> DigestEntry:
 
 
 def _entry_size(entry: DigestEntry) -> int:
-    return wire.packed_size(wire.pack_digest_entry(entry))
+    return wire.digest_entry_size(entry)
 
 
 def make_syn(state: ClusterState, cursor: int, budget: int) -> tuple[Syn, int]:
@@ -48,28 +49,39 @@ def make_syn(state: ClusterState, cursor: int, budget: int) -> tuple[Syn, int]:
     me = state.me
     own = digest_entry(me)
     used = _entry_size(own) + 5
-    ids = [i for i in state.sorted_ids() if i != me.info.id]
-    if not ids:
+    ids = state.sorted_ids()  # our own id among them, skipped below
+    others = len(ids) - 1
+    if others < 1:
         return Syn(me.info.id, (own,)), 0
-    start = cursor % len(ids)
+    mine = bisect_left(ids, me.info.id)  # the cursor counts the others only
+    start = cursor % others
     listed: list[DigestEntry] = []
     range_reserve = 0  # the low and high ids, should the digest be partial
-    for step in range(len(ids)):
-        entry = digest_entry(state.nodes[ids[(start + step) % len(ids)]])
-        size = _entry_size(entry)
-        reserve = max(range_reserve, 2 * wire.packed_size(entry.node_id))
+    nodes = state.nodes
+    str_size, uint_size = wire.str_size, wire.uint_size
+    for step in range(others):
+        k = (start + step) % others
+        node_id = ids[k if k < mine else k + 1]
+        node = nodes[node_id]
+        id_size = str_size(node_id)
+        generation, version = node.info.generation, node.version
+        heartbeat, left = node.heartbeat, node.status == "left"
+        size = 1 + id_size + uint_size(generation) + left
+        size += 1 if version < 128 else uint_size(version)
+        size += 1 if heartbeat < 128 else uint_size(heartbeat)
+        reserve = 2 * id_size if 2 * id_size > range_reserve else range_reserve
         if used + size + reserve > budget:
             break
-        listed.append(entry)
+        listed.append(DigestEntry(node_id, generation, version, heartbeat, left))
         used += size
         range_reserve = reserve
-    if len(listed) == len(ids):
+    else:
         return Syn(me.info.id, (own, *listed)), 0
     if not listed:
         # a range holding only our own id: nothing else can be inferred
         return Syn(me.info.id, (own,), me.info.id, me.info.id), start
     low, high = listed[0].node_id, listed[-1].node_id
-    return Syn(me.info.id, (own, *listed), low, high), (start + len(listed)) % len(ids)
+    return Syn(me.info.id, (own, *listed), low, high), (start + len(listed)) % others
 
 
 def respond_to_syn(
@@ -88,15 +100,19 @@ def respond_to_syn(
         if mine is None:
             differing.append(DigestEntry(entry.node_id, 0, 0, 0))
             continue
-        ours = digest_entry(mine)
-        if ours != entry:
-            differing.append(ours)
+        if (
+            mine.info.generation,
+            mine.version,
+            mine.heartbeat,
+            mine.status == "left",
+        ) != (entry.generation, entry.version, entry.heartbeat, entry.left):
+            differing.append(digest_entry(mine))
         since = _since(mine, entry)
         if since is not None:
             wants.append((mine, since))
-    for node in state.nodes.values():
-        if node.info.id not in listed and syn.covers(node.info.id):
-            wants.append((node, 0))
+    for node_id in _covered(state.sorted_ids(), syn):
+        if node_id not in listed:
+            wants.append((state.nodes[node_id], 0))
     digest_budget = budget // 2 if wants else budget
     differing = _fit_entries(differing, digest_budget)
     used = sum(_entry_size(e) for e in differing) + 5
@@ -116,6 +132,16 @@ def respond_to_syn_ack(
             if since is not None:
                 wants.append((mine, since))
     return build_deltas(wants, budget)
+
+
+def _covered(ids: list[str], syn: Syn) -> Iterable[str]:
+    """The ids of ``ids`` (sorted) inside the Syn's range."""
+    low, high = syn.low, syn.high
+    if low is None or high is None:
+        return ids
+    if low <= high:
+        return ids[bisect_left(ids, low) : bisect_right(ids, high)]
+    return ids[bisect_left(ids, low) :] + ids[: bisect_right(ids, high)]
 
 
 def _since(mine: NodeState, theirs: DigestEntry) -> int | None:
@@ -155,7 +181,8 @@ def build_deltas(wants: list[tuple[NodeState, int]], budget: int) -> list[NodeDe
         header_size = wire.packed_size(wire.pack_delta_header(header)) + 6
         if used + header_size > budget:
             continue
-        pending = node.entries_since(since)
+        # entries above the watermark (rumours) are not ours to vouch for
+        pending = [p for p in node.entries_since(since) if p[1].version <= node.version]
         taken: list[tuple[str, Entry]] = []
         size = header_size
         for key, entry in pending:

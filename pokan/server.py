@@ -181,6 +181,7 @@ class Server(service.Service):
         self._gossip: GossipProtocol | None = None
         self._ports: list[Any] = []
         self._loop: task.LoopingCall | None = None
+        self._retry: Any = None  # the IDelayedCall of this round's retry
         self._checks: task.LoopingCall | None = None
         self._sync: SeedSync | None = None
         self._blocking = False
@@ -321,7 +322,7 @@ class Server(service.Service):
         else:
             stamp = self._check_timestamp(timestamp)
         self._check_fits(key, value)
-        return self._commit(self._state.write(key, value, stamp))
+        return self._commit(self._wrote(self._state.write(key, value, stamp)))
 
     def delete(self, key: str) -> defer.Deferred[None]:
         """Remove one of this node's keys everywhere (``key_removed`` fires)."""
@@ -330,7 +331,14 @@ class Server(service.Service):
         stamp = self._now()
         if current is not None:
             stamp = max(stamp, current.timestamp)
-        return self._commit(self._state.write(key, None, stamp))
+        return self._commit(self._wrote(self._state.write(key, None, stamp)))
+
+    def _wrote(self, batch: Batch) -> Batch:
+        """Rumour a local write and push it to a few peers at once."""
+        if batch:
+            for out in self._node.wrote(batch):
+                self._send(out.address, out.message)
+        return batch
 
     def value(self, key: str) -> Value | None:
         return self.me.value(key)
@@ -657,8 +665,17 @@ class Server(service.Service):
                     )
                     self.events.fire("before_gossip", peer, peer=peer)
                 self._send(out.address, out.message)
+            self._retry = self._get_reactor().callLater(
+                self._interval / 2, self._retry_round
+            )
         except Exception:
             log.failure("gossip round failed; the next one will run as usual")
+
+    def _retry_round(self) -> None:
+        """Half a round on: a new exchange if this round's went unanswered."""
+        self._retry = None
+        for out in self._node.retry_round():
+            self._send(out.address, out.message)
 
     def _retry_seeds(self) -> None:
         """With no live peer, join through the seeds again (TCP full sync)."""
@@ -768,6 +785,8 @@ class Server(service.Service):
         service.Service.stopService(self)
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
         if self._checks is not None and self._checks.running:
             self._checks.stop()
         if self._sync is not None:

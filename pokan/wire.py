@@ -16,6 +16,7 @@ count and type before building anything and raises :class:`DecodeError`.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from typing import Any
 
@@ -77,13 +78,15 @@ class Syn:
     ``high`` in sorted order, wrapping around (``low > high``); the sender's own
     entry is always listed. ``low``/``high`` are None for a complete digest.
     A receiver knowing a node inside the range that is not listed can infer
-    that the sender lacks it.
+    that the sender lacks it. ``deltas`` piggybacks the sender's freshest
+    updates (rumours, see :mod:`pokan.rumors`).
     """
 
     sender: str
     digest: tuple[DigestEntry, ...]
     low: str | None = None
     high: str | None = None
+    deltas: tuple[NodeDelta, ...] = ()
 
     def covers(self, node_id: str) -> bool:
         """True if ``node_id`` falls inside the range of the digest."""
@@ -197,6 +200,7 @@ def _body(message: Message) -> list[Any]:
             [pack_digest_entry(e) for e in message.digest],
             message.low,
             message.high,
+            [pack_delta(d) for d in message.deltas],
         ]
     if isinstance(message, SynAck):
         return [
@@ -224,6 +228,40 @@ def encode(message: Message, limit: int | None = None) -> bytes:
 def packed_size(obj: Any) -> int:
     """Size in bytes of ``obj`` (lists, str, bytes, numbers) once packed."""
     return len(msgpack.packb(obj, use_bin_type=True))
+
+
+def uint_size(n: int) -> int:
+    """Bytes msgpack spends on the unsigned integer ``n``."""
+    if n < 128:
+        return 1
+    if n < 256:
+        return 2
+    if n < 65536:
+        return 3
+    return 5 if n < 2**32 else 9
+
+
+@functools.lru_cache(maxsize=65536)
+def str_size(s: str) -> int:
+    """Bytes msgpack spends on the string ``s``."""
+    n = len(s) if s.isascii() else len(s.encode())
+    if n < 32:
+        return 1 + n
+    if n < 256:
+        return 2 + n
+    return 3 + n if n < 65536 else 5 + n
+
+
+def digest_entry_size(entry: DigestEntry) -> int:
+    """``packed_size(pack_digest_entry(entry))``, without packing."""
+    return (
+        1
+        + str_size(entry.node_id)
+        + uint_size(entry.generation)
+        + uint_size(entry.version)
+        + uint_size(entry.heartbeat)
+        + (1 if entry.left else 0)  # FLAG_LEFT, one byte
+    )
 
 
 def array_header_size(count: int) -> int:
@@ -352,6 +390,22 @@ def _delta(obj: Any) -> NodeDelta:
 
 
 def _digest_entry(obj: Any) -> DigestEntry:
+    # the fast path: one check per field; anything odd takes the long way,
+    # which says what is wrong
+    if type(obj) is list and 4 <= len(obj) <= 5:
+        node_id, generation, version, heartbeat = obj[:4]
+        if (
+            type(node_id) is str
+            and 0 < len(node_id) <= MAX_ID_LEN
+            and type(generation) is int
+            and type(version) is int
+            and type(heartbeat) is int
+            and 0 <= generation <= MAX_UINT64
+            and 0 <= version <= MAX_UINT64
+            and 0 <= heartbeat <= MAX_UINT64
+            and (len(obj) == 4 or (type(obj[4]) is int and obj[4] == FLAG_LEFT))
+        ):
+            return DigestEntry(node_id, generation, version, heartbeat, len(obj) == 5)
     f = _array(obj, "digest entry")
     if len(f) not in (4, 5):
         raise DecodeError("bad-field", f"digest entry has {len(f)} fields, not 4 or 5")
@@ -370,12 +424,14 @@ def _optional_id(obj: Any, what: str) -> str | None:
 
 
 def _decode_syn(f: list[Any]) -> Syn:
-    _array(f, "Syn", 4)
+    # 4 fields from a node without rumours, 5 with the piggybacked deltas
+    _array(f, "Syn", 5 if len(f) == 5 else 4)
     low, high = _optional_id(f[2], "low"), _optional_id(f[3], "high")
     if (low is None) != (high is None):
         raise DecodeError("bad-field", "digest range has one end only")
     digest = tuple(_digest_entry(e) for e in _array(f[1], "digest"))
-    return Syn(_str(f[0], "sender", MAX_ID_LEN), digest, low, high)
+    deltas = tuple(_delta(d) for d in _array(f[4], "deltas")) if len(f) == 5 else ()
+    return Syn(_str(f[0], "sender", MAX_ID_LEN), digest, low, high, deltas)
 
 
 def _decode_syn_ack(f: list[Any]) -> SynAck:

@@ -1,0 +1,72 @@
+"""The simulator runs the real core, and its rounds stay low (a regression guard)."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+from twisted.trial import unittest
+
+from pokan import simulate
+from pokan.simulate import Config, Simulation, measure, percentile
+
+
+class SimulateTests(unittest.TestCase):
+    def test_rounds_for_100_nodes(self) -> None:
+        """One write and one join reach 100 nodes in few rounds, lossless or not.
+
+        The bounds are generous (the figures in docs/performance.md are about
+        half of them): this catches a protocol regression, not a slow machine.
+        """
+        for loss in (0.0, 0.2):
+            figures = measure(Config(n=100, loss=loss, push_fanout=0, seed=7), 3)
+            self.assertEqual(figures.failed, 0)
+            self.assertLessEqual(max(figures.update_rounds), 12, loss)
+            self.assertLessEqual(max(figures.join_rounds), 12, loss)
+            self.assertLessEqual(figures.bytes_mean, 4 * 1400)
+
+    def test_push_spreads_within_a_round(self) -> None:
+        figures = measure(Config(n=50, push_fanout=3, seed=3), 3)
+        self.assertEqual(figures.failed, 0)
+        self.assertLess(figures.update_median, 2)
+
+    def test_every_byte_is_encoded(self) -> None:
+        """The meter counts the encoded datagrams, each within max_datagram."""
+        sim = Simulation(Config(n=30, max_datagram=600, seed=2))
+        sizes: list[int] = []
+        count = sim.meter.count
+
+        def counting(sender: int, size: int) -> None:
+            sizes.append(size)
+            count(sender, size)
+
+        self.patch(sim.meter, "count", counting)
+        sim.run_until(lambda: False, 3.0)
+        self.assertTrue(sizes)
+        self.assertLessEqual(max(sizes), 600 - 28)
+        self.assertEqual(sum(sim.meter.total.values()), sum(sizes))
+
+    def test_partition_heals(self) -> None:
+        config = Config(n=40, partitions=2, partition_rounds=3, push_fanout=0, seed=5)
+        figures = measure(config, 2)
+        self.assertEqual(figures.failed, 0)
+        self.assertGreaterEqual(min(figures.update_rounds), 3)
+
+    def test_seeded_runs_repeat(self) -> None:
+        first = measure(Config(n=20, loss=0.1, seed=11), 2)
+        second = measure(Config(n=20, loss=0.1, seed=11), 2)
+        self.assertEqual(first.update_rounds, second.update_rounds)
+        self.assertEqual(first.bytes_mean, second.bytes_mean)
+
+    def test_percentile(self) -> None:
+        self.assertEqual(percentile([3, 1, 2], 50), 2)
+        self.assertEqual(percentile(list(range(1, 101)), 99), 99)
+        self.assertEqual(percentile([], 99), float("inf"))
+
+    def test_main_prints_a_table(self) -> None:
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        simulate.main(["--n", "10", "--loss", "0", "--trials", "2"])
+        lines = out.getvalue().splitlines()
+        self.assertEqual(len(lines), 3)
+        self.assertTrue(lines[2].startswith("| 10 | 0% |"))
