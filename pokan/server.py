@@ -635,8 +635,12 @@ class Server(service.Service):
             )
         return failure
 
+    def _timer(self) -> Any:
+        """What times rounds and checks: the clock given, else the reactor."""
+        return self._clock if self._clock is not None else self._get_reactor()
+
     def _start_loop(self) -> None:
-        clock = self._clock if self._clock is not None else self._get_reactor()
+        clock = self._timer()
         self._loop = task.LoopingCall(self._gossip_round)
         self._loop.clock = clock
         self._loop.start(self._interval, now=False)
@@ -665,17 +669,18 @@ class Server(service.Service):
                     )
                     self.events.fire("before_gossip", peer, peer=peer)
                 self._send(out.address, out.message)
-            self._retry = self._get_reactor().callLater(
-                self._interval / 2, self._retry_round
-            )
+            self._retry = self._timer().callLater(self._interval / 2, self._retry_round)
         except Exception:
             log.failure("gossip round failed; the next one will run as usual")
 
     def _retry_round(self) -> None:
         """Half a round on: a new exchange if this round's went unanswered."""
         self._retry = None
-        for out in self._node.retry_round():
-            self._send(out.address, out.message)
+        try:
+            for out in self._node.retry_round():
+                self._send(out.address, out.message)
+        except Exception:
+            log.failure("gossip retry failed; the next round will run as usual")
 
     def _retry_seeds(self) -> None:
         """With no live peer, join through the seeds again (TCP full sync)."""
