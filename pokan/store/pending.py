@@ -35,8 +35,12 @@ class Plan:
         keys = plan.keys
         gone = plan.forgotten
         gone.update(batch.forgotten)
-        for change in batch.changes:
-            if change.node_id not in gone:
+        if gone:
+            for change in batch.changes:
+                if change.node_id not in gone:
+                    keys[change.node_id, change.key] = change.new
+        else:  # the hot path: nothing forgotten, no test per change
+            for change in batch.changes:
                 keys[change.node_id, change.key] = change.new
         for record in batch.nodes:
             plan.nodes[record.info.id] = record

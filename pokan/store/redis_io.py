@@ -192,10 +192,12 @@ def commands(keys: Keys, plan: Plan) -> list[tuple[Any, ...]]:
     del_values: dict[str, list[str]] = {}
     del_entries: dict[str, list[str]] = {}
     current = None
+    touched = set(plan.nodes)
     # the hot path: one node's lists at a time, encode_entry() inlined
     for (node, key), entry in plan.keys.items():
         if node != current:
             current = node
+            touched.add(node)
             values = set_values.setdefault(node, [])
             metas = set_entries.setdefault(node, [])
             gone = del_values.setdefault(node, [])
@@ -238,7 +240,6 @@ def commands(keys: Keys, plan: Plan) -> list[tuple[Any, ...]]:
     for record in plan.nodes.values():
         fields = encode_node(record)
         out.append(("HSET", keys.node(record.info.id), *_flat(fields)))
-    touched = {*plan.nodes, *(node for node, _ in plan.keys)}
     if touched:
         out.append(("SADD", keys.nodes, *touched))
     for message in plan.events:
