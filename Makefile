@@ -18,7 +18,7 @@ $(VENV)/.installed: $(BIN)/python $(SOURCES)
 	touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/twistd -n pokan --address 127.0.0.1 $(ARGS)
+	$(BIN)/twistd -n --pidfile= pokan --address 127.0.0.1 $(ARGS)
 
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { \

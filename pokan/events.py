@@ -48,41 +48,56 @@ H = TypeVar("H", bound=Handler)
 
 @attrs.frozen
 class _Registered:
+    """A handler and how to call it with the arguments it accepts."""
+
     handler: Handler
-    positional: int | None  # how many positional args it takes; None: any
-    wants_peer: bool
+    #: per leading positional parameter: True where it is named ``peer``
+    slots: tuple[bool, ...]
+    takes_rest: bool  # has *args: gets every remaining argument
+    peer_keyword: bool  # gets ``peer=`` as a keyword
 
     @classmethod
     def adapt(cls, handler: Handler) -> _Registered:
         try:
-            params = inspect.signature(handler).parameters.values()
+            params = list(inspect.signature(handler).parameters.values())
         except (TypeError, ValueError):  # builtins without a signature
-            return cls(handler, None, False)
-        kinds = [p.kind for p in params]
-        if inspect.Parameter.VAR_POSITIONAL in kinds:
-            positional = None
-        else:
-            positional = sum(
-                1
-                for p in params
-                if p.kind
-                in (
-                    inspect.Parameter.POSITIONAL_ONLY,
-                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                )
-                and p.name != "peer"
-            )
-        wants_peer = any(
-            p.name == "peer" or p.kind == inspect.Parameter.VAR_KEYWORD for p in params
+            return cls(handler, (), True, False)
+        positional = (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
         )
-        return cls(handler, positional, wants_peer)
+        slots = tuple(p.name == "peer" for p in params if p.kind in positional)
+        kinds = {p.kind for p in params}
+        keyword_peer = any(
+            p.name == "peer" and p.kind == inspect.Parameter.KEYWORD_ONLY
+            for p in params
+        )
+        peer_keyword = not any(slots) and (
+            keyword_peer or inspect.Parameter.VAR_KEYWORD in kinds
+        )
+        return cls(
+            handler, slots, inspect.Parameter.VAR_POSITIONAL in kinds, peer_keyword
+        )
 
     def call(self, args: tuple[Any, ...], peer: Any) -> Any:
-        if self.positional is not None:
-            args = args[: self.positional]
-        if self.wants_peer:
-            return self.handler(*args, peer=peer)
-        return self.handler(*args)
+        """Fill the positional parameters in order (``peer`` where it is
+        named so, the event's arguments elsewhere), then the rest."""
+        out: list[Any] = []
+        rest = list(args)
+        for is_peer in self.slots:
+            if is_peer:
+                out.append(peer)
+            elif rest:
+                out.append(rest.pop(0))
+            else:  # out of arguments: the remaining parameters keep defaults
+                break
+        if self.takes_rest:
+            out.extend(rest)
+        if self.peer_keyword or (
+            any(self.slots) and len(out) < self.slots.index(True) + 1
+        ):
+            return self.handler(*out, peer=peer)
+        return self.handler(*out)
 
 
 class EventDispatcher:

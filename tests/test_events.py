@@ -158,6 +158,24 @@ class ArityTests(unittest.TestCase):
         self.assertEqual(self.fire(Handler()), ("callable", "k"))
         self.assertEqual(self.fire(lambda k, v: calls.append((v, k))), ("v", "k"))
 
+    def test_peer_parameter_anywhere(self) -> None:
+        """``peer`` gets the peer wherever it stands; the others fill in order."""
+        calls = self.calls
+        self.assertEqual(
+            self.fire(lambda peer, key: calls.append((peer, key))), ("P", "k")
+        )
+        self.assertEqual(
+            self.fire(lambda key, peer, value: calls.append((key, peer, value))),
+            ("k", "P", "v"),
+        )
+        self.assertEqual(
+            self.fire(lambda peer, x=1: calls.append((peer, x))), ("P", "k")
+        )
+        self.assertEqual(
+            self.fire(lambda a, b, c=0, peer=None: calls.append((a, b, c, peer))),
+            ("k", "v", 0, "P"),
+        )
+
     def test_builtin_without_signature(self) -> None:
         self.dispatcher.register("new_key", print)  # signature is known
         seen: list[Any] = []

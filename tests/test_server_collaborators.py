@@ -81,4 +81,3 @@ class CollaboratorTests(unittest.TestCase):
             self.assertEqual(node.stats["datagrams_sent"], sent, "not yet")
             clock.advance(0.001)  # one round, sent at once, on our clock
             self.assertGreater(node.stats["datagrams_sent"], sent)
-
