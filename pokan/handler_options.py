@@ -14,6 +14,7 @@ from pokan import commands
 from pokan.commands import CommandHandler, CommandSpec
 from pokan.discovery import Discovery, discover, resolve
 from pokan.errors import ConfigurationError
+from pokan.reactors import global_reactor
 
 
 class HandlerOptions(usage.Options):
@@ -94,7 +95,7 @@ def install_handlers(server: Any, options: Any, reactor: Any = None) -> None:
         except (ConfigurationError, TypeError) as e:
             raise SystemExit(f"pokan: {e}") from None
     if options["on-event"] and reactor is None:
-        from twisted.internet import reactor
+        reactor = global_reactor()
     for command in options["on-event"]:
         CommandHandler(
             command,

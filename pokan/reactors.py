@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import select
 import sys
 from typing import Any
@@ -16,6 +17,16 @@ def epoll_available() -> bool:
 def installed_reactor() -> Any:
     """The global reactor if one is installed already, else None."""
     return sys.modules.get("twisted.internet.reactor")
+
+
+def global_reactor() -> Any:
+    """The global reactor, looked up (and so installed) only when called.
+
+    The one place library code falls back on it when no reactor was passed
+    in: by then ``use_epoll()``, ``twistd --reactor`` or the application has
+    chosen which one is installed.
+    """
+    return importlib.import_module("twisted.internet.reactor")
 
 
 def is_epoll(reactor: Any) -> bool:

@@ -479,9 +479,7 @@ class Server(service.Service):
 
     def _get_reactor(self) -> Any:
         if self._reactor is None:
-            from twisted.internet import reactor
-
-            self._reactor = reactor
+            self._reactor = reactors.global_reactor()
         return self._reactor
 
     def _now(self) -> float:

@@ -194,9 +194,7 @@ class DaemonService(service.MultiService):
 
     def _failed_later(self, failure: Failure) -> None:
         log.critical("pokan: {error}", error=failure.getErrorMessage())
-        from twisted.internet import reactor
-
-        reactor.stop()
+        reactors.global_reactor().stop()
 
     def stopService(self) -> defer.Deferred[Any]:
         service.Service.stopService(self)

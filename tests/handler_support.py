@@ -5,27 +5,25 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from pokan import Server
+from tests import support
+from tests.support import TWISTD as TWISTD
+from tests.support import LogCatcher, global_reactor
+from tests.support import free_port as free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "docs", "examples")
-TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
 
 def reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
+    return global_reactor()
 
 
 def wait_until(
@@ -34,26 +32,7 @@ def wait_until(
     what: str | Callable[[], str] = "",
 ) -> defer.Deferred[Any]:
     """Fire once ``condition()`` is true; fail after ``timeout`` seconds."""
-    clock = reactor()
-    deadline = clock.seconds() + timeout
-    d: defer.Deferred[Any] = defer.Deferred()
-
-    def poll() -> None:
-        try:
-            result = condition()
-        except Exception:
-            d.errback()
-            return
-        if result:
-            d.callback(result)
-        elif clock.seconds() > deadline:
-            text = what() if callable(what) else what
-            d.errback(AssertionError(f"timed out after {timeout}s waiting for {text}"))
-        else:
-            clock.callLater(0.01, poll)
-
-    poll()
-    return d
+    return support.wait_until(condition, timeout, message=what)
 
 
 def stop(servers: list[Server]) -> defer.Deferred[Any]:
@@ -100,17 +79,7 @@ def converged(servers: list[Server]) -> bool:
     return True
 
 
-class Logs:
-    """Formatted log lines of this process during one test."""
-
-    def __init__(self, test: unittest.TestCase) -> None:
-        self.events: list[Any] = []
-        globalLogPublisher.addObserver(self.events.append)
-        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-
-    def matching(self, *parts: str) -> list[str]:
-        lines = [formatEvent(e) for e in self.events]
-        return [line for line in lines if all(p in line for p in parts)]
+Logs = LogCatcher
 
 
 def read(path: str) -> str:
@@ -119,24 +88,6 @@ def read(path: str) -> str:
             return f.read()
     except FileNotFoundError:
         return ""
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 for TCP and UDP alike (at this moment)."""
-    while True:
-        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-        finally:
-            tcp.close()
-            udp.close()
 
 
 def copy_example(test: unittest.TestCase, name: str) -> str:

@@ -6,13 +6,13 @@ from typing import Any
 
 from twisted.internet import error, task
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from pokan import Server
 from pokan.commands import CommandHandler, CommandSpec, event_environment
 from pokan.errors import ConfigurationError
+from tests.support import LogCatcher
 
 
 class FakeProcess:
@@ -68,15 +68,7 @@ class FakeProcessReactor(task.Clock):
         return process
 
 
-class LogLines:
-    def __init__(self, test: unittest.TestCase) -> None:
-        self.events: list[Any] = []
-        globalLogPublisher.addObserver(self.events.append)
-        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-
-    def matching(self, *parts: str) -> list[str]:
-        lines = [formatEvent(e) for e in self.events]
-        return [line for line in lines if all(p in line for p in parts)]
+LogLines = LogCatcher
 
 
 class StubPeer:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from twisted.internet import reactor, task
 from twisted.trial import unittest
+
+from tests.support import free_port, wait_until
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BIN = Path(sys.executable).parent
@@ -22,27 +22,8 @@ def code_blocks(name: str, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
 
 
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
-
-
-async def wait_for(condition, timeout: float, what: str) -> None:
-    """Poll ``condition`` every 50 ms until true; fail after ``timeout`` s."""
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await task.deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+def wait_for(condition, timeout: float, what: str):
+    return wait_until(condition, timeout, interval=0.05, message=what)
 
 
 class APIExamplesTests(unittest.TestCase):

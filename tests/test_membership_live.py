@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,58 +16,20 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from pokan import Peer, Server
+from tests.support import free_port, global_reactor, wait_until
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 INTERVAL = 0.1
 
 
 def reactor() -> Any:
-    from twisted.internet import reactor as r
-
-    return r
+    return global_reactor()
 
 
 def wait_for(
     condition: Callable[[], object], timeout: float, what: str
 ) -> defer.Deferred[Any]:
-    clock = reactor()
-    deadline = clock.seconds() + timeout
-    d: defer.Deferred[Any] = defer.Deferred()
-
-    def poll() -> None:
-        try:
-            result = condition()
-        except Exception:
-            d.errback()
-            return
-        if result:
-            d.callback(result)
-        elif clock.seconds() >= deadline:
-            d.errback(AssertionError(f"timed out after {timeout}s waiting for {what}"))
-        else:
-            clock.callLater(0.01, poll)
-
-    poll()
-    return d
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 for both TCP and UDP, at this moment."""
-    for _ in range(50):
-        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-        finally:
-            tcp.close()
-            udp.close()
-    raise RuntimeError("no free port")
+    return wait_until(condition, timeout, interval=0.01, message=what)
 
 
 class Recorder:

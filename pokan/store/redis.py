@@ -28,6 +28,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from pokan.errors import ConfigurationError, StartupError
+from pokan.reactors import global_reactor
 from pokan.state import Batch
 from pokan.store import redis_io
 from pokan.store.interface import IAttachedStore, Snapshot
@@ -152,9 +153,7 @@ class RedisStore:
 
     def _get_reactor(self) -> Any:
         if self._reactor is None:
-            from twisted.internet import reactor
-
-            self._reactor = reactor
+            self._reactor = global_reactor()
         return self._reactor
 
     def _run(self, f: Callable[..., T], *args: Any) -> defer.Deferred[T]:
