@@ -667,6 +667,8 @@ class Server(service.Service):
                     )
                     self.events.fire("before_gossip", peer, peer=peer)
                 self._send(out.address, out.message)
+            if self._retry is not None and self._retry.active():
+                self._retry.cancel()  # a late round: the old retry is moot
             self._retry = self._timer().callLater(self._interval / 2, self._retry_round)
         except Exception:
             log.failure("gossip round failed; the next one will run as usual")

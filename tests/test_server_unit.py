@@ -254,6 +254,26 @@ class GossipLoopTests(ServerTestCase):
         self.reactor.advance(2.0)
         self.assertEqual(len(self.reactor.sent()), 2)
 
+    def test_late_round_leaves_one_retry(self) -> None:
+        """A round run late is followed at once by the next one; the first
+        round's half-round retry must not be left behind (nor after stop)."""
+        self.start(gossip_interval=1.0)
+        self.introduce(other_node(2))
+
+        def retries() -> int:
+            return sum(
+                1
+                for call in self.reactor.getDelayedCalls()
+                if getattr(call.func, "__name__", "") == "_retry_round"
+            )
+
+        self.reactor.advance(1.9)  # the round due at 1.0 runs late, at 1.9
+        self.assertEqual(retries(), 1)
+        self.reactor.advance(0.1)  # the round due at 2.0 runs before that retry
+        self.assertEqual(retries(), 1)
+        self.stop()
+        self.assertEqual(retries(), 0)
+
     def test_gossip_every_while_running(self) -> None:
         server = self.start(gossip_interval=10.0)
         self.introduce(other_node(2))
