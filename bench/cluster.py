@@ -28,7 +28,10 @@ HERE = Path(__file__).parent
 def command(impl: str, port: int, interval: float) -> list[str]:
     """The command that starts one node of ``impl``."""
     if impl == "pokan":
-        script, args = "cluster_node.py", [port, port, interval]
+        script, args = "cluster_node.py", [port, port, interval, "-"]
+    elif impl.startswith("pokan-idle"):  # pokan-idle1: idle interval 1 s
+        idle = float(impl.removeprefix("pokan-idle"))
+        script, args = "cluster_node.py", [port, port, interval, idle]
     elif impl == "kinship":
         script, args = "cluster_kinship.py", [port, interval]
     elif impl == "swim":

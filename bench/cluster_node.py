@@ -1,10 +1,14 @@
 """One pokan node for bench/cluster.py: commands on stdin, events on stdout.
 
-    python bench/cluster_node.py UDP_PORT TCP_PORT INTERVAL [SEED_HOST:PORT]
+    python bench/cluster_node.py UDP_PORT TCP_PORT INTERVAL IDLE [SEED_HOST:PORT]
+
+IDLE is the idle interval in seconds, or ``-`` for the default (the gossip
+interval).
 
 stdin:  ``store KEY VALUE`` | ``stats``
 stdout: ``ready ID`` | ``key KEY VALUE TIME`` (a key of another node arrived,
-        TIME = time.time()) | ``stats BYTES_SENT NODES``
+        TIME = time.time()) | ``dead ID TIME`` (a peer was convicted) |
+        ``stats BYTES_SENT NODES CONVICTIONS``
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ class Control(LineReceiver):
             self.server.store(words[1], words[2])
         elif words[:1] == ["stats"]:
             stats = self.server.stats
-            say(f"stats {stats['bytes_sent']} {stats['nodes']}")
+            say(
+                f"stats {stats['bytes_sent']} {stats['nodes']} {stats['convictions']}"
+            )
 
 
 def say(text: str) -> None:
@@ -40,12 +46,14 @@ def say(text: str) -> None:
 
 def main() -> None:
     udp, tcp, interval = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-    seeds = sys.argv[4:] or None
+    idle = None if sys.argv[4] == "-" else float(sys.argv[4])
+    seeds = sys.argv[5:] or None
     server = Server(
         "127.0.0.1",
         tcp_port=tcp,
         udp_port=udp,
         gossip_interval=interval,
+        idle_interval=idle,
         reactor=reactor,
     )
 
@@ -54,6 +62,7 @@ def main() -> None:
 
     server.on("new_key", arrived)
     server.on("key_changed", arrived)
+    server.on("peer_dead", lambda peer: say(f"dead {peer.id} {time.time():.6f}"))
     server.on("start", lambda: say(f"ready {server.id}"))
     stdio.StandardIO(Control(server))
     server.start(gossip_with=seeds)  # runs the reactor

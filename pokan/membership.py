@@ -80,13 +80,14 @@ class Membership:
         phi_threshold: float = DEFAULT_THRESHOLD,
         tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL,
         dead_node_ttl: float = DEFAULT_DEAD_NODE_TTL,
+        idle_interval: float | None = None,
     ) -> None:
         self.state = state
         self.detector = PhiAccrualDetector(interval, phi_threshold)
         self.tombstone_ttl = tombstone_ttl
         self.dead_node_ttl = dead_node_ttl
-        #: how often GC runs: a tenth of the shorter TTL, within [interval, 60s]
-        self.gc_every = max(interval, min(60.0, tombstone_ttl / 10, dead_node_ttl / 10))
+        self.gc_every = interval
+        self.set_interval(interval, idle_interval)
         self.convictions = 0
         self._announced: dict[str, tuple[int, Status]] = {}
         self._status_since: dict[str, float] = {}
@@ -94,13 +95,27 @@ class Membership:
         self._forgotten_at: dict[str, float] = {}
         self._next_gc: float | None = None
 
-    def set_interval(self, interval: float) -> None:
-        """Follow a new gossip interval."""
-        self.detector.interval = interval
-        self.detector.max_interval = 10 * interval
-        self.detector.min_mean = interval / 4
+    def set_interval(self, interval: float, idle_interval: float | None = None) -> None:
+        """Follow a new gossip interval (and idle interval, if longer).
+
+        With an idle interval the detector paces itself on it: an idle node
+        hears the others' heartbeats only a few times per idle interval, and
+        a mean learnt while the cluster was busy would convict peers for
+        silences that are normal when it is idle, so the mean interval is
+        floored at one idle interval (a quarter of the gossip interval
+        without one): a silent peer is convicted after at least
+        ``threshold`` idle intervals.
+        """
+        if idle_interval is None or idle_interval <= interval:
+            pace, floor = interval, interval / 4
+        else:
+            pace, floor = idle_interval, idle_interval
+        self.detector.interval = pace
+        self.detector.max_interval = 10 * pace
+        self.detector.min_mean = floor
+        #: how often GC runs: a tenth of the shorter TTL, within [pace, 60s]
         self.gc_every = max(
-            interval, min(60.0, self.tombstone_ttl / 10, self.dead_node_ttl / 10)
+            pace, min(60.0, self.tombstone_ttl / 10, self.dead_node_ttl / 10)
         )
 
     def adopt(self, now: float) -> None:

@@ -66,6 +66,17 @@ class GossipNode:
         self._view = PeerView(state)
         #: live peers contacted per round (more: faster failure detection)
         self.fanout = 1
+        #: rounds between the exchanges of an idle node (1: every round)
+        self.idle_rounds = 1
+        #: rounds left before this node counts as idle again
+        self._busy = 0
+        #: rounds until the next idle round
+        self._idle_wait = 0
+        #: something learnt or taught since the last round
+        self._news = False
+        #: rounds run, and those that opened no exchange because idle
+        self.rounds = 0
+        self.idle_skipped = 0
 
     @property
     def budget(self) -> int:
@@ -74,12 +85,45 @@ class GossipNode:
     # -- rounds -----------------------------------------------------------------
 
     def gossip_round(self) -> list[Outgoing]:
-        """Bump our heartbeat and open exchanges with this round's targets."""
-        self.state.me.heartbeat += 1
+        """Bump our heartbeat and open exchanges with this round's targets.
+
+        With ``idle_rounds`` above 1, a node with nothing to spread (no
+        rumour queued, nothing merged or taught for ``idle_rounds`` rounds)
+        opens one exchange, with a single live peer, every ``idle_rounds``
+        rounds only, and sends nothing in the others.
+        """
+        self.rounds += 1
         self.rumours.tick()
-        targets = self.pick_targets()
+        fanout = self.fanout
+        if self.idle_rounds > 1:
+            if self._news or len(self.rumours):
+                self._news = False
+                self._busy = self.idle_rounds
+            if self._busy > 0:
+                self._busy -= 1
+                self._idle_wait = 0
+            elif self._idle_wait > 0:
+                self._idle_wait -= 1
+                self._awaiting = None
+                self.idle_skipped += 1
+                return []
+            else:
+                self._idle_wait = self.idle_rounds - 1
+                fanout = 1
+        self.state.me.heartbeat += 1
+        targets = self.pick_targets(fanout)
         self._awaiting = targets[0][0] if targets else None
         return self._open(targets)
+
+    @property
+    def idle(self) -> bool:
+        """Whether this node is in its idle pace (never with ``idle_rounds`` 1)."""
+        return (
+            self.idle_rounds > 1
+            and self._busy == 0
+            and not self._news
+            and not len(self.rumours)
+        )
 
     def retry_round(self) -> list[Outgoing]:
         """Half a round later: if this round's SynAck never came, try another peer.
@@ -130,18 +174,21 @@ class GossipNode:
         push = wire.Ack(self.state.me.info.id, tuple(news))
         return [Outgoing(address_of(p), push, p) for p in peers]
 
-    def pick_targets(self) -> list[tuple[Address, NodeState | None]]:
+    def pick_targets(
+        self, fanout: int | None = None
+    ) -> list[tuple[Address, NodeState | None]]:
         """``fanout`` random live peers; sometimes a dead peer and a seed too.
 
         As Cassandra's gossiper does: a dead peer with probability
         dead/(live+1), so a healed partition merges back; a seed when no peer
         is known alive, or with probability seeds/(live+dead+1).
         """
+        fanout = self.fanout if fanout is None else fanout
         view = self._view
         view.refresh()
         chosen: list[tuple[Address, NodeState | None]] = []
-        if view.live and self.fanout > 1:
-            for node in self.rng.sample(view.live, min(self.fanout, len(view.live))):
+        if view.live and fanout > 1:
+            for node in self.rng.sample(view.live, min(fanout, len(view.live))):
                 if view.current(node, alive=True):
                     chosen.append((address_of(node), node))
         elif view.live:
@@ -180,6 +227,14 @@ class GossipNode:
 
     def receive(self, message: wire.Message, source: Address) -> Result:
         """Handle one datagram's message from ``source``."""
+        result = self._handle(message, source)
+        if not self._news and (
+            result.batch or any(_teaches(o.message) for o in result.outgoing)
+        ):
+            self._news = True  # keep the fast pace while peers catch up
+        return result
+
+    def _handle(self, message: wire.Message, source: Address) -> Result:
         if isinstance(message, wire.Syn):
             # a fresh heartbeat in the reply: peers hear it more than once a round
             self.state.me.heartbeat += 1
@@ -249,4 +304,14 @@ class GossipNode:
 
     def merge_full(self, deltas: Iterable[NodeDelta]) -> Batch:
         """Merge a full state; a few new nodes (a joiner) become rumours."""
-        return self.rumours.merge(self.state, deltas, max_new=32)
+        batch = self.rumours.merge(self.state, deltas, max_new=32)
+        if batch:
+            self._news = True
+        return batch
+
+
+def _teaches(message: wire.Message) -> bool:
+    """Whether a reply carries writes (a peer was behind us)."""
+    return isinstance(message, wire.SynAck | wire.Ack) and any(
+        d.entries or d.version > d.since for d in message.deltas
+    )

@@ -100,6 +100,22 @@ def check_fanout(fanout: object) -> int:
     return value
 
 
+def check_idle_interval(seconds: object, interval: float) -> float | None:
+    """An idle interval: None (the gossip interval), or at least that long."""
+    if seconds is None:
+        return None
+    try:
+        idle = check_interval(seconds)
+    except ConfigurationError as e:
+        raise ConfigurationError(str(e).replace("gossip", "idle", 1)) from None
+    if idle < interval:
+        raise ConfigurationError(
+            f"idle interval ({idle}s) must not be shorter than the gossip"
+            f" interval ({interval}s)"
+        )
+    return idle
+
+
 def check_max_datagram(size: object) -> int:
     if isinstance(size, bool) or not isinstance(size, int):
         try:
@@ -144,11 +160,13 @@ class Server(service.Service):
         dead_node_ttl: float = DEFAULT_DEAD_NODE_TTL,
         gossip_fanout: int = DEFAULT_FANOUT,
         drop_rate: float = 0.0,
+        idle_interval: float | None = None,
     ) -> None:
         self._address = check_ip(address)
         self._tcp_port = check_port(tcp_port, "tcp port", allow_any=True)
         self._udp_port = check_port(udp_port, "udp port", allow_any=True)
         self._interval = check_interval(gossip_interval)
+        self._idle_interval = check_idle_interval(idle_interval, self._interval)
         self._max_datagram = check_max_datagram(max_datagram)
         self._max_frame = max_frame
         self._sync_timeout = sync_timeout
@@ -167,11 +185,17 @@ class Server(service.Service):
         self._state = ClusterState(self._identity(generation=0))
         self._node = GossipNode(self._state, self._rng, self._max_datagram)
         self._node.fanout = check_fanout(gossip_fanout)
+        self._node.idle_rounds = self._idle_rounds()
         phi, tombstone_ttl, dead_node_ttl = check_membership_options(
             phi_threshold, tombstone_ttl, dead_node_ttl
         )
         self._membership = Membership(
-            self._state, self._interval, phi, tombstone_ttl, dead_node_ttl
+            self._state,
+            self._interval,
+            phi,
+            tombstone_ttl,
+            dead_node_ttl,
+            self._idle_interval,
         )
         #: testing and benchmarks only: datagrams dropped on purpose
         self.faults = Faults(drop_rate, random.Random(self._rng.random()))
@@ -223,10 +247,38 @@ class Server(service.Service):
     def gossip_interval(self) -> float:
         return self._interval
 
+    @property
+    def idle_interval(self) -> float:
+        """Seconds between the exchanges of a node with nothing to spread.
+
+        The gossip interval unless set longer: see :meth:`idle_every`.
+        """
+        return self._interval if self._idle_interval is None else self._idle_interval
+
     def gossip_every(self, seconds: float) -> None:
         """Gossip with a random peer every ``seconds`` (default 1)."""
-        self._interval = check_interval(seconds)
-        self._membership.set_interval(self._interval)
+        interval = check_interval(seconds)
+        check_idle_interval(self._idle_interval, interval)
+        self._interval = interval
+        self._interval_changed()
+
+    def idle_every(self, seconds: float | None) -> None:
+        """When idle, open one exchange every ``seconds`` only (None: every round).
+
+        A node is idle when it has nothing to spread: no write of its own or
+        rumour queued, nothing merged or taught for an idle interval. Its
+        writes still go out at once, and rounds with news keep the gossip
+        interval. The failure detector takes the idle interval as its pace.
+        """
+        self._idle_interval = check_idle_interval(seconds, self._interval)
+        self._interval_changed()
+
+    def _idle_rounds(self) -> int:
+        return max(1, round(self.idle_interval / self._interval))
+
+    def _interval_changed(self) -> None:
+        self._node.idle_rounds = self._idle_rounds()
+        self._membership.set_interval(self._interval, self._idle_interval)
         if self._loop is not None and self._loop.running:
             self._loop.stop()
             self._start_loop()
@@ -396,6 +448,7 @@ class Server(service.Service):
             "nodes": len(self._state.nodes),
             "convictions": self._membership.convictions,
             "pauses": self._membership.detector.pauses,
+            "idle_rounds": self._node.idle_skipped,
             "dropped_on_purpose": self.faults.dropped,
         }
 
@@ -642,12 +695,13 @@ class Server(service.Service):
         self._loop = task.LoopingCall(self._gossip_round)
         self._loop.clock = clock
         self._loop.start(self._interval, now=False)
-        # failure checks twice a round: convictions are not held back a round
+        # failure checks twice a round (an idle round, with an idle
+        # interval): convictions are not held back a round
         if self._checks is not None and self._checks.running:
             self._checks.stop()
         self._checks = task.LoopingCall(self._membership_check)
         self._checks.clock = clock
-        self._checks.start(self._interval / 2, now=False)
+        self._checks.start(self.idle_interval / 2, now=False)
 
     def _membership_check(self) -> None:
         try:
@@ -658,7 +712,8 @@ class Server(service.Service):
 
     def _gossip_round(self) -> None:
         try:
-            for out in self._node.gossip_round():
+            outgoing = self._node.gossip_round()
+            for out in outgoing:
                 if self.events.has_handlers("before_gossip"):
                     peer = (
                         Peer(out.peer)
@@ -669,7 +724,10 @@ class Server(service.Service):
                 self._send(out.address, out.message)
             if self._retry is not None and self._retry.active():
                 self._retry.cancel()  # a late round: the old retry is moot
-            self._retry = self._timer().callLater(self._interval / 2, self._retry_round)
+            if outgoing:
+                self._retry = self._timer().callLater(
+                    self._interval / 2, self._retry_round
+                )
         except Exception:
             log.failure("gossip round failed; the next one will run as usual")
 
@@ -877,4 +935,10 @@ def _socket_reason(e: error.CannotListenError) -> str:
     return reason.lower() if reason.startswith("Address") else reason
 
 
-__all__ = ["Server", "check_fanout", "check_interval", "check_max_datagram"]
+__all__ = [
+    "Server",
+    "check_fanout",
+    "check_idle_interval",
+    "check_interval",
+    "check_max_datagram",
+]

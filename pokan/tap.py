@@ -25,6 +25,7 @@ from pokan.server import (
     DEFAULT_FANOUT,
     Server,
     check_fanout,
+    check_idle_interval,
     check_interval,
     check_max_datagram,
 )
@@ -60,6 +61,13 @@ class Options(HandlerOptions):
             None,
             str(DEFAULT_FANOUT),
             "Live peers gossiped with per round.",
+        ],
+        [
+            "idle-interval",
+            None,
+            None,
+            "Seconds between the exchanges of a node with nothing new to spread"
+            " (default: the gossip interval).",
         ],
         [
             "phi-threshold",
@@ -137,6 +145,9 @@ class Options(HandlerOptions):
             self["gossip-interval"] = check_interval(self["gossip-interval"])
             self["max-datagram"] = check_max_datagram(self["max-datagram"])
             self["gossip-fanout"] = check_fanout(self["gossip-fanout"])
+            self["idle-interval"] = check_idle_interval(
+                self["idle-interval"], self["gossip-interval"]
+            )
             (
                 self["phi-threshold"],
                 self["tombstone-ttl"],
@@ -231,6 +242,7 @@ def makeService(options: Options) -> service.IService:
         tombstone_ttl=options["tombstone-ttl"],
         dead_node_ttl=options["dead-node-ttl"],
         gossip_fanout=options["gossip-fanout"],
+        idle_interval=options["idle-interval"],
         drop_rate=options["drop-rate"],
         store=redis_store(options),
     )

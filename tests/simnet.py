@@ -29,7 +29,12 @@ class SimNode:
         self.state = ClusterState(info)
         self.node = GossipNode(self.state, random.Random(sim.seed * 1000 + index))
         self.node.fanout = sim.fanout
+        idle = sim.options.get("idle_interval") or sim.interval
+        self.node.idle_rounds = max(1, round(idle / sim.interval))
+        #: failure checks twice per idle interval, as the Server does
+        self.check_every = idle / 2
         self.membership = Membership(self.state, sim.interval, **sim.options)
+        self.sent = 0
         self.events: list[tuple[float, str, str]] = []
         self.running = True
         self.call: task.DelayedCall | None = None
@@ -47,7 +52,14 @@ class SimNode:
     def check(self) -> None:
         if self.running:
             self.commit(self.membership.tick(self.sim.clock.seconds()))
-            self.sim.clock.callLater(self.sim.interval / 2, self.check)
+            self.sim.clock.callLater(self.check_every, self.check)
+
+    def write(self, key: str, value: str) -> None:
+        """Store one of this node's keys, pushing it at once as the Server does."""
+        batch = self.state.write(key, value, self.sim.clock.seconds())
+        for out in self.node.wrote(batch):
+            self.sim.send(self.address, out.address, out.message)
+        self.commit(batch)
 
     def round(self) -> None:
         if not self.running:
@@ -113,10 +125,11 @@ class SimCluster:
             seed.commit(seed.membership.observe(self.clock.seconds()))
         phase = self.rng.uniform(0, self.interval)
         node.call = self.clock.callLater(phase, node.round)
-        self.clock.callLater(phase + self.interval / 2, node.check)
+        self.clock.callLater(phase + node.check_every, node.check)
 
     def send(self, source: Address, to: Address, message: wire.Message) -> None:
         self.sent += 1
+        self.by_address[source].sent += 1
         if frozenset((source, to)) in self.cut:
             return
         if self.loss and self.rng.random() < self.loss:
