@@ -1,12 +1,17 @@
 """N pokan nodes as separate processes on 127.0.0.1 (bench/cluster_node.py).
 
-    PYTHONPATH=. .venv/bin/python bench/cluster.py --n 5,20,50 --interval 0.2
+    PYTHONPATH=. .venv/bin/python bench/cluster.py --n 5,20,50 --interval 0.2 \
+        --impl pokan,pokan-idle1,kinship,swim
 
 Measures, for each N: the time for an update stored on one node to reach
 every other node (median and max over 10 updates, each on a random node);
-the time for a joining node's first key to reach every node (its join, as
-the others see it); the idle CPU per node (from /proc, over a quiet window),
-its RSS, and the bytes per second it sends.
+the idle CPU per node (from /proc, over a quiet window), its RSS, and the
+bytes per second it sends; the dead reports seen until then ("false dead":
+nobody was killed yet); the time for a joining node's first key to reach
+every node (its join, as the others see it; ``--joins`` samples); the time
+from a ``kill -9`` of a random node until every other node reports it dead
+(``--kills`` samples). ``--impl`` takes pokan (default settings),
+pokan-idleS (idle interval S seconds), kinship and swim (swim-protocol).
 """
 
 from __future__ import annotations
@@ -73,6 +78,8 @@ class Node:
         self.keys: dict[str, float] = {}
         self.ready = False
         self.stats: tuple[int, int] | None = None
+        #: peer address -> times this node reported it dead
+        self.dead: dict[str, list[float]] = {}
         self.partial = b""
 
     def send(self, line: str) -> None:
@@ -127,6 +134,8 @@ class Cluster:
             node.ready = True
         elif words[:1] == ["key"]:
             node.keys.setdefault(words[1], float(words[3]))
+        elif words[:1] == ["dead"]:
+            node.dead.setdefault(words[1], []).append(float(words[2]))
         elif words[:1] == ["stats"]:
             node.stats = (int(words[1]), int(words[2]))
 
@@ -140,7 +149,8 @@ class Cluster:
 
     def stop(self) -> None:
         for node in self.nodes:
-            node.proc.terminate()
+            if node.proc.poll() is None:
+                node.proc.terminate()
         for node in self.nodes:
             try:
                 node.proc.wait(5)
@@ -158,7 +168,42 @@ def spread(cluster: Cluster, writer: Node, key: str, timeout: float) -> float | 
     return max(n.keys[key] for n in others) - started
 
 
-def measure(impl: str, n: int, interval: float, updates: int = 10) -> dict[str, float]:
+def join(cluster: Cluster, name: str, timeout: float = 60) -> float:
+    """Seconds from a new node's process start until every node has its key."""
+    others = list(cluster.nodes)
+    started = time.time()
+    joiner = cluster.add()
+    cluster.wait(lambda: joiner.ready, 30)
+    joiner.send(f"store {name} x")
+    if not cluster.wait(lambda: all(name in x.keys for x in others), timeout):
+        return float("inf")
+    return max(x.keys[name] for x in others) - started
+
+
+def kill(cluster: Cluster, victim: Node, timeout: float = 60) -> float:
+    """Seconds from a ``kill -9`` of ``victim`` until every other node says dead."""
+    cluster.nodes.remove(victim)
+    killed = time.time()
+    victim.proc.kill()
+    victim.proc.wait()
+
+    def seen(node: Node) -> float | None:
+        return next((t for t in node.dead.get(victim.address, []) if t > killed), None)
+
+    if not cluster.wait(lambda: all(seen(x) for x in cluster.nodes), timeout):
+        return float("inf")
+    return max(seen(x) or 0.0 for x in cluster.nodes) - killed
+
+
+def measure(
+    impl: str,
+    n: int,
+    interval: float,
+    updates: int = 10,
+    joins: int = 3,
+    kills: int = 2,
+    window: float = 30.0,
+) -> dict[str, float]:
     cluster = Cluster(impl, interval)
     try:
         for _ in range(n):
@@ -181,9 +226,12 @@ def measure(impl: str, n: int, interval: float, updates: int = 10) -> dict[str, 
         for u in range(updates):
             t = spread(cluster, rng.choice(cluster.nodes), f"update-{u}", 60)
             times.append(float("inf") if t is None else t)
+            if t is None:
+                break  # one update never arrived everywhere: the rest would not
             cluster.pump(time.time() + interval)
-        # idle: CPU and bytes over a quiet window
-        window = max(5.0, 20 * interval)
+        # idle: CPU and bytes over a quiet window (/proc counts CPU in ticks
+        # of 10 ms: a long window, or an idle node's 0.1% is all rounding)
+        cluster.pump(time.time() + 5)
         for node in cluster.nodes:
             node.send("stats")
         cluster.wait(lambda: all(x.stats for x in cluster.nodes), 10)
@@ -205,23 +253,33 @@ def measure(impl: str, n: int, interval: float, updates: int = 10) -> dict[str, 
             for x, b in zip(cluster.nodes, before, strict=True)
         ]
         rss = [x.rss_mb() for x in cluster.nodes]
+        # dead reports so far are false: nobody was killed yet
+        false_dead = sum(len(t) for x in cluster.nodes for t in x.dead.values())
         # join: a new node and its first key, as every node sees it
-        started = time.time()
-        joiner = cluster.add()
-        cluster.wait(lambda: joiner.ready, 30)
-        joiner.send("store joined x")
-        others = cluster.nodes[:-1]
-        joined = cluster.wait(lambda: all("joined" in x.keys for x in others), 60)
-        join = (
-            max(x.keys["joined"] for x in others) - started if joined else float("inf")
-        )
+        joined = []
+        for j in range(joins):
+            joined.append(join(cluster, f"joined-{j}"))
+            if joined[-1] == float("inf"):
+                break
+            cluster.pump(time.time() + 1)
+        # kill -9 of a random node (never the seed), until all others say dead
+        detected = []
+        for _ in range(kills):
+            detected.append(kill(cluster, rng.choice(cluster.nodes[1:])))
+            if detected[-1] == float("inf"):
+                break
+            cluster.pump(time.time() + 2)
         return {
             "update median s": statistics.median(times),
             "update max s": max(times),
-            "join s": join,
+            "join median s": statistics.median(joined),
+            "join max s": max(joined),
+            "kill -9 seen by all s": statistics.median(detected),
+            "kill -9 max s": max(detected),
             "idle CPU %/node": statistics.fmean(cpu),
             "RSS MB/node": statistics.fmean(rss),
             "bytes/s/node": statistics.fmean(rates),
+            "false dead": false_dead,
         }
     finally:
         cluster.stop()
@@ -231,19 +289,59 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", default="5,20,50")
     parser.add_argument("--interval", type=float, default=0.2)
-    parser.add_argument("--impl", default="pokan,kinship")
+    parser.add_argument(
+        "--impl",
+        default="pokan,pokan-idle1,kinship,swim",
+        help="pokan (defaults), pokan-idleS (idle interval S seconds), kinship, swim",
+    )
+    parser.add_argument("--joins", type=int, default=3, help="join samples per N")
+    parser.add_argument("--kills", type=int, default=2, help="kill -9 samples per N")
+    parser.add_argument("--window", type=float, default=30, help="idle window, s")
     args = parser.parse_args()
-    columns = None
+    columns: list[str] = []
+    results: dict[tuple[int, str], dict[str, float]] = {}
     for n in (int(x) for x in args.n.split(",")):
         for impl in args.impl.split(","):
-            figures = measure(impl, n, args.interval)
-            if columns is None:
+            figures = measure(
+                impl,
+                n,
+                args.interval,
+                joins=args.joins,
+                kills=args.kills,
+                window=args.window,
+            )
+            results[n, impl] = figures
+            if not columns:
                 columns = list(figures)
                 print("| N | impl | " + " | ".join(columns) + " |")
                 print("|---" * (len(columns) + 2) + "|")
             cells = " | ".join(f"{figures[c]:.3f}" for c in columns)
             print(f"| {n} | {impl} | {cells} |", flush=True)
+    print_ratios(results, columns)
     return 0
+
+
+def print_ratios(
+    results: dict[tuple[int, str], dict[str, float]], columns: list[str]
+) -> None:
+    """Each pokan variant against each other implementation: theirs / pokan's.
+
+    Above 1: pokan is faster or lighter (every column is "less is better").
+    """
+    print()
+    print("| N | pokan | vs | " + " | ".join(columns[:-2] + columns[-1:]) + " |")
+    print("|---" * (len(columns) + 2) + "|")
+    for (n, impl), ours in results.items():
+        if not impl.startswith("pokan"):
+            continue
+        for (m, other), theirs in results.items():
+            if m != n or other.startswith("pokan"):
+                continue
+            cells = []
+            for c in columns[:-2] + columns[-1:]:
+                a, b = theirs[c], ours[c]
+                cells.append(f"{a / b:.2f}" if b and b == b and a == a else "-")
+            print(f"| {n} | {impl} | {other} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@
 
 A key/value write is a change of the node's kinship metadata
 (``update_meta``), which kinship gossips; a ``key`` line is printed when a
-member's metadata brings a key this node has not seen from it. kinship
-counts no bytes, so ``stats`` reports -1 for them.
+member's metadata brings a key this node has not seen from it, a ``dead``
+line on its ``MemberDead`` event (a suspicion that expired). kinship counts
+no bytes, so ``stats`` reports -1 for them.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def main() -> None:
     def events() -> None:
         for event in cluster.events(timeout=1.0):
             member = getattr(event, "member", None)
-            if member is not None:
+            if isinstance(event, kinship.MemberDead):
+                say(f"dead {member.name} {time.time():.6f}")
+            elif member is not None:
                 show(member)
 
     threading.Thread(target=events, daemon=True).start()

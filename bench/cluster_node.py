@@ -34,9 +34,7 @@ class Control(LineReceiver):
             self.server.store(words[1], words[2])
         elif words[:1] == ["stats"]:
             stats = self.server.stats
-            say(
-                f"stats {stats['bytes_sent']} {stats['nodes']} {stats['convictions']}"
-            )
+            say(f"stats {stats['bytes_sent']} {stats['nodes']} {stats['convictions']}")
 
 
 def say(text: str) -> None:

@@ -4,8 +4,9 @@
 
 A key/value write is a change of the member's metadata (``Members.update``),
 which swim-protocol disseminates on its sync interval; ``ping_interval`` and
-``sync_interval`` are both set to INTERVAL. swim-protocol counts no bytes, so
-``stats`` reports -1 for them.
+``sync_interval`` are both set to INTERVAL; a ``dead`` line is printed when a
+member's status turns OFFLINE. swim-protocol counts no bytes, so ``stats``
+reports -1 for them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from contextlib import AsyncExitStack
 
 from swimprotocol.members import Member, Members
+from swimprotocol.status import Status
 from swimprotocol.udp import UdpConfig, UdpTransport
 from swimprotocol.worker import Worker
 
@@ -42,6 +44,8 @@ async def run(port: int, interval: float, seeds: list[str]) -> None:
     async def changed(member: Member) -> None:
         if member.name == me:
             return
+        if member.status == Status.OFFLINE:
+            say(f"dead {member.name} {time.time():.6f}")
         for key, value in member.metadata.items():
             if (member.name, key, value) not in seen:
                 seen.add((member.name, key, value))
