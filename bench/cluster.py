@@ -115,6 +115,18 @@ class Cluster:
         self.nodes.append(node)
         return node
 
+    def started(self) -> bool:
+        """All nodes ready; one that died starting (its port taken in the
+        meantime) is replaced by a new one on another port."""
+        for i, node in enumerate(self.nodes):
+            if not node.ready and node.proc.poll() is not None:
+                seed = self.nodes[0].address if i else None
+                fresh = Node(self.impl, self.interval, seed)
+                assert fresh.proc.stdout is not None
+                self.selector.register(fresh.proc.stdout, selectors.EVENT_READ, fresh)
+                self.nodes[i] = fresh
+        return all(x.ready for x in self.nodes)
+
     def pump(self, until: float) -> None:
         """Read what the nodes print until ``until`` (time.time())."""
         while (left := until - time.time()) > 0:
@@ -208,7 +220,7 @@ def measure(
     try:
         for _ in range(n):
             cluster.add()
-        if not cluster.wait(lambda: all(x.ready for x in cluster.nodes), 300):
+        if not cluster.wait(cluster.started, 300):
             raise RuntimeError("nodes did not start")
         # converged: every node holds every node's first key
         for i, node in enumerate(cluster.nodes):

@@ -116,6 +116,25 @@ class GossipNode:
         return self._open(targets)
 
     @property
+    def quiet_rounds(self) -> int:
+        """Rounds ahead that send nothing unless news comes first."""
+        return self._idle_wait if self.idle else 0
+
+    def skip_rounds(self, count: int) -> None:
+        """Account for up to ``count`` quiet rounds the driver did not run."""
+        count = min(count, self._idle_wait)
+        if count > 0:
+            self._idle_wait -= count
+            self.rounds += count
+            self.idle_skipped += count
+            self.rumours.tick()
+
+    @property
+    def awaiting(self) -> bool:
+        """Whether this round's exchange still waits for its SynAck."""
+        return self._awaiting is not None
+
+    @property
     def idle(self) -> bool:
         """Whether this node is in its idle pace (never with ``idle_rounds`` 1)."""
         return (

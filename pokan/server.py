@@ -207,6 +207,7 @@ class Server(service.Service):
         self._ports: list[Any] = []
         self._loop: task.LoopingCall | None = None
         self._retry: Any = None  # the IDelayedCall of this round's retry
+        self._resume: Any = None  # the IDelayedCall ending an idle pause
         self._checks: task.LoopingCall | None = None
         self._sync: SeedSync | None = None
         self._blocking = False
@@ -280,8 +281,7 @@ class Server(service.Service):
     def _interval_changed(self) -> None:
         self._node.idle_rounds = self._idle_rounds()
         self._membership.set_interval(self._interval, self._idle_interval)
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        if (self._loop is not None and self._loop.running) or self._resume:
             self._start_loop()
 
     @property
@@ -391,6 +391,7 @@ class Server(service.Service):
         if batch:
             for out in self._node.wrote(batch):
                 self._send(out.address, out.message)
+            self._wake()
         return batch
 
     def value(self, key: str) -> Value | None:
@@ -693,9 +694,7 @@ class Server(service.Service):
 
     def _start_loop(self) -> None:
         clock = self._timer()
-        self._loop = task.LoopingCall(self._gossip_round)
-        self._loop.clock = clock
-        self._loop.start(self._interval, now=False)
+        self._start_rounds(now=False)
         # failure checks twice a round (an idle round, with an idle
         # interval): convictions are not held back a round
         if self._checks is not None and self._checks.running:
@@ -703,6 +702,35 @@ class Server(service.Service):
         self._checks = task.LoopingCall(self._membership_check)
         self._checks.clock = clock
         self._checks.start(self.idle_interval / 2, now=False)
+
+    def _start_rounds(self, now: bool) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        if self._resume is not None and self._resume.active():
+            self._resume.cancel()
+        self._resume = None
+        self._loop = task.LoopingCall(self._gossip_round)
+        self._loop.clock = self._timer()
+        self._loop.start(self._interval, now=now)
+
+    def _pause_while_quiet(self) -> None:
+        """Sleep through the rounds an idle node would skip: no wakeups."""
+        quiet = self._node.quiet_rounds
+        if quiet and self._loop is not None and self._loop.running:
+            self._loop.stop()
+            self._resume = self._timer().callLater(
+                (quiet + 1) * self._interval, self._resume_rounds, quiet
+            )
+
+    def _resume_rounds(self, skipped: int) -> None:
+        self._resume = None
+        self._node.skip_rounds(skipped)
+        self._start_rounds(now=True)
+
+    def _wake(self) -> None:
+        """News during an idle pause: rounds every gossip interval again."""
+        if self._resume is not None and not self._node.idle:
+            self._start_rounds(now=False)
 
     def _membership_check(self) -> None:
         try:
@@ -729,6 +757,7 @@ class Server(service.Service):
                 self._retry = self._timer().callLater(
                     self._interval / 2, self._retry_round
                 )
+            self._pause_while_quiet()
         except Exception:
             log.failure("gossip round failed; the next one will run as usual")
 
@@ -761,6 +790,11 @@ class Server(service.Service):
         result = self._node.receive(message, source)
         for out in result.outgoing:
             self._send(out.address, out.message)
+        if self._retry is not None and not self._node.awaiting:
+            if self._retry.active():
+                self._retry.cancel()  # answered: no retry, no wakeup for it
+            self._retry = None
+        self._wake()
         digest = getattr(message, "digest", ())
         now = self._now()
         batch = result.batch + self._membership.observe(now, digest)
@@ -847,6 +881,8 @@ class Server(service.Service):
         service.Service.stopService(self)
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        if self._resume is not None and self._resume.active():
+            self._resume.cancel()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         if self._checks is not None and self._checks.running:

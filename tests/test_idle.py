@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from twisted.internet import task
 from twisted.python import usage
@@ -12,6 +13,7 @@ from pokan import ConfigurationError, Server, tap, wire
 from pokan.state import Entry, NodeDelta
 from tests.simnet import SimCluster
 from tests.test_node import addr, info, know, node
+from tests.test_server_unit import ServerTestCase, other_node
 
 
 def idle_node(rounds: int = 5, peers: int = 6):  # type: ignore[no-untyped-def]
@@ -203,3 +205,82 @@ class OptionTests(unittest.TestCase):
             tap.Options().parseOptions,
             ["--address", "127.0.0.1", "-i", "1", "--idle-interval", "0.5"],
         )
+
+
+class ServerPaceTests(ServerTestCase):
+    """A Server on a fake reactor: an idle node sleeps between its rounds.
+
+    Four fake peers open an exchange each once a second and answer every
+    Syn with a SynAck showing a fresh heartbeat (so they stay alive and no
+    retry is needed), and nothing else.
+    """
+
+    def setUp(self) -> None:
+        self.beat = 0
+        self.syns = 0
+
+    def run_for(self, seconds: float) -> None:
+        port = self.reactor.udpPorts[0]
+        for step in range(round(seconds / 0.05)):
+            self.reactor.advance(0.05)
+            if step % 20 == 0:  # each peer opens an exchange once a second
+                for i in (2, 3, 4, 5):
+                    self.beat += 1
+                    peer = other_node(i)
+                    entry = wire.DigestEntry(peer.id, peer.generation, 0, self.beat)
+                    syn = wire.Syn(peer.id, (entry,))
+                    port.protocol.datagramReceived(
+                        wire.encode(syn), (peer.address, peer.udp_port)
+                    )
+            written, port.written[:] = list(port.written), []
+            for data, address in written:
+                message = wire.decode(data)
+                if not isinstance(message, wire.Syn):
+                    continue
+                self.syns += 1
+                self.beat += 1
+                peer = other_node(int(address[0].rsplit(".", 1)[1]))
+                entry = wire.DigestEntry(peer.id, peer.generation, 0, self.beat)
+                reply = wire.SynAck(peer.id, (), (entry,))
+                port.protocol.datagramReceived(wire.encode(reply), address)
+
+    def server(self, **kwargs: Any) -> Server:
+        server = self.start(gossip_interval=0.2, **kwargs)
+        for i in (2, 3, 4, 5):
+            self.introduce(other_node(i))
+        self.run_for(5)  # the news of four nodes is spread
+        self.syns = 0
+        return server
+
+    def test_idle_server_sends_one_syn_per_idle_interval(self) -> None:
+        server = self.server(idle_interval=1.0)
+        self.run_for(10)
+        self.assertIn(self.syns, (10, 11))
+        self.assertGreater(server.stats["idle_rounds"], 30)
+        self.assertEqual(server.stats["convictions"], 0)
+
+    def test_default_server_gossips_every_round(self) -> None:
+        server = self.server()
+        self.run_for(10)
+        self.assertIn(self.syns, (150, 151, 152, 153))
+        self.assertEqual(server.stats["convictions"], 0)
+
+    def test_no_wakeups_between_idle_rounds(self) -> None:
+        self.server(idle_interval=1.0)
+        soon = [
+            c.func
+            for c in self.reactor.getDelayedCalls()
+            if c.getTime() < self.reactor.seconds() + 0.3
+        ]
+        names = {getattr(f, "__name__", type(f).__name__) for f in soon}
+        # at most a failure check is due this soon, never a round
+        self.assertLessEqual(len(soon), 1)
+        self.assertNotIn("_resume_rounds", names)
+
+    def test_write_goes_out_at_once_then_full_rounds(self) -> None:
+        server = self.server(idle_interval=1.0)
+        server.store("k", "v")
+        pushes = [m for m, _ in self.reactor.sent() if isinstance(m, wire.Ack)]
+        self.assertTrue(pushes)  # before any round ran
+        self.run_for(0.25)
+        self.assertEqual(self.syns, 3)  # a full round (fanout 3) within 0.2 s
