@@ -126,6 +126,7 @@ class Membership:
             if node.status == "dead" and node.heartbeat >= (
                 self._convicted_at.get(node_id, 0) + REVIVE_MARGIN
             ):
+                node = self.state.writable(node)
                 node.status = "alive"
                 batch += Batch((), (node.record(),))
         return batch
@@ -141,6 +142,7 @@ class Membership:
                 if node_id not in self.detector:
                     self.detector.heartbeat(node_id, now)  # start its window
                 elif self.detector.is_dead(node_id, now):
+                    node = self.state.writable(node)
                     node.status = "dead"
                     self.convictions += 1
                     self._convicted_at[node_id] = node.heartbeat

@@ -142,19 +142,19 @@ class GossipNode:
         chosen: list[tuple[Address, NodeState | None]] = []
         if view.live and self.fanout > 1:
             for node in self.rng.sample(view.live, min(self.fanout, len(view.live))):
-                if view.current(node, alive=True):
-                    chosen.append((address_of(node), node))
+                if (mine := view.current(node, alive=True)) is not None:
+                    chosen.append((address_of(mine), mine))
         elif view.live:
-            node = self.rng.choice(view.live)
-            if not view.current(node, alive=True) and view.live:
-                node = self.rng.choice(view.live)
-            if view.current(node, alive=True):
-                chosen.append((address_of(node), node))
+            mine = view.current(self.rng.choice(view.live), alive=True)
+            if mine is None and view.live:
+                mine = view.current(self.rng.choice(view.live), alive=True)
+            if mine is not None:
+                chosen.append((address_of(mine), mine))
         live, dead = view.live, view.dead  # a node that left is in neither
         if dead and self.rng.random() < len(dead) / (len(live) + 1):
-            node = self.rng.choice(dead)
-            if view.current(node, alive=False):
-                chosen.append((address_of(node), node))
+            mine = view.current(self.rng.choice(dead), alive=False)
+            if mine is not None:
+                chosen.append((address_of(mine), mine))
         seeds = self._seed_addresses(exclude={a for a, _ in chosen})
         if seeds and (
             not live or self.rng.random() < len(seeds) / (len(live) + len(dead) + 1)

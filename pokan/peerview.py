@@ -42,14 +42,17 @@ class PeerView:
         self._size = len(state.nodes)
         self._age = 0
 
-    def current(self, node: NodeState, alive: bool) -> bool:
-        """True if ``node`` is still known with the status its list says.
+    def current(self, node: NodeState, alive: bool) -> NodeState | None:
+        """The record of ``node`` now, if it is still known with the status
+        its list says; None otherwise (the lists were out of date: they are
+        rebuilt).
 
-        False means the lists are out of date: they are rebuilt.
+        The record is looked up by id: it may be another object than the one
+        in the list (a record copied before it changed, see
+        :meth:`ClusterState.writable`, or a node forgotten and heard of again).
         """
-        ok = node.status == ("alive" if alive else "dead") and (
-            self.state.nodes.get(node.info.id) is node
-        )
-        if not ok:
-            self.rebuild()
-        return ok
+        mine = self.state.nodes.get(node.info.id)
+        if mine is not None and mine.status == ("alive" if alive else "dead"):
+            return mine
+        self.rebuild()
+        return None

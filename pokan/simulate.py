@@ -133,14 +133,27 @@ class Simulation:
         return index
 
     def _converge(self, infos: Sequence[NodeInfo]) -> None:
-        """Give every node the state it would hold after converging."""
-        entry = Entry("up", 1, 1.0)
+        """Give every node the state it would hold after converging.
+
+        The records of that state are built once and shared by every node
+        (copy-on-write: :meth:`ClusterState.writable` gives a node its own
+        copy of a record before changing it), as are the sorted ids: memory
+        grows with the records that changed, not with N x N.
+        """
+        entries = {"status": Entry("up", 1, 1.0)}
+        base = {
+            info.id: NodeState(info, entries, 1, 0, shared=True, shared_entries=True)
+            for info in infos
+        }
+        ids = sorted(base)
         for node in self.nodes:
             state = node.state
-            for info in infos:
-                if info.id != state.me.info.id:
-                    state.nodes[info.id] = NodeState(info, {"status": entry}, 1, 0)
-            state._sorted_ids = None
+            me = state.me
+            nodes = {me.info.id: me}
+            nodes.update(base)
+            nodes[me.info.id] = me
+            state.nodes = nodes
+            state._sorted_ids = ids
 
     # -- the clock ----------------------------------------------------------------
 
@@ -205,7 +218,10 @@ class Simulation:
 
     def _deliver(self, target: int, data: bytes, source: Address) -> None:
         message = wire.decode(data, wire.DATAGRAM_TYPES)
-        result = self.nodes[target].receive(message, source)
+        node = self.nodes[target]
+        result = node.receive(message, source)
+        # no failure detector here to drain the heartbeat news (a set of ids)
+        node.state.heartbeat_news.clear()
         if self.on_receive is not None:
             self.on_receive(target)
         self._send_all(target, result.outgoing)
@@ -234,6 +250,8 @@ class Simulation:
         )
         assert isinstance(welcome, wire.Welcome)
         joiner.merge_full(welcome.deltas)
+        joiner.state.heartbeat_news.clear()
+        peer.state.heartbeat_news.clear()
         self._send_all(seed, peer._pushes())
         return index
 

@@ -56,7 +56,7 @@ class PeerViewTests(unittest.TestCase):
         self.view.refresh()
         node = self.state.nodes[info(1).id]
         node.status = "dead"
-        self.assertFalse(self.view.current(node, alive=True))
+        self.assertIsNone(self.view.current(node, alive=True))
         self.assertIn(info(1).id, self.ids(self.view.dead))
         node.status = "alive"
         for _ in range(3):
