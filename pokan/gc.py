@@ -54,6 +54,7 @@ def forget(state: ClusterState, node_id: str) -> None:
     if node is None or node is state.me:
         return
     del state.nodes[node_id]
+    state.note_status(node_id, node.status)
     state.forgotten[node_id] = node.info.generation
     state._sorted_ids = None
 

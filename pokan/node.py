@@ -141,8 +141,8 @@ class GossipNode:
         view.refresh()
         chosen: list[tuple[Address, NodeState | None]] = []
         if view.live and self.fanout > 1:
-            for node in self.rng.sample(view.live, min(self.fanout, len(view.live))):
-                if (mine := view.current(node, alive=True)) is not None:
+            for node_id in self.rng.sample(view.live, min(self.fanout, len(view.live))):
+                if (mine := view.current(node_id, alive=True)) is not None:
                     chosen.append((address_of(mine), mine))
         elif view.live:
             mine = view.current(self.rng.choice(view.live), alive=True)
@@ -166,8 +166,11 @@ class GossipNode:
     def _seed_addresses(self, exclude: set[Address]) -> list[Address]:
         own = address_of(self.state.me)
         found = dict.fromkeys(self.seeds)
-        for node in self._view.seeds:
-            found[address_of(node)] = None
+        nodes = self.state.nodes
+        for node_id in self._view.seeds:
+            node = nodes.get(node_id)
+            if node is not None:
+                found[address_of(node)] = None
         return sorted(a for a in found if a != own and a not in exclude)
 
     def _node_at(self, address: Address) -> NodeState | None:

@@ -202,6 +202,10 @@ class ClusterState:
         self.heartbeat_news: set[str] = set()
         #: forgotten nodes: id -> the last generation, never taken back
         self.forgotten: dict[str, int] = {}
+        #: other nodes added, forgotten or whose status changed since the peer
+        #: view (:mod:`pokan.peerview`) last looked: id -> the status before
+        #: (None: the node was not known); bounded by the node count
+        self.view_news: dict[str, Status | None] = {}
 
     # -- identity -------------------------------------------------------------
 
@@ -220,6 +224,17 @@ class ClusterState:
 
     def others(self) -> Iterator[NodeState]:
         return (n for n in self.nodes.values() if n is not self.me)
+
+    def note_status(self, node_id: str, before: Status | None) -> None:
+        """Tell the peer view that ``node_id``'s status or presence changed."""
+        self.view_news.setdefault(node_id, before)
+
+    def set_status(self, node: NodeState, status: Status) -> NodeState:
+        """Give our record ``node`` a new status; the record, now writable."""
+        node = self.writable(node)
+        self.note_status(node.info.id, node.status)
+        node.status = status
+        return node
 
     def writable(self, node: NodeState) -> NodeState:
         """Our record ``node``, ready to change.
@@ -290,11 +305,13 @@ class ClusterState:
                 return Batch()  # forgotten: only a newer generation comes back
             node = self.nodes[info.id] = NodeState(info)
             self._add_sorted_id(info.id)
+            self.note_status(info.id, None)
             node_changed = True
         elif info.generation < node.info.generation:
             return Batch()  # the old incarnation of a restarted node
         elif info.generation > node.info.generation:
             node = self.writable(node)
+            self.note_status(info.id, node.status)
             dropped = self._reset(node, info)
             node_changed = True
         for key, entry in delta.entries:
@@ -320,8 +337,7 @@ class ClusterState:
             node.heartbeat = delta.heartbeat
             self.heartbeat_news.add(info.id)
         if delta.left and node.status != "left":
-            node = self.writable(node)
-            node.status = "left"
+            node = self.set_status(node, "left")
             node_changed = True
         if not (changes or node_changed):
             return Batch()
@@ -382,8 +398,7 @@ class ClusterState:
             or node.status == status
         ):
             return Batch()
-        node = self.writable(node)
-        node.status = status
+        node = self.set_status(node, status)
         return Batch((), (node.record(),))
 
     def restore(self, snapshot: Snapshot) -> int:
@@ -397,6 +412,8 @@ class ClusterState:
                 self.me.entries = entries
                 self.me.version = max(record.version, top)
             else:
+                known = self.nodes.get(record.info.id)
+                self.note_status(record.info.id, known.status if known else None)
                 self.nodes[record.info.id] = NodeState(
                     record.info, entries, record.version, 0, record.status
                 )
