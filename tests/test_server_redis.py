@@ -98,6 +98,18 @@ class SchemaTests(ServerCase):
         yield a.store("k", "v")
         self.assertEqual(raw_value(self.plain, "app:node1", a.id, "k"), b"v")
 
+    @defer.inlineCallbacks
+    def test_a_stopped_node_reads_left_and_alive_again_after_restart(self) -> Any:
+        a = yield self.node(self.redis_store())
+        record = f"pokan:{a.id}:node:{a.id}"
+        yield wait_for(lambda: self.plain.hget(record, "status") == b"alive")
+        ports = {"tcp_port": a.tcp_port, "udp_port": a.udp_port}
+        yield a.stopService()
+        self.assertEqual(self.plain.hget(record, "status"), b"left")
+        a2 = yield self.node(self.redis_store(), **ports)
+        self.assertEqual(a2.id, a.id)
+        yield wait_for(lambda: self.plain.hget(record, "status") == b"alive")
+
 
 class AtomicBatchTests(ServerCase):
     @defer.inlineCallbacks
