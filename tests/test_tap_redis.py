@@ -13,6 +13,7 @@ from twisted.trial import unittest
 
 from pokan.store.redis import RedisStore
 from pokan.tap import Options, makeService
+from tests.redisreader import raw_value
 from tests.redisserver import RedisServer, free_port
 from tests.waiting import wait_for
 
@@ -134,7 +135,7 @@ class DaemonTests(unittest.TestCase):
         node = f"127.0.0.1:{port}"
         try:
             yield wait_for(
-                lambda: plain.hget(f"pokan:{node}:values:{node}", "role") == b"web",
+                lambda: raw_value(plain, f"pokan:{node}", node, "role") == b"web",
                 timeout=30,
             )
         finally:
