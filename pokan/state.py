@@ -367,7 +367,8 @@ class ClusterState:
     @staticmethod
     def _reset(node: NodeState, info: NodeInfo) -> dict[str, Entry]:
         """Forget an old incarnation; return its entries, now dropped."""
-        dropped = node.entries
+        # ours to change (popped from below), even if the entries were shared
+        dropped = dict(node.entries) if node.shared_entries else node.entries
         node.info = info
         node.entries = {}
         node.shared_entries = False

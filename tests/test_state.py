@@ -312,8 +312,11 @@ class SharedRecordTests(unittest.TestCase):
         self.assertIs(self.state.nodes[OTHER.id], self.shared)
         self.state.mark(OTHER.id, OTHER.generation, "dead")
         self.assertEqual(self.state.nodes[OTHER.id].status, "dead")
-        self.states[1].merge([delta(info(OTHER.id, 2), 0, 0)])
-        self.assertEqual(self.states[1].nodes[OTHER.id].entries, {})
+        reborn = info(OTHER.id, 2)
+        self.states[1].merge([delta(reborn, 0, 1, ("a", Entry("2", 1, 2.0)))])
+        self.assertEqual(
+            self.states[1].nodes[OTHER.id].entries, {"a": Entry("2", 1, 2.0)}
+        )
         self.states[1].nodes[OTHER.id] = self.shared
         self.assertUntouched()
 
