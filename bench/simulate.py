@@ -1,7 +1,7 @@
 """Run the simulator over cluster sizes; write its table and plots into the docs.
 
     PYTHONPATH=. .venv/bin/python bench/simulate.py            # measure, then write
-    PYTHONPATH=. .venv/bin/python bench/simulate.py --from T   # T: a saved table
+    PYTHONPATH=. .venv/bin/python bench/simulate.py --from T...  # saved tables
 
 Measures with ``pokan.simulate`` (N = 10, 100, 1000 by default; eager push on
 and off; 0% and 20% loss), prints the table as it goes, then replaces the
@@ -90,7 +90,7 @@ def write_docs(doc: Path, table: list[str], command: str) -> None:
     section = "\n".join(
         [
             BEGIN,
-            f"Measured with `{command}` (seed 1, 20 trials per row):",
+            f"Measured with {command} (seed 1, 20 trials per row):",
             "",
             *table,
             "",
@@ -112,14 +112,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", default="10,100,1000")
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--from", dest="source", help="a table printed earlier")
+    parser.add_argument(
+        "--from",
+        dest="sources",
+        nargs="+",
+        help="tables printed earlier by python -m pokan.simulate",
+    )
+    parser.add_argument(
+        "--command", help="how they were measured, for the docs (markdown)"
+    )
     parser.add_argument("--docs", default=str(ROOT / "docs" / "performance.md"))
     args = parser.parse_args(argv)
-    if args.source:
-        lines = Path(args.source).read_text().splitlines()
-        command = (
-            "python -m pokan.simulate --n 10,100,1000 --push 3,0 --loss 0,0.2 > T"
-            " && python bench/simulate.py --from T"
+    if args.sources:
+        lines = [
+            line
+            for source in args.sources
+            for line in Path(source).read_text().splitlines()
+        ]
+        command = args.command or (
+            "`python -m pokan.simulate --n 10,100,1000 --push 3,0 --loss 0,0.2 > T`"
+            " and `python bench/simulate.py --from T`"
         )
     else:
         lines = [HEADER, "|" + "---|" * (HEADER.count("|") - 1)]
@@ -132,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     print(line, flush=True)
                     lines.append(line)
-        command = f"python bench/simulate.py --n {args.n} --trials {args.trials}"
+        command = f"`python bench/simulate.py --n {args.n} --trials {args.trials}`"
     rows = parse(lines)
     table = [HEADER, "|" + "---|" * (HEADER.count("|") - 1)]
     table += [line for line in lines if line.startswith("| ") and line[2].isdigit()]

@@ -16,7 +16,7 @@ same field overwritten. The server's CPU per key (``INFO cpu``) bounds what
 any client can reach: the "Redis CPU µs/key" columns. Prints a table.
 
     .venv/bin/python bench/store.py [--keys 200000] [--redis-benchmark-n 2000000]
-        [--repeat 3] [--update-keys 1000]
+        [--repeat 3] [--update-keys 1000] [--batches 1,10,100,1000]
 
 Each figure is the best of ``--repeat`` runs (the ceiling too).
 """
@@ -184,7 +184,7 @@ def main(reactor: Any, options: argparse.Namespace) -> Any:
             for _ in range(options.repeat)
         )
         rows = []
-        for node, batch in enumerate(BATCHES, start=1):
+        for node, batch in enumerate(options.batches, start=1):
             keys = options.keys if batch > 1 else options.keys // 10
             row: list[Any] = [batch, keys]
             for updates in (None, options.update_keys):
@@ -250,6 +250,12 @@ def hiredis_state() -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keys", type=int, default=200_000)
+    parser.add_argument(
+        "--batches",
+        type=lambda text: [int(size) for size in text.split(",")],
+        default=list(BATCHES),
+        help="batch sizes, comma-separated (default 1,10,100,1000)",
+    )
     parser.add_argument("--redis-benchmark-n", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=3, help="keep the best of N")
     parser.add_argument(

@@ -31,14 +31,18 @@ def collect_tombstones(state: ClusterState, now: float, ttl: float) -> list[KeyC
     Returns the changes (tombstone -> nothing), which fire no event.
     """
     changes: list[KeyChange] = []
-    for node in state.nodes.values():
+    for node in list(state.nodes.values()):
         expired = [
             (key, entry)
             for key, entry in node.entries.items()
             if entry.deleted and entry.timestamp + ttl <= now
         ]
+        if not expired:
+            continue
+        node = state.writable(node)
+        entries = node.own_entries()
         for key, entry in expired:
-            del node.entries[key]
+            del entries[key]
             node.gc_point = max(node.gc_point, entry.version)
             changes.append(KeyChange(node.info.id, key, entry, None))
     return changes
@@ -50,6 +54,7 @@ def forget(state: ClusterState, node_id: str) -> None:
     if node is None or node is state.me:
         return
     del state.nodes[node_id]
+    state.note_status(node_id, node.status)
     state.forgotten[node_id] = node.info.generation
     state._sorted_ids = None
 

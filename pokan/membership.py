@@ -141,7 +141,7 @@ class Membership:
             if node.status == "dead" and node.heartbeat >= (
                 self._convicted_at.get(node_id, 0) + REVIVE_MARGIN
             ):
-                node.status = "alive"
+                node = self.state.set_status(node, "alive")
                 batch += Batch((), (node.record(),))
         return batch
 
@@ -156,7 +156,7 @@ class Membership:
                 if node_id not in self.detector:
                     self.detector.heartbeat(node_id, now)  # start its window
                 elif self.detector.is_dead(node_id, now):
-                    node.status = "dead"
+                    node = self.state.set_status(node, "dead")
                     self.convictions += 1
                     self._convicted_at[node_id] = node.heartbeat
                     self._status_since[node_id] = now

@@ -207,20 +207,20 @@ class GossipNode:
         view.refresh()
         chosen: list[tuple[Address, NodeState | None]] = []
         if view.live and fanout > 1:
-            for node in self.rng.sample(view.live, min(fanout, len(view.live))):
-                if view.current(node, alive=True):
-                    chosen.append((address_of(node), node))
+            for node_id in self.rng.sample(view.live, min(fanout, len(view.live))):
+                if (mine := view.current(node_id, alive=True)) is not None:
+                    chosen.append((address_of(mine), mine))
         elif view.live:
-            node = self.rng.choice(view.live)
-            if not view.current(node, alive=True) and view.live:
-                node = self.rng.choice(view.live)
-            if view.current(node, alive=True):
-                chosen.append((address_of(node), node))
+            mine = view.current(self.rng.choice(view.live), alive=True)
+            if mine is None and view.live:
+                mine = view.current(self.rng.choice(view.live), alive=True)
+            if mine is not None:
+                chosen.append((address_of(mine), mine))
         live, dead = view.live, view.dead  # a node that left is in neither
         if dead and self.rng.random() < len(dead) / (len(live) + 1):
-            node = self.rng.choice(dead)
-            if view.current(node, alive=False):
-                chosen.append((address_of(node), node))
+            mine = view.current(self.rng.choice(dead), alive=False)
+            if mine is not None:
+                chosen.append((address_of(mine), mine))
         seeds = self._seed_addresses(exclude={a for a, _ in chosen})
         if seeds and (
             not live or self.rng.random() < len(seeds) / (len(live) + len(dead) + 1)
@@ -232,8 +232,11 @@ class GossipNode:
     def _seed_addresses(self, exclude: set[Address]) -> list[Address]:
         own = address_of(self.state.me)
         found = dict.fromkeys(self.seeds)
-        for node in self._view.seeds:
-            found[address_of(node)] = None
+        nodes = self.state.nodes
+        for node_id in self._view.seeds:
+            node = nodes.get(node_id)
+            if node is not None:
+                found[address_of(node)] = None
         return sorted(a for a in found if a != own and a not in exclude)
 
     def _node_at(self, address: Address) -> NodeState | None:

@@ -58,6 +58,7 @@ from pokan.state import (
     Entry,
     KeyChange,
     NodeInfo,
+    NodeRecord,
     Value,
 )
 from pokan.store import IStore, MemoryStore, Snapshot
@@ -900,8 +901,12 @@ class Server(service.Service):
             id=self.id,
             count=len(self._state.nodes) - 1,
         )
+        me = self._state.me
+        # readers of the store see the node gone, as its peers do
+        gone = Batch((), (NodeRecord(me.info, me.version, "left"),))
         d = self.events.fire("shutdown")
         d.addCallback(lambda _: self._close_ports())
+        d.addCallback(lambda _: self._store.persist(gone))
         d.addCallback(lambda _: self._store.close())
         d.addCallback(lambda _: None)
         return d

@@ -19,6 +19,7 @@ import argparse
 import heapq
 import math
 import random
+import resource
 import statistics
 import sys
 import time
@@ -133,14 +134,27 @@ class Simulation:
         return index
 
     def _converge(self, infos: Sequence[NodeInfo]) -> None:
-        """Give every node the state it would hold after converging."""
-        entry = Entry("up", 1, 1.0)
+        """Give every node the state it would hold after converging.
+
+        The records of that state are built once and shared by every node
+        (copy-on-write: :meth:`ClusterState.writable` gives a node its own
+        copy of a record before changing it), as are the sorted ids: memory
+        grows with the records that changed, not with N x N.
+        """
+        entries = {"status": Entry("up", 1, 1.0)}
+        base = {
+            info.id: NodeState(info, entries, 1, 0, shared=True, shared_entries=True)
+            for info in infos
+        }
+        ids = sorted(base)
         for node in self.nodes:
             state = node.state
-            for info in infos:
-                if info.id != state.me.info.id:
-                    state.nodes[info.id] = NodeState(info, {"status": entry}, 1, 0)
-            state._sorted_ids = None
+            me = state.me
+            nodes = {me.info.id: me}
+            nodes.update(base)
+            nodes[me.info.id] = me
+            state.nodes = nodes
+            state._sorted_ids = ids
 
     # -- the clock ----------------------------------------------------------------
 
@@ -205,7 +219,10 @@ class Simulation:
 
     def _deliver(self, target: int, data: bytes, source: Address) -> None:
         message = wire.decode(data, wire.DATAGRAM_TYPES)
-        result = self.nodes[target].receive(message, source)
+        node = self.nodes[target]
+        result = node.receive(message, source)
+        # no failure detector here to drain the heartbeat news (a set of ids)
+        node.state.heartbeat_news.clear()
         if self.on_receive is not None:
             self.on_receive(target)
         self._send_all(target, result.outgoing)
@@ -234,6 +251,8 @@ class Simulation:
         )
         assert isinstance(welcome, wire.Welcome)
         joiner.merge_full(welcome.deltas)
+        joiner.state.heartbeat_news.clear()
+        peer.state.heartbeat_news.clear()
         self._send_all(seed, peer._pushes())
         return index
 
@@ -276,6 +295,8 @@ class Figures:
     bytes_max: float
     round_max: int
     seconds: float
+    #: CPU seconds of this process (wall time is inflated on a loaded machine)
+    cpu_seconds: float = 0.0
 
     @property
     def update_median(self) -> float:
@@ -298,6 +319,15 @@ def _knows(node_id: str) -> Callable[[GossipNode], bool]:
     return lambda node: node_id in node.state.nodes
 
 
+def _rounds(rounds: float | None) -> str:
+    return "not converged" if rounds is None else f"{rounds:.2f} rounds"
+
+
+def peak_rss_mb() -> float:
+    """The peak resident memory of this process so far, in MB (Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     """The nearest-rank percentile (inf for no values)."""
     if not values:
@@ -306,11 +336,30 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def measure(config: Config, trials: int = 20, warmup: int = 3) -> Figures:
-    """Run ``trials`` fresh writes, then ``trials`` joins, one after another."""
-    started = time.monotonic()
+def measure(
+    config: Config,
+    trials: int = 20,
+    warmup: int = 3,
+    progress: Callable[[str], None] | None = None,
+) -> Figures:
+    """Run ``trials`` fresh writes, then ``trials`` joins, one after another.
+
+    ``progress``, if given, is called with a line after every trial.
+    """
+    started, cpu_started = time.monotonic(), time.process_time()
+
+    def report(what: str) -> None:
+        if progress is not None:
+            progress(
+                f"n={config.n} loss={config.loss:g} push={config.push_fanout} "
+                f"{what}; virtual {sim.now:.1f}s, "
+                f"cpu {time.process_time() - cpu_started:.0f}s, "
+                f"peak RSS {peak_rss_mb():.0f} MB"
+            )
+
     sim = Simulation(config)
     interval = config.interval
+    report("built")
     sim.run_until(lambda: False, warmup * interval)
     sent_before = sum(sim.meter.total.values())
     meter_start = sim.now
@@ -335,6 +384,7 @@ def measure(config: Config, trials: int = 20, warmup: int = 3) -> Figures:
             return entry is not None and entry.version >= version
 
         rounds = sim.spread(has_write, start)
+        report(f"write {trial}: {_rounds(rounds)}")
         if rounds is None:
             failed += 1
         else:
@@ -344,13 +394,14 @@ def measure(config: Config, trials: int = 20, warmup: int = 3) -> Figures:
     per_node = [t / elapsed_rounds for t in sim.meter.total.values()]
     bytes_mean = sent / elapsed_rounds / len(sim.nodes)
     bytes_max = max(per_node)
-    for _ in range(trials):
+    for trial in range(trials):
         sim.run_until(lambda: False, sim.now + sim.rng.uniform(0, interval))
         start = sim.now
         sim.partition(config.partition_rounds)
         joiner = sim.join()
         new_id = sim.nodes[joiner].state.me.info.id
         rounds = sim.spread(_knows(new_id), start)
+        report(f"join {trial}: {_rounds(rounds)}")
         if rounds is None:
             failed += 1
         else:
@@ -365,12 +416,13 @@ def measure(config: Config, trials: int = 20, warmup: int = 3) -> Figures:
         bytes_max,
         sim.meter.round_max,
         time.monotonic() - started,
+        time.process_time() - cpu_started,
     )
 
 
 HEADER = (
     "| N | loss | push | update rounds median | p99 | join rounds median | p99 "
-    "| bytes/node/round mean | max | busiest node-round | failed | wall s |"
+    "| bytes/node/round mean | max | busiest node-round | failed | wall s | cpu s |"
 )
 
 
@@ -380,7 +432,7 @@ def row(f: Figures) -> str:
         f"| {c.n} | {c.loss:.0%} | {c.push_fanout} | {f.update_median:.2f} "
         f"| {f.update_p99:.2f} | {f.join_median:.2f} | {f.join_p99:.2f} "
         f"| {f.bytes_mean:.0f} | {f.bytes_max:.0f} | {f.round_max} | {f.failed} "
-        f"| {f.seconds:.0f} |"
+        f"| {f.seconds:.0f} | {f.cpu_seconds:.0f} |"
     )
 
 
@@ -401,6 +453,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--partition-rounds", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="print a line after every trial, with CPU time and peak memory, to stderr",
+    )
+    parser.add_argument(
         "--overload",
         default="",
         help="instead: the overload scenario at these writes/node/round"
@@ -408,6 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     low, high = (float(x) for x in args.latency.split(","))
+    log = _stderr if args.progress else None
     if args.overload:
         from pokan.overload import OVERLOAD_HEADER, overload, overload_row
 
@@ -434,8 +492,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     push_fanout=push,
                     seed=args.seed,
                 )
-                print(row(measure(config, args.trials)), flush=True)
+                print(row(measure(config, args.trials, progress=log)), flush=True)
     return 0
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _rule() -> str:

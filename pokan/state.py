@@ -17,6 +17,7 @@ takes the new one.
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Literal
 
@@ -160,6 +161,20 @@ class NodeState:
     status: Status = "alive"
     #: the highest version of this node's tombstones removed here by GC
     gc_point: int = 0
+    #: this record is shared by several states (the simulator's converged
+    #: start): :meth:`ClusterState.writable` copies it before it changes
+    shared: bool = attrs.field(default=False, kw_only=True, eq=False, repr=False)
+    #: ``entries`` is shared with another record: copied before it changes
+    shared_entries: bool = attrs.field(
+        default=False, kw_only=True, eq=False, repr=False
+    )
+
+    def own_entries(self) -> dict[str, Entry]:
+        """``entries``, ready to change (a private copy if it was shared)."""
+        if self.shared_entries:
+            self.entries = dict(self.entries)
+            self.shared_entries = False
+        return self.entries
 
     def record(self) -> NodeRecord:
         return NodeRecord(self.info, self.version, self.status)
@@ -187,6 +202,10 @@ class ClusterState:
         self.heartbeat_news: set[str] = set()
         #: forgotten nodes: id -> the last generation, never taken back
         self.forgotten: dict[str, int] = {}
+        #: other nodes added, forgotten or whose status changed since the peer
+        #: view (:mod:`pokan.peerview`) last looked: id -> the status before
+        #: (None: the node was not known); bounded by the node count
+        self.view_news: dict[str, Status | None] = {}
 
     # -- identity -------------------------------------------------------------
 
@@ -205,6 +224,39 @@ class ClusterState:
 
     def others(self) -> Iterator[NodeState]:
         return (n for n in self.nodes.values() if n is not self.me)
+
+    def note_status(self, node_id: str, before: Status | None) -> None:
+        """Tell the peer view that ``node_id``'s status or presence changed."""
+        self.view_news.setdefault(node_id, before)
+
+    def set_status(self, node: NodeState, status: Status) -> NodeState:
+        """Give our record ``node`` a new status; the record, now writable."""
+        node = self.writable(node)
+        self.note_status(node.info.id, node.status)
+        node.status = status
+        return node
+
+    def writable(self, node: NodeState) -> NodeState:
+        """Our record ``node``, ready to change.
+
+        A record shared with other states (see :attr:`NodeState.shared`) is
+        replaced by a private copy first, its entries still shared until they
+        change (:meth:`NodeState.own_entries`). A real node's records are
+        never shared: ``node`` itself.
+        """
+        if not node.shared:
+            return node
+        copy = NodeState(
+            node.info,
+            node.entries,
+            node.version,
+            node.heartbeat,
+            node.status,
+            node.gc_point,
+            shared_entries=True,
+        )
+        self.nodes[node.info.id] = copy
+        return copy
 
     # -- local writes ---------------------------------------------------------
 
@@ -229,10 +281,16 @@ class ClusterState:
 
     def merge(self, deltas: Iterable[NodeDelta]) -> Batch:
         """Apply deltas from the network; return what changed."""
-        batch = Batch()
+        changes: list[KeyChange] = []
+        nodes: dict[str, NodeRecord] = {}
         for delta in deltas:
-            batch += self._merge_one(delta)
-        return batch
+            one = self._merge_one(delta)
+            changes.extend(one.changes)
+            for record in one.nodes:
+                nodes[record.info.id] = record
+        # one Batch at the end: adding batches one delta at a time copies
+        # every record so far each time (quadratic in a full sync)
+        return Batch(tuple(changes), tuple(nodes.values()))
 
     def _merge_one(self, delta: NodeDelta) -> Batch:
         info = delta.info
@@ -246,37 +304,55 @@ class ClusterState:
             if info.generation <= self.forgotten.get(info.id, -1):
                 return Batch()  # forgotten: only a newer generation comes back
             node = self.nodes[info.id] = NodeState(info)
-            self._sorted_ids = None
+            self._add_sorted_id(info.id)
+            self.note_status(info.id, None)
             node_changed = True
         elif info.generation < node.info.generation:
             return Batch()  # the old incarnation of a restarted node
         elif info.generation > node.info.generation:
+            node = self.writable(node)
+            self.note_status(info.id, node.status)
             dropped = self._reset(node, info)
             node_changed = True
         for key, entry in delta.entries:
             old = node.entries.get(key)
             if old is None or entry.version > old.version:
-                node.entries[key] = entry
+                node = self.writable(node)
+                node.own_entries()[key] = entry
                 changes.append(
                     KeyChange(info.id, key, old or dropped.pop(key, None), entry)
                 )
         # keys of the old incarnation that the new one does not (yet) have
         changes.extend(KeyChange(info.id, k, e, None) for k, e in dropped.items())
         if delta.gc_point and node.version < delta.gc_point:
+            node = self.writable(node)
             changes.extend(_apply_reset(node, delta))
             node_changed = True
         if delta.since <= node.version < delta.version:
+            node = self.writable(node)
             node.version = delta.version
             node_changed = True
         if delta.heartbeat > node.heartbeat:
+            node = self.writable(node)
             node.heartbeat = delta.heartbeat
             self.heartbeat_news.add(info.id)
         if delta.left and node.status != "left":
-            node.status = "left"
+            node = self.set_status(node, "left")
             node_changed = True
         if not (changes or node_changed):
             return Batch()
         return Batch(tuple(changes), (node.record(),))
+
+    def _add_sorted_id(self, node_id: str) -> None:
+        """Keep the sorted ids up to date for a new node, without a full sort.
+
+        The list may be shared with other states, so it is copied, never
+        changed in place.
+        """
+        if self._sorted_ids is not None:
+            ids = self._sorted_ids.copy()
+            insort(ids, node_id)
+            self._sorted_ids = ids
 
     def _outlive(self, info: NodeInfo) -> Batch:
         """Nobody knows us better than we do: ignore deltas about us, except
@@ -291,9 +367,11 @@ class ClusterState:
     @staticmethod
     def _reset(node: NodeState, info: NodeInfo) -> dict[str, Entry]:
         """Forget an old incarnation; return its entries, now dropped."""
-        dropped = node.entries
+        # ours to change (popped from below), even if the entries were shared
+        dropped = dict(node.entries) if node.shared_entries else node.entries
         node.info = info
         node.entries = {}
+        node.shared_entries = False
         node.version = 0
         node.heartbeat = 0
         node.status = "alive"
@@ -306,7 +384,7 @@ class ClusterState:
         if node is None or node is self.me or node.info.generation != generation:
             return False
         if heartbeat > node.heartbeat:
-            node.heartbeat = heartbeat
+            self.writable(node).heartbeat = heartbeat
             self.heartbeat_news.add(node_id)
             return True
         return False
@@ -321,7 +399,7 @@ class ClusterState:
             or node.status == status
         ):
             return Batch()
-        node.status = status
+        node = self.set_status(node, status)
         return Batch((), (node.record(),))
 
     def restore(self, snapshot: Snapshot) -> int:
@@ -335,6 +413,8 @@ class ClusterState:
                 self.me.entries = entries
                 self.me.version = max(record.version, top)
             else:
+                known = self.nodes.get(record.info.id)
+                self.note_status(record.info.id, known.status if known else None)
                 self.nodes[record.info.id] = NodeState(
                     record.info, entries, record.version, 0, record.status
                 )
@@ -367,7 +447,8 @@ def _apply_reset(node: NodeState, delta: NodeDelta) -> list[KeyChange]:
         for k, e in node.entries.items()
         if k not in listed and e.version <= delta.version
     ]
+    entries = node.own_entries()
     for key, _ in gone:
-        del node.entries[key]
+        del entries[key]
     node.gc_point = max(node.gc_point, delta.gc_point)
     return [KeyChange(node.info.id, k, e, None) for k, e in gone]

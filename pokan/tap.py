@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
 from typing import Any
 
 from twisted.application import service
@@ -196,16 +199,32 @@ class DaemonService(service.MultiService):
 
     def startService(self) -> None:
         service.Service.startService(self)
-        failures: list[Failure] = []
-        d = self.server.startService()
-        d.addErrback(failures.append)
-        if failures:  # failed at once: before the reactor runs, exit cleanly
-            self._fail_at_once(failures[0].getErrorMessage())
-        d.addErrback(self._failed_later)
+        at_once: list[Failure] = []
+        starting = True
+
+        def failed(failure: Failure) -> None:
+            if starting:
+                at_once.append(failure)
+            else:  # e.g. the store's open() failed once the reactor ran
+                self._failed_later(failure)
+
+        self.server.startService().addErrback(failed)
+        starting = False
+        if at_once:  # failed at once: before the reactor runs, exit cleanly
+            self._fail_at_once(at_once[0].getErrorMessage())
 
     def _failed_later(self, failure: Failure) -> None:
         log.critical("pokan: {error}", error=failure.getErrorMessage())
+        # twistd exits 0 once its reactor stops; this start failed: exit 1,
+        # after twistd has removed its pidfile and closed its log
+        atexit.register(_exit_failed)
         reactors.global_reactor().stop()
+
+
+def _exit_failed() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
     def stopService(self) -> defer.Deferred[Any]:
         service.Service.stopService(self)

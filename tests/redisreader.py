@@ -27,23 +27,34 @@ def read_cluster(client: redis.Redis, prefix: str) -> dict[str, Any]:
         for name in ("tcp_port", "udp_port", "generation", "version"):
             node[name] = int(node[name])
         nodes[node_id] = node
-        values: Any = client.hgetall(f"{prefix}:values:{node_id}")
-        entries: Any = client.hgetall(f"{prefix}:entries:{node_id}")
-        found = keys[node_id] = {}
-        for raw_key, raw_meta in entries.items():
-            meta = json.loads(raw_meta)
-            value: Any
-            if meta["type"] == "deleted":
-                assert raw_key not in values, "a tombstone has no value"
-                value = None
-            elif meta["type"] == "str":
-                value = values[raw_key].decode("utf-8")
-            else:
-                assert meta["type"] == "bytes", meta
-                value = values[raw_key]
-            found[raw_key.decode()] = (value, meta["version"], meta["timestamp"])
-        assert set(values) <= set(entries), "every value has its entry"
+        fields = client.hgetall(f"{prefix}:keys:{node_id}")
+        keys[node_id] = {k.decode(): parse_field(v) for k, v in fields.items()}
     return {"nodes": nodes, "keys": keys}
+
+
+def parse_field(raw: bytes) -> KeyState:
+    """A field of ``P:keys:<id>``: a JSON header line, then the raw value."""
+    header, newline, raw_value = raw.partition(b"\n")
+    assert newline, f"no newline after the header: {raw!r}"
+    meta = json.loads(header)
+    value: Any
+    if meta["type"] == "deleted":
+        assert raw_value == b"", "a tombstone has no value"
+        value = None
+    elif meta["type"] == "str":
+        value = raw_value.decode("utf-8")
+    else:
+        assert meta["type"] == "bytes", meta
+        value = raw_value
+    return (value, meta["version"], meta["timestamp"])
+
+
+def raw_value(client: redis.Redis, prefix: str, node_id: str, key: str) -> Any:
+    """The value's bytes of one key as Redis holds it, or None if absent."""
+    raw: Any = client.hget(f"{prefix}:keys:{node_id}", key)
+    if raw is None:
+        return None
+    return raw.partition(b"\n")[2]
 
 
 def memory_cluster(server: Any) -> dict[str, Any]:

@@ -10,7 +10,13 @@ from twisted.trial import unittest
 from pokan import Server
 from pokan.state import Batch
 from pokan.store.redis import RedisStore
-from tests.redisreader import api_cluster, memory_cluster, read_cluster, redis_as_api
+from tests.redisreader import (
+    api_cluster,
+    memory_cluster,
+    raw_value,
+    read_cluster,
+    redis_as_api,
+)
 from tests.redisserver import RedisServer
 from tests.test_docs import code_blocks
 from tests.test_store_redis import LogCapture
@@ -90,7 +96,19 @@ class SchemaTests(ServerCase):
     def test_explicit_prefix(self) -> Any:
         a = yield self.node(self.redis_store(prefix="app:node1"))
         yield a.store("k", "v")
-        self.assertEqual(self.plain.hget(f"app:node1:values:{a.id}", "k"), b"v")
+        self.assertEqual(raw_value(self.plain, "app:node1", a.id, "k"), b"v")
+
+    @defer.inlineCallbacks
+    def test_a_stopped_node_reads_left_and_alive_again_after_restart(self) -> Any:
+        a = yield self.node(self.redis_store())
+        record = f"pokan:{a.id}:node:{a.id}"
+        yield wait_for(lambda: self.plain.hget(record, "status") == b"alive")
+        ports = {"tcp_port": a.tcp_port, "udp_port": a.udp_port}
+        yield a.stopService()
+        self.assertEqual(self.plain.hget(record, "status"), b"left")
+        a2 = yield self.node(self.redis_store(), **ports)
+        self.assertEqual(a2.id, a.id)
+        yield wait_for(lambda: self.plain.hget(record, "status") == b"alive")
 
 
 class AtomicBatchTests(ServerCase):
@@ -111,7 +129,7 @@ class AtomicBatchTests(ServerCase):
         batches = store.persisted - before_batches
         execs = self.redis.exec_count() - before_execs
         self.assertEqual(execs, batches)
-        self.assertEqual(self.plain.hlen(f"pokan:{a.id}:values:{b.id}"), 300)
+        self.assertEqual(self.plain.hlen(f"pokan:{a.id}:keys:{b.id}"), 300)
 
     @defer.inlineCallbacks
     def test_events_and_store_fire_after_commit(self) -> Any:
@@ -121,12 +139,12 @@ class AtomicBatchTests(ServerCase):
         seen: list[tuple[str, bytes | None]] = []
 
         def on_new_key(key: str, value: Any, peer: Any) -> None:
-            seen.append((key, self.plain.hget(f"{prefix}:values:{peer.id}", key)))
+            seen.append((key, raw_value(self.plain, prefix, peer.id, key)))
 
         a.on("new_key", on_new_key)
         yield a.store("local", "1")
         # the Deferred fired: it is in Redis already
-        self.assertEqual(self.plain.hget(f"{prefix}:values:{a.id}", "local"), b"1")
+        self.assertEqual(raw_value(self.plain, prefix, a.id, "local"), b"1")
         yield b.store("remote", "2")
         yield wait_for(lambda: len(seen) == 2)
         self.assertEqual(seen, [("local", b"1"), ("remote", b"2")])
@@ -189,7 +207,7 @@ class RedisLostTests(ServerCase):
         writer = task.LoopingCall(update)
         writer.start(0.005)
         self.addCleanup(lambda: writer.running and writer.stop())
-        yield wait_for(lambda: self.plain.hlen(f"{prefix}:values:{b.id}") > 5)
+        yield wait_for(lambda: self.plain.hlen(f"{prefix}:keys:{b.id}") > 5)
         self.redis.kill()
         yield wait_for(lambda: not store.available)
         written = next(counter)

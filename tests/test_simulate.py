@@ -46,6 +46,27 @@ class SimulateTests(unittest.TestCase):
         self.assertLessEqual(max(sizes), 600 - 28)
         self.assertEqual(sum(sim.meter.total.values()), sum(sizes))
 
+    def test_shared_start_state_is_never_changed(self) -> None:
+        """The converged start is shared by every node, copied on change:
+        writes, joins and heartbeats leave the shared records as built."""
+        sim = Simulation(Config(n=30, loss=0.1, seed=4))
+        shared = [n for n in sim.nodes[0].state.nodes.values() if n.shared]
+        self.assertEqual(len(shared), 29)
+        before = [(n.version, n.heartbeat, n.status, dict(n.entries)) for n in shared]
+        sim.run_until(lambda: False, 2.0)
+        sim.write(3, "key", "value")
+        joiner = sim.join()
+        sim.run_until(lambda: False, 8.0)
+        after = [(n.version, n.heartbeat, n.status, dict(n.entries)) for n in shared]
+        self.assertEqual(after, before)
+        writer = sim.nodes[3].state.me.info.id
+        for node in sim.nodes:
+            known = node.state.nodes[writer]
+            self.assertFalse(known.shared)
+            self.assertEqual(known.entries["key"].value, "value")
+            self.assertIn(sim.nodes[joiner].state.me.info.id, node.state.nodes)
+            self.assertGreater(known.heartbeat, 0)
+
     def test_partition_heals(self) -> None:
         config = Config(n=40, partitions=2, partition_rounds=3, push_fanout=0, seed=5)
         figures = measure(config, 2)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
-from pokan import wire
+from pokan import gc, wire
 from pokan.peerview import PeerView
-from pokan.state import ClusterState, NodeInfo, NodeState
+from pokan.state import ClusterState, NodeDelta, NodeInfo, NodeState
 
 
 class SizeTests(unittest.TestCase):
@@ -34,31 +34,65 @@ class PeerViewTests(unittest.TestCase):
             self.state.nodes[info(i).id] = NodeState(
                 info(i, "seed" if i == 3 else "peer")
             )
-        self.view = PeerView(self.state, max_age=2)
-
-    def ids(self, nodes: list[NodeState]) -> list[str]:
-        return sorted(n.info.id for n in nodes)
+        self.view = PeerView(self.state)
+        self.view.refresh()
 
     def test_partition(self) -> None:
         self.state.nodes[info(2).id].status = "dead"
-        self.view.refresh()
-        self.assertEqual(self.ids(self.view.live), [info(1).id, info(3).id])
-        self.assertEqual(self.ids(self.view.dead), [info(2).id])
-        self.assertEqual(self.ids(self.view.seeds), [info(3).id])
+        self.view.rebuild()
+        self.assertEqual(sorted(self.view.live), [info(1).id, info(3).id])
+        self.assertEqual(self.view.dead, [info(2).id])
+        self.assertEqual(self.view.seeds, [info(3).id])
 
-    def test_new_node_rebuilds(self) -> None:
+    def test_follows_changes_without_rebuilding(self) -> None:
+        """Status changes, new and forgotten nodes move one id each."""
+        rebuilds: list[None] = []
+        rebuild = self.view.rebuild
+        self.patch(self.view, "rebuild", lambda: rebuilds.append(rebuild()))
+        self.state.mark(info(1).id, 1, "dead")
+        self.state.merge(
+            [wire_delta(info(4, "seed")), wire_delta(info(3, "seed"), left=True)]
+        )
+        gc.forget(self.state, info(2).id)
         self.view.refresh()
+        self.assertEqual(rebuilds, [])
+        self.assertEqual(self.view.live, [info(4).id])
+        self.assertEqual(self.view.dead, [info(1).id])
+        # seeds are seeds whatever their status, as when rebuilt
+        self.assertEqual(sorted(self.view.seeds), [info(3).id, info(4).id])
+        self.assertEqual(self.state.view_news, {})
+        self.state.set_status(self.state.nodes[info(1).id], "alive")
+        self.view.refresh()
+        self.assertEqual(
+            (self.view.live, self.view.dead), ([info(4).id, info(1).id], [])
+        )
+        self.assertEqual(rebuilds, [])
+
+    def test_changes_behind_the_states_back_rebuild(self) -> None:
         self.state.nodes[info(4).id] = NodeState(info(4))
         self.view.refresh()
-        self.assertIn(info(4).id, self.ids(self.view.live))
-
-    def test_status_change_is_caught_on_pick_and_by_age(self) -> None:
+        self.assertIn(info(4).id, self.view.live)
+        # a status set directly, then a change recorded from the wrong list
+        self.state.nodes[info(1).id].status = "dead"
+        self.state.mark(info(1).id, 1, "left")
         self.view.refresh()
+        self.assertNotIn(info(1).id, self.view.live + self.view.dead)
+
+    def test_status_change_is_caught_on_pick(self) -> None:
         node = self.state.nodes[info(1).id]
         node.status = "dead"
-        self.assertFalse(self.view.current(node, alive=True))
-        self.assertIn(info(1).id, self.ids(self.view.dead))
-        node.status = "alive"
-        for _ in range(3):
-            self.view.refresh()
-        self.assertIn(info(1).id, self.ids(self.view.live))
+        self.assertIsNone(self.view.current(info(1).id, alive=True))
+        self.assertIn(info(1).id, self.view.dead)
+        self.assertIs(self.view.current(info(1).id, alive=False), node)
+
+    def test_many_changes_rebuild(self) -> None:
+        view = PeerView(self.state, max_news=2)
+        view.refresh()
+        self.state.merge([wire_delta(info(i)) for i in range(4, 8)])
+        view.refresh()
+        self.assertEqual(len(view.live), 7)
+        self.assertEqual(self.state.view_news, {})
+
+
+def wire_delta(node: NodeInfo, left: bool = False) -> NodeDelta:
+    return NodeDelta(node, 1, 0, 0, (), left=left)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
+from pokan import gc
+from pokan.membership import Membership
 from pokan.state import (
     Batch,
     ClusterState,
@@ -12,6 +14,7 @@ from pokan.state import (
     NodeDelta,
     NodeInfo,
     NodeRecord,
+    NodeState,
 )
 from pokan.store.interface import Snapshot
 
@@ -229,6 +232,113 @@ class MergeTests(unittest.TestCase):
         d = delta(OTHER, 0, 2, ("a", Entry("1", 1, 1.0)), ("b", Entry("2", 2, 1.0)))
         self.assertTrue(self.state.merge([d]))
         self.assertFalse(self.state.merge([d]))
+
+
+class MergeManyTests(unittest.TestCase):
+    def test_one_batch_with_each_node_once(self) -> None:
+        """A full sync's deltas make one batch: every change, each node's
+        last record once, in the order the nodes first changed."""
+        third = info("10.0.0.3:5555")
+        state = ClusterState(ME)
+        batch = state.merge(
+            [
+                delta(OTHER, 0, 1, ("a", Entry("1", 1, 1.0))),
+                delta(third, 0, 0),
+                delta(OTHER, 1, 2, ("b", Entry("2", 2, 1.0))),
+                delta(OTHER, 0, 2),  # nothing new
+            ]
+        )
+        self.assertEqual(events(batch), [("a", "new_key"), ("b", "new_key")])
+        self.assertEqual(
+            batch.nodes, (NodeRecord(OTHER, 2, "alive"), NodeRecord(third, 0, "alive"))
+        )
+
+    def test_new_nodes_keep_the_ids_sorted(self) -> None:
+        state = ClusterState(ME)
+        before = state.sorted_ids()
+        state.merge([delta(info("10.0.0.9:5555"), 0, 0), delta(OTHER, 0, 0)])
+        self.assertEqual(state.sorted_ids(), sorted(state.nodes))
+        self.assertEqual(before, [ME.id])  # a list handed out is never changed
+
+
+class SharedRecordTests(unittest.TestCase):
+    """Records shared by several states (the simulator's converged start)
+    are copied before they change, never changed in place."""
+
+    def setUp(self) -> None:
+        self.shared = NodeState(
+            OTHER,
+            {"a": Entry("1", 1, 1.0)},
+            1,
+            3,
+            shared=True,
+            shared_entries=True,
+        )
+        self.states = [ClusterState(ME), ClusterState(info("10.0.0.3:5555"))]
+        for state in self.states:
+            state.nodes[OTHER.id] = self.shared
+        self.state = self.states[0]
+
+    def assertUntouched(self) -> None:
+        self.assertEqual(
+            (self.shared.entries, self.shared.version, self.shared.heartbeat),
+            ({"a": Entry("1", 1, 1.0)}, 1, 3),
+        )
+        self.assertEqual(self.shared.status, "alive")
+        self.assertIs(self.states[1].nodes[OTHER.id], self.shared)
+
+    def test_merge_copies_then_changes(self) -> None:
+        batch = self.state.merge([delta(OTHER, 1, 2, ("b", Entry("2", 2, 1.0)))])
+        self.assertEqual(events(batch), [("b", "new_key")])
+        mine = self.state.nodes[OTHER.id]
+        self.assertIsNot(mine, self.shared)
+        self.assertEqual(sorted(mine.entries), ["a", "b"])
+        self.assertEqual(mine.version, 2)
+        self.assertFalse(mine.shared)
+        self.assertUntouched()
+
+    def test_heartbeat_copies_the_record_not_the_entries(self) -> None:
+        self.assertTrue(self.state.observe_heartbeat(OTHER.id, 1, 9))
+        mine = self.state.nodes[OTHER.id]
+        self.assertEqual(mine.heartbeat, 9)
+        self.assertIs(mine.entries, self.shared.entries)
+        self.assertIs(self.state.writable(mine), mine)  # copied once
+        mine.own_entries()["c"] = Entry("3", 3, 1.0)
+        self.assertIsNot(mine.entries, self.shared.entries)
+        self.assertUntouched()
+
+    def test_status_reset_and_nothing_new(self) -> None:
+        self.state.merge([delta(OTHER, 0, 1, heartbeat=1)])  # old news
+        self.assertIs(self.state.nodes[OTHER.id], self.shared)
+        self.state.mark(OTHER.id, OTHER.generation, "dead")
+        self.assertEqual(self.state.nodes[OTHER.id].status, "dead")
+        reborn = info(OTHER.id, 2)
+        self.states[1].merge([delta(reborn, 0, 1, ("a", Entry("2", 1, 2.0)))])
+        self.assertEqual(
+            self.states[1].nodes[OTHER.id].entries, {"a": Entry("2", 1, 2.0)}
+        )
+        self.states[1].nodes[OTHER.id] = self.shared
+        self.assertUntouched()
+
+    def test_gc_and_membership_copy(self) -> None:
+        self.shared.entries["gone"] = Entry(None, 2, 1.0)
+        self.shared.version = 2
+        gc.collect_tombstones(self.state, 100.0, 10.0)
+        self.assertNotIn("gone", self.state.nodes[OTHER.id].entries)
+        self.assertIn("gone", self.shared.entries)
+        membership = Membership(self.states[1], 1.0)
+        for now in range(11):  # silent for 10 intervals: convicted
+            membership.tick(float(now))
+        self.assertEqual(self.states[1].nodes[OTHER.id].status, "dead")
+        self.assertEqual(self.shared.status, "alive")
+
+    def test_view_news(self) -> None:
+        """Status changes and new nodes are recorded for the peer view."""
+        self.state.mark(OTHER.id, OTHER.generation, "dead")
+        self.state.merge([delta(info("10.0.0.4:5555"), 0, 0)])
+        self.assertEqual(
+            self.state.view_news, {OTHER.id: "alive", "10.0.0.4:5555": None}
+        )
 
 
 class GenerationTests(unittest.TestCase):

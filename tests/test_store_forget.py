@@ -29,7 +29,7 @@ class PlanForgetTests(unittest.TestCase):
         self.assertEqual(plan.nodes, {})
 
     def test_updated_forgets_then_takes_back_a_newer_generation(self) -> None:
-        first = Plan({(OTHER.id, "a"): Entry("1", 1, 1.0)})
+        first = Plan({OTHER.id: {"a": Entry("1", 1, 1.0)}})
         forget = Plan(forgotten={OTHER.id})
         combined = first.updated(forget)
         self.assertEqual((combined.keys, combined.forgotten), ({}, {OTHER.id}))
@@ -39,7 +39,7 @@ class PlanForgetTests(unittest.TestCase):
 
     def test_pending_keeps_the_forgetting(self) -> None:
         pending = Pending()
-        pending.add(1, Plan({(OTHER.id, "a"): Entry("1", 1, 1.0)}))
+        pending.add(1, Plan({OTHER.id: {"a": Entry("1", 1, 1.0)}}))
         pending.add(2, Plan(forgotten={OTHER.id}))
         self.assertEqual(len(pending), 1)
         taken = pending.take()
@@ -77,6 +77,5 @@ class RedisForgetTests(unittest.TestCase):
         yield store.persist(Batch(forgotten=(OTHER.id,)))
         state = read_cluster(self.plain, "t")
         self.assertNotIn(OTHER.id, state["nodes"])
-        self.assertEqual(self.plain.exists(f"t:values:{OTHER.id}"), 0)
-        self.assertEqual(self.plain.exists(f"t:entries:{OTHER.id}"), 0)
+        self.assertEqual(self.plain.exists(f"t:keys:{OTHER.id}"), 0)
         self.assertEqual(self.plain.exists(f"t:node:{OTHER.id}"), 0)

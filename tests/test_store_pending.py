@@ -28,7 +28,7 @@ class PlanTests(unittest.TestCase):
             (NodeRecord(ME, 2, "alive"),),
         )
         plan = Plan.of(batch)
-        self.assertEqual(plan.keys, {("n", "a"): a2, ("n", "b"): None})
+        self.assertEqual(plan.keys, {"n": {"a": a2, "b": None}})
         self.assertEqual(list(plan.nodes), [ME.id])
         self.assertEqual(len(plan), 3)
         self.assertEqual(plan.events, [])
@@ -43,20 +43,20 @@ class PlanTests(unittest.TestCase):
 
 class PendingTests(unittest.TestCase):
     def plan(self, value: str | None, version: int, key: str = "k") -> Plan:
-        return Plan({("n", key): entry(value, version)})
+        return Plan({"n": {key: entry(value, version)}})
 
     def test_keeps_latest_per_key(self) -> None:
         pending = Pending()
         for seq in range(1, 100):
             pending.add(seq, self.plan(str(seq), seq))
         self.assertEqual(len(pending), 1)
-        self.assertEqual(pending.plan().keys[("n", "k")], entry("99", 99))
+        self.assertEqual(pending.plan().keys["n"]["k"], entry("99", 99))
 
     def test_an_older_batch_never_overwrites_a_newer_one(self) -> None:
         pending = Pending()
         pending.add(5, self.plan("new", 5))
         pending.add(3, self.plan("old", 3))
-        self.assertEqual(pending.plan().keys[("n", "k")].value, "new")
+        self.assertEqual(pending.plan().keys["n"]["k"].value, "new")
 
     def test_put_back_after_a_failed_flush(self) -> None:
         pending = Pending()
@@ -66,18 +66,18 @@ class PendingTests(unittest.TestCase):
         self.assertEqual(len(pending), 0)
         pending.add(2, self.plan("b", 2))  # came while flushing
         pending.add_all(taken)
-        keys = pending.plan().keys
-        self.assertEqual(keys[("n", "k")].value, "b")
-        self.assertEqual(keys[("n", "other")].value, "x")
+        keys = pending.plan().keys["n"]
+        self.assertEqual(keys["k"].value, "b")
+        self.assertEqual(keys["other"].value, "x")
 
     def test_full_rewrite_drops_what_it_covered(self) -> None:
         pending = Pending()
         pending.add(1, self.plan("a", 1))
         pending.add(2, self.plan("b", 2, key="other"))
         pending.drop_up_to(1)
-        self.assertEqual(list(pending.plan().keys), [("n", "other")])
+        self.assertEqual(list(pending.plan().keys["n"]), ["other"])
         pending.add(1, self.plan("late", 1))  # a late, covered batch
-        self.assertEqual(list(pending.plan().keys), [("n", "other")])
+        self.assertEqual(list(pending.plan().keys["n"]), ["other"])
 
     def test_node_records(self) -> None:
         pending = Pending()
@@ -93,7 +93,7 @@ class OverlayTests(unittest.TestCase):
             {ME.id: {"old": entry("o", 6), "k": entry("persisted", 7)}},
         )
         early = Plan(
-            {(ME.id, "k"): entry("early", 1), (ME.id, "z"): entry("zz", 2)},
+            {ME.id: {"k": entry("early", 1), "z": entry("zz", 2)}},
             {ME.id: NodeRecord(attrs.evolve(ME, generation=0), 2, "alive")},
         )
         snapshot, written = overlay(persisted, early, ME.id)
@@ -103,5 +103,5 @@ class OverlayTests(unittest.TestCase):
         self.assertEqual((mine["z"].value, mine["z"].version), ("zz", 9))
         (record,) = snapshot.nodes
         self.assertEqual((record.info.generation, record.version), (3, 9))
-        self.assertEqual(set(written.keys), {(ME.id, "k"), (ME.id, "z")})
+        self.assertEqual(set(written.keys[ME.id]), {"k", "z"})
         self.assertEqual(written.nodes[ME.id], record)

@@ -13,7 +13,7 @@ from pokan.errors import ConfigurationError, StartupError
 from pokan.state import Batch, ClusterState, Entry, KeyChange, NodeDelta, NodeInfo
 from pokan.store.interface import snapshot_of
 from pokan.store.redis import RedisStore, redact
-from tests.redisreader import read_cluster
+from tests.redisreader import raw_value, read_cluster
 from tests.redisserver import RedisServer, free_port
 from tests.waiting import wait_for
 
@@ -71,9 +71,21 @@ class RedisStoreTests(StoreCase):
         store, snapshot = yield self.opened()
         self.assertIsNone(snapshot)
         self.assertEqual(
-            self.plain.hgetall("t:meta"), {b"schema": b"1", b"node": ME.id.encode()}
+            self.plain.hgetall("t:meta"), {b"schema": b"2", b"node": ME.id.encode()}
         )
         self.assertTrue(store.available)
+
+    @defer.inlineCallbacks
+    def test_another_layout_is_refused_and_left_alone(self) -> Any:
+        self.plain.hset("t:meta", mapping={"schema": "1", "node": ME.id})
+        self.plain.hset(f"t:values:{ME.id}", "k", "v")
+        store = self.make_store()
+        with self.assertRaises(StartupError) as caught:
+            yield store.open()
+        message = str(caught.exception)
+        self.assertIn("t:meta says schema '1'; this pokan reads '2'", message)
+        self.assertIn("Delete the keys under 't'", message)
+        self.assertEqual(self.plain.hget(f"t:values:{ME.id}", "k"), b"v")
 
     @defer.inlineCallbacks
     def test_persist_and_reopen(self) -> Any:
@@ -118,8 +130,7 @@ class RedisStoreTests(StoreCase):
         yield store.persist(self.state.merge([other_delta(("a", Entry("1", 3, 7.0)))]))
         old = Entry("1", 3, 7.0)
         yield store.persist(Batch((KeyChange(OTHER.id, "a", old, None),)))
-        self.assertEqual(self.plain.hgetall(f"t:values:{OTHER.id}"), {})
-        self.assertEqual(self.plain.hgetall(f"t:entries:{OTHER.id}"), {})
+        self.assertEqual(self.plain.hgetall(f"t:keys:{OTHER.id}"), {})
 
     @defer.inlineCallbacks
     def test_one_exec_per_batch_whatever_its_size(self) -> Any:
@@ -138,7 +149,7 @@ class RedisStoreTests(StoreCase):
         for i in range(5):
             yield store.persist(self.state.write(f"mine{i}", "v", 1.0))
         self.assertEqual(self.redis.exec_count() - before, 6)
-        self.assertEqual(self.plain.hlen(f"t:values:{OTHER.id}"), 1000)
+        self.assertEqual(self.plain.hlen(f"t:keys:{OTHER.id}"), 1000)
 
     @defer.inlineCallbacks
     def test_writes_stay_in_order(self) -> Any:
@@ -147,7 +158,7 @@ class RedisStoreTests(StoreCase):
             store.persist(self.state.write("k", str(i), float(i))) for i in range(200)
         ]
         yield defer.gatherResults(ds)
-        self.assertEqual(self.plain.hget(f"t:values:{ME.id}", "k"), b"199")
+        self.assertEqual(raw_value(self.plain, "t", ME.id, "k"), b"199")
 
     @defer.inlineCallbacks
     def test_unreachable_at_start(self) -> Any:
@@ -184,7 +195,7 @@ class RedisStoreTests(StoreCase):
         yield store.persist(self.state.write("k", "v", 1.0))
         yield store.close()
         self.plain.select(2)
-        self.assertEqual(self.plain.hget(f"t:values:{ME.id}", "k"), b"v")
+        self.assertEqual(raw_value(self.plain, "t", ME.id, "k"), b"v")
         wrong = RedisStore(url.replace("s3cret", "nope"), prefix="t")
         with self.assertRaises(StartupError) as caught:
             yield wrong.open()
@@ -236,7 +247,7 @@ class UnixSocketTests(unittest.TestCase):
         yield store.close()
         plain = server.client()
         self.addCleanup(plain.close)
-        self.assertEqual(plain.hget(f"u:values:{ME.id}", "k"), b"v")
+        self.assertEqual(raw_value(plain, "u", ME.id, "k"), b"v")
 
 
 class OutageTests(StoreCase):
@@ -289,7 +300,7 @@ class OutageTests(StoreCase):
         got = read_cluster(self.plain, "t")
         self.assertEqual(got["keys"][OTHER.id], {"a": ("1", 3, 7.0)})
         self.assertEqual(got["keys"][ME.id], {"k": ("1", 2, 1.0)})
-        self.assertEqual(self.plain.hgetall("t:meta")[b"schema"], b"1")
+        self.assertEqual(self.plain.hgetall("t:meta")[b"schema"], b"2")
 
     @defer.inlineCallbacks
     def test_close_while_down(self) -> Any:

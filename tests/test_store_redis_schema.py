@@ -6,16 +6,16 @@ import json
 
 from twisted.trial import unittest
 
-from pokan.state import Entry, NodeInfo, NodeRecord
+from pokan.state import Entry, KeyChange, NodeInfo, NodeRecord
+from pokan.store.redis_io import key_fields
 from pokan.store.redis_schema import (
     Keys,
     SchemaError,
-    decode_entry,
+    decode_field,
     decode_node,
     default_prefix,
-    encode_entry,
+    encode_field,
     encode_node,
-    encode_value,
 )
 
 
@@ -26,8 +26,7 @@ class SchemaTests(unittest.TestCase):
         self.assertEqual(keys.nodes, "pokan:10.0.0.1:5555:nodes")
         self.assertEqual(keys.events, "pokan:10.0.0.1:5555:events")
         self.assertEqual(keys.node("n"), "pokan:10.0.0.1:5555:node:n")
-        self.assertEqual(keys.values("n"), "pokan:10.0.0.1:5555:values:n")
-        self.assertEqual(keys.entries("n"), "pokan:10.0.0.1:5555:entries:n")
+        self.assertEqual(keys.keys("n"), "pokan:10.0.0.1:5555:keys:n")
         self.assertRaises(ValueError, Keys, "")
 
     def test_entries_round_trip(self) -> None:
@@ -37,24 +36,49 @@ class SchemaTests(unittest.TestCase):
             Entry("", 5, 1.0),
             Entry(None, 6, 2.5),
         ):
-            meta = encode_entry(e).encode()
-            value = None if e.value is None else encode_value(e.value)
-            self.assertEqual(decode_entry(meta, value), e)
-            fields = json.loads(meta)  # plain JSON for any language
+            field = encode_field(e)
+            raw = field.encode() if isinstance(field, str) else field
+            self.assertEqual(decode_field(raw), e)
+            # a plain JSON line, then the value's bytes: for any language
+            header, _, value = raw.partition(b"\n")
+            fields = json.loads(header)
             self.assertEqual(fields["version"], e.version)
             self.assertEqual(fields["timestamp"], e.timestamp)
+            if e.value is None:
+                self.assertEqual((fields["type"], value), ("deleted", b""))
+            elif isinstance(e.value, str):
+                self.assertEqual((fields["type"], value), ("str", e.value.encode()))
+            else:
+                self.assertEqual((fields["type"], value), ("bytes", e.value))
+
+    def test_the_store_encodes_as_encode_field(self) -> None:
+        """redis_io inlines encode_field() on its hot path: both must agree."""
+        changes = [
+            KeyChange("n", str(i), None, e)
+            for i, e in enumerate(
+                [Entry("t", 1, 0.1), Entry(b"\x00", 2, 2.0), Entry(None, 3, 3.5)]
+            )
+        ]
+        fields = key_fields(changes)
+        assert fields is not None
+        self.assertEqual(
+            fields["n"], [x for c in changes for x in (c.key, encode_field(c.new))]
+        )
+        self.assertIsNone(key_fields([KeyChange("n", "k", None, None)]))
 
     def test_bad_entries(self) -> None:
-        for meta, value in [
-            (b"not json", b"v"),
-            (b'{"version":1}', b"v"),
-            (b'{"version":"1","timestamp":1,"type":"str"}', b"v"),
-            (b'{"version":1,"timestamp":"x","type":"str"}', b"v"),
-            (b'{"version":1,"timestamp":1,"type":"str"}', None),
-            (b'{"version":1,"timestamp":1,"type":"str"}', b"\xff"),
-            (b'{"version":1,"timestamp":1,"type":"what"}', b"v"),
+        for raw in [
+            b"not json\nv",
+            b'{"version":1}\nv',
+            b'{"version":"1","timestamp":1,"type":"str"}\nv',
+            b'{"version":1,"timestamp":"x","type":"str"}\nv',
+            b'{"version":1,"timestamp":1,"type":"str"}',  # no newline
+            b'{"version":1,"timestamp":1,"type":"str"}\n\xff',
+            b'{"version":1,"timestamp":1,"type":"what"}\nv',
+            b'{"version":1,"timestamp":1,"type":"deleted"}\nv',
+            b'["version",1]\nv',
         ]:
-            self.assertRaises(SchemaError, decode_entry, meta, value)
+            self.assertRaises(SchemaError, decode_field, raw)
 
     def test_nodes_round_trip(self) -> None:
         record = NodeRecord(NodeInfo("a:1", 99, "a", 2, 1, "peer"), 7, "dead")

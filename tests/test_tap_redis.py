@@ -13,6 +13,7 @@ from twisted.trial import unittest
 
 from pokan.store.redis import RedisStore
 from pokan.tap import Options, makeService
+from tests.redisreader import raw_value
 from tests.redisserver import RedisServer, free_port
 from tests.waiting import wait_for
 
@@ -89,6 +90,28 @@ class DaemonTests(unittest.TestCase):
         self.assertNotIn(b"Traceback", out + err)
 
     @defer.inlineCallbacks
+    def test_redis_refused_after_the_check_exits_non_zero(self) -> Any:
+        """Redis answers the check, then open() fails: another layout."""
+        server = RedisServer()
+        self.addCleanup(server.stop)
+        port = str(free_port())
+        node = f"127.0.0.1:{port}"
+        plain = server.client()
+        plain.hset(f"pokan:{node}:meta", mapping={"schema": "1", "node": node})
+        plain.close()
+        out, err, code = yield self.run_twistd(
+            "--address", "127.0.0.1", "--tcp-port", port, "--udp-port", port,
+            "--redis", server.url,
+        )  # fmt: skip
+        self.assertEqual(code, 1, out + err)
+        self.assertIn(
+            f"pokan: cannot use Redis at {server.url}: pokan:{node}:meta says"
+            " schema '1'; this pokan reads '2'",
+            out.decode(),
+        )
+        self.assertNotIn(b"Traceback", out + err)
+
+    @defer.inlineCallbacks
     def test_daemon_persists_in_redis(self) -> Any:
         from twisted.internet import reactor
 
@@ -134,7 +157,7 @@ class DaemonTests(unittest.TestCase):
         node = f"127.0.0.1:{port}"
         try:
             yield wait_for(
-                lambda: plain.hget(f"pokan:{node}:values:{node}", "role") == b"web",
+                lambda: raw_value(plain, f"pokan:{node}", node, "role") == b"web",
                 timeout=30,
             )
         finally:
@@ -142,4 +165,5 @@ class DaemonTests(unittest.TestCase):
         code, signal = yield ended
         # twistd ends cleanly, or re-raises SIGTERM to say how it ended
         self.assertIn((code, signal), [(0, None), (None, 15)])
-        self.assertEqual(plain.hget(f"pokan:{node}:node:{node}", "status"), b"alive")
+        # stopped cleanly: its own record says so
+        self.assertEqual(plain.hget(f"pokan:{node}:node:{node}", "status"), b"left")

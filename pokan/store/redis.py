@@ -46,7 +46,14 @@ GROUP_BATCHES = 1000
 GROUP_BYTES = 4 << 20
 
 #: a batch waiting for the worker: its number, plan, Deferred and bytes
-Queued = tuple[int, Plan, "defer.Deferred[None]", redis_io.Packed]
+#: a batch queued for the worker: its number, what it writes (a Plan, or the
+#: Batch itself on the hot path), who waits, its transaction
+Queued = tuple[int, Plan | Batch, "defer.Deferred[None]", redis_io.Packed]
+
+
+def as_plan(written: Plan | Batch) -> Plan:
+    """What a queued batch writes, as a Plan (to keep it while Redis is away)."""
+    return written if isinstance(written, Plan) else Plan.of(written)
 
 
 def redact(url: str) -> str:
@@ -197,9 +204,8 @@ class RedisStore:
             early = self._pending.take().plan()
             # made under the id the node had before it bound its ports; the
             # node commits its own record once started
-            early = Plan(
-                {(self._node_id, key): e for (_, key), e in early.keys.items()}
-            )
+            mine = {k: e for entries in early.keys.values() for k, e in entries.items()}
+            early = Plan({self._node_id: mine})
             if snapshot is not None:
                 snapshot, early = overlay(snapshot, early, self._node_id)
             # written with the first batch, which carries our new record
@@ -240,12 +246,19 @@ class RedisStore:
         if self._status != UP:
             self._pending.add(self._seq, Plan.of(batch))
             return defer.succeed(None)
+        assert self._keys is not None
+        if self._early is None and not self.publish_events:
+            packed = redis_io.pack_batch(self._keys, batch)
+            if packed is not None:  # the hot path: no Plan
+                return self._submit(self._seq, batch, packed)
         plan = Plan.of(batch, self.publish_events)
         if self._early is not None:
             plan, self._early = self._early.updated(plan), None
-        return self._submit(self._seq, plan)
+        return self._submit(self._seq, plan, redis_io.pack(self._keys, plan))
 
-    def _submit(self, seq: int, plan: Plan) -> defer.Deferred[None]:
+    def _submit(
+        self, seq: int, written: Plan | Batch, packed: redis_io.Packed
+    ) -> defer.Deferred[None]:
         """Queue batch number ``seq`` for the worker.
 
         While the worker writes, batches queue up; it then takes them all in
@@ -253,10 +266,9 @@ class RedisStore:
         commit: it saves a thread hand-off and a round trip per batch).
         """
         d: defer.Deferred[None] = defer.Deferred()
-        # encode here: the worker then waits for Redis without the GIL while
+        # encoded here: the worker then waits for Redis without the GIL while
         # this thread encodes the next batches
-        assert self._keys is not None
-        self._queue.append((seq, plan, d, redis_io.pack(self._keys, plan)))
+        self._queue.append((seq, written, d, packed))
         if not self._writing:
             self._write_queued()
         return d
@@ -310,7 +322,8 @@ class RedisStore:
         # keep every batch not known written, the queued ones too
         group.extend(self._queue)
         self._queue.clear()
-        for seq, plan, _, _ in group:
+        for seq, written, _, _ in group:
+            plan = as_plan(written)
             plan.events.clear()  # events are not replayed after an outage
             self._pending.add(seq, plan)
         self._writing = False
@@ -339,8 +352,8 @@ class RedisStore:
         if self._early is not None:
             self._pending.add(1, self._early)  # older than any batch since
             self._early = None
-        for seq, plan, _, _ in queued:
-            self._pending.add(seq, plan)
+        for seq, written, _, _ in queued:
+            self._pending.add(seq, as_plan(written))
         taken = self._pending.take()
         d = self._run(self._last_write, taken.plan())
         d.addErrback(self._last_write_failed, len(taken))

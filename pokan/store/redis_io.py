@@ -6,6 +6,7 @@ Writes go in one MULTI/EXEC each, so Redis never holds half a batch.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -14,17 +15,14 @@ from hiredis import pack_command
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pokan.state import Entry, NodeRecord
+from pokan.state import Batch, Entry, KeyChange, NodeRecord
 from pokan.store.interface import Snapshot
 from pokan.store.pending import Plan
 from pokan.store.redis_schema import (
-    BYTES,
-    DELETED,
     SCHEMA,
-    STR,
     Keys,
     SchemaError,
-    decode_entry,
+    decode_field,
     decode_node,
     encode_node,
 )
@@ -67,7 +65,9 @@ def load(client: redis.Redis, keys: Keys, node_id: str) -> Loaded:
         schema = meta.get(b"schema", b"").decode(errors="replace")
         if schema != SCHEMA:
             raise SchemaError(
-                f"{keys.meta} says schema {schema!r}; this pokan reads {SCHEMA!r}"
+                f"{keys.meta} says schema {schema!r}; this pokan reads {SCHEMA!r}."
+                f" Delete the keys under {keys.prefix!r} (the node gets its state"
+                " back from its peers) or choose another --redis-prefix"
             )
     else:
         client.hset(keys.meta, mapping={"schema": SCHEMA, "node": node_id})
@@ -82,7 +82,7 @@ def load(client: redis.Redis, keys: Keys, node_id: str) -> Loaded:
     entries: dict[str, dict[str, Entry]] = {}
     skipped = 0
     for i in range(len(ids)):
-        fields, values, metas = found[3 * i : 3 * i + 3]
+        fields, raw_keys = found[2 * i : 2 * i + 2]
         try:
             record = decode_node(fields)
         except SchemaError:
@@ -90,10 +90,9 @@ def load(client: redis.Redis, keys: Keys, node_id: str) -> Loaded:
             continue
         records.append(record)
         kept = entries[record.info.id] = {}
-        for raw_key, raw_meta in metas.items():
+        for raw_key, raw_field in raw_keys.items():
             try:
-                key = raw_key.decode()
-                kept[key] = decode_entry(raw_meta, values.get(raw_key))
+                kept[raw_key.decode()] = decode_field(raw_field)
             except (SchemaError, UnicodeDecodeError):
                 skipped += 1
     return Loaded(server, Snapshot(tuple(records), entries), skipped)
@@ -187,37 +186,6 @@ def _read_replies(conn: Any, transactions: list[Packed]) -> Exception | None:
 
 def commands(keys: Keys, plan: Plan) -> list[tuple[Any, ...]]:
     """The commands that write ``plan``: a few per node, whatever its size."""
-    set_values: dict[str, list[Any]] = {}
-    set_entries: dict[str, list[Any]] = {}
-    del_values: dict[str, list[str]] = {}
-    del_entries: dict[str, list[str]] = {}
-    current = None
-    touched = set(plan.nodes)
-    # the hot path: one node's lists at a time, encode_entry() inlined
-    for (node, key), entry in plan.keys.items():
-        if node != current:
-            current = node
-            touched.add(node)
-            values = set_values.setdefault(node, [])
-            metas = set_entries.setdefault(node, [])
-            gone = del_values.setdefault(node, [])
-            dropped = del_entries.setdefault(node, [])
-        if entry is None:  # dropped with an old incarnation
-            gone.append(key)
-            dropped.append(key)
-            continue
-        value = entry.value
-        if value is None:
-            gone.append(key)
-            kind = DELETED
-        else:
-            values += (key, value)
-            kind = STR if type(value) is str else BYTES
-        metas += (
-            key,
-            f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
-            f'"type":"{kind}"}}',
-        )
     out: list[tuple[Any, ...]] = []
     # forgotten nodes first: a plan never writes to a node it forgets after
     forgotten = sorted(plan.forgotten)
@@ -225,25 +193,91 @@ def commands(keys: Keys, plan: Plan) -> list[tuple[Any, ...]]:
         out.append(("DEL", *keys.of_node(node)))
     if forgotten:
         out.append(("SREM", keys.nodes, *forgotten))
-    for node, args in set_values.items():
-        if args:
-            out.append(("HSET", keys.values(node), *args))
-    for node, names in del_values.items():
-        if names:
-            out.append(("HDEL", keys.values(node), *names))
-    for node, args in set_entries.items():
-        if args:
-            out.append(("HSET", keys.entries(node), *args))
-    for node, names in del_entries.items():
-        if names:
-            out.append(("HDEL", keys.entries(node), *names))
-    for record in plan.nodes.values():
-        fields = encode_node(record)
-        out.append(("HSET", keys.node(record.info.id), *_flat(fields)))
-    if touched:
-        out.append(("SADD", keys.nodes, *touched))
+    sets: list[KeyChange] = []
+    for node, entries in plan.keys.items():
+        dropped = [key for key, entry in entries.items() if entry is None]
+        if dropped:  # keys of an old incarnation
+            out.append(("HDEL", keys.keys(node), *dropped))
+        sets += (
+            KeyChange(node, key, None, entry)
+            for key, entry in entries.items()
+            if entry is not None
+        )
+    fields_of = key_fields(sets)
+    assert fields_of is not None  # no change in ``sets`` drops its key
+    out += hset_keys(keys, fields_of)
+    out += record_commands(keys, plan.nodes.values(), {*plan.nodes, *plan.keys})
     for message in plan.events:
         out.append(("PUBLISH", keys.events, message))
+    return out
+
+
+def pack_batch(keys: Keys, batch: Batch) -> Packed | None:
+    """The transaction that writes a batch that only sets keys and records.
+
+    The hot path of the store (no :class:`Plan` built): None when the batch
+    forgets nodes or drops keys, which take :func:`pack`'s way.
+    """
+    if batch.forgotten:
+        return None
+    fields_of = key_fields(batch.changes)
+    if fields_of is None:
+        return None
+    touched = {record.info.id for record in batch.nodes}
+    touched.update(fields_of)
+    return Packed.of(
+        hset_keys(keys, fields_of) + record_commands(keys, batch.nodes, touched)
+    )
+
+
+def key_fields(changes: Iterable[KeyChange]) -> dict[str, list[Any]] | None:
+    """Per node, the fields and encoded entries ``changes`` set, in their
+    order (the last change of a key wins); None if a change drops its key."""
+    fields_of: dict[str, list[Any]] = {}
+    current = None
+    # the hot path: encode_field() inlined, one dict lookup per run of a node
+    for change in changes:
+        entry = change.new
+        if entry is None:
+            return None
+        if change.node_id != current:
+            current = change.node_id
+            fields = fields_of.setdefault(current, [])
+        value = entry.value
+        if value is None:
+            field: str | bytes = (
+                f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
+                '"type":"deleted"}\n'
+            )
+        elif isinstance(value, str):
+            field = (
+                f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
+                f'"type":"str"}}\n{value}'
+            )
+        else:
+            field = (
+                f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
+                '"type":"bytes"}\n'
+            ).encode() + value
+        fields += (change.key, field)
+    return fields_of
+
+
+def hset_keys(keys: Keys, fields_of: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
+    """One HSET per node of :func:`key_fields`'s result."""
+    return [("HSET", keys.keys(node), *fields) for node, fields in fields_of.items()]
+
+
+def record_commands(
+    keys: Keys, records: Iterable[NodeRecord], touched: set[str]
+) -> list[tuple[Any, ...]]:
+    """Write node records; add every node ``touched`` to the set of nodes."""
+    out: list[tuple[Any, ...]] = [
+        ("HSET", keys.node(record.info.id), *_flat(encode_node(record)))
+        for record in records
+    ]
+    if touched:
+        out.append(("SADD", keys.nodes, *touched))
     return out
 
 
@@ -258,8 +292,7 @@ def rewrite(client: redis.Redis, keys: Keys, node_id: str, snapshot: Snapshot) -
     for record in snapshot.nodes:
         plan.nodes[record.info.id] = record
     for node, entries in snapshot.entries.items():
-        for key, entry in entries.items():
-            plan.keys[node, key] = entry
+        plan.keys[node] = dict(entries)
     stale = [k for n in old for k in keys.of_node(n)]
     queued = [
         ("DEL", keys.meta, keys.nodes, *stale),

@@ -16,7 +16,7 @@ from pokan.errors import PokanError
 from pokan.state import ROLES, STATUSES, Entry, NodeInfo, NodeRecord
 
 #: the layout's version, stored in ``<prefix>:meta`` as ``schema``
-SCHEMA = "1"
+SCHEMA = "2"
 
 #: the kind of an entry: a text value, a binary value, or a tombstone
 STR, BYTES, DELETED = "str", "bytes", "deleted"
@@ -45,52 +45,58 @@ class Keys:
     def node(self, node_id: str) -> str:
         return f"{self.prefix}:node:{node_id}"
 
-    def values(self, node_id: str) -> str:
-        return f"{self.prefix}:values:{node_id}"
+    def keys(self, node_id: str) -> str:
+        return f"{self.prefix}:keys:{node_id}"
 
-    def entries(self, node_id: str) -> str:
-        return f"{self.prefix}:entries:{node_id}"
-
-    def of_node(self, node_id: str) -> tuple[str, str, str]:
-        return self.node(node_id), self.values(node_id), self.entries(node_id)
+    def of_node(self, node_id: str) -> tuple[str, str]:
+        return self.node(node_id), self.keys(node_id)
 
 
-def kind_of(entry: Entry) -> str:
-    if entry.value is None:
-        return DELETED
-    return STR if isinstance(entry.value, str) else BYTES
+def encode_field(entry: Entry) -> str | bytes:
+    """A key's field in ``<prefix>:keys:<node>``: a JSON header line, then
+    the raw value (UTF-8 for text; nothing for a tombstone).
 
-
-def encode_entry(entry: Entry) -> str:
-    """The JSON an entry's field in ``<prefix>:entries:<node>`` holds."""
+    The hot path of the store, so :func:`pokan.store.redis_io.commands`
+    inlines the same f-strings; the tests check that both agree.
+    """
     # repr() of a finite float is its shortest round-tripping form, valid JSON
+    value = entry.value
+    if value is None:
+        return (
+            f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
+            '"type":"deleted"}\n'
+        )
+    if isinstance(value, str):
+        return (
+            f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
+            f'"type":"str"}}\n{value}'
+        )
     return (
         f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
-        f'"type":"{kind_of(entry)}"}}'
-    )
+        '"type":"bytes"}\n'
+    ).encode() + value
 
 
-def encode_value(value: str | bytes) -> bytes:
-    return value.encode() if isinstance(value, str) else value
-
-
-def decode_entry(meta: bytes, value: bytes | None) -> Entry:
-    """An entry from its JSON and its raw value (None for a tombstone)."""
+def decode_field(raw: bytes) -> Entry:
+    """An entry from its field in ``<prefix>:keys:<node>``."""
+    header, newline, value = raw.partition(b"\n")
     try:
-        fields = json.loads(meta)
+        if not newline:
+            raise ValueError("no newline after the header")
+        fields = json.loads(header)
         version = fields["version"]
         timestamp = fields["timestamp"]
         kind = fields["type"]
     except (ValueError, TypeError, KeyError) as e:
-        raise SchemaError(f"entry is not pokan's JSON: {meta[:80]!r}") from e
+        raise SchemaError(f"key field is not pokan's: {raw[:80]!r}") from e
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise SchemaError(f"entry version is not a count: {version!r}")
     if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
         raise SchemaError(f"entry timestamp is not a number: {timestamp!r}")
     if kind == DELETED:
+        if value:
+            raise SchemaError("a tombstone has a value")
         return Entry(None, version, float(timestamp))
-    if value is None:
-        raise SchemaError("a live entry has no value")
     if kind == STR:
         try:
             return Entry(value.decode(), version, float(timestamp))
