@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from pokan.state import Entry, KeyChange, NodeInfo, NodeRecord
@@ -50,6 +52,24 @@ class SchemaTests(unittest.TestCase):
                 self.assertEqual((fields["type"], value), ("str", e.value.encode()))
             else:
                 self.assertEqual((fields["type"], value), ("bytes", e.value))
+
+    @given(
+        st.one_of(st.none(), st.text(), st.binary()),
+        st.integers(min_value=0, max_value=2**64 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+    )
+    def test_any_entry_round_trips_exactly(
+        self, value: str | bytes | None, version: int, timestamp: float
+    ) -> None:
+        e = Entry(value, version, timestamp)
+        field = encode_field(e)
+        raw = field.encode() if isinstance(field, str) else field
+        decoded = decode_field(raw)
+        self.assertEqual(decoded, e)
+        self.assertEqual(type(decoded.value), type(value))
+        # the timestamp is a plain JSON number giving back the same double
+        header = json.loads(raw.partition(b"\n")[0])
+        self.assertEqual(header["timestamp"], timestamp)
 
     def test_the_store_encodes_as_encode_field(self) -> None:
         """redis_io inlines encode_field() on its hot path: both must agree."""

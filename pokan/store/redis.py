@@ -41,14 +41,19 @@ T = TypeVar("T")
 
 UP, DOWN, RECOVERING, CLOSED = "up", "down", "recovering", "closed"
 
-#: at most this many batches, or about this many bytes, per round trip
+#: at most this many batches, or about this many keys, per worker job
 GROUP_BATCHES = 1000
-GROUP_BYTES = 4 << 20
+GROUP_KEYS = 50_000
 
-#: a batch waiting for the worker: its number, plan, Deferred and bytes
 #: a batch queued for the worker: its number, what it writes (a Plan, or the
-#: Batch itself on the hot path), who waits, its transaction
-Queued = tuple[int, Plan | Batch, "defer.Deferred[None]", redis_io.Packed]
+#: Batch itself on the hot path: no Plan built), who waits
+Queued = tuple[int, Plan | Batch, "defer.Deferred[None]"]
+
+
+def size_of(written: Plan | Batch) -> int:
+    if isinstance(written, Plan):
+        return len(written)
+    return len(written.changes) + len(written.nodes) + len(written.forgotten)
 
 
 def as_plan(written: Plan | Batch) -> Plan:
@@ -246,29 +251,23 @@ class RedisStore:
         if self._status != UP:
             self._pending.add(self._seq, Plan.of(batch))
             return defer.succeed(None)
-        assert self._keys is not None
         if self._early is None and not self.publish_events:
-            packed = redis_io.pack_batch(self._keys, batch)
-            if packed is not None:  # the hot path: no Plan
-                return self._submit(self._seq, batch, packed)
+            return self._submit(self._seq, batch)  # the hot path: no Plan
         plan = Plan.of(batch, self.publish_events)
         if self._early is not None:
             plan, self._early = self._early.updated(plan), None
-        return self._submit(self._seq, plan, redis_io.pack(self._keys, plan))
+        return self._submit(self._seq, plan)
 
-    def _submit(
-        self, seq: int, written: Plan | Batch, packed: redis_io.Packed
-    ) -> defer.Deferred[None]:
+    def _submit(self, seq: int, written: Plan | Batch) -> defer.Deferred[None]:
         """Queue batch number ``seq`` for the worker.
 
         While the worker writes, batches queue up; it then takes them all in
-        one round trip, each still in its own MULTI/EXEC, in order (a group
-        commit: it saves a thread hand-off and a round trip per batch).
+        one job, each still in its own MULTI/EXEC, in order (a group commit:
+        it saves a thread hand-off and a round trip per batch). The worker
+        encodes them too, chunk by chunk while Redis runs the previous chunk.
         """
         d: defer.Deferred[None] = defer.Deferred()
-        # encoded here: the worker then waits for Redis without the GIL while
-        # this thread encodes the next batches
-        self._queue.append((seq, written, d, packed))
+        self._queue.append((seq, written, d))
         if not self._writing:
             self._write_queued()
         return d
@@ -276,12 +275,12 @@ class RedisStore:
     def _write_queued(self) -> None:
         group: list[Queued] = []
         size = 0
-        while self._queue and size < GROUP_BYTES and len(group) < GROUP_BATCHES:
+        while self._queue and size < GROUP_KEYS and len(group) < GROUP_BATCHES:
             item = self._queue.popleft()
             group.append(item)
-            size += len(item[3].data)
+            size += size_of(item[1])
         self._writing = True
-        job = self._run(self._send, [packed for _, _, _, packed in group])
+        job = self._run(self._write, [written for _, written, _ in group])
         job.addCallbacks(
             self._group_written,
             self._group_failed,
@@ -289,23 +288,13 @@ class RedisStore:
             errbackArgs=(group,),
         )
 
-    def _send(self, transactions: list[redis_io.Packed]) -> None:
-        """Worker thread: send, unless Redis failed and no probe passed since."""
-        if self._broken:
-            raise _Unavailable("Redis failed earlier")
-        try:
-            redis_io.send(self._client, transactions)
-        except BaseException:
-            self._broken = True
-            raise
-
-    def _write(self, plans: list[Plan]) -> None:
+    def _write(self, written: list[Plan | Batch]) -> None:
         """Worker thread: write, unless Redis failed and no probe passed since."""
         if self._broken:
             raise _Unavailable("Redis failed earlier")
         try:
             assert self._keys is not None
-            redis_io.write(self._client, self._keys, plans)
+            redis_io.write(self._client, self._keys, written)
         except BaseException:
             self._broken = True
             raise
@@ -322,7 +311,7 @@ class RedisStore:
         # keep every batch not known written, the queued ones too
         group.extend(self._queue)
         self._queue.clear()
-        for seq, written, _, _ in group:
+        for seq, written, _ in group:
             plan = as_plan(written)
             plan.events.clear()  # events are not replayed after an outage
             self._pending.add(seq, plan)
@@ -352,12 +341,12 @@ class RedisStore:
         if self._early is not None:
             self._pending.add(1, self._early)  # older than any batch since
             self._early = None
-        for seq, written, _, _ in queued:
+        for seq, written, _ in queued:
             self._pending.add(seq, as_plan(written))
         taken = self._pending.take()
         d = self._run(self._last_write, taken.plan())
         d.addErrback(self._last_write_failed, len(taken))
-        d.addCallback(self._release, [waiting for _, _, waiting, _ in queued])
+        d.addCallback(self._release, [waiting for _, _, waiting in queued])
         return d
 
     @staticmethod

@@ -6,12 +6,14 @@ Writes go in one MULTI/EXEC each, so Redis never holds half a batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
 import redis
 from hiredis import pack_command
+from orjson import dumps
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -125,32 +127,48 @@ def pack(keys: Keys, plan: Plan) -> Packed:
     return Packed.of(commands(keys, plan))
 
 
-def write(client: redis.Redis, keys: Keys, plans: list[Plan]) -> None:
-    """Write each plan in its own MULTI/EXEC, all in one round trip."""
-    send(client, [pack(keys, plan) for plan in plans])
+def pack_written(keys: Keys, written: Plan | Batch) -> Packed:
+    """The transaction for a plan, or for a batch (a plan only if it must)."""
+    if isinstance(written, Plan):
+        return pack(keys, written)
+    return pack_batch(keys, written) or pack(keys, Plan.of(written))
 
 
-def send(client: redis.Redis, transactions: list[Packed]) -> None:
-    """Run transactions in order, each atomic, in one round trip.
+def write(client: redis.Redis, keys: Keys, written: Sequence[Plan | Batch]) -> None:
+    """Write each plan or batch in its own MULTI/EXEC, in order, pipelined."""
+    send(client, (pack_written(keys, w) for w in written))
 
-    The commands are packed by hiredis (see :class:`Packed`) and sent in one
-    write on one of redis-py's connections: for large batches several times
-    faster than redis-py's pipeline, which packs every argument in Python.
+
+#: bytes sent at once; the next chunk is encoded while Redis runs this one
+CHUNK_BYTES = 256 << 10
+
+
+def send(client: redis.Redis, transactions: Iterable[Packed]) -> None:
+    """Run transactions in order, each atomic, pipelined on one connection.
+
+    ``transactions`` may be a generator that encodes as it goes: chunks of
+    them are sent while the next is encoded, so Python's encoding and Redis's
+    work overlap. The commands are packed by hiredis (see :class:`Packed`)
+    and written on one of redis-py's connections: several times faster than
+    redis-py's pipeline, which packs every argument in Python.
     """
-    data = [b"".join(t.data for t in transactions)]
+    produced: list[Packed] = []
+    source = _recorded(iter(transactions), produced)
     pool = client.connection_pool
     for attempt in (1, 2):
         conn = None
         try:
             conn = pool.get_connection()
-            conn.send_packed_command(data)
-            error = _read_replies(conn, transactions)
+            error = _pipeline(conn, source)
         except (redis.ConnectionError, redis.TimeoutError):
             if conn is not None:
                 conn.disconnect()
             if attempt == 2:
                 raise
-            continue  # a pooled connection the server had dropped: once more
+            # a pooled connection the server had dropped: once more, from the
+            # start (a batch written twice is written the same)
+            source = itertools.chain(list(produced), source)
+            continue
         except BaseException:
             if conn is not None:
                 conn.disconnect()  # the reply stream is in an unknown state
@@ -161,6 +179,34 @@ def send(client: redis.Redis, transactions: list[Packed]) -> None:
         if error is not None:
             raise error
         return
+
+
+def _recorded(source: Iterator[Packed], produced: list[Packed]) -> Iterator[Packed]:
+    for packed in source:
+        produced.append(packed)
+        yield packed
+
+
+def _pipeline(conn: Any, transactions: Iterable[Packed]) -> Exception | None:
+    """Send chunk after chunk; read a chunk's replies once the next is sent."""
+    first: Exception | None = None
+    in_flight: list[Packed] = []
+    chunk: list[Packed] = []
+    size = 0
+    for packed in transactions:
+        chunk.append(packed)
+        size += len(packed.data)
+        if size >= CHUNK_BYTES:
+            conn.send_packed_command([b"".join(p.data for p in chunk)])
+            error = _read_replies(conn, in_flight)
+            first = first or error
+            in_flight, chunk, size = chunk, [], 0
+    if chunk:
+        conn.send_packed_command([b"".join(p.data for p in chunk)])
+    for sent in (in_flight, chunk):
+        error = _read_replies(conn, sent)
+        first = first or error
+    return first
 
 
 def _read_replies(conn: Any, transactions: list[Packed]) -> Exception | None:
@@ -244,20 +290,19 @@ def key_fields(changes: Iterable[KeyChange]) -> dict[str, list[Any]] | None:
             current = change.node_id
             fields = fields_of.setdefault(current, [])
         value = entry.value
+        stamp = dumps(entry.timestamp).decode()
         if value is None:
             field: str | bytes = (
-                f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
-                '"type":"deleted"}\n'
+                f'{{"version":{entry.version},"timestamp":{stamp},"type":"deleted"}}\n'
             )
         elif isinstance(value, str):
             field = (
-                f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
+                f'{{"version":{entry.version},"timestamp":{stamp},'
                 f'"type":"str"}}\n{value}'
             )
         else:
             field = (
-                f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
-                '"type":"bytes"}\n'
+                f'{{"version":{entry.version},"timestamp":{stamp},"type":"bytes"}}\n'
             ).encode() + value
         fields += (change.key, field)
     return fields_of

@@ -12,6 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from orjson import dumps
+
 from pokan.errors import PokanError
 from pokan.state import ROLES, STATUSES, Entry, NodeInfo, NodeRecord
 
@@ -56,24 +58,21 @@ def encode_field(entry: Entry) -> str | bytes:
     """A key's field in ``<prefix>:keys:<node>``: a JSON header line, then
     the raw value (UTF-8 for text; nothing for a tombstone).
 
-    The hot path of the store, so :func:`pokan.store.redis_io.commands`
+    The hot path of the store, so :func:`pokan.store.redis_io.key_fields`
     inlines the same f-strings; the tests check that both agree.
     """
-    # repr() of a finite float is its shortest round-tripping form, valid JSON
+    # orjson writes a finite float in its shortest round-tripping form (valid
+    # JSON) several times faster than repr()
+    stamp = dumps(entry.timestamp).decode()
     value = entry.value
     if value is None:
-        return (
-            f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
-            '"type":"deleted"}\n'
-        )
+        return f'{{"version":{entry.version},"timestamp":{stamp},"type":"deleted"}}\n'
     if isinstance(value, str):
         return (
-            f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
-            f'"type":"str"}}\n{value}'
+            f'{{"version":{entry.version},"timestamp":{stamp},"type":"str"}}\n{value}'
         )
     return (
-        f'{{"version":{entry.version},"timestamp":{entry.timestamp!r},'
-        '"type":"bytes"}\n'
+        f'{{"version":{entry.version},"timestamp":{stamp},"type":"bytes"}}\n'
     ).encode() + value
 
 
