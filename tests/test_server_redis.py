@@ -118,6 +118,8 @@ class AtomicBatchTests(ServerCase):
         a = yield self.node(store)
         b = yield self.node(seed=a)
         c = yield self.node(seed=a)
+        # nothing in flight: every batch counted so far is in Redis
+        yield wait_for(lambda: store.batches_written == store.persisted)
         before_execs = self.redis.exec_count()
         before_batches = store.persisted
         for i in range(300):

@@ -247,7 +247,8 @@ class DaemonizedTests(unittest.TestCase):
         with open(logfile) as f:
             self.assertIn("Server Shut Down", f.read())
 
-    def test_daemon_with_its_port_in_use_fails_at_once(self) -> None:
+    @defer.inlineCallbacks
+    def test_daemon_with_its_port_in_use_fails_at_once(self) -> Any:
         taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(taken.close)
         taken.bind(("127.0.0.1", 0))
@@ -262,7 +263,11 @@ class DaemonizedTests(unittest.TestCase):
         self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
         self.assertIn("An error has occurred", result.stderr)
         self.assertIn(f"cannot listen on 127.0.0.1:{port}/udp", result.stderr)
-        self.assertFalse(os.path.exists(pidfile))
+        # the parent reports the child's failure; the child removes its pidfile
+        # as it ends, which may be just after
+        yield wait_until(
+            lambda: not os.path.exists(pidfile), message="the pidfile removed"
+        )
 
 
 class UsageTests(unittest.TestCase):
