@@ -178,23 +178,34 @@ class Cluster:
             n.close()
 
 
+def stop_and_time(
+    cluster: Cluster,
+    rng: random.Random,
+    sig: int,
+    event: str,
+    timeout: float,
+    what: str,
+) -> list[float]:
+    """Stop a random node (not the seed) with ``sig``; the seconds until each
+    other node fired ``event`` about it (those that never did are reported)."""
+    node = rng.choice(cluster.nodes[1:])
+    start = time.time()
+    node.stop(sig)
+    others = cluster.live(node)
+    wait(lambda: all(o.events(event, node.id, start) for o in others), timeout, others)
+    times = [o.events(event, node.id, start) for o in others]
+    if not all(times):
+        print(f"  {what}: {sum(1 for t in times if not t)} never fired {event}")
+    return [t[0] - start for t in times if t]
+
+
 def kill_trial(n: int, interval: float, rng: random.Random, seed: int) -> list[float]:
     cluster = Cluster(n, interval, 0.0, seed)
     try:
         time.sleep(20 * interval)  # let the windows fill
-        victim = rng.choice(cluster.nodes[1:])
-        start = time.time()
-        victim.stop(signal.SIGKILL)
-        others = cluster.live(victim)
-        wait(
-            lambda: all(o.events("peer_dead", victim.id, start) for o in others),
-            30,
-            others,
+        return stop_and_time(
+            cluster, rng, signal.SIGKILL, "peer_dead", 30, f"kill n={n}"
         )
-        times = [o.events("peer_dead", victim.id, start) for o in others]
-        if not all(times):
-            print(f"  kill n={n}: {sum(1 for t in times if not t)} never convicted")
-        return [t[0] - start for t in times if t]
     finally:
         cluster.close()
 
@@ -215,19 +226,10 @@ def goodbye_trial(
     cluster = Cluster(n, interval, drop, seed)
     try:
         time.sleep(5 * interval)
-        leaving = rng.choice(cluster.nodes[1:])
-        start = time.time()
-        leaving.stop(signal.SIGTERM)
-        others = cluster.live(leaving)
-        wait(
-            lambda: all(o.events("peer_left", leaving.id, start) for o in others),
-            10,
-            others,
+        seconds = stop_and_time(
+            cluster, rng, signal.SIGTERM, "peer_left", 10, f"goodbye n={n}"
         )
-        times = [o.events("peer_left", leaving.id, start) for o in others]
-        if not all(times):
-            print(f"  goodbye n={n}: {sum(1 for t in times if not t)} never saw it")
-        return [(t[0] - start) / interval for t in times if t]
+        return [t / interval for t in seconds]
     finally:
         cluster.close()
 

@@ -45,45 +45,50 @@ def plot(rows: list[list[str]], img: Path) -> list[Path]:
         series.setdefault(key, []).append(
             (int(r[0]), float(r[3]), float(r[4]), float(r[7]))
         )
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for (loss, push), points in sorted(series.items()):
+
+    def chart(
+        column: int, ylabel: str, name: str, budget: bool, prefix: str = ""
+    ) -> Path:
+        """One line per (loss, push) series: ``column`` of its points against N."""
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for (loss, push), points in sorted(series.items()):
+            label = f"{'push ' + push if push != '0' else 'rounds only'}, {loss} loss"
+            style = ("-" if loss == "0%" else "--") + ("C0" if push != "0" else "C1")
+            ax.plot(
+                [p[0] for p in points],
+                [p[column] for p in points],
+                style,
+                marker="o",
+                label=prefix + label,
+            )
+        if budget:
+            ax.axhline(
+                4 * 1400, color="red", linewidth=1, label="budget: 4 x 1400 bytes"
+            )
+            ax.set_ylim(bottom=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("nodes")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        path = img / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+    for points in series.values():
         points.sort()
-        label = f"{'push ' + push if push != '0' else 'rounds only'}, {loss} loss"
-        style = ("-" if loss == "0%" else "--") + ("C0" if push != "0" else "C1")
-        ns = [p[0] for p in points]
-        ax.plot(ns, [p[2] for p in points], style, marker="o", label=f"p99, {label}")
-    ax.set_xscale("log")
-    ax.set_xlabel("nodes")
-    ax.set_ylabel("rounds until one write reached every node (p99)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    rounds = img / "sim-rounds.png"
-    fig.tight_layout()
-    fig.savefig(rounds, dpi=100)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for (loss, push), points in sorted(series.items()):
-        label = f"{'push ' + push if push != '0' else 'rounds only'}, {loss} loss"
-        style = ("-" if loss == "0%" else "--") + ("C0" if push != "0" else "C1")
-        ax.plot(
-            [p[0] for p in points],
-            [p[3] for p in points],
-            style,
-            marker="o",
-            label=label,
-        )
-    ax.axhline(4 * 1400, color="red", linewidth=1, label="budget: 4 x 1400 bytes")
-    ax.set_xscale("log")
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel("nodes")
-    ax.set_ylabel("bytes sent per node per round (mean)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    size = img / "sim-bytes.png"
-    fig.tight_layout()
-    fig.savefig(size, dpi=100)
-    plt.close(fig)
-    return [rounds, size]
+    return [
+        chart(
+            2,
+            "rounds until one write reached every node (p99)",
+            "sim-rounds.png",
+            False,
+            "p99, ",
+        ),
+        chart(3, "bytes sent per node per round (mean)", "sim-bytes.png", True),
+    ]
 
 
 def write_docs(doc: Path, table: list[str], command: str) -> None:

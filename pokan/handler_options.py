@@ -13,6 +13,7 @@ from twisted.python import usage
 from pokan import commands
 from pokan.commands import CommandHandler, CommandSpec
 from pokan.discovery import Discovery, discover, resolve
+from pokan.durations import check_seconds
 from pokan.errors import ConfigurationError
 from pokan.reactors import global_reactor
 
@@ -62,15 +63,11 @@ class HandlerOptions(usage.Options):
 
     def check_handler_options(self) -> None:
         try:
-            timeout = float(self["handler-timeout"])
-        except ValueError:
-            timeout = float("nan")
-        if not 0 < timeout < float("inf"):
-            raise usage.UsageError(
-                "--handler-timeout must be a positive number of seconds,"
-                f" got {self['handler-timeout']!r}"
+            self["handler-timeout"] = check_seconds(
+                self["handler-timeout"], "--handler-timeout"
             )
-        self["handler-timeout"] = timeout
+        except ConfigurationError as e:
+            raise usage.UsageError(str(e)) from None
         try:
             size = int(self["handler-queue"])
         except ValueError:

@@ -20,10 +20,10 @@ comes back). See docs/membership.md.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 from pokan import gc
+from pokan.durations import check_seconds
 from pokan.errors import ConfigurationError
 from pokan.failure import DEFAULT_THRESHOLD, PhiAccrualDetector, check_threshold
 from pokan.state import Batch, ClusterState, NodeState, Status
@@ -40,19 +40,7 @@ Transition = tuple[str, NodeState]
 
 def check_ttl(value: object, what: str) -> float:
     """A TTL: a positive, finite number of seconds."""
-    if isinstance(value, bool):
-        raise ConfigurationError(f"{what} must be a number of seconds, got {value!r}")
-    try:
-        seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigurationError(
-            f"{what} must be a number of seconds, got {value!r}"
-        ) from None
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ConfigurationError(
-            f"{what} must be a positive number of seconds, got {value!r}"
-        )
-    return seconds
+    return check_seconds(value, what)
 
 
 def check_membership_options(

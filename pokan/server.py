@@ -24,6 +24,7 @@ from pokan.address import (
     parse_host_port,
 )
 from pokan.badinput import BadInputReporter
+from pokan.durations import check_seconds
 from pokan.errors import ConfigurationError, StartupError
 from pokan.events import (
     AFTER_EVENTS,
@@ -73,18 +74,7 @@ DEFAULT_FANOUT = 3
 
 def check_interval(seconds: object) -> float:
     """A gossip interval: a positive, finite number of seconds."""
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        try:
-            seconds = float(str(seconds))
-        except ValueError:
-            raise ConfigurationError(
-                f"gossip interval must be a number of seconds, got {seconds!r}"
-            ) from None
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ConfigurationError(
-            f"gossip interval must be a positive number of seconds, got {seconds}"
-        )
-    return float(seconds)
+    return check_seconds(seconds, "gossip interval")
 
 
 def check_fanout(fanout: object) -> int:
@@ -106,10 +96,7 @@ def check_idle_interval(seconds: object, interval: float) -> float | None:
     """An idle interval: None (the gossip interval), or at least that long."""
     if seconds is None:
         return None
-    try:
-        idle = check_interval(seconds)
-    except ConfigurationError as e:
-        raise ConfigurationError(str(e).replace("gossip", "idle", 1)) from None
+    idle = check_seconds(seconds, "idle interval")
     if idle < interval:
         raise ConfigurationError(
             f"idle interval ({idle}s) must not be shorter than the gossip"

@@ -8,6 +8,7 @@ links, and arrive after a fixed latency on a ``task.Clock``.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable
 
 from twisted.internet import task
@@ -183,3 +184,16 @@ class SimCluster:
 
     def live(self) -> list[SimNode]:
         return [n for n in self.nodes if n.running]
+
+    def kill_until_convicted(self, victim: SimNode, limit: float) -> float | None:
+        """Kill ``victim``; the time until every live node holds it dead."""
+        self.kill(victim)
+        return self.run_until(
+            lambda: all(n.status_of(victim) == "dead" for n in self.live()), limit
+        )
+
+    def events_about(self, node: SimNode) -> Counter[str]:
+        """How many times each event about ``node`` fired, on all nodes."""
+        return Counter(
+            e for n in self.nodes for _, e, who in n.events if who == node.id
+        )

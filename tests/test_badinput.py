@@ -15,6 +15,7 @@ from pokan import Server, wire
 from tests.support import (
     LogCatcher,
     global_reactor,
+    make_server,
     start_cluster,
     start_server,
     stop_all,
@@ -97,13 +98,7 @@ class DatagramTests(unittest.TestCase):
         )
         # ...and still serves full syncs
         synced: list[str] = []
-        joiner = Server(
-            "127.0.0.1",
-            tcp_port=0,
-            udp_port=0,
-            gossip_interval=0.05,
-            gossip_with=f"127.0.0.1:{seed.tcp_port}",
-        )
+        joiner = make_server(gossip_with=f"127.0.0.1:{seed.tcp_port}")
         joiner.after("sync", lambda peer: synced.append(peer.value("after")))
         self.addCleanup(stop_all, [joiner])
         yield joiner.startService()

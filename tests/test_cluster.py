@@ -12,6 +12,7 @@ from tests.support import (
     LogCatcher,
     everyone_knows,
     free_port,
+    make_server,
     missing,
     start_cluster,
     start_server,
@@ -187,13 +188,7 @@ class EventTests(unittest.TestCase):
     def test_sync_and_gossip_hooks(self) -> Any:
         seed = yield start_server(self)
         yield seed.store("before-join", "x")
-        joiner = Server(
-            "127.0.0.1",
-            tcp_port=0,
-            udp_port=0,
-            gossip_interval=0.05,
-            gossip_with=f"127.0.0.1:{seed.tcp_port}",
-        )
+        joiner = make_server(gossip_with=f"127.0.0.1:{seed.tcp_port}")
         synced: list[Any] = []
         before_sync: list[Any] = []
         before_gossip: list[Peer] = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from twisted.internet import task
@@ -132,15 +131,9 @@ class ClusterTests(unittest.TestCase):
         sim = SimCluster(10, interval=0.2, seed=3, idle_interval=1.0)
         sim.run(20)
         victim = sim.nodes[4]
-        sim.kill(victim)
-        took = sim.run_until(
-            lambda: all(n.status_of(victim) == "dead" for n in sim.live()), 30
-        )
-        self.assertIsNotNone(took)
+        self.assertIsNotNone(sim.kill_until_convicted(victim, 30))
         sim.run(5)
-        counts = Counter(
-            e for n in sim.nodes for _, e, who in n.events if who == victim.id
-        )
+        counts = sim.events_about(victim)
         self.assertEqual(counts["peer_dead"], 9)
         self.assertEqual(counts["peer_alive"], 0)
 

@@ -11,7 +11,7 @@ from pokan import wire
 from pokan.membership import Membership
 from pokan.node import GossipNode
 from pokan.state import ClusterState, NodeDelta, NodeInfo
-from tests.simnet import SimCluster, SimNode
+from tests.simnet import SimCluster
 
 
 def info(n: int, generation: int = 1) -> NodeInfo:
@@ -118,22 +118,13 @@ class TransitionTests(unittest.TestCase):
 class ClusterTests(unittest.TestCase):
     """Whole clusters on a virtual clock and an in-memory network."""
 
-    def events_about(self, sim: SimCluster, victim: SimNode) -> Counter[str]:
-        return Counter(
-            e for n in sim.nodes for _, e, who in n.events if who == victim.id
-        )
-
     def test_kill_is_convicted_by_everyone_once(self) -> None:
         sim = SimCluster(10, interval=0.3, seed=3)
         sim.run(3)
         victim = sim.nodes[4]
-        sim.kill(victim)
-        took = sim.run_until(
-            lambda: all(n.status_of(victim) == "dead" for n in sim.live()), 15
-        )
-        self.assertIsNotNone(took)
+        self.assertIsNotNone(sim.kill_until_convicted(victim, 15))
         sim.run(5)
-        counts = self.events_about(sim, victim)
+        counts = sim.events_about(victim)
         self.assertEqual(counts["peer_dead"], 9)
         self.assertEqual(counts["peer_alive"], 0)
 
@@ -162,7 +153,7 @@ class ClusterTests(unittest.TestCase):
             )
             self.assertIsNotNone(took, f"seed {seed}")
             sim.run(10)
-            counts = self.events_about(sim, leaving)
+            counts = sim.events_about(leaving)
             self.assertEqual(counts["peer_left"], 9)
             self.assertEqual(counts["peer_dead"], 0)
 
@@ -190,7 +181,7 @@ class ClusterTests(unittest.TestCase):
             self.assertNotIn("old-key", theirs.entries)
             self.assertEqual(theirs.status, "alive")
             self.assertEqual(len([i for i in n.state.nodes if i == new.id]), 1)
-        counts = self.events_about(sim, new)
+        counts = sim.events_about(new)
         self.assertEqual(counts["peer_dead"], 0)
         # joined twice on every other node: the first and the new generation
         self.assertEqual(counts["peer_joined"], 5 * 2)

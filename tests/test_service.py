@@ -13,7 +13,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from pokan import Server, StartupError
-from tests.support import run, start_server, stop_all, wait_until
+from tests.support import make_server, run, start_server, stop_all, wait_until
 
 
 def bound(kind: int, port: int = 0, test: unittest.TestCase | None = None) -> Any:
@@ -36,13 +36,7 @@ class ServiceTests(unittest.TestCase):
         neighbour = service.Service()
         neighbour.setName("neighbour")
         neighbour.setServiceParent(app)
-        node = Server(
-            "127.0.0.1",
-            tcp_port=0,
-            udp_port=0,
-            gossip_interval=0.05,
-            gossip_with=f"127.0.0.1:{seed.tcp_port}",
-        )
+        node = make_server(gossip_with=f"127.0.0.1:{seed.tcp_port}")
         node.setName("pokan")
         node.setServiceParent(app)
         yield node.store("role", "embedded")
@@ -72,13 +66,7 @@ class ServiceTests(unittest.TestCase):
     def test_the_same_server_restarts(self) -> Any:
         """stopService then startService: a new generation, same ports and keys."""
         seed = yield start_server(self)
-        node = Server(
-            "127.0.0.1",
-            tcp_port=0,
-            udp_port=0,
-            gossip_interval=0.05,
-            gossip_with=f"127.0.0.1:{seed.tcp_port}",
-        )
+        node = make_server(gossip_with=f"127.0.0.1:{seed.tcp_port}")
         self.addCleanup(stop_all, [node])
         yield node.store("before", "start")  # persisted under "127.0.0.1:0"
         yield node.startService()

@@ -8,14 +8,10 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from pokan.state import Batch, ClusterState, Entry, NodeDelta, NodeInfo, NodeRecord
-from pokan.store.interface import snapshot_of
 from pokan.store.pending import Pending, Plan
-from pokan.store.redis import RedisStore
 from tests.redisreader import read_cluster
-from tests.redisserver import RedisServer
+from tests.test_store_redis import ME, OTHER, StoreCase
 
-ME = NodeInfo("127.0.0.1:7001", 5, "127.0.0.1", 7001, 7001, "seed")
-OTHER = NodeInfo("127.0.0.1:7002", 9, "127.0.0.1", 7002, 7002, "peer")
 NEWER = NodeInfo("127.0.0.1:7002", 10, "127.0.0.1", 7002, 7002, "peer")
 
 
@@ -52,22 +48,10 @@ class PlanForgetTests(unittest.TestCase):
         self.assertEqual(len(pending), 0)
 
 
-class RedisForgetTests(unittest.TestCase):
-    def setUp(self) -> None:
-        self.redis = RedisServer()
-        self.addCleanup(self.redis.stop)
-        self.plain = self.redis.client()
-        self.addCleanup(self.plain.close)
-        self.state = ClusterState(ME)
-
+class RedisForgetTests(StoreCase):
     @defer.inlineCallbacks
     def test_forgotten_node_leaves_redis_and_left_survives(self) -> Any:
-        from twisted.internet import reactor
-
-        store = RedisStore(self.redis.url, prefix="t", retry_interval=0.05)
-        store.attach(ME.id, reactor, lambda: snapshot_of(self.state))
-        yield store.open()
-        self.addCleanup(store.close)
+        store, _ = yield self.opened()
         other = NodeDelta(OTHER, 1, 0, 1, (("a", Entry("1", 1, 1.0)),))
         yield store.persist(self.state.merge([other]))
         yield store.persist(self.state.mark(OTHER.id, OTHER.generation, "left"))

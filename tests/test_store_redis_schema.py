@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from pokan.state import Entry, KeyChange, NodeInfo, NodeRecord
-from pokan.store.redis_io import key_fields
 from pokan.store.redis_schema import (
     Keys,
     SchemaError,
@@ -18,6 +17,7 @@ from pokan.store.redis_schema import (
     default_prefix,
     encode_field,
     encode_node,
+    key_fields,
 )
 
 
@@ -72,7 +72,7 @@ class SchemaTests(unittest.TestCase):
         self.assertEqual(header["timestamp"], timestamp)
 
     def test_the_store_encodes_as_encode_field(self) -> None:
-        """redis_io inlines encode_field() on its hot path: both must agree."""
+        """A batch encodes each change as its entry alone; a drop is refused."""
         changes = [
             KeyChange("n", str(i), None, e)
             for i, e in enumerate(

@@ -13,7 +13,6 @@ from typing import Any
 import attrs
 import redis
 from hiredis import pack_command
-from orjson import dumps
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -27,6 +26,7 @@ from pokan.store.redis_schema import (
     decode_field,
     decode_node,
     encode_node,
+    key_fields,
 )
 
 
@@ -274,38 +274,6 @@ def pack_batch(keys: Keys, batch: Batch) -> Packed | None:
     return Packed.of(
         hset_keys(keys, fields_of) + record_commands(keys, batch.nodes, touched)
     )
-
-
-def key_fields(changes: Iterable[KeyChange]) -> dict[str, list[Any]] | None:
-    """Per node, the fields and encoded entries ``changes`` set, in their
-    order (the last change of a key wins); None if a change drops its key."""
-    fields_of: dict[str, list[Any]] = {}
-    current = None
-    # the hot path: encode_field() inlined, one dict lookup per run of a node
-    for change in changes:
-        entry = change.new
-        if entry is None:
-            return None
-        if change.node_id != current:
-            current = change.node_id
-            fields = fields_of.setdefault(current, [])
-        value = entry.value
-        stamp = dumps(entry.timestamp).decode()
-        if value is None:
-            field: str | bytes = (
-                f'{{"version":{entry.version},"timestamp":{stamp},"type":"deleted"}}\n'
-            )
-        elif isinstance(value, str):
-            field = (
-                f'{{"version":{entry.version},"timestamp":{stamp},'
-                f'"type":"str"}}\n{value}'
-            )
-        else:
-            field = (
-                f'{{"version":{entry.version},"timestamp":{stamp},"type":"bytes"}}\n'
-            ).encode() + value
-        fields += (change.key, field)
-    return fields_of
 
 
 def hset_keys(keys: Keys, fields_of: dict[str, list[Any]]) -> list[tuple[Any, ...]]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from orjson import dumps
 
 from pokan.errors import PokanError
-from pokan.state import ROLES, STATUSES, Entry, NodeInfo, NodeRecord
+from pokan.state import ROLES, STATUSES, Entry, KeyChange, NodeInfo, NodeRecord
 
 #: the layout's version, stored in ``<prefix>:meta`` as ``schema``
 SCHEMA = "2"
@@ -54,26 +54,49 @@ class Keys:
         return self.node(node_id), self.keys(node_id)
 
 
-def encode_field(entry: Entry) -> str | bytes:
-    """A key's field in ``<prefix>:keys:<node>``: a JSON header line, then
-    the raw value (UTF-8 for text; nothing for a tombstone).
+def key_fields(changes: Iterable[KeyChange]) -> dict[str, list[Any]] | None:
+    """Per node, the keys ``changes`` set and their fields in
+    ``<prefix>:keys:<node>``, flat and in order (the last change of a key
+    wins); None if a change drops its key.
 
-    The hot path of the store, so :func:`pokan.store.redis_io.key_fields`
-    inlines the same f-strings; the tests check that both agree.
+    A field is a JSON header line, then the raw value (UTF-8 for text;
+    nothing for a tombstone). The store's hot path: one loop, no call per key.
     """
-    # orjson writes a finite float in its shortest round-tripping form (valid
-    # JSON) several times faster than repr()
-    stamp = dumps(entry.timestamp).decode()
-    value = entry.value
-    if value is None:
-        return f'{{"version":{entry.version},"timestamp":{stamp},"type":"deleted"}}\n'
-    if isinstance(value, str):
-        return (
-            f'{{"version":{entry.version},"timestamp":{stamp},"type":"str"}}\n{value}'
-        )
-    return (
-        f'{{"version":{entry.version},"timestamp":{stamp},"type":"bytes"}}\n'
-    ).encode() + value
+    fields_of: dict[str, list[Any]] = {}
+    current = None
+    for change in changes:
+        entry = change.new
+        if entry is None:
+            return None
+        if change.node_id != current:
+            current = change.node_id
+            fields = fields_of.setdefault(current, [])
+        value = entry.value
+        # orjson writes a finite float in its shortest round-tripping form
+        # (valid JSON) several times faster than repr()
+        stamp = dumps(entry.timestamp).decode()
+        if value is None:
+            field: str | bytes = (
+                f'{{"version":{entry.version},"timestamp":{stamp},"type":"deleted"}}\n'
+            )
+        elif isinstance(value, str):
+            field = (
+                f'{{"version":{entry.version},"timestamp":{stamp},'
+                f'"type":"str"}}\n{value}'
+            )
+        else:
+            field = (
+                f'{{"version":{entry.version},"timestamp":{stamp},"type":"bytes"}}\n'
+            ).encode() + value
+        fields += (change.key, field)
+    return fields_of
+
+
+def encode_field(entry: Entry) -> str | bytes:
+    """One entry's field in ``<prefix>:keys:<node>`` (see :func:`key_fields`)."""
+    fields = key_fields([KeyChange("", "", None, entry)])
+    assert fields is not None  # a change that sets its key
+    return fields[""][1]
 
 
 def decode_field(raw: bytes) -> Entry:
