@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import redis
+import trustme
 
 STARTUP_DEADLINE = 10.0
 
@@ -28,7 +29,9 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process; ``url`` points at it."""
 
-    def __init__(self, port: int | None = None, unix_socket: bool = False) -> None:
+    def __init__(
+        self, port: int | None = None, unix_socket: bool = False, tls: bool = False
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is missing: run `make redis-server`")
@@ -36,12 +39,29 @@ class RedisServer:
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="pokan-redis-")
         self.socket_path = os.path.join(self.dir, "redis.sock") if unix_socket else None
+        #: with ``tls``: TLS only, on ``port``, with a certificate for
+        #: 127.0.0.1 from a throwaway CA whose certificate is ``ca_path``
+        self.ca_path = self._make_certificates() if tls else None
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def tls_url(self) -> str:
+        """A rediss:// URL that trusts the server's throwaway CA."""
+        return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.ca_path}"
+
+    def _make_certificates(self) -> str:
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1")
+        ca_path = os.path.join(self.dir, "ca.pem")
+        ca.cert_pem.write_to_path(ca_path)
+        cert.cert_chain_pems[0].write_to_path(os.path.join(self.dir, "cert.pem"))
+        cert.private_key_pem.write_to_path(os.path.join(self.dir, "key.pem"))
+        return ca_path
 
     @property
     def unix_url(self) -> str:
@@ -67,6 +87,11 @@ class RedisServer:
         ]
         if self.socket_path is not None:
             args += ["--unixsocket", self.socket_path]
+        if self.ca_path is not None:
+            args[1:3] = ["--port", "0", "--tls-port", str(self.port)]
+            args += ["--tls-cert-file", os.path.join(self.dir, "cert.pem")]
+            args += ["--tls-key-file", os.path.join(self.dir, "key.pem")]
+            args += ["--tls-auth-clients", "no"]
         self.process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
         )
@@ -88,6 +113,9 @@ class RedisServer:
 
     def client(self, **kwargs: Any) -> redis.Redis:
         """A plain redis-py client, as any program would use."""
+        if self.ca_path is not None:
+            kwargs.setdefault("ssl", True)
+            kwargs.setdefault("ssl_ca_certs", self.ca_path)
         return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
 
     def kill(self) -> None:

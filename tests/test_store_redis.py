@@ -235,7 +235,9 @@ class RedisStoreTests(StoreCase):
         self.assertEqual(got[1]["timestamp"], 2.0)
 
 
-class UnixSocketTests(unittest.TestCase):
+class UrlSchemeTests(unittest.TestCase):
+    """unix:// and rediss:// URLs, against servers of their own."""
+
     @defer.inlineCallbacks
     def test_unix_url(self) -> Any:
         server = RedisServer(unix_socket=True)
@@ -248,6 +250,32 @@ class UnixSocketTests(unittest.TestCase):
         plain = server.client()
         self.addCleanup(plain.close)
         self.assertEqual(raw_value(plain, "u", ME.id, "k"), b"v")
+
+    @defer.inlineCallbacks
+    def test_tls_url(self) -> Any:
+        server = RedisServer(tls=True)
+        self.addCleanup(server.stop)
+        store = RedisStore(server.tls_url, prefix="s")
+        self.assertIsNone((yield store.open()))
+        state = ClusterState(ME)
+        yield store.persist(state.write("k", "v", 1.0))
+        yield store.close()
+        plain = server.client()
+        self.addCleanup(plain.close)
+        self.assertEqual(raw_value(plain, "s", ME.id, "k"), b"v")
+
+    @defer.inlineCallbacks
+    def test_tls_server_not_trusted_fails_clearly(self) -> Any:
+        server = RedisServer(tls=True)
+        self.addCleanup(server.stop)
+        url = f"rediss://127.0.0.1:{server.port}/0"  # the system's CAs only
+        store = RedisStore(url, prefix="s")
+        with self.assertRaises(StartupError) as caught:
+            yield store.open()
+        message = str(caught.exception)
+        self.assertIn(f"cannot use Redis at {url}: ", message)
+        self.assertIn("certificate verify failed", message)
+        self.assertNotIn("\n", message)
 
 
 class OutageTests(StoreCase):
