@@ -239,10 +239,10 @@ class UrlSchemeTests(unittest.TestCase):
     """unix:// and rediss:// URLs, against servers of their own."""
 
     @defer.inlineCallbacks
-    def test_unix_url(self) -> Any:
-        server = RedisServer(unix_socket=True)
+    def write_through(self, server: RedisServer, url: str) -> Any:
+        """Open a store at ``url``, write one key; check it with a plain client."""
         self.addCleanup(server.stop)
-        store = RedisStore(server.unix_url, prefix="u")
+        store = RedisStore(url, prefix="u")
         self.assertIsNone((yield store.open()))
         state = ClusterState(ME)
         yield store.persist(state.write("k", "v", 1.0))
@@ -251,18 +251,13 @@ class UrlSchemeTests(unittest.TestCase):
         self.addCleanup(plain.close)
         self.assertEqual(raw_value(plain, "u", ME.id, "k"), b"v")
 
-    @defer.inlineCallbacks
+    def test_unix_url(self) -> Any:
+        server = RedisServer(unix_socket=True)
+        return self.write_through(server, server.unix_url)
+
     def test_tls_url(self) -> Any:
         server = RedisServer(tls=True)
-        self.addCleanup(server.stop)
-        store = RedisStore(server.tls_url, prefix="s")
-        self.assertIsNone((yield store.open()))
-        state = ClusterState(ME)
-        yield store.persist(state.write("k", "v", 1.0))
-        yield store.close()
-        plain = server.client()
-        self.addCleanup(plain.close)
-        self.assertEqual(raw_value(plain, "s", ME.id, "k"), b"v")
+        return self.write_through(server, server.tls_url)
 
     @defer.inlineCallbacks
     def test_tls_server_not_trusted_fails_clearly(self) -> Any:
