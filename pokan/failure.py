@@ -98,6 +98,9 @@ class PhiAccrualDetector:
     def __contains__(self, node_id: str) -> bool:
         return node_id in self._windows
 
+    def __len__(self) -> int:
+        return len(self._windows)
+
     def heartbeat(self, node_id: str, now: float) -> None:
         """Record an arrival of ``node_id``'s heartbeat at ``now``."""
         window = self._windows.get(node_id)
@@ -118,6 +121,16 @@ class PhiAccrualDetector:
             return 0.0
         elapsed = max(0.0, now - window.last)
         return elapsed / max(window.mean, self.min_mean)
+
+    def silent_until(self, node_ids: Iterable[str]) -> float:
+        """A time before which none of ``node_ids`` can be over the threshold.
+
+        Arrivals only move a window's last arrival later, and no mean counts
+        for less than ``min_mean``: so until then nobody needs asking.
+        """
+        windows = self._windows
+        lasts = [windows[n].last for n in node_ids if n in windows]
+        return min(lasts, default=math.inf) + self.threshold * self.min_mean
 
     def is_dead(self, node_id: str, now: float) -> bool:
         return self.phi(node_id, now) > self.threshold

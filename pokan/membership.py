@@ -20,6 +20,7 @@ comes back). See docs/membership.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from pokan import gc
@@ -101,6 +102,7 @@ class Membership:
         self.detector.interval = pace
         self.detector.max_interval = 10 * pace
         self.detector.min_mean = floor
+        self._next_scan = -math.inf  # the floor changed: check everyone
         #: how often GC runs: a tenth of the shorter TTL, within [pace, 60s]
         self.gc_every = max(
             pace, min(60.0, self.tombstone_ttl / 10, self.dead_node_ttl / 10)
@@ -121,11 +123,12 @@ class Membership:
             if entry.left:
                 batch += self.state.mark(entry.node_id, entry.generation, "left")
         news, self.state.heartbeat_news = self.state.heartbeat_news, set()
+        nodes, heartbeat = self.state.nodes, self.detector.heartbeat
         for node_id in sorted(news):
-            node = self.state.nodes.get(node_id)
+            node = nodes.get(node_id)
             if node is None:
                 continue
-            self.detector.heartbeat(node_id, now)
+            heartbeat(node_id, now)
             if node.status == "dead" and node.heartbeat >= (
                 self._convicted_at.get(node_id, 0) + REVIVE_MARGIN
             ):
@@ -134,21 +137,33 @@ class Membership:
         return batch
 
     def tick(self, now: float) -> Batch:
-        """Once per gossip round: convict the silent, collect garbage."""
+        """Once per gossip round: convict the silent, collect garbage.
+
+        The live nodes are only asked about once one of them could be over
+        the threshold (or one has no window yet): an idle node's rounds do
+        not walk the whole membership.
+        """
         batch = Batch()
-        if self.detector.tick(now):
+        detector = self.detector
+        if detector.tick(now) and (
+            now >= self._next_scan or len(detector) < len(self.state.nodes) - 1
+        ):
+            alive = []
             for node in self.state.others():
                 if node.status != "alive":
                     continue
                 node_id = node.info.id
-                if node_id not in self.detector:
-                    self.detector.heartbeat(node_id, now)  # start its window
-                elif self.detector.is_dead(node_id, now):
+                if node_id not in detector:
+                    detector.heartbeat(node_id, now)  # start its window
+                elif detector.is_dead(node_id, now):
                     node = self.state.set_status(node, "dead")
                     self.convictions += 1
                     self._convicted_at[node_id] = node.heartbeat
                     self._status_since[node_id] = now
                     batch += Batch((), (node.record(),))
+                    continue
+                alive.append(node_id)
+            self._next_scan = detector.silent_until(alive)
         if self._next_gc is None:
             self._next_gc = now + self.gc_every
         elif now >= self._next_gc:

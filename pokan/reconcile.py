@@ -89,34 +89,55 @@ def respond_to_syn(
 ) -> tuple[list[NodeDelta], list[DigestEntry]]:
     """What to answer a Syn with: deltas for the initiator, differing digest.
 
-    Also takes the heartbeats the digest brings.
+    Also takes the heartbeats the digest brings. An entry goes back only
+    where this node's differs once those are taken: where it is behind
+    (so the initiator sends deltas) or ahead (so the initiator learns).
+    One pass over the digest: this runs for every datagram.
     """
-    listed = {e.node_id: e for e in syn.digest}
+    nodes = state.nodes
+    listed: set[str] = set()
     wants: list[tuple[NodeState, int]] = []  # (node, since) the initiator lacks
     differing: list[DigestEntry] = []
+    sizes: list[int] = []  # of the differing entries, once packed
     for entry in syn.digest:
-        state.observe_heartbeat(entry.node_id, entry.generation, entry.heartbeat)
-        mine = state.nodes.get(entry.node_id)
+        node_id, generation, version, heartbeat, left = entry
+        listed.add(node_id)
+        mine = nodes.get(node_id)
         if mine is None:
-            differing.append(DigestEntry(entry.node_id, 0, 0, 0))
+            differing.append(DigestEntry(node_id, 0, 0, 0))
+            sizes.append(wire.str_size(node_id) + 4)
             continue
+        ours = mine.info.generation
+        if heartbeat > mine.heartbeat and ours == generation:
+            state.observe_heartbeat(node_id, generation, heartbeat)
+            mine = nodes[node_id]  # a copy-on-write state may have copied it
+        left_here = mine.status == "left"
         if (
-            mine.info.generation,
-            mine.version,
-            mine.heartbeat,
-            mine.status == "left",
-        ) != (entry.generation, entry.version, entry.heartbeat, entry.left):
-            differing.append(digest_entry(mine))
-        since = _since(mine, entry)
-        if since is not None:
-            wants.append((mine, since))
+            mine.version != version
+            or ours != generation
+            or mine.heartbeat != heartbeat
+            or left_here != left
+        ):
+            differing.append(
+                DigestEntry(node_id, ours, mine.version, mine.heartbeat, left_here)
+            )
+            sizes.append(
+                wire.digest_size(node_id, ours, mine.version, mine.heartbeat, left_here)
+            )
+            since = _since(mine, entry)
+            if since is not None:
+                wants.append((mine, since))
     for node_id in _covered(state.sorted_ids(), syn):
         if node_id not in listed:
-            wants.append((state.nodes[node_id], 0))
+            wants.append((nodes[node_id], 0))
     digest_budget = budget // 2 if wants else budget
-    differing = _fit_entries(differing, digest_budget)
-    used = sum(_entry_size(e) for e in differing) + 5
-    return build_deltas(wants, budget - used), differing
+    used, fitted = 5, len(differing)
+    for i, size in enumerate(sizes):
+        if used + size > digest_budget:
+            fitted = i
+            break
+        used += size
+    return build_deltas(wants, budget - used), differing[:fitted]
 
 
 def respond_to_syn_ack(
@@ -153,17 +174,6 @@ def _since(mine: NodeState, theirs: DigestEntry) -> int | None:
             return None  # behind what GC removed: a reset by full sync (pokan.gc)
         return theirs.version
     return None
-
-
-def _fit_entries(entries: list[DigestEntry], budget: int) -> list[DigestEntry]:
-    fitted, used = [], 5
-    for entry in entries:
-        size = _entry_size(entry)
-        if used + size > budget:
-            break
-        fitted.append(entry)
-        used += size
-    return fitted
 
 
 def build_deltas(wants: list[tuple[NodeState, int]], budget: int) -> list[NodeDelta]:

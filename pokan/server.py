@@ -196,7 +196,6 @@ class Server(service.Service):
         self._loop: task.LoopingCall | None = None
         self._retry: Any = None  # the IDelayedCall of this round's retry
         self._resume: Any = None  # the IDelayedCall ending an idle pause
-        self._checks: task.LoopingCall | None = None
         self._sync: SeedSync | None = None
         self._blocking = False
         self._startup_failure: Failure | None = None
@@ -681,15 +680,9 @@ class Server(service.Service):
         return self._clock if self._clock is not None else self._get_reactor()
 
     def _start_loop(self) -> None:
-        clock = self._timer()
+        # failure checks run at the start of every round: no wakeups of
+        # their own (an idle node checks once per idle interval)
         self._start_rounds(now=False)
-        # failure checks twice a round (an idle round, with an idle
-        # interval): convictions are not held back a round
-        if self._checks is not None and self._checks.running:
-            self._checks.stop()
-        self._checks = task.LoopingCall(self._membership_check)
-        self._checks.clock = clock
-        self._checks.start(self.idle_interval / 2, now=False)
 
     def _start_rounds(self, now: bool) -> None:
         if self._loop is not None and self._loop.running:
@@ -704,16 +697,21 @@ class Server(service.Service):
     def _pause_while_quiet(self) -> None:
         """Sleep through the rounds an idle node would skip: no wakeups."""
         quiet = self._node.quiet_rounds
-        if quiet and self._loop is not None and self._loop.running:
+        if not quiet or not self.running:
+            return
+        if self._loop is not None and self._loop.running:
             self._loop.stop()
-            self._resume = self._timer().callLater(
-                (quiet + 1) * self._interval, self._resume_rounds, quiet
-            )
+        self._resume = self._timer().callLater(
+            (quiet + 1) * self._interval, self._resume_rounds, quiet
+        )
 
     def _resume_rounds(self, skipped: int) -> None:
+        """The idle round after a pause: one wakeup, then another pause."""
         self._resume = None
         self._node.skip_rounds(skipped)
-        self._start_rounds(now=True)
+        self._gossip_round()  # pauses again while the node stays quiet
+        if self._resume is None and self.running:
+            self._start_rounds(now=False)  # busy: a round every interval
 
     def _wake(self) -> None:
         """News during an idle pause: rounds every gossip interval again."""
@@ -728,6 +726,7 @@ class Server(service.Service):
             log.failure("membership check failed; gossip goes on")
 
     def _gossip_round(self) -> None:
+        self._membership_check()
         try:
             outgoing = self._node.gossip_round()
             for out in outgoing:
@@ -741,7 +740,9 @@ class Server(service.Service):
                 self._send(out.address, out.message)
             if self._retry is not None and self._retry.active():
                 self._retry.cancel()  # a late round: the old retry is moot
-            if outgoing:
+            if outgoing and not self._node.idle:
+                # an idle exchange is not retried: the next idle round
+                # opens another, and an idle node keeps its wakeups few
                 self._retry = self._timer().callLater(
                     self._interval / 2, self._retry_round
                 )
@@ -873,8 +874,6 @@ class Server(service.Service):
             self._resume.cancel()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
-        if self._checks is not None and self._checks.running:
-            self._checks.stop()
         if self._sync is not None:
             self._sync.stop()
         for d, proto in list(self._syncing.items()):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 import msgpack
@@ -54,9 +54,12 @@ class MessageType(enum.IntEnum):
     WELCOME = 17
 
 
-@attrs.frozen
-class DigestEntry:
-    """What a node knows of one node: its generation, watermark, heartbeat."""
+class DigestEntry(NamedTuple):
+    """What a node knows of one node: its generation, watermark, heartbeat.
+
+    A named tuple, not an attrs class: a digest holds dozens of them and
+    every received datagram builds them anew (a fifth of the cost).
+    """
 
     node_id: str
     generation: int
@@ -254,13 +257,20 @@ def str_size(s: str) -> int:
 
 def digest_entry_size(entry: DigestEntry) -> int:
     """``packed_size(pack_digest_entry(entry))``, without packing."""
+    return digest_size(*entry)
+
+
+def digest_size(
+    node_id: str, generation: int, version: int, heartbeat: int, left: bool
+) -> int:
+    """The packed size of the digest entry of these fields."""
     return (
-        1
-        + str_size(entry.node_id)
-        + uint_size(entry.generation)
-        + uint_size(entry.version)
-        + uint_size(entry.heartbeat)
-        + (1 if entry.left else 0)  # FLAG_LEFT, one byte
+        1  # the array header
+        + str_size(node_id)
+        + (1 if generation < 128 else uint_size(generation))
+        + (1 if version < 128 else uint_size(version))
+        + (1 if heartbeat < 128 else uint_size(heartbeat))
+        + left  # FLAG_LEFT, one byte
     )
 
 
@@ -389,9 +399,13 @@ def _delta(obj: Any) -> NodeDelta:
     )
 
 
+_new_tuple = tuple.__new__  # a DigestEntry without the Python-level __new__
+
+
 def _digest_entry(obj: Any) -> DigestEntry:
     # the fast path: one check per field; anything odd takes the long way,
     # which says what is wrong
+    # (msgpack never decodes an integer above MAX_UINT64: no upper checks)
     if type(obj) is list and 4 <= len(obj) <= 5:
         node_id, generation, version, heartbeat = obj[:4]
         if (
@@ -400,12 +414,15 @@ def _digest_entry(obj: Any) -> DigestEntry:
             and type(generation) is int
             and type(version) is int
             and type(heartbeat) is int
-            and 0 <= generation <= MAX_UINT64
-            and 0 <= version <= MAX_UINT64
-            and 0 <= heartbeat <= MAX_UINT64
+            and generation >= 0
+            and version >= 0
+            and heartbeat >= 0
             and (len(obj) == 4 or (type(obj[4]) is int and obj[4] == FLAG_LEFT))
         ):
-            return DigestEntry(node_id, generation, version, heartbeat, len(obj) == 5)
+            left = len(obj) == 5
+            return _new_tuple(
+                DigestEntry, (node_id, generation, version, heartbeat, left)
+            )
     f = _array(obj, "digest entry")
     if len(f) not in (4, 5):
         raise DecodeError("bad-field", f"digest entry has {len(f)} fields, not 4 or 5")

@@ -114,6 +114,37 @@ class TransitionTests(unittest.TestCase):
         self.assertEqual(self.settle(self.membership.tick(self.now)), [])
         self.assertEqual(self.membership.detector.pauses, 1)
 
+    def test_ticks_ask_about_nodes_only_when_one_could_be_dead(self) -> None:
+        """Rounds skip the walk over the membership while every node was
+        heard recently enough, yet convict a silent node on time."""
+        asked = Counter[str]()
+        is_dead = self.membership.detector.is_dead
+
+        def counting(node_id: str, now: float) -> bool:
+            asked[node_id] += 1
+            return is_dead(node_id, now)
+
+        self.membership.detector.is_dead = counting  # type: ignore[method-assign]
+        for hb in range(1, 31):  # nodes 2 and 3 beat every second
+            self.merge(delta(2, hb), delta(3, hb))
+            self.assertEqual(self.advance(1.0), [])
+        # 300 ticks; the floor of the mean (0.25 s) times the threshold (8)
+        # is 2 s, so nobody needed asking more than once every 2 s or so
+        self.assertLess(asked["10.0.0.2:5555"], 30)
+        # node 4 arrives: it is given a window at the next tick
+        self.merge(delta(4, 1))
+        self.advance(0.1)
+        self.assertIn("10.0.0.4:5555", self.membership.detector)
+        # node 3, last heard at 29 s, falls silent: convicted at the first
+        # tick after 8 mean intervals (1 s), as when every tick asked everyone
+        for hb in range(31, 41):
+            self.merge(delta(2, hb), delta(4, hb))
+            events = self.advance(1.0)
+            if events:
+                break
+        self.assertEqual(events, [("peer_dead", "10.0.0.3:5555")])
+        self.assertAlmostEqual(self.now, 29 + 8 + 0.1, delta=0.15)
+
 
 class ClusterTests(unittest.TestCase):
     """Whole clusters on a virtual clock and an in-memory network."""

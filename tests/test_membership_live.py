@@ -86,9 +86,10 @@ class LiveMembershipTests(unittest.TestCase):
     def crash(server: Server) -> defer.Deferred[None]:
         """Stop a server as a crash would: no goodbye, ports closed."""
         service_stop = super(Server, server).stopService
-        for loop in (server._loop, server._checks):
-            if loop is not None and loop.running:
-                loop.stop()
+        if server._loop is not None and server._loop.running:
+            server._loop.stop()
+        if server._resume is not None and server._resume.active():
+            server._resume.cancel()
         service_stop()
         return server._close_ports()
 

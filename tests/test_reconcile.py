@@ -273,6 +273,49 @@ class MakeSynTests(unittest.TestCase):
         # b's own entry is news to a: a asks for it with a zero entry
         self.assertIn(wire.DigestEntry(b.me.info.id, 0, 0, 0), differing)
 
+    def test_differing_digest_lists_only_what_the_initiator_can_use(self) -> None:
+        a = state_with(7, *((i, 2, 1) for i in range(1, 5)))
+        ids = [node_info(i).id for i in range(1, 5)]
+        beats = [a.nodes[i].heartbeat for i in ids]
+        syn = wire.Syn(
+            node_info(9).id,
+            (
+                wire.DigestEntry(ids[0], 1, 2, beats[0]),  # the same
+                wire.DigestEntry(ids[1], 1, 2, beats[1] + 5),  # fresher beat
+                wire.DigestEntry(ids[2], 1, 2, beats[2] - 1),  # staler beat
+                wire.DigestEntry(ids[3], 1, 1, beats[3]),  # behind a version
+                reconcile.digest_entry(a.me),
+            ),
+        )
+        deltas, differing = reconcile.respond_to_syn(a, syn, 10_000)
+        # the fresher heartbeat is taken, and not sent back: nothing differs
+        self.assertEqual(a.nodes[ids[1]].heartbeat, beats[1] + 5)
+        self.assertEqual(
+            [(e.node_id, e.version, e.heartbeat) for e in differing],
+            [(ids[2], 2, beats[2]), (ids[3], 2, beats[3])],
+        )
+        self.assertEqual([(d.info.id, d.since) for d in deltas], [(ids[3], 1)])
+
+    def test_differing_digest_is_cut_to_the_budget(self) -> None:
+        # a is ahead on every heartbeat: every entry differs
+        a = state_with(7, *((i, 2, 1) for i in range(1, 60)))
+        for node in a.others():
+            node.heartbeat = 1000
+        listed = [reconcile.digest_entry(n) for n in a.nodes.values()]
+        syn = wire.Syn(node_info(9).id, tuple(e._replace(heartbeat=0) for e in listed))
+        budget = 300
+        deltas, differing = reconcile.respond_to_syn(a, syn, budget)
+        self.assertFalse(deltas)
+        self.assertTrue(0 < len(differing) < 59)
+        ahead = [e for e in listed if e.heartbeat]  # all but a's own entry
+        self.assertEqual(differing, ahead[: len(differing)])
+
+        def size(entries: list[wire.DigestEntry]) -> int:
+            return wire.packed_size([wire.pack_digest_entry(e) for e in entries])
+
+        self.assertLessEqual(size(differing), budget)
+        self.assertGreater(size(ahead[: len(differing) + 1]), budget)
+
 
 class ConvergenceTests(unittest.TestCase):
     """N GossipNodes over an in-memory network of real encoded datagrams."""
