@@ -72,7 +72,8 @@ class PhiAccrualDetector:
     ``threshold`` gossip intervals of silence); intervals longer
     than ``max_interval`` (a node coming back, a partition healing) are not
     recorded; ``min_mean`` keeps bursts of arrivals from making the detector
-    jumpy. ``pause_factor``: rounds later than that many intervals mean this
+    jumpy. ``pause_factor``: checks (one per round) more than that many
+    intervals apart, a stall of over 1.5 rounds, mean this
     node itself stalled.
     """
 
@@ -83,7 +84,7 @@ class PhiAccrualDetector:
         window: int = DEFAULT_WINDOW,
         max_interval: float | None = None,
         min_mean: float | None = None,
-        pause_factor: float = 2.0,
+        pause_factor: float = 2.5,
     ) -> None:
         self.interval = interval
         self.threshold = check_threshold(threshold)
