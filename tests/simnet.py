@@ -32,8 +32,6 @@ class SimNode:
         self.node.fanout = sim.fanout
         idle = sim.options.get("idle_interval") or sim.interval
         self.node.idle_rounds = max(1, round(idle / sim.interval))
-        #: failure checks twice per idle interval, as the Server does
-        self.check_every = idle / 2
         self.membership = Membership(self.state, sim.interval, **sim.options)
         self.sent = 0
         self.events: list[tuple[float, str, str]] = []
@@ -51,9 +49,7 @@ class SimNode:
         self.sim.on_batch(self, batch)
 
     def check(self) -> None:
-        if self.running:
-            self.commit(self.membership.tick(self.sim.clock.seconds()))
-            self.sim.clock.callLater(self.check_every, self.check)
+        self.commit(self.membership.tick(self.sim.clock.seconds()))
 
     def write(self, key: str, value: str) -> None:
         """Store one of this node's keys, pushing it at once as the Server does."""
@@ -65,6 +61,10 @@ class SimNode:
     def round(self) -> None:
         if not self.running:
             return
+        if not self.node.quiet_rounds:
+            # failure checks in every round the Server wakes up for (an idle
+            # node sleeps through its quiet rounds)
+            self.check()
         for out in self.node.gossip_round():
             self.sim.send(self.address, out.address, out.message)
         jitter = self.sim.rng.uniform(-self.sim.jitter, self.sim.jitter)
@@ -126,7 +126,6 @@ class SimCluster:
             seed.commit(seed.membership.observe(self.clock.seconds()))
         phase = self.rng.uniform(0, self.interval)
         node.call = self.clock.callLater(phase, node.round)
-        self.clock.callLater(phase + node.check_every, node.check)
 
     def send(self, source: Address, to: Address, message: wire.Message) -> None:
         self.sent += 1
