@@ -1,7 +1,7 @@
 """N pokan nodes as separate processes on 127.0.0.1 (bench/cluster_node.py).
 
     PYTHONPATH=. .venv/bin/python bench/cluster.py --n 5,20,50 --interval 0.2 \
-        --impl pokan,pokan-idle1,kinship,swim
+        --impl pokan,pokan-idle1,pokan-idle2,kinship,swim
 
 Measures, for each N: the time for an update stored on one node to reach
 every other node (median and max over 10 updates, each on a random node);
@@ -303,7 +303,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.2)
     parser.add_argument(
         "--impl",
-        default="pokan,pokan-idle1,kinship,swim",
+        default="pokan,pokan-idle1,pokan-idle2,kinship,swim",
         help="pokan (defaults), pokan-idleS (idle interval S seconds), kinship, swim",
     )
     parser.add_argument("--joins", type=int, default=3, help="join samples per N")
