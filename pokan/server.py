@@ -631,12 +631,17 @@ class Server(service.Service):
     def _started(self) -> None:
         log.info(
             "pokan node {id} listening on {address} udp {udp} tcp {tcp}; gossip"
-            " every {interval}s; max datagram {max_datagram}; seeds: {seeds}",
+            " every {interval}s{idle}; max datagram {max_datagram}; seeds: {seeds}",
             id=self.id,
             address=self._address,
             udp=self._udp_port,
             tcp=self._tcp_port,
             interval=self._interval,
+            idle=(
+                ""
+                if self._idle_interval is None
+                else f", every {self._idle_interval}s when idle"
+            ),
             max_datagram=self._max_datagram,
             seeds=", ".join(self.seeds) or "none (acting as seed)",
         )

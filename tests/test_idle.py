@@ -11,6 +11,7 @@ from twisted.trial import unittest
 from pokan import ConfigurationError, Server, tap, wire
 from pokan.state import Entry, NodeDelta
 from tests.simnet import SimCluster
+from tests.support import LogCatcher
 from tests.test_node import addr, info, know, node
 from tests.test_server_unit import ServerTestCase, other_node
 
@@ -272,6 +273,16 @@ class ServerPaceTests(ServerTestCase):
             self.assertLessEqual(calls[0].getTime(), self.reactor.seconds() + 1.0)
         self.assertEqual(pending, {"_resume_rounds"})
         self.assertEqual(server.stats["convictions"], 0)
+
+    def test_start_line_names_the_idle_interval(self) -> None:
+        logs = LogCatcher(self)
+        self.server(idle_interval=1.0)
+        self.assertTrue(logs.matching("gossip every 0.2s, every 1.0s when idle;"))
+
+    def test_start_line_without_idle_interval(self) -> None:
+        logs = LogCatcher(self)
+        self.server()
+        self.assertTrue(logs.matching("gossip every 0.2s; max datagram"))
 
     def test_write_goes_out_at_once_then_full_rounds(self) -> None:
         server = self.server(idle_interval=1.0)
