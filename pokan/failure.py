@@ -131,7 +131,10 @@ class PhiAccrualDetector:
         """
         windows = self._windows
         lasts = [windows[n].last for n in node_ids if n in windows]
-        return min(lasts, default=math.inf) + self.threshold * self.min_mean
+        if not lasts:
+            # nobody to bound: a window opened later must be asked about
+            return -math.inf
+        return min(lasts) + self.threshold * self.min_mean
 
     def is_dead(self, node_id: str, now: float) -> bool:
         return self.phi(node_id, now) > self.threshold

@@ -146,6 +146,19 @@ class TransitionTests(unittest.TestCase):
         self.assertAlmostEqual(self.now, 29 + 8 + 0.1, delta=0.15)
 
 
+    def test_first_peer_heard_by_a_lone_node_is_still_convicted(self) -> None:
+        """A node alone has nobody to bound its next check by: the first peer
+        it hears (its window opened by a heartbeat, between two rounds) is
+        asked about like any other."""
+        self.assertEqual(self.advance(2.0), [])  # alone
+        self.merge(delta(2, 1))
+        for hb in range(2, 6):
+            self.now += 1.0
+            self.merge(delta(2, hb))
+        self.assertEqual(self.advance(7.5), [])
+        self.assertEqual(self.advance(1.0), [("peer_dead", "10.0.0.2:5555")])
+
+
 class ClusterTests(unittest.TestCase):
     """Whole clusters on a virtual clock and an in-memory network."""
 
