@@ -145,7 +145,6 @@ class TransitionTests(unittest.TestCase):
         self.assertEqual(events, [("peer_dead", "10.0.0.3:5555")])
         self.assertAlmostEqual(self.now, 29 + 8 + 0.1, delta=0.15)
 
-
     def test_first_peer_heard_by_a_lone_node_is_still_convicted(self) -> None:
         """A node alone has nobody to bound its next check by: the first peer
         it hears (its window opened by a heartbeat, between two rounds) is
