@@ -191,6 +191,16 @@ class SimCluster:
             lambda: all(n.status_of(victim) == "dead" for n in self.live()), limit
         )
 
+    def events_after_kill(
+        self, victim: SimNode, limit: float, settle: float = 5.0
+    ) -> Counter[str] | None:
+        """Kill ``victim`` and, once all hold it dead (None if not within
+        ``limit`` s) and ``settle`` s more have passed, the events about it."""
+        if self.kill_until_convicted(victim, limit) is None:
+            return None
+        self.run(settle)
+        return self.events_about(victim)
+
     def events_about(self, node: SimNode) -> Counter[str]:
         """How many times each event about ``node`` fired, on all nodes."""
         return Counter(
