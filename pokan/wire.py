@@ -189,18 +189,21 @@ def pack_delta(delta: NodeDelta) -> list[Any]:
     return packed
 
 
-def pack_digest_entry(entry: DigestEntry) -> list[Any]:
-    packed = [entry.node_id, entry.generation, entry.version, entry.heartbeat]
-    if entry.left:
-        packed.append(FLAG_LEFT)
-    return packed
+def pack_digest_entry(entry: DigestEntry) -> tuple[Any, ...]:
+    """The four fields (msgpack packs a tuple as an array), FLAG_LEFT fifth."""
+    return (*entry[:4], FLAG_LEFT) if entry[4] else entry[:4]
+
+
+def pack_digest(digest: tuple[DigestEntry, ...]) -> list[tuple[Any, ...]]:
+    """:func:`pack_digest_entry` of each entry, without a call per entry."""
+    return [e[:4] if not e[4] else (*e[:4], FLAG_LEFT) for e in digest]
 
 
 def _body(message: Message) -> list[Any]:
     if isinstance(message, Syn):
         return [
             message.sender,
-            [pack_digest_entry(e) for e in message.digest],
+            pack_digest(message.digest),
             message.low,
             message.high,
             [pack_delta(d) for d in message.deltas],
@@ -209,7 +212,7 @@ def _body(message: Message) -> list[Any]:
         return [
             message.sender,
             [pack_delta(d) for d in message.deltas],
-            [pack_digest_entry(e) for e in message.digest],
+            pack_digest(message.digest),
         ]
     if isinstance(message, Goodbye):
         return [message.sender, message.generation]
