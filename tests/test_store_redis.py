@@ -40,6 +40,16 @@ class LogCapture:
         return [line for line in self.lines if text in line]
 
 
+@defer.inlineCallbacks
+def open_failure(test: unittest.TestCase, store: RedisStore) -> Any:
+    """The message of the StartupError that ``store.open()`` fails with: one line."""
+    with test.assertRaises(StartupError) as caught:
+        yield store.open()
+    message = str(caught.exception)
+    test.assertNotIn("\n", message)
+    return message
+
+
 class StoreCase(unittest.TestCase):
     def setUp(self) -> None:
         self.redis = RedisServer()
@@ -79,10 +89,7 @@ class RedisStoreTests(StoreCase):
     def test_another_layout_is_refused_and_left_alone(self) -> Any:
         self.plain.hset("t:meta", mapping={"schema": "1", "node": ME.id})
         self.plain.hset(f"t:values:{ME.id}", "k", "v")
-        store = self.make_store()
-        with self.assertRaises(StartupError) as caught:
-            yield store.open()
-        message = str(caught.exception)
+        message = yield open_failure(self, self.make_store())
         self.assertIn("t:meta says schema '1'; this pokan reads '2'", message)
         self.assertIn("Delete the keys under 't'", message)
         self.assertEqual(self.plain.hget(f"t:values:{ME.id}", "k"), b"v")
@@ -164,13 +171,10 @@ class RedisStoreTests(StoreCase):
     def test_unreachable_at_start(self) -> Any:
         port = free_port()
         store = RedisStore(f"redis://:secret@127.0.0.1:{port}/0", prefix="t")
-        with self.assertRaises(StartupError) as caught:
-            yield store.open()
-        message = str(caught.exception)
+        message = yield open_failure(self, store)
         self.assertIn(f"cannot use Redis at redis://:***@127.0.0.1:{port}/0", message)
         self.assertIn("onnect", message)
         self.assertNotIn("secret", message)
-        self.assertNotIn("\n", message)
         self.assertRaises(StartupError, store.check)
 
     def test_bad_url(self) -> None:
@@ -197,9 +201,8 @@ class RedisStoreTests(StoreCase):
         self.plain.select(2)
         self.assertEqual(raw_value(self.plain, "t", ME.id, "k"), b"v")
         wrong = RedisStore(url.replace("s3cret", "nope"), prefix="t")
-        with self.assertRaises(StartupError) as caught:
-            yield wrong.open()
-        self.assertNotIn("nope", str(caught.exception))
+        message = yield open_failure(self, wrong)
+        self.assertNotIn("nope", message)
 
     def test_check(self) -> None:
         self.make_store().check()  # no exception
@@ -265,12 +268,9 @@ class UrlSchemeTests(unittest.TestCase):
         self.addCleanup(server.stop)
         url = f"rediss://127.0.0.1:{server.port}/0"  # the system's CAs only
         store = RedisStore(url, prefix="s")
-        with self.assertRaises(StartupError) as caught:
-            yield store.open()
-        message = str(caught.exception)
+        message = yield open_failure(self, store)
         self.assertIn(f"cannot use Redis at {url}: ", message)
         self.assertIn("certificate verify failed", message)
-        self.assertNotIn("\n", message)
 
 
 class OutageTests(StoreCase):
