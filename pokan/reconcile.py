@@ -105,7 +105,7 @@ def respond_to_syn(
         mine = nodes.get(node_id)
         if mine is None:
             differing.append(DigestEntry(node_id, 0, 0, 0))
-            sizes.append(wire.str_size(node_id) + 4)
+            sizes.append(wire.digest_size(node_id, 0, 0, 0, False))
             continue
         ours = mine.info.generation
         if heartbeat > mine.heartbeat and ours == generation:

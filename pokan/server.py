@@ -269,7 +269,7 @@ class Server(service.Service):
         self._node.idle_rounds = self._idle_rounds()
         self._membership.set_interval(self._interval, self._idle_interval)
         if (self._loop is not None and self._loop.running) or self._resume:
-            self._start_loop()
+            self._start_rounds(now=False)
 
     @property
     def max_datagram(self) -> int:
@@ -645,7 +645,7 @@ class Server(service.Service):
             max_datagram=self._max_datagram,
             seeds=", ".join(self.seeds) or "none (acting as seed)",
         )
-        self._start_loop()
+        self._start_rounds(now=False)
         self.events.fire("start")
         seeds = [s for s in self._seeds if s != (self._address, self._tcp_port)]
         if seeds:
@@ -683,11 +683,6 @@ class Server(service.Service):
     def _timer(self) -> Any:
         """What times rounds and checks: the clock given, else the reactor."""
         return self._clock if self._clock is not None else self._get_reactor()
-
-    def _start_loop(self) -> None:
-        # failure checks run at the start of every round: no wakeups of
-        # their own (an idle node checks once per idle interval)
-        self._start_rounds(now=False)
 
     def _start_rounds(self, now: bool) -> None:
         if self._loop is not None and self._loop.running:
@@ -731,6 +726,8 @@ class Server(service.Service):
             log.failure("membership check failed; gossip goes on")
 
     def _gossip_round(self) -> None:
+        # failure checks run at the start of every round: no wakeups of
+        # their own (an idle node checks once per idle interval)
         self._membership_check()
         try:
             outgoing = self._node.gossip_round()

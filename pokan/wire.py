@@ -189,14 +189,14 @@ def pack_delta(delta: NodeDelta) -> list[Any]:
     return packed
 
 
-def pack_digest_entry(entry: DigestEntry) -> tuple[Any, ...]:
-    """The four fields (msgpack packs a tuple as an array), FLAG_LEFT fifth."""
-    return (*entry[:4], FLAG_LEFT) if entry[4] else entry[:4]
-
-
 def pack_digest(digest: tuple[DigestEntry, ...]) -> list[tuple[Any, ...]]:
-    """:func:`pack_digest_entry` of each entry, without a call per entry."""
+    """Each entry's four fields (msgpack packs a tuple as an array), with
+    FLAG_LEFT fifth for a node that left; no function call per entry."""
     return [e[:4] if not e[4] else (*e[:4], FLAG_LEFT) for e in digest]
+
+
+def pack_digest_entry(entry: DigestEntry) -> tuple[Any, ...]:
+    return pack_digest((entry,))[0]
 
 
 def _body(message: Message) -> list[Any]:
