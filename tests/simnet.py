@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from twisted.internet import task
+from twisted.trial import unittest
 
 from pokan import wire
 from pokan.membership import Membership
@@ -191,18 +192,20 @@ class SimCluster:
             lambda: all(n.status_of(victim) == "dead" for n in self.live()), limit
         )
 
-    def events_after_kill(
-        self, victim: SimNode, limit: float, settle: float = 5.0
-    ) -> Counter[str] | None:
-        """Kill ``victim`` and, once all hold it dead (None if not within
-        ``limit`` s) and ``settle`` s more have passed, the events about it."""
-        if self.kill_until_convicted(victim, limit) is None:
-            return None
-        self.run(settle)
-        return self.events_about(victim)
-
     def events_about(self, node: SimNode) -> Counter[str]:
         """How many times each event about ``node`` fired, on all nodes."""
         return Counter(
             e for n in self.nodes for _, e, who in n.events if who == node.id
         )
+
+
+def assert_convicted_once_by_all(
+    test: unittest.TestCase, sim: SimCluster, victim: SimNode, limit: float
+) -> None:
+    """Kill ``victim``: every other node holds it dead within ``limit`` s, and
+    5 s later each has fired peer_dead about it once and peer_alive never."""
+    test.assertIsNotNone(sim.kill_until_convicted(victim, limit))
+    sim.run(5)
+    counts = sim.events_about(victim)
+    test.assertEqual(counts["peer_dead"], len(sim.nodes) - 1)
+    test.assertEqual(counts["peer_alive"], 0)
