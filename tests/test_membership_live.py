@@ -226,14 +226,17 @@ class LiveMembershipTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_dead_nodes_are_forgotten(self) -> Any:
-        servers = yield self.cluster(3, dead_node_ttl=0.5)
+        # a TTL longer than the spread of the two convictions under load (a
+        # node that forgot, then dropped the forgotten record while the
+        # other still gossips the dead node, would see it join again)
+        servers = yield self.cluster(3, dead_node_ttl=2.0)
         gone = servers[2]
         yield gone.store("k", "v")
         yield wait_for(lambda: servers[0].peer(gone.id).value("k") == "v", 5, "k")  # type: ignore[union-attr]
         yield self.crash(gone)
         stayed = servers[:2]
-        # a node remembers the forgotten incarnation for one more TTL only
-        # (0.5 s here): look at it as each node forgets, not once both have
+        # a node remembers the forgotten incarnation for one more TTL only:
+        # look at it as each node forgets, not once both have
         remembered: dict[int, bool] = {}
 
         def forgotten() -> bool:
