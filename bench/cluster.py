@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.wire_bytes import CounterUnavailable, LoopbackByteCounter
+
 HERE = Path(__file__).parent
 
 
@@ -207,6 +209,21 @@ def kill(cluster: Cluster, victim: Node, timeout: float = 60) -> float:
     return max(seen(x) or 0.0 for x in cluster.nodes) - killed
 
 
+def wire_bytes_over(cluster: Cluster, window: float) -> float:
+    """Pump for ``window`` seconds; the cluster's loopback bytes per second.
+
+    nan, with a note on stderr, where nftables cannot count them.
+    """
+    try:
+        with LoopbackByteCounter(x.port for x in cluster.nodes) as counter:
+            cluster.pump(time.time() + window)
+            return counter.bytes() / window
+    except CounterUnavailable as e:
+        print(f"wire bytes not counted: {e}", file=sys.stderr)
+        cluster.pump(time.time() + window)
+        return float("nan")
+
+
 def measure(
     impl: str,
     n: int,
@@ -250,7 +267,7 @@ def measure(
         before = [(x.cpu_seconds(), x.stats) for x in cluster.nodes]
         for node in cluster.nodes:
             node.stats = None
-        cluster.pump(time.time() + window)
+        wire = wire_bytes_over(cluster, window)
         for node in cluster.nodes:
             node.send("stats")
         cluster.wait(lambda: all(x.stats for x in cluster.nodes), 10)
@@ -290,7 +307,8 @@ def measure(
             "kill -9 max s": max(detected),
             "idle CPU %/node": statistics.fmean(cpu),
             "RSS MB/node": statistics.fmean(rss),
-            "bytes/s/node": statistics.fmean(rates),
+            "wire bytes/s/node": wire / n,
+            "own count bytes/s/node": statistics.fmean(rates),
             "false dead": false_dead,
         }
     finally:
@@ -340,7 +358,7 @@ def print_ratios(
 
     Above 1: pokan is faster or lighter (every column is "less is better").
     """
-    compared = [c for c in columns if c not in ("bytes/s/node", "false dead")]
+    compared = [c for c in columns if c not in ("own count bytes/s/node", "false dead")]
     print()
     print("| N | pokan | vs | " + " | ".join(compared) + " |")
     print("|---" * (len(compared) + 3) + "|")
