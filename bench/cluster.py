@@ -6,7 +6,10 @@
 Measures, for each N: the time for an update stored on one node to reach
 every other node (median and max over 10 updates, each on a random node);
 the idle CPU per node (from /proc, over a quiet window), its RSS, and the
-bytes per second it sends; the dead reports seen until then ("false dead":
+bytes per second it sends (on the loopback wire, IP headers included,
+counted by nftables for every implementation: needs root and Debian's
+``nftables``, else nan; pokan's own count of its payload bytes beside it);
+the dead reports seen until then ("false dead":
 nobody was killed yet); the time for a joining node's first key to reach
 every node (its join, as the others see it; ``--joins`` samples); the time
 from a ``kill -9`` of a random node until every other node reports it dead
