@@ -54,6 +54,12 @@ def command(impl: str, port: int, interval: float) -> list[str]:
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds(pid: int) -> float:
+    """The user and system CPU seconds process ``pid`` has used (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
 def free_port() -> int:
     """A port free for both UDP and TCP on 127.0.0.1."""
     while True:
@@ -93,10 +99,7 @@ class Node:
         self.proc.stdin.flush()
 
     def cpu_seconds(self) -> float:
-        fields = (
-            Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        )
-        return (int(fields[11]) + int(fields[12])) / TICKS
+        return cpu_seconds(self.proc.pid)
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -227,6 +230,24 @@ def wire_bytes_over(cluster: Cluster, window: float) -> float:
         return float("nan")
 
 
+def converge(cluster: Cluster, n: int) -> None:
+    """Start ``n`` nodes; return once every node holds every node's first key."""
+    for _ in range(n):
+        cluster.add()
+    if not cluster.wait(cluster.started, 300):
+        raise RuntimeError("nodes did not start")
+    for i, node in enumerate(cluster.nodes):
+        node.send(f"store boot-{i} x")
+    everyone = [f"boot-{i}" for i in range(n)]
+    cluster.wait(
+        lambda: all(
+            all(k in x.keys for k in everyone if k != f"boot-{i}")
+            for i, x in enumerate(cluster.nodes)
+        ),
+        120,
+    )
+
+
 def measure(
     impl: str,
     n: int,
@@ -238,21 +259,7 @@ def measure(
 ) -> dict[str, float]:
     cluster = Cluster(impl, interval)
     try:
-        for _ in range(n):
-            cluster.add()
-        if not cluster.wait(cluster.started, 300):
-            raise RuntimeError("nodes did not start")
-        # converged: every node holds every node's first key
-        for i, node in enumerate(cluster.nodes):
-            node.send(f"store boot-{i} x")
-        everyone = [f"boot-{i}" for i in range(n)]
-        cluster.wait(
-            lambda: all(
-                all(k in x.keys for k in everyone if k != f"boot-{i}")
-                for i, x in enumerate(cluster.nodes)
-            ),
-            120,
-        )
+        converge(cluster, n)
         rng = random.Random(1)
         times = []
         for u in range(updates):
