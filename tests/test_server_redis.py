@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from twisted.internet import defer, task
@@ -227,6 +228,35 @@ class RedisLostTests(ServerCase):
         self.assertEqual(len(logs.matching("unavailable, ")), 1)
         self.assertEqual(len(logs.matching("is back")), 1)
         self.assertTrue(a.peer(b.id).is_alive)
+
+    @defer.inlineCallbacks
+    def test_a_hung_redis_is_unavailable_after_one_timeout(self) -> Any:
+        logs = LogCapture(self)
+        timeout = 1.0
+        store = self.redis_store(timeout=timeout)
+        a = yield self.node(store)
+        yield a.store("before", "1")
+        # Redis keeps its connections but answers nothing, as a hung one does
+        # (this client too, until the pause ends: unused until then)
+        self.plain.execute_command("CLIENT", "PAUSE", int(4000 * timeout), "ALL")
+        started = time.monotonic()
+        yield a.store("during", "2")
+        self.assertLess(time.monotonic() - started, 2.5 * timeout)
+        (warning,) = logs.matching("unavailable, ")
+        self.assertIn("Timeout", warning)
+        started = time.monotonic()
+        yield a.store("later", "3")  # no wait while Redis is away
+        self.assertLess(time.monotonic() - started, timeout)
+        self.assertFalse(store.available)
+        # the pause ends: nothing was lost
+        yield wait_for(lambda: store.available and store.pending == 0)
+        prefix = f"pokan:{a.id}"
+        yield wait_for(lambda: read_cluster(self.plain, prefix) == memory_cluster(a))
+        self.assertEqual(
+            set(read_cluster(self.plain, prefix)["keys"][a.id]),
+            {"before", "during", "later"},
+        )
+        self.assertEqual(len(logs.matching("is back")), 1)
 
 
 class EarlyWriteTests(ServerCase):

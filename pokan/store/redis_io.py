@@ -36,9 +36,10 @@ def make_client(url: str, timeout: float) -> redis.Redis:
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        # one immediate retry covers a pooled connection the server dropped;
-        # longer outages are the store's business, not the client's
-        retry=Retry(NoBackoff(), 1),
+        # no retry of redis-py's own: a Redis that does not answer within
+        # ``timeout`` is unavailable at once (see :func:`send`); outages are
+        # the store's business, not the client's
+        retry=Retry(NoBackoff(), 0),
         client_name="pokan",
     )
 
@@ -151,6 +152,11 @@ def send(client: redis.Redis, transactions: Iterable[Packed]) -> None:
     work overlap. The commands are packed by hiredis (see :class:`Packed`)
     and written on one of redis-py's connections: several times faster than
     redis-py's pipeline, which packs every argument in Python.
+
+    A Redis that does not answer fails this after ``timeout`` (the client's),
+    once: a timeout is never retried. Only a connection Redis closed or
+    reset under us (a pooled one it dropped: that fails at once) is tried
+    again, once, on a new connection.
     """
     produced: list[Packed] = []
     source = _recorded(iter(transactions), produced)
@@ -160,13 +166,13 @@ def send(client: redis.Redis, transactions: Iterable[Packed]) -> None:
         try:
             conn = pool.get_connection()
             error = _pipeline(conn, source)
-        except (redis.ConnectionError, redis.TimeoutError):
-            if conn is not None:
-                conn.disconnect()
+        except redis.ConnectionError:
+            if conn is None:
+                raise  # could not connect: no point in connecting again
+            conn.disconnect()
             if attempt == 2:
                 raise
-            # a pooled connection the server had dropped: once more, from the
-            # start (a batch written twice is written the same)
+            # from the start (a batch written twice is written the same)
             source = itertools.chain(list(produced), source)
             continue
         except BaseException:
