@@ -8,7 +8,7 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
-from pokan import Server
+from pokan import Server, StartupError
 from pokan.state import Batch
 from pokan.store.redis import RedisStore
 from tests.redisreader import (
@@ -98,6 +98,26 @@ class SchemaTests(ServerCase):
         a = yield self.node(self.redis_store(prefix="app:node1"))
         yield a.store("k", "v")
         self.assertEqual(raw_value(self.plain, "app:node1", a.id, "k"), b"v")
+
+    @defer.inlineCallbacks
+    def test_two_nodes_on_one_prefix_are_refused(self) -> Any:
+        a = yield self.node(self.redis_store(prefix="shared"))
+        yield a.store("k", "a's")
+        store = self.redis_store(prefix="shared")
+        b = Server("127.0.0.1", tcp_port=0, udp_port=0, store=store)
+        with self.assertRaises(StartupError) as caught:
+            yield b.startService()
+        self.assertRegex(
+            str(caught.exception),
+            f"Redis prefix 'shared' holds the state of node '{a.id}', not of this"
+            " node '127.0.0.1:[1-9][0-9]*'",  # the port b had bound
+        )
+        self.assertFalse(b.running)
+        # the same node (same address and port) restarts on it, as before
+        ports = {"tcp_port": a.tcp_port, "udp_port": a.udp_port}
+        yield a.stopService()
+        a2 = yield self.node(self.redis_store(prefix="shared"), **ports)
+        self.assertEqual(a2.items(), {"k": "a's"})
 
     @defer.inlineCallbacks
     def test_a_stopped_node_reads_left_and_alive_again_after_restart(self) -> Any:

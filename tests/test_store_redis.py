@@ -95,6 +95,71 @@ class RedisStoreTests(StoreCase):
         self.assertEqual(self.plain.hget(f"t:values:{ME.id}", "k"), b"v")
 
     @defer.inlineCallbacks
+    def test_another_nodes_prefix_is_refused_and_left_alone(self) -> Any:
+        self.plain.hset("t:meta", mapping={"schema": "2", "node": OTHER.id})
+        self.plain.hset(f"t:keys:{OTHER.id}", "k", "v")
+        message = yield open_failure(self, self.make_store())
+        self.assertIn(
+            f"Redis prefix 't' holds the state of node '{OTHER.id}', not of this"
+            f" node '{ME.id}' (t:meta says so): give each node its own"
+            " --redis-prefix; if this is that node moved to another address or"
+            " port, delete the keys under 't' first",
+            message,
+        )
+        self.assertEqual(self.plain.hget(f"t:keys:{OTHER.id}", "k"), b"v")
+        self.assertEqual(self.plain.hget("t:meta", "node"), OTHER.id.encode())
+
+    @defer.inlineCallbacks
+    def test_wrong_type_where_pokan_keeps_its_keys_is_refused_by_name(self) -> Any:
+        self.plain.set("t:meta", "someone else's")
+        message = yield open_failure(self, self.make_store())
+        self.assertIn(
+            "t:meta is a Redis string, not the hash pokan keeps there: the prefix"
+            " 't' holds something else. Choose another --redis-prefix, or delete"
+            " t:meta if nothing needs it",
+            message,
+        )
+        self.assertNotIn("WRONGTYPE", message)
+        self.plain.delete("t:meta")
+        self.plain.rpush("t:nodes", "x")
+        message = yield open_failure(self, self.make_store())
+        self.assertIn("t:nodes is a Redis list, not the set pokan keeps", message)
+        self.assertEqual(self.plain.lrange("t:nodes", 0, -1), [b"x"])
+
+    @defer.inlineCallbacks
+    def test_what_is_not_pokans_layout_is_named_and_removed(self) -> Any:
+        logs = LogCapture(self)
+        store, _ = yield self.opened()
+        yield store.persist(self.state.write("mine", "1", 1.0))
+        yield store.persist(self.state.merge([other_delta(("a", Entry("1", 3, 7.0)))]))
+        yield store.close()
+        self.plain.hset(f"t:keys:{ME.id}", "bad", "no header")
+        self.plain.hset(f"t:keys:{OTHER.id}", "junk", "no header")
+        self.plain.sadd("t:nodes", "ghost", "z")  # no hash, a string
+        self.plain.set("t:node:z", "x")
+        again = self.make_store()
+        snapshot = yield again.open()
+        self.addCleanup(again.close)
+        # this node's good keys stay; the other node is taken afresh from peers
+        self.assertEqual([r.info.id for r in snapshot.nodes], [ME.id])
+        self.assertEqual(set(snapshot.entries[ME.id]), {"mine"})
+        (warning,) = logs.matching("not pokan's layout")
+        self.assertIn(
+            "removed from t 4 keys or fields that were not pokan's layout:"
+            f" t:keys:{ME.id} field 'bad', t:keys:{OTHER.id} field 'junk',"
+            " t:node:ghost (missing) and 1 more; nodes dropped for it, learned"
+            f" again from the cluster: {OTHER.id}, ghost, z",
+            warning,
+        )
+        # Redis holds exactly what the node loaded
+        self.assertEqual(self.plain.smembers("t:nodes"), {ME.id.encode()})
+        self.assertEqual(
+            read_cluster(self.plain, "t")["keys"], {ME.id: {"mine": ("1", 1, 1.0)}}
+        )
+        for gone in (f"t:node:{OTHER.id}", f"t:keys:{OTHER.id}", "t:node:z"):
+            self.assertEqual(self.plain.exists(gone), 0, gone)
+
+    @defer.inlineCallbacks
     def test_persist_and_reopen(self) -> Any:
         store, _ = yield self.opened()
         s = self.state

@@ -67,6 +67,17 @@ def redact(url: str) -> str:
     return re.sub(r"(password=)[^&]*", r"\1***", url)
 
 
+#: how many things a message names before it says how many more
+NAMED = 3
+
+
+def named(things: tuple[str, ...]) -> str:
+    """The first few of ``things``, and how many more."""
+    shown = ", ".join(things[:NAMED])
+    more = len(things) - NAMED
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
 class _Unavailable(Exception):
     """Redis failed earlier and has not answered a probe since."""
 
@@ -225,12 +236,19 @@ class RedisStore:
             nodes=nodes,
             keys=keys,
         )
-        if loaded.skipped:
+        if loaded.removed:
             log.warn(
-                "Redis store: skipped {count} nodes or entries under {prefix}"
-                " that are not pokan's layout",
-                count=loaded.skipped,
+                "Redis store: removed from {prefix} {count} keys or fields that"
+                " were not pokan's layout: {named}{dropped}",
                 prefix=self.prefix,
+                count=len(loaded.removed),
+                named=named(loaded.removed),
+                dropped=(
+                    f"; nodes dropped for it, learned again from the cluster:"
+                    f" {named(loaded.dropped)}"
+                    if loaded.dropped
+                    else ""
+                ),
             )
         return snapshot
 

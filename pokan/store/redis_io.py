@@ -50,7 +50,10 @@ class Loaded:
 
     run_id: str
     snapshot: Snapshot | None
-    skipped: int  # entries or nodes that were not pokan's layout
+    #: what was not pokan's layout and was removed: keys, or fields of keys
+    removed: tuple[str, ...] = ()
+    #: nodes dropped whole for it (learned again from the cluster)
+    dropped: tuple[str, ...] = ()
 
 
 def run_id(client: redis.Redis) -> str:
@@ -60,45 +63,152 @@ def run_id(client: redis.Redis) -> str:
 
 
 def load(client: redis.Redis, keys: Keys, node_id: str) -> Loaded:
-    """Read what the prefix holds; mark it as this node's if it held nothing."""
+    """Read what the prefix holds; mark it as this node's if it held nothing.
+
+    Refuse (SchemaError) a prefix that holds another layout, another node's
+    state, or keys of the wrong type where pokan keeps its meta and node set.
+    Under the node's own keys, what is not pokan's layout is removed: a field
+    of this node's keys, or the whole of another node (its peers send it
+    again).
+    """
     server = run_id(client)
+    _check_type(client, keys, keys.meta, "hash")
+    _check_type(client, keys, keys.nodes, "set")
     meta: Any = client.hgetall(keys.meta)
-    ids = sorted(_text(m) for m in _members(client, keys.nodes))
     if meta:
-        schema = meta.get(b"schema", b"").decode(errors="replace")
-        if schema != SCHEMA:
-            raise SchemaError(
-                f"{keys.meta} says schema {schema!r}; this pokan reads {SCHEMA!r}."
-                f" Delete the keys under {keys.prefix!r} (the node gets its state"
-                " back from its peers) or choose another --redis-prefix"
-            )
+        _check_meta(meta, keys, node_id)
     else:
         client.hset(keys.meta, mapping={"schema": SCHEMA, "node": node_id})
-    if not ids:
-        return Loaded(server, None, 0)
+    layout = _Layout(keys)
+    ids = layout.node_ids(_members(client, keys.nodes))
+    if not ids and not layout.removed:
+        return Loaded(server, None)
     pipe = client.pipeline(transaction=True)
     for node in ids:
         for name in keys.of_node(node):
             pipe.hgetall(name)
-    found = pipe.execute()
-    records: list[NodeRecord] = []
-    entries: dict[str, dict[str, Entry]] = {}
-    skipped = 0
-    for i in range(len(ids)):
-        fields, raw_keys = found[2 * i : 2 * i + 2]
+    found = pipe.execute(raise_on_error=False)
+    for i, node in enumerate(ids):
+        layout.read_node(node, node_id, *found[2 * i : 2 * i + 2])
+    if layout.removed:
+        layout.remove(client)
+    snapshot = Snapshot(tuple(layout.records), layout.entries) if ids else None
+    return Loaded(server, snapshot, tuple(layout.removed), tuple(layout.dropped))
+
+
+def _check_type(client: redis.Redis, keys: Keys, name: str, kind: str) -> None:
+    """Refuse the prefix if ``name`` exists and is not a ``kind``."""
+    found = _text(client.type(name))
+    if found not in (kind, "none"):
+        raise SchemaError(
+            f"{name} is a Redis {found}, not the {kind} pokan keeps there: the"
+            f" prefix {keys.prefix!r} holds something else. Choose another"
+            f" --redis-prefix, or delete {name} if nothing needs it"
+        )
+
+
+def _check_meta(meta: dict[bytes, bytes], keys: Keys, node_id: str) -> None:
+    """Refuse another layout, or another node's state."""
+    schema = meta.get(b"schema", b"").decode(errors="replace")
+    if schema != SCHEMA:
+        raise SchemaError(
+            f"{keys.meta} says schema {schema!r}; this pokan reads {SCHEMA!r}."
+            f" Delete the keys under {keys.prefix!r} (the node gets its state"
+            " back from its peers) or choose another --redis-prefix"
+        )
+    owner = meta.get(b"node", b"").decode(errors="replace")
+    if owner != node_id:
+        raise SchemaError(
+            f"Redis prefix {keys.prefix!r} holds the state of node {owner!r}, not"
+            f" of this node {node_id!r} ({keys.meta} says so): give each node its"
+            " own --redis-prefix; if this is that node moved to another address"
+            f" or port, delete the keys under {keys.prefix!r} first (see"
+            " docs/redis.md)"
+        )
+
+
+class _Layout:
+    """The nodes :func:`load` reads, and what it removes as not pokan's."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+        self.records: list[NodeRecord] = []
+        self.entries: dict[str, dict[str, Entry]] = {}
+        self.removed: list[str] = []
+        self.dropped: list[str] = []
+        self._members: list[bytes] = []  # to remove from the node set
+        self._deleted: list[str] = []  # keys to delete
+        self._fields: dict[str, list[bytes]] = {}  # fields to delete, per key
+
+    def node_ids(self, members: list[Any]) -> list[str]:
+        """The node ids in the node set, sorted; members not text are removed."""
+        ids = []
+        for member in members:
+            try:
+                ids.append(_text(member))
+            except UnicodeDecodeError:
+                self.removed.append(f"{self.keys.nodes} member {member!r}")
+                self._members.append(member)
+        return sorted(ids)
+
+    def read_node(self, node: str, me: str, fields: Any, raw_keys: Any) -> None:
+        """Keep one node's record and keys, or remove what is not pokan's."""
+        record_key, keys_key = self.keys.of_node(node)
+        if isinstance(fields, redis.ResponseError) or not fields:
+            found = "missing" if not fields else "not a hash"
+            self._drop(node, f"{record_key} ({found})")
+            return
         try:
             record = decode_node(fields)
         except SchemaError:
-            skipped += 1
-            continue
-        records.append(record)
-        kept = entries[record.info.id] = {}
+            self._drop(node, record_key)
+            return
+        if isinstance(raw_keys, redis.ResponseError):
+            self._drop(node, f"{keys_key} (not a hash)")
+            return
+        kept: dict[str, Entry] = {}
+        bad: list[bytes] = []
         for raw_key, raw_field in raw_keys.items():
             try:
                 kept[raw_key.decode()] = decode_field(raw_field)
             except (SchemaError, UnicodeDecodeError):
-                skipped += 1
-    return Loaded(server, Snapshot(tuple(records), entries), skipped)
+                bad.append(raw_key)
+        self.removed += (f"{keys_key} field {_shown(k)}" for k in bad)
+        if bad and node != me:
+            # its peers would not send again what it seems to have: drop it
+            # whole, and take all of it afresh from the cluster
+            self._drop(node, None)
+            return
+        if bad:
+            self._fields[keys_key] = bad
+        self.records.append(record)
+        self.entries[record.info.id] = kept
+
+    def _drop(self, node: str, what: str | None) -> None:
+        if what is not None:
+            self.removed.append(what)
+        self.dropped.append(node)
+        self._members.append(node.encode())
+        self._deleted += self.keys.of_node(node)
+
+    def remove(self, client: redis.Redis) -> None:
+        """Remove what is not pokan's layout, in one MULTI/EXEC."""
+        pipe = client.pipeline(transaction=True)
+        if self._deleted:
+            pipe.delete(*self._deleted)
+        if self._members:
+            pipe.srem(self.keys.nodes, *self._members)
+        for name, fields in self._fields.items():
+            pipe.hdel(name, *fields)
+        pipe.execute()
+
+
+def _shown(raw: bytes) -> str:
+    """A field's name for a message: its text if it is text."""
+    try:
+        return repr(raw.decode())
+    except UnicodeDecodeError:
+        return repr(raw)
 
 
 def _members(client: redis.Redis, name: str) -> list[Any]:
