@@ -222,3 +222,14 @@ class EmbeddedProgramTests(unittest.TestCase):
         self.assertIn(
             f"cannot start: cannot listen on 127.0.0.1:{port}/udp", result.stderr
         )
+        self.assertEqual(result.stderr.count("cannot listen"), 1, result.stderr)
+
+    def test_embedded_program_with_a_bad_address(self) -> None:
+        result = run(
+            [sys.executable, EMBEDDED, "--address", "localhost"],
+            cwd=temp_dir(self),
+            timeout=30,
+        )
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+        self.assertIn("error: address must be an IP address", result.stderr)
