@@ -124,7 +124,7 @@ class TacTests(unittest.TestCase):
 
 class RecipeTests(unittest.TestCase):
     def test_multiservice_and_startup_failure_recipes(self) -> None:
-        blocks = python_blocks("embedding.md")[1:]
+        blocks = python_blocks("embedding.md")[1:3]
         self.assertEqual(len(blocks), 2)
         outputs = []
         for block in blocks:
@@ -135,6 +135,17 @@ class RecipeTests(unittest.TestCase):
         self.assertRegex(
             outputs[1], r"cannot listen on 127\.0\.0\.1:\d+/udp: address already in"
         )
+
+
+class LoggingRecipeTests(unittest.TestCase):
+    def test_start_logs_into_the_program_s_own_logging(self) -> None:
+        (block,) = python_blocks("embedding.md")[3:]
+        result = run([sys.executable, "-c", block], cwd=temp_dir(self), timeout=30)
+        self.assertEqual(result.returncode, 0, block + result.stderr)
+        self.assertRegex(
+            result.stderr, r"INFO twisted: pokan node 127\.0\.0\.1:\d+ listening"
+        )
+        self.assertNotIn("[pokan.server#info]", result.stderr)  # not start()'s own
 
 
 class EmbeddedProgramTests(unittest.TestCase):
