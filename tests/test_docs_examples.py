@@ -110,7 +110,9 @@ class TacTests(unittest.TestCase):
         )
         output = result.stdout + result.stderr
         self.assertNotEqual(result.returncode, 0, output)
-        self.assertIn(f"StartupError: cannot listen on 127.0.0.1:{port}/udp", output)
+        # a StartupError: ListenError, whose hint names the Server's arguments
+        self.assertIn(f"ListenError: cannot listen on 127.0.0.1:{port}/udp", output)
+        self.assertIn("Choose another port (udp_port=) or address.", output)
         self.assertIn("already in use", output)
 
     def test_the_excerpt_in_the_doc_is_the_tac(self) -> None:
