@@ -7,10 +7,13 @@ import types
 import warnings
 from typing import Any
 
+from twisted.internet import defer
 from twisted.logger import LogBeginner, Logger, LogPublisher
 from twisted.trial import unittest
 
+from pokan import server as server_module
 from pokan.logsetup import log_to_stderr
+from tests.support import start_server
 
 
 class FakeStdio:
@@ -77,3 +80,14 @@ class LogToStderrTests(unittest.TestCase):
         self.assertFalse(self.begin())
         self.log.info("once")
         self.assertEqual(len(self.stream.getvalue().splitlines()), 1)
+
+
+class ServiceDoesNotBeginLoggingTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_start_service_leaves_logging_to_the_program(self) -> Any:
+        """Only the blocking start() may begin logging; a service never does."""
+        calls: list[Any] = []
+        self.patch(server_module, "log_to_stderr", lambda *a: calls.append(a))
+        node = yield start_server(self)
+        yield node.stopService()
+        self.assertEqual(calls, [])
