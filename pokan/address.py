@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from pokan.errors import ConfigurationError
 
@@ -55,27 +56,67 @@ def parse_host_port(text: object, default_port: int = DEFAULT_PORT) -> tuple[str
     """Parse ``HOST:PORT`` (``[v6]:PORT`` for IPv6) into ``(host, port)``.
 
     The port may be left out (``HOST``), in which case ``default_port`` is used.
+    HOST is an IP address or a host name; anything else (spaces, brackets,
+    commas, an empty host) raises ConfigurationError.
     """
+    expected = (
+        f"expected HOST[:PORT] such as 10.0.0.9:{default_port} (port"
+        f" {default_port} if left out)"
+    )
     if not isinstance(text, str) or not text.strip():
-        raise ConfigurationError(
-            f"expected HOST:PORT such as 10.0.0.9:5555, got {text!r}"
-        )
+        raise ConfigurationError(f"{expected}, got {text!r}")
     text = text.strip()
+    if "," in text:
+        raise ConfigurationError(
+            f"{text!r} holds several addresses: give one HOST:PORT per seed"
+        )
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ConfigurationError(f"malformed [IPv6]:PORT address {text!r}")
-        port_text = rest[1:] if rest else ""
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
+        if not sep or (rest and not rest.startswith(":")) or not _is_ipv6(host):
+            raise ConfigurationError(
+                f"malformed [IPv6]:PORT address {text!r}; {expected}"
+            )
+        if rest == ":":
+            raise ConfigurationError(f"missing port in {text!r}; {expected}")
+        port_text = rest[1:]
     elif text.count(":") > 1:
+        if not _is_ipv6(text):
+            raise ConfigurationError(
+                f"{text!r} is not HOST:PORT (an IPv6 address is written"
+                f" [ADDRESS]:PORT); {expected}"
+            )
         host, port_text = text, ""  # a bare IPv6 address
     else:
-        host, port_text = text, ""
-    if not host:
-        raise ConfigurationError(f"missing host in {text!r}; expected HOST:PORT")
+        host, colon, port_text = text.partition(":")
+        if not host:
+            raise ConfigurationError(f"missing host in {text!r}; {expected}")
+        if not _is_host(host):
+            where = "" if host == text else f" in {text!r}"
+            raise ConfigurationError(
+                f"{host!r}{where} is not an IP address or host name; {expected}"
+            )
+        if colon and not port_text:
+            raise ConfigurationError(f"missing port in {text!r}; {expected}")
     port = check_port(port_text, f"port in {text!r}") if port_text else default_port
     return host, port
+
+
+#: a host name: dot-separated labels of letters, digits, '-' and '_'
+_LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]*"
+_HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_host(text: str) -> bool:
+    """An IPv4 address or a host name (not checked to resolve)."""
+    return len(text) <= 253 and _HOST_NAME.fullmatch(text) is not None
 
 
 def format_host_port(host: str, port: int) -> str:

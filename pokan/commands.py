@@ -497,8 +497,8 @@ class _Run(protocol.ProcessProtocol):
                 else f"exited with status {self.exit_code}"
             )
             log.warn("{command} {how}", command=self._what, how=how)
-        else:
-            log.debug("{command} done", command=self._what)
+        # a success logs nothing: twistd shows every level, and a busy
+        # cluster would fill its log with one line per event
         handler._finished(self)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import math
 import random
@@ -35,6 +36,7 @@ from pokan.events import (
 )
 from pokan.failure import DEFAULT_THRESHOLD
 from pokan.faults import Faults
+from pokan.logsetup import log_to_stderr
 from pokan.membership import (
     DEFAULT_DEAD_NODE_TTL,
     DEFAULT_TOMBSTONE_TTL,
@@ -589,11 +591,7 @@ class Server(service.Service):
             proto = "udp" if not self._ports else "tcp"
             self._close_ports()
             port = self._udp_port if proto == "udp" else self._tcp_port
-            raise StartupError(
-                f"cannot listen on {format_host_port(self._address, port)}/{proto}:"
-                f" {_socket_reason(e)}. Is another node running there? Choose"
-                f" another port (--{proto}-port) or address."
-            ) from None
+            raise ListenError(self._address, port, proto, e.socketError) from None
         # port 0 asks for any free port: advertise the one we got
         self._udp_port = udp.getHost().port
         self._tcp_port = tcp.getHost().port
@@ -909,7 +907,9 @@ class Server(service.Service):
     def start(self, gossip_with: str | Iterable[str] | None = None) -> None:
         """Start the node and run the reactor until :meth:`stop`; blocks.
 
-        Raises StartupError if the node cannot start (e.g. a port in use).
+        Unless the program has begun Twisted logging itself, logs to stderr
+        (info and up). Raises StartupError if the node cannot start (e.g. a
+        port in use).
         """
         if gossip_with is not None:
             self.gossip_with(gossip_with)
@@ -918,6 +918,7 @@ class Server(service.Service):
         reactor = self._get_reactor()
         if not IReactorCore.providedBy(reactor):
             raise ConfigurationError("start() needs a real reactor; use startService()")
+        log_to_stderr()  # unless the program logs itself
         self._blocking = True
         self._startup_failure = None
 
@@ -926,8 +927,7 @@ class Server(service.Service):
             d.addErrback(startup_failed)
 
         def startup_failed(failure: Failure) -> None:
-            self._startup_failure = failure
-            log.critical("{error}", error=failure.getErrorMessage())
+            self._startup_failure = failure  # raised below: not logged
             reactor.stop()
 
         reactor.callWhenRunning(launch)
@@ -978,13 +978,52 @@ def _client_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
     return plain(reactor, str(ip), port, timeout=timeout)
 
 
-def _socket_reason(e: error.CannotListenError) -> str:
-    socket_error = e.socketError
+#: how a ListenError names the settings: the Server's arguments
+SERVER_ARGUMENTS = {"udp": "udp_port=", "tcp": "tcp_port=", "address": "address"}
+
+
+class ListenError(StartupError):
+    """A port could not be bound; the message says why and what to do.
+
+    ``str()`` names the Server's arguments; :meth:`describe` takes other
+    names (twistd's options).
+    """
+
+    def __init__(self, address: str, port: int, proto: str, reason: object) -> None:
+        self.address = address
+        self.port = port
+        self.proto = proto
+        self.errno = getattr(reason, "errno", None)
+        self.reason = _socket_reason(reason)
+        super().__init__(self.describe(SERVER_ARGUMENTS))
+
+    def describe(self, names: dict[str, str]) -> str:
+        """The message, naming the settings as ``names`` says (udp, tcp, address)."""
+        where = f"{format_host_port(self.address, self.port)}/{self.proto}"
+        address = names["address"]
+        address = "address" if address == "address" else f"address ({address})"
+        if self.errno == errno.EADDRNOTAVAIL:
+            hint = (
+                f"{self.address} is not an IP address of this host. Use one of"
+                f" its own as the {address}; `ip address` lists them."
+            )
+        elif self.errno == errno.EADDRINUSE:
+            hint = (
+                "Is another node running there? Choose another port"
+                f" ({names[self.proto]}) or {address}."
+            )
+        else:
+            hint = f"Choose another port ({names[self.proto]}) or {address}."
+        return f"cannot listen on {where}: {self.reason}. {hint}"
+
+
+def _socket_reason(socket_error: object) -> str:
     reason = getattr(socket_error, "strerror", None) or str(socket_error)
-    return reason.lower() if reason.startswith("Address") else reason
+    return reason.lower() if reason.startswith(("Address", "Cannot")) else reason
 
 
 __all__ = [
+    "ListenError",
     "Server",
     "check_fanout",
     "check_idle_interval",

@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 from twisted.application import service
-from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -26,6 +25,7 @@ from pokan.membership import (
 )
 from pokan.server import (
     DEFAULT_FANOUT,
+    ListenError,
     Server,
     check_fanout,
     check_idle_interval,
@@ -36,8 +36,14 @@ from pokan.server import (
 log = Logger()
 
 
+GOSSIP_WITH_HELP = (
+    f"A seed to join through: HOST[:PORT], its TCP port (default {DEFAULT_PORT})."
+    " Repeatable, or several separated by commas; the first that answers is used."
+)
+
+
 class Options(HandlerOptions):
-    synopsis = "--address IP [--gossip-with HOST:PORT ...] [options]"
+    synopsis = "--address IP [--gossip-with HOST[:PORT][,HOST[:PORT]...]] [options]"
     longdesc = (
         "Run a pokan node. The first node of a cluster needs only --address and"
         " acts as a seed; the others name one or more seeds with --gossip-with."
@@ -119,14 +125,22 @@ class Options(HandlerOptions):
         super().__init__()
         self["gossip-with"] = []
         self["store"] = []
+        self.docs["gossip-with"] = GOSSIP_WITH_HELP
 
     def opt_gossip_with(self, value: str) -> None:
-        """HOST:PORT of a seed (its TCP port); repeatable, first that answers wins."""
-        try:
-            parse_host_port(value)
-        except ConfigurationError as e:
-            raise usage.UsageError(f"--gossip-with: {e}") from None
-        self["gossip-with"].append(value)
+        """A seed's HOST[:PORT]; see GOSSIP_WITH_HELP."""
+        seeds = value.split(",")
+        for seed in seeds:
+            if not seed.strip():
+                raise usage.UsageError(
+                    f"--gossip-with: empty seed in {value!r}; expected"
+                    f" HOST[:PORT],... such as 10.0.0.9:{DEFAULT_PORT},10.0.0.10"
+                )
+            try:
+                parse_host_port(seed)
+            except ConfigurationError as e:
+                raise usage.UsageError(f"--gossip-with: {e}") from None
+        self["gossip-with"].extend(seed.strip() for seed in seeds)
 
     def opt_store(self, value: str) -> None:
         """KEY=VALUE stored on this node at start; repeatable."""
@@ -195,7 +209,7 @@ class DaemonService(service.MultiService):
         try:
             super().privilegedStartService()  # binds the node's ports
         except StartupError as e:
-            self._fail_at_once(str(e))
+            self._fail_at_once(_message(e))
 
     def startService(self) -> None:
         service.Service.startService(self)
@@ -211,24 +225,29 @@ class DaemonService(service.MultiService):
         self.server.startService().addErrback(failed)
         starting = False
         if at_once:  # failed at once: before the reactor runs, exit cleanly
-            self._fail_at_once(at_once[0].getErrorMessage())
+            self._fail_at_once(_message(at_once[0].value))
 
     def _failed_later(self, failure: Failure) -> None:
-        log.critical("pokan: {error}", error=failure.getErrorMessage())
+        log.critical("pokan: {error}", error=_message(failure.value))
         # twistd exits 0 once its reactor stops; this start failed: exit 1,
         # after twistd has removed its pidfile and closed its log
         atexit.register(_exit_failed)
         reactors.global_reactor().stop()
 
 
+#: how a ListenError names the settings under twistd
+TWISTD_OPTIONS = {"udp": "--udp-port", "tcp": "--tcp-port", "address": "--address"}
+
+
+def _message(e: BaseException | None) -> str:
+    """What a failed start says, naming twistd's options."""
+    return e.describe(TWISTD_OPTIONS) if isinstance(e, ListenError) else str(e)
+
+
 def _exit_failed() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(1)
-
-    def stopService(self) -> defer.Deferred[Any]:
-        service.Service.stopService(self)
-        return defer.maybeDeferred(self.server.stopService)
 
 
 def redis_store(options: Options) -> Any:

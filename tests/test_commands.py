@@ -219,6 +219,17 @@ class RunnerTests(unittest.TestCase):
         self.assertTrue(logs.matching("stderr: second line"))
         self.assertTrue(logs.matching("./reload.sh", "said this"))
 
+    def test_a_quiet_success_logs_nothing(self) -> None:
+        """twistd shows every level: one line per successful run would flood it."""
+        logs = LogLines(self)
+        h, reactor = handler()
+        for n in range(3):
+            h.submit("key_changed", ("k", str(n)))
+            reactor.spawned[-1].exit(0)
+        self.assertEqual(len(reactor.spawned), 3)
+        self.assertEqual(h.failed, 0)
+        self.assertEqual(logs.matching("reload.sh"), [])
+
     def test_output_logging_is_bounded(self) -> None:
         logs = LogLines(self)
         h, reactor = handler()

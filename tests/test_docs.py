@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
+from pokan import Server
 from tests.support import free_port, wait_until
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -32,6 +34,20 @@ class APIExamplesTests(unittest.TestCase):
         self.assertGreaterEqual(len(blocks), 4)
         for block in blocks:
             exec(compile(block, "docs/api.md", "exec"), {"print": lambda *a: None})
+
+
+class APISignatureTests(unittest.TestCase):
+    def test_the_server_signature_is_the_real_one(self) -> None:
+        text = " ".join((DOCS / "api.md").read_text().split())
+        documented = re.search(r"`Server\(address, \*, (.*?)\)`", text)
+        assert documented is not None
+        params = dict(p.split("=", 1) for p in documented[1].split(", "))
+        real = inspect.signature(Server).parameters
+        self.assertEqual(list(params), [n for n in real if n != "address"])
+        for name, shown in params.items():
+            default = real[name].default
+            if name != "max_frame":  # shown as 16 MiB
+                self.assertEqual(shown, repr(default), name)
 
 
 class QuickstartTests(unittest.TestCase):

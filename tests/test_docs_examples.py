@@ -110,7 +110,9 @@ class TacTests(unittest.TestCase):
         )
         output = result.stdout + result.stderr
         self.assertNotEqual(result.returncode, 0, output)
-        self.assertIn(f"StartupError: cannot listen on 127.0.0.1:{port}/udp", output)
+        # a StartupError: ListenError, whose hint names the Server's arguments
+        self.assertIn(f"ListenError: cannot listen on 127.0.0.1:{port}/udp", output)
+        self.assertIn("Choose another port (udp_port=) or address.", output)
         self.assertIn("already in use", output)
 
     def test_the_excerpt_in_the_doc_is_the_tac(self) -> None:
@@ -124,7 +126,7 @@ class TacTests(unittest.TestCase):
 
 class RecipeTests(unittest.TestCase):
     def test_multiservice_and_startup_failure_recipes(self) -> None:
-        blocks = python_blocks("embedding.md")[1:]
+        blocks = python_blocks("embedding.md")[1:3]
         self.assertEqual(len(blocks), 2)
         outputs = []
         for block in blocks:
@@ -135,6 +137,17 @@ class RecipeTests(unittest.TestCase):
         self.assertRegex(
             outputs[1], r"cannot listen on 127\.0\.0\.1:\d+/udp: address already in"
         )
+
+
+class LoggingRecipeTests(unittest.TestCase):
+    def test_start_logs_into_the_program_s_own_logging(self) -> None:
+        (block,) = python_blocks("embedding.md")[3:]
+        result = run([sys.executable, "-c", block], cwd=temp_dir(self), timeout=30)
+        self.assertEqual(result.returncode, 0, block + result.stderr)
+        self.assertRegex(
+            result.stderr, r"INFO twisted: pokan node 127\.0\.0\.1:\d+ listening"
+        )
+        self.assertNotIn("[pokan.server#info]", result.stderr)  # not start()'s own
 
 
 class EmbeddedProgramTests(unittest.TestCase):
@@ -222,3 +235,14 @@ class EmbeddedProgramTests(unittest.TestCase):
         self.assertIn(
             f"cannot start: cannot listen on 127.0.0.1:{port}/udp", result.stderr
         )
+        self.assertEqual(result.stderr.count("cannot listen"), 1, result.stderr)
+
+    def test_embedded_program_with_a_bad_address(self) -> None:
+        result = run(
+            [sys.executable, EMBEDDED, "--address", "localhost"],
+            cwd=temp_dir(self),
+            timeout=30,
+        )
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+        self.assertIn("error: address must be an IP address", result.stderr)

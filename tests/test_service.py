@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 import sys
 import tempfile
@@ -9,7 +11,8 @@ import textwrap
 from typing import Any
 
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, error
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
 from pokan import Server, StartupError
@@ -133,6 +136,9 @@ class ServiceTests(unittest.TestCase):
         message = str(error)
         self.assertIn("already in use", message)
         self.assertIn(f"127.0.0.1:{taken}/udp", message)
+        # a Python program sets the Server's arguments, not twistd's options
+        self.assertIn("Choose another port (udp_port=) or address.", message)
+        self.assertNotIn("--", message)
         self.assertFalse(server.running)
 
     @defer.inlineCallbacks
@@ -190,6 +196,60 @@ class PrivilegedStartTests(unittest.TestCase):
         bound(socket.SOCK_DGRAM, udp).close()
 
 
+class RefusingReactor(MemoryReactorClock):
+    """A reactor whose listenUDP fails with the given errno."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__()
+        self.code = code
+
+    def listenUDP(
+        self, port: int, protocol: Any, interface: str = "", **kw: Any
+    ) -> Any:
+        reason = OSError(self.code, os.strerror(self.code))
+        raise error.CannotListenError(interface, port, reason)
+
+
+class ListenErrorTests(unittest.TestCase):
+    """What a port that cannot be bound says, and what it tells to do."""
+
+    def refused(self, code: int, address: str = "10.255.255.1") -> StartupError:
+        server = Server(address, udp_port=5641, reactor=RefusingReactor(code))
+        error = self.assertRaises(StartupError, server.privilegedStartService)
+        self.assertFalse(server.running)
+        return error
+
+    def test_an_address_not_of_this_host(self) -> None:
+        message = str(self.refused(errno.EADDRNOTAVAIL))
+        self.assertEqual(
+            message,
+            "cannot listen on 10.255.255.1:5641/udp: cannot assign requested"
+            " address. 10.255.255.1 is not an IP address of this host. Use one of"
+            " its own as the address; `ip address` lists them.",
+        )
+
+    def test_a_port_in_use(self) -> None:
+        message = str(self.refused(errno.EADDRINUSE, "127.0.0.1"))
+        self.assertEqual(
+            message,
+            "cannot listen on 127.0.0.1:5641/udp: address already in use. Is"
+            " another node running there? Choose another port (udp_port=) or"
+            " address.",
+        )
+
+    def test_other_reasons(self) -> None:
+        message = str(self.refused(errno.EACCES, "127.0.0.1"))
+        self.assertEqual(
+            message,
+            "cannot listen on 127.0.0.1:5641/udp: Permission denied. Choose"
+            " another port (udp_port=) or address.",
+        )
+
+
+def grep(lines: list[str], text: str) -> list[str]:
+    return [line for line in lines if text in line]
+
+
 def python(script: str) -> Any:
     """Run a Python script in a fresh interpreter (its own global reactor)."""
     return run(
@@ -225,6 +285,59 @@ class BlockingTests(unittest.TestCase):
             result.stdout.splitlines(),
             ["EPollReactor True", "shutdown", "start() returned; running: False"],
         )
+
+    def test_start_logs_to_stderr(self) -> None:
+        """A program that did not begin logging sees pokan's info and warnings."""
+        dead = bound(socket.SOCK_STREAM, test=self).getsockname()[1]
+        result = python(
+            f"""
+            from pokan import Server
+
+            server = Server(
+                "127.0.0.1", tcp_port=0, udp_port=0, gossip_with="127.0.0.1:{dead}"
+            )
+            tries = []
+
+            @server.before("sync")
+            def again(seed):
+                tries.append(seed)
+                if len(tries) == 2:  # the first failed, and was logged
+                    server.stop()
+
+            server.start()
+            print("stopped")
+            """
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout, "stopped\n")
+        lines = result.stderr.splitlines()
+        self.assertEqual(len(grep(lines, "[pokan.server#info] pokan node")), 2, lines)
+        self.assertEqual(
+            len(grep(lines, "[pokan.seeds#warn] could not sync with any seed")),
+            1,
+            lines,
+        )
+        self.assertEqual(grep(lines, "#debug"), [])
+
+    def test_start_leaves_a_program_s_own_logging_alone(self) -> None:
+        result = python(
+            """
+            import sys
+            from twisted.logger import globalLogBeginner, textFileLogObserver
+            from pokan import Server
+
+            globalLogBeginner.beginLoggingTo(
+                [textFileLogObserver(sys.stdout)], redirectStandardIO=False
+            )
+            server = Server("127.0.0.1", tcp_port=0, udp_port=0)
+            server.on("start", server.stop)
+            server.start()
+            """
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stderr, "")
+        lines = result.stdout.splitlines()
+        self.assertEqual(len(grep(lines, "[pokan.server#info] pokan node")), 2, lines)
 
     def test_use_epoll_after_another_reactor_is_a_clear_error(self) -> None:
         result = python(
@@ -265,3 +378,4 @@ class BlockingTests(unittest.TestCase):
         self.assertIn("StartupError: cannot listen on", result.stdout)
         self.assertIn(f"127.0.0.1:{taken}/udp", result.stdout)
         self.assertIn("already in use", result.stdout)
+        self.assertNotIn("cannot listen", result.stderr)  # raised, not logged too

@@ -7,6 +7,7 @@ as a user's would (run ``make .venv/.installed`` after changing pokan/).
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
@@ -18,11 +19,13 @@ import time
 import zipfile
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, error
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
 from twisted.trial import unittest
 
-from pokan import wire
+from pokan import Server, tap, wire
 from pokan.badinput import BadInputReporter
 from pokan.protocols import SyncClientProtocol
 from tests.support import (
@@ -105,13 +108,14 @@ class DaemonTests(unittest.TestCase):
     def test_two_daemons_and_an_embedded_node_see_each_others_keys(self) -> Any:
         first, p1 = start_daemon(self, "--store", "role=web")
         yield wait_until(lambda: listening(first), timeout=30, message=first.describe)
-        nobody = free_port()  # --gossip-with repeats: the first seed is down
+        # --gossip-with repeats and takes a list: the first two seeds are down
+        nobody, nobody_either = free_port(), free_port()
         second, p2 = start_daemon(
             self,
             "--gossip-with",
             f"127.0.0.1:{nobody}",
             "--gossip-with",
-            f"127.0.0.1:{p1}",
+            f"127.0.0.1:{nobody_either},127.0.0.1:{p1}",
             "--store",
             "role=db",
         )
@@ -200,6 +204,7 @@ class DaemonTests(unittest.TestCase):
         lines = [line for line in output.splitlines() if "already in use" in line]
         self.assertEqual(len(lines), 1, output)
         self.assertIn(f"127.0.0.1:{port}/udp", lines[0])
+        self.assertIn("Choose another port (--udp-port) or address (--address)", output)
 
 
 class DaemonizedTests(unittest.TestCase):
@@ -347,6 +352,69 @@ class UsageTests(unittest.TestCase):
             "--store",
         ):
             self.assertIn(option, result.stdout)
+
+
+class GossipWithOptionTests(unittest.TestCase):
+    """--gossip-with, parsed in process: repeatable and comma-separated."""
+
+    def parse(self, *args: str) -> tap.Options:
+        options = tap.Options()
+        options.parseOptions(["--address", "127.0.0.1", *args])
+        return options
+
+    def test_comma_separated_and_repeated(self) -> None:
+        options = self.parse(
+            "--gossip-with",
+            "127.0.0.1:5611, 127.0.0.1:5612",
+            "--gossip-with",
+            "10.0.0.9",
+        )
+        server = tap.makeService(options).server  # type: ignore[attr-defined]
+        self.assertEqual(
+            server.seeds, ["127.0.0.1:5611", "127.0.0.1:5612", "10.0.0.9:5555"]
+        )
+
+    def test_help_gives_the_default_port_and_the_list_form(self) -> None:
+        help_text = " ".join(tap.Options().getUsage().split())
+        self.assertIn("HOST[:PORT], its TCP port (default 5555)", help_text)
+        self.assertIn("separated by commas", help_text)
+
+    def test_what_cannot_be_a_seed_is_a_usage_error(self) -> None:
+        for bad, says in (
+            ("", "empty seed"),
+            ("127.0.0.1:5611,,127.0.0.1:5612", "empty seed"),
+            ("127.0.0.1:5611,", "empty seed"),
+            ("seed one:5611", "is not an IP address or host name"),
+            ("[seed]:5611", "malformed [IPv6]:PORT"),
+            ("seed]", "is not an IP address or host name"),
+        ):
+            with self.assertRaises(usage.UsageError, msg=bad) as caught:
+                self.parse("--gossip-with", bad)
+            self.assertIn("--gossip-with", str(caught.exception))
+            self.assertIn(says, str(caught.exception), bad)
+
+
+class RefusingReactor(MemoryReactorClock):
+    def listenUDP(self, port: int, protocol: Any, **kw: Any) -> Any:
+        reason = OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
+        raise error.CannotListenError(kw.get("interface", ""), port, reason)
+
+
+class StartupMessageTests(unittest.TestCase):
+    """Under twistd, a port that cannot be bound names twistd's options."""
+
+    def test_the_message_names_the_options(self) -> None:
+        server = Server("10.255.255.1", udp_port=5641, reactor=RefusingReactor())
+        daemon = tap.DaemonService(server)
+        with self.assertRaises(SystemExit) as caught:
+            daemon.privilegedStartService()
+        self.assertEqual(
+            str(caught.exception.code),
+            "pokan: cannot listen on 10.255.255.1:5641/udp: cannot assign"
+            " requested address. 10.255.255.1 is not an IP address of this host."
+            " Use one of its own as the address (--address); `ip address` lists"
+            " them.",
+        )
 
 
 class PackagingTests(unittest.TestCase):

@@ -1,6 +1,6 @@
 """A program embedding pokan: it joins a cluster, says what it serves, and
 prints what the other nodes announce, until it is stopped (Ctrl-C, SIGTERM)
-or --run-for seconds have passed.
+or --run-for seconds have passed. pokan's log goes to stderr.
 
     python docs/examples/embedded.py --address 127.0.0.1 --port 7001 \\
         --gossip-with 127.0.0.1:5555 --service cache
@@ -9,21 +9,31 @@ or --run-for seconds have passed.
 import argparse
 import sys
 
-from pokan import Peer, Server, StartupError
+from pokan import ConfigurationError, Peer, Server, StartupError
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5555, help="TCP and UDP port")
-    parser.add_argument("--gossip-with", action="append", default=[])
+    parser.add_argument(
+        "--gossip-with", action="append", default=[], help="HOST[:PORT] of a seed"
+    )
     parser.add_argument("--service", default="worker", help="what this node serves")
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--run-for", type=float, default=None)
     args = parser.parse_args(argv)
 
-    server = Server(args.address, tcp_port=args.port, udp_port=args.port)
-    server.gossip_every(args.interval)
+    try:
+        server = Server(
+            args.address,
+            tcp_port=args.port,
+            udp_port=args.port,
+            gossip_with=",".join(args.gossip_with) or None,
+            gossip_interval=args.interval,
+        )
+    except ConfigurationError as e:  # a bad address, port, seed or interval
+        parser.error(str(e))
     server.store("service", args.service)
 
     @server.on("start")
@@ -53,8 +63,8 @@ def main(argv: list[str]) -> int:
         print(f"node {server.id} stopping", flush=True)
 
     try:
-        server.start(gossip_with=args.gossip_with or None)
-    except StartupError as e:
+        server.start()
+    except StartupError as e:  # e.g. its port in use: pokan logs nothing of it
         print(f"cannot start: {e}", file=sys.stderr)
         return 1
     return 0
