@@ -52,6 +52,20 @@ class Discovery:
     plugins: dict[str, list[FoundPlugin]]
     broken: tuple[BrokenPlugin, ...]
     searched: tuple[str, ...] = ()  # the plugin directories that exist
+    #: the broken modules already logged: once each, however many --handler
+    warned: set[str] = attrs.field(factory=set, init=False, eq=False, repr=False)
+
+    def warn_broken(self) -> None:
+        """Log each module that failed to load, once, in one line."""
+        for broken in self.broken:
+            if broken.where in self.warned:
+                continue
+            self.warned.add(broken.where)
+            log.warn(
+                "handler plugin module {where} failed to load: {error}",
+                where=broken.where,
+                error=broken.error,
+            )
 
     def describe(self) -> str:
         """What was found, for error messages."""
@@ -168,12 +182,7 @@ def resolve(value: str, discovery: Callable[[], Discovery] = discover) -> Handle
             f"--handler {spec}: several plugins have that name ({modules});"
             " name one by import path, package.module:attribute"
         )
-    for broken in found.broken:
-        log.warn(
-            "handler plugin module {where} failed to load: {error}",
-            where=broken.where,
-            error=broken.error,
-        )
+    found.warn_broken()
     return HandlerSpec(spec, matches[0].factory.build, arg)
 
 

@@ -158,11 +158,7 @@ class Membership:
                 if node_id not in detector:
                     detector.heartbeat(node_id, now)  # start its window
                 elif detector.is_dead(node_id, now):
-                    self._notes[node_id] = (
-                        f"silent {detector.silence(node_id, now):.1f}s,"
-                        f" phi {detector.phi(node_id, now):.1f}"
-                        f" > {detector.threshold:g}"
-                    )
+                    self._notes[node_id] = _conviction_note(detector, node_id, now)
                     node = self.state.set_status(node, "dead")
                     self.convictions += 1
                     self._convicted_at[node_id] = node.heartbeat
@@ -253,6 +249,13 @@ class Membership:
         Each note is given once.
         """
         return self._notes.pop(node_id, "")
+
+
+def _conviction_note(detector: PhiAccrualDetector, node_id: str, now: float) -> str:
+    """``silent 8.4s, phi 8.41 > 8``: phi rounded up, so it reads as above."""
+    phi = math.ceil(detector.phi(node_id, now) * 100) / 100
+    silence = detector.silence(node_id, now)
+    return f"silent {silence:.1f}s, phi {phi:.2f} > {detector.threshold:g}"
 
 
 def _event(

@@ -1017,10 +1017,10 @@ def _largest_identity(info: NodeInfo) -> NodeInfo:
 
 def _describe_store(store: IStore) -> str:
     """The store for the start banner: ``memory``, or its (redacted) URL."""
-    if isinstance(store, MemoryStore):
-        return "memory"
     url = getattr(store, "url", None)  # RedisStore's hides the password
-    return f"{type(store).__name__} {url}" if url else type(store).__name__
+    if url:
+        return f"{type(store).__name__} {url}"
+    return "memory" if isinstance(store, MemoryStore) else type(store).__name__
 
 
 def _check_utf8(text: str, what: str, fix: str) -> None:
