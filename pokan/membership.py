@@ -244,7 +244,7 @@ class Membership:
     def note(self, node_id: str) -> str:
         """Why the transition :meth:`settle` just returned for ``node_id`` happened.
 
-        ``silent 8.4s, phi 8.4 > 8`` for a conviction, ``restarted: new
+        ``silent 8.4s, phi 8.41 > 8`` for a conviction, ``restarted: new
         generation`` for a known node back under a new generation; else "".
         Each note is given once.
         """

@@ -1009,7 +1009,7 @@ def _largest_identity(info: NodeInfo) -> NodeInfo:
     return attrs.evolve(
         info,
         id=format_host_port(info.address, udp),
-        generation=max(info.generation, 2**63),
+        generation=2**63,  # a started node's (microseconds): as many bytes
         tcp_port=info.tcp_port or 65535,
         udp_port=udp,
     )
