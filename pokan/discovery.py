@@ -1,8 +1,11 @@
 """Finding handlers for ``--handler``: plugins by name, or objects by import path.
 
-Plugins are found with Twisted's plugin system in the :mod:`pokan.plugins`
-package. Twisted only logs a plugin module that fails to import; here such
-failures are captured, so a missing handler is reported with the reason.
+Plugins are the :class:`~twisted.plugin.IPlugin` providers of the modules
+of the :mod:`pokan.plugins` package (whose path covers ``pokan/plugins/``
+under every ``sys.path`` entry). pokan imports those modules itself rather
+than through :func:`twisted.plugin.getCache`, which logs a module that fails
+to import as an unhandled error with its traceback: here such failures are
+kept, so a missing handler is reported with the reason, in one line.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from twisted.logger import ILogObserver, LogEvent, Logger, globalLogPublisher
-from twisted.plugin import getCache
+from twisted.logger import Logger
+from twisted.plugin import IPlugin
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from twisted.python.modules import getModule
 
 from pokan.errors import ConfigurationError
 from pokan.handlers import handler_methods
@@ -49,6 +52,20 @@ class Discovery:
     plugins: dict[str, list[FoundPlugin]]
     broken: tuple[BrokenPlugin, ...]
     searched: tuple[str, ...] = ()  # the plugin directories that exist
+    #: the broken modules already logged: once each, however many --handler
+    warned: set[str] = attrs.field(factory=set, init=False, eq=False, repr=False)
+
+    def warn_broken(self) -> None:
+        """Log each module that failed to load, once, in one line."""
+        for broken in self.broken:
+            if broken.where in self.warned:
+                continue
+            self.warned.add(broken.where)
+            log.warn(
+                "handler plugin module {where} failed to load: {error}",
+                where=broken.where,
+                error=broken.error,
+            )
 
     def describe(self) -> str:
         """What was found, for error messages."""
@@ -83,37 +100,24 @@ def discover(package: types.ModuleType | None = None) -> Discovery:
     """Every handler plugin under ``package`` (default :mod:`pokan.plugins`)."""
     package = package if package is not None else _plugins_package()
     searched = tuple(str(p) for p in package.__path__ if os.path.isdir(p))
-    failures: list[Failure] = []
-
-    @implementer(ILogObserver)
-    def capture(event: LogEvent) -> None:
-        failure = event.get("log_failure") or event.get("failure")
-        if isinstance(failure, Failure):
-            failures.append(failure)
-
     broken: list[BrokenPlugin] = []
     plugins: dict[str, list[FoundPlugin]] = {}
-    globalLogPublisher.addObserver(capture)
-    try:
-        dropins = getCache(package)
-    finally:
-        globalLogPublisher.removeObserver(capture)
-    broken.extend(BrokenPlugin(_where(f, searched), _error(f)) for f in failures)
-    for dropin in dropins.values():
-        for cached in dropin.plugins:
-            where = f"{dropin.moduleName}.{cached.name}"
-            try:
-                plugin = IEventHandlerFactory(cached, None)
-            except Exception:
-                broken.append(BrokenPlugin(where, _error(Failure())))
+    for child in getModule(package.__name__).iterModules():
+        try:
+            module = importlib.import_module(child.name)
+        except Exception:
+            failure = Failure()
+            broken.append(BrokenPlugin(_where(failure, searched), _error(failure)))
+            continue
+        for attribute, obj in vars(module).items():
+            if not (IPlugin.providedBy(obj) and IEventHandlerFactory.providedBy(obj)):
                 continue
-            if plugin is None:
-                continue
-            name = getattr(plugin, "name", None)
+            name = getattr(obj, "name", None)
             if not isinstance(name, str) or not name:
+                where = f"{child.name}.{attribute}"
                 broken.append(BrokenPlugin(where, "provides no name"))
                 continue
-            plugins.setdefault(name, []).append(FoundPlugin(plugin, dropin.moduleName))
+            plugins.setdefault(name, []).append(FoundPlugin(obj, child.name))
     return Discovery(plugins, tuple(broken), searched)
 
 
@@ -178,12 +182,7 @@ def resolve(value: str, discovery: Callable[[], Discovery] = discover) -> Handle
             f"--handler {spec}: several plugins have that name ({modules});"
             " name one by import path, package.module:attribute"
         )
-    for broken in found.broken:
-        log.warn(
-            "handler plugin module {where} failed to load: {error}",
-            where=broken.where,
-            error=broken.error,
-        )
+    found.warn_broken()
     return HandlerSpec(spec, matches[0].factory.build, arg)
 
 

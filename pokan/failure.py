@@ -123,6 +123,11 @@ class PhiAccrualDetector:
         elapsed = max(0.0, now - window.last)
         return elapsed / max(window.mean, self.min_mean)
 
+    def silence(self, node_id: str, now: float) -> float:
+        """Seconds since ``node_id``'s last heartbeat arrival; 0 if never heard."""
+        window = self._windows.get(node_id)
+        return 0.0 if window is None else max(0.0, now - window.last)
+
     def silent_until(self, node_ids: Iterable[str]) -> float:
         """A time before which none of ``node_ids`` can be over the threshold.
 

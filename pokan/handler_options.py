@@ -88,7 +88,10 @@ def install_handlers(server: Any, options: Any, reactor: Any = None) -> None:
     """
     for spec in options["handler"]:
         try:
-            server.add_handler(spec.make(server))
+            label = spec.label
+            if spec.argument is not None:
+                label += f"={spec.argument}"
+            server.add_handler(spec.make(server), name=label)
         except (ConfigurationError, TypeError) as e:
             raise SystemExit(f"pokan: {e}") from None
     if options["on-event"] and reactor is None:
@@ -100,6 +103,7 @@ def install_handlers(server: Any, options: Any, reactor: Any = None) -> None:
             timeout=options["handler-timeout"],
             max_queue=options["handler-queue"],
         ).attach(server)
+        server._list_handler(f"--on-event {command}")
 
 
 __all__ = ["HandlerOptions", "install_handlers"]

@@ -82,6 +82,8 @@ class Membership:
         self._status_since: dict[str, float] = {}
         self._convicted_at: dict[str, int] = {}  # heartbeat at conviction
         self._forgotten_at: dict[str, float] = {}
+        #: why a node's next transition happens, for the log: see note()
+        self._notes: dict[str, str] = {}
         self._next_gc: float | None = None
 
     def set_interval(self, interval: float, idle_interval: float | None = None) -> None:
@@ -156,6 +158,7 @@ class Membership:
                 if node_id not in detector:
                     detector.heartbeat(node_id, now)  # start its window
                 elif detector.is_dead(node_id, now):
+                    self._notes[node_id] = _conviction_note(detector, node_id, now)
                     node = self.state.set_status(node, "dead")
                     self.convictions += 1
                     self._convicted_at[node_id] = node.heartbeat
@@ -199,6 +202,7 @@ class Membership:
         self._announced.pop(node_id, None)
         self._status_since.pop(node_id, None)
         self._convicted_at.pop(node_id, None)
+        self._notes.pop(node_id, None)
 
     # -- events -----------------------------------------------------------------
 
@@ -229,9 +233,29 @@ class Membership:
                 if node.heartbeat:
                     self.detector.heartbeat(node_id, now)
             event = _event(previous, current)
+            if event == "peer_joined" and previous is not None:
+                self._notes[node_id] = "restarted: new generation"
+            elif event != "peer_dead":  # a conviction's note stays for its event
+                self._notes.pop(node_id, None)
             if event is not None:
                 events.append((event, node))
         return events
+
+    def note(self, node_id: str) -> str:
+        """Why the transition :meth:`settle` just returned for ``node_id`` happened.
+
+        ``silent 8.4s, phi 8.41 > 8`` for a conviction, ``restarted: new
+        generation`` for a known node back under a new generation; else "".
+        Each note is given once.
+        """
+        return self._notes.pop(node_id, "")
+
+
+def _conviction_note(detector: PhiAccrualDetector, node_id: str, now: float) -> str:
+    """``silent 8.4s, phi 8.41 > 8``: phi rounded up, so it reads as above."""
+    phi = math.ceil(detector.phi(node_id, now) * 100) / 100
+    silence = detector.silence(node_id, now)
+    return f"silent {silence:.1f}s, phi {phi:.2f} > {detector.threshold:g}"
 
 
 def _event(

@@ -10,13 +10,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import attrs
 from twisted.application import service
 from twisted.internet import defer, error, task
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pokan import gc, reactors, wire
+from pokan import gc, reactors, reconcile, wire
 from pokan.address import (
     DEFAULT_PORT,
     check_ip,
@@ -202,6 +203,8 @@ class Server(service.Service):
         self._blocking = False
         self._startup_failure: Failure | None = None
         self.bad_input: BadInputReporter | None = None
+        #: the handlers the start banner lists (see add_handler)
+        self._handler_names: list[str] = []
 
     # -- configuration (before start) -------------------------------------------
 
@@ -290,6 +293,10 @@ class Server(service.Service):
     def seeds(self) -> list[str]:
         return [format_host_port(h, p) for h, p in self._seeds]
 
+    def _other_seeds(self) -> list[tuple[str, int]]:
+        """The seeds, without this node itself (its own address and TCP port)."""
+        return [s for s in self._seeds if s != (self._address, self._tcp_port)]
+
     def use_epoll(self) -> None:
         """Run on Twisted's epoll reactor (Linux); see :mod:`pokan.reactors`."""
         reactors.check_epoll_possible(self._reactor)
@@ -309,7 +316,7 @@ class Server(service.Service):
             address=self._address,
             tcp_port=self._tcp_port,
             udp_port=self._udp_port,
-            role="peer" if self._seeds else "seed",
+            role="peer" if self._other_seeds() else "seed",
         )
 
     # -- events ------------------------------------------------------------------
@@ -330,17 +337,23 @@ class Server(service.Service):
         """After each ``gossip`` exchange or ``sync`` (gets the Peer)."""
         return self._after(event, handler)
 
-    def add_handler(self, handler: object) -> object:
+    def add_handler(self, handler: object, name: str | None = None) -> object:
         """Register every handler method of ``handler`` in one call.
 
         See :class:`pokan.interfaces.IEventHandler`: ``handler.key_changed``
         is registered as ``on("key_changed", ...)``, ``before_gossip`` as
-        ``before("gossip", ...)``, and so on. Returns ``handler``.
+        ``before("gossip", ...)``, and so on. Returns ``handler``. The start
+        banner lists it by ``name`` (default: its class name).
         """
         from pokan.handlers import register_handler
 
         register_handler(self.events, handler)
+        self._list_handler(name or type(handler).__name__)
         return handler
+
+    def _list_handler(self, name: str) -> None:
+        """Name a handler in the start banner (twistd's --on-event commands)."""
+        self._handler_names.append(name)
 
     # -- this node's entity --------------------------------------------------------
 
@@ -355,6 +368,8 @@ class Server(service.Service):
         self._check_key(key)
         if not isinstance(value, str | bytes):
             raise TypeError(f"value must be str or bytes, got {type(value).__name__}")
+        if isinstance(value, str):
+            _check_utf8(value, "value", "store text without them, or bytes")
         if timestamp is None:
             # now, or later if the clock stepped back: a plain store() wins
             current = self._state.me.entries.get(key)
@@ -450,21 +465,30 @@ class Server(service.Service):
             raise ValueError(
                 f"key is {len(key)} characters; the limit is {wire.MAX_KEY_LEN}"
             )
+        _check_utf8(key, "key", "use a key without them")
 
     @staticmethod
     def _check_timestamp(timestamp: object) -> float:
         if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
             raise TypeError(f"timestamp must be a number, got {timestamp!r}")
-        if not math.isfinite(timestamp):
-            raise ValueError(f"timestamp must be finite, got {timestamp}")
+        if not math.isfinite(timestamp) or timestamp < 0:
+            raise ValueError(
+                "timestamp must be seconds since the epoch (a finite number, 0"
+                f" or more), got {timestamp}; omit it to use the current time"
+            )
         return float(timestamp)
 
     def _check_fits(self, key: str, value: Value) -> None:
-        """A write must fit one datagram, or it could never be gossiped."""
-        me = self._state.me
+        """A write must fit one datagram, or it could never be gossiped.
+
+        Before the node binds port 0 its id and header are shorter than they
+        will be: the check takes the longest ones (port 65535, a full-size
+        generation), so what it accepts before start still fits after.
+        """
+        info = _largest_identity(self._state.me.info)
         room = (
-            self._node.budget
-            - wire.packed_size(wire.pack_delta_header(_header(me.info)))
+            reconcile.message_budget(self._max_datagram, info.id)
+            - wire.packed_size(wire.pack_delta_header(_header(info)))
             - 16
         )
         size = wire.packed_size(wire.pack_entry(key, Entry(value, 2**32, 0.0)))
@@ -483,7 +507,13 @@ class Server(service.Service):
             return defer.succeed(None)
         transitions = self._membership.settle(batch, self._now())
         for event, node in transitions:
-            log.info("peer {peer} {event}", peer=node.info.id, event=event[5:])
+            note = self._membership.note(node.info.id)
+            log.info(
+                "peer {peer} {event}{note}",
+                peer=node.info.id,
+                event=event[5:],
+                note=f" ({note})" if note else "",
+            )
         d = defer.maybeDeferred(self._store.persist, batch)
         d.addErrback(self._persist_failed, batch)
         if transitions:
@@ -627,9 +657,11 @@ class Server(service.Service):
             self._commit(Batch((), (self._state.me.record(),)))
 
     def _started(self) -> None:
+        seeds = self._other_seeds()
         log.info(
             "pokan node {id} listening on {address} udp {udp} tcp {tcp}; gossip"
-            " every {interval}s{idle}; max datagram {max_datagram}; seeds: {seeds}",
+            " every {interval}s{idle}; max datagram {max_datagram}; seeds: {seeds};"
+            " store: {store}; handlers: {handlers}",
             id=self.id,
             address=self._address,
             udp=self._udp_port,
@@ -641,11 +673,25 @@ class Server(service.Service):
                 else f", every {self._idle_interval}s when idle"
             ),
             max_datagram=self._max_datagram,
-            seeds=", ".join(self.seeds) or "none (acting as seed)",
+            seeds=", ".join(format_host_port(*s) for s in seeds)
+            or "none (acting as seed)",
+            store=_describe_store(self._store),
+            handlers=", ".join(self._handler_names) or "none",
         )
+        if len(seeds) < len(self._seeds):
+            log.warn(
+                "seed {seed} is this node itself; ignored{rest}",
+                seed=format_host_port(self._address, self._tcp_port),
+                rest=(
+                    ""
+                    if seeds
+                    else ": with no other seed this node joins no cluster, it waits"
+                    " for others to join through it (to join one, give"
+                    " --gossip-with, or gossip_with, another node's HOST:PORT)"
+                ),
+            )
         self._start_rounds(now=False)
         self.events.fire("start")
-        seeds = [s for s in self._seeds if s != (self._address, self._tcp_port)]
         if seeds:
             self._learn_seed_addresses(seeds)
             self._sync = SeedSync(self._get_reactor(), seeds, self._sync_with)
@@ -955,6 +1001,37 @@ def _header(info: NodeInfo) -> Any:
     from pokan.state import NodeDelta
 
     return NodeDelta(info, 2**32, 2**32, 2**32, ())
+
+
+def _largest_identity(info: NodeInfo) -> NodeInfo:
+    """``info`` as large as it can get once started: ports 0 bound, a generation."""
+    udp = info.udp_port or 65535
+    return attrs.evolve(
+        info,
+        id=format_host_port(info.address, udp),
+        generation=2**63,  # a started node's (microseconds): as many bytes
+        tcp_port=info.tcp_port or 65535,
+        udp_port=udp,
+    )
+
+
+def _describe_store(store: IStore) -> str:
+    """The store for the start banner: ``memory``, or its (redacted) URL."""
+    url = getattr(store, "url", None)  # RedisStore's hides the password
+    if url:
+        return f"{type(store).__name__} {url}"
+    return "memory" if isinstance(store, MemoryStore) else type(store).__name__
+
+
+def _check_utf8(text: str, what: str, fix: str) -> None:
+    """ValueError unless ``text`` encodes as UTF-8 (the wire's text encoding)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{what} cannot be encoded as UTF-8: it has a lone surrogate"
+            f" ({text[e.start]!r} at index {e.start}); {fix}"
+        ) from None
 
 
 def _client_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:

@@ -320,9 +320,22 @@ def decode(data: bytes, allowed: frozenset[MessageType] | None = None) -> Messag
             max_ext_len=0,
         )
     except Exception as e:  # msgpack raises several types for bad input
-        raise DecodeError("bad-body", f"{type(e).__name__}: {e}") from None
+        raise DecodeError("bad-body", _unpack_problem(e)) from None
     message: Message = _DECODERS[kind](_array(body, "body"))
     return message
+
+
+#: what msgpack's exceptions that carry no message mean
+_UNPACK_PROBLEMS = {
+    "FormatError": "not msgpack: a reserved type byte (0xc1) or a malformed value",
+    "StackError": "msgpack nested too deeply",
+}
+
+
+def _unpack_problem(e: Exception) -> str:
+    """A msgpack error as ``Type: what is wrong``, never with an empty reason."""
+    kind = type(e).__name__
+    return f"{kind}: {str(e) or _UNPACK_PROBLEMS.get(kind, 'not valid msgpack')}"
 
 
 def _array(obj: Any, what: str, length: int | None = None) -> list[Any]:

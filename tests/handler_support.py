@@ -91,7 +91,7 @@ def read(path: str) -> str:
 
 
 def copy_example(test: unittest.TestCase, name: str) -> str:
-    """A copy of docs/examples/NAME (Twisted writes dropin.cache beside plugins)."""
+    """A copy of docs/examples/NAME (imports write __pycache__ there)."""
     target = os.path.join(os.path.abspath(test.mktemp()), name)
     if os.path.isdir(os.path.join(EXAMPLES, name)):
         shutil.copytree(os.path.join(EXAMPLES, name), target)

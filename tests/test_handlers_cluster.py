@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 from typing import Any
 
@@ -233,6 +234,53 @@ class MembersPluginTests(unittest.TestCase):
         yield wait_until(lambda: read(path) == rest, what=lambda: read(path))
         self.assertTrue(logs.matching("member left:", c.id))
 
+    def test_a_bad_file_is_refused_when_built(self) -> None:
+        members = load_members_example()
+        missing = os.path.join(os.path.abspath(self.mktemp()), "no", "members.txt")
+        e = self.assertRaises(ValueError, members.members.build, None, missing)
+        self.assertEqual(
+            str(e),
+            f"the members file's directory {os.path.dirname(missing)} does not"
+            " exist; create it or name a file in an existing directory",
+        )
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        e = self.assertRaises(ValueError, members.members.build, None, directory)
+        self.assertIn("is a directory; name a file to write", str(e))
+
+    def test_a_failed_write_changes_nothing_and_is_retried(self) -> None:
+        logs = Logs(self)
+        members = load_members_example()
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "members.txt")
+        server = FakeServer("10.0.0.1:5555", ["10.0.0.2:5555"])
+        handler = members.members.build(server, path)
+        os.rmdir(directory)  # gone after the check: the write fails
+        self.assertRaises(FileNotFoundError, handler.start)
+        self.assertEqual(handler.members, [])
+        self.assertEqual(logs.matching("member joined"), [], "not before the file")
+        os.makedirs(directory)
+        handler.after_gossip()
+        self.assertEqual(read(path), "10.0.0.1:5555\n10.0.0.2:5555\n")
+        self.assertEqual(len(logs.matching("member joined")), 2)
+
+
+class FakeServer:
+    """What the members example uses of a Server: me.id and peers()."""
+
+    def __init__(self, me: str, alive: list[str]) -> None:
+        self.me = FakePeer(me)
+        self.alive = [FakePeer(node) for node in alive]
+
+    def peers(self, status: str) -> list[Any]:
+        return self.alive
+
+
+class FakePeer:
+    def __init__(self, node_id: str) -> None:
+        self.id = node_id
+
 
 class TwistdTests(unittest.TestCase):
     """``twistd pokan --handler ... --on-event ...`` as users run it."""
@@ -287,7 +335,10 @@ class TwistdTests(unittest.TestCase):
         yield b.stopService()
         rest = "".join(f"{n}\n" for n in sorted([a.id, node_id]))
         yield wait_until(lambda: read(members) == rest, what=lambda: read(members))
-        self.assertIn(f"member left: {b.id}", node.output())
+        # logged once the file says so: maybe not in the output yet
+        yield wait_until(
+            lambda: f"member left: {b.id}" in node.output(), what=node.output
+        )
         # SIGTERM: a clean stop (twistd then exits by the same signal)
         self.assertIn(node.stop(), (0, -signal.SIGTERM))
         self.assertEqual(read(bye), f"bye {node_id}\n", "the shutdown command ran")
@@ -310,6 +361,70 @@ class TwistdTests(unittest.TestCase):
         self.assertIn("log: Logs every event", err)
         self.assertIn("oops.py", err)
         self.assertIn("No module named 'missing_dependency_of_oops'", err)
+
+    @defer.inlineCallbacks
+    def test_broken_plugin_modules_beside_are_one_line_each(self) -> None:
+        root = os.path.abspath(self.mktemp())
+        directory = os.path.join(root, "pokan", "plugins")
+        os.makedirs(directory)
+        example = copy_example(self, "handler_plugin")
+        shutil.copy(os.path.join(example, "pokan", "plugins", "members.py"), directory)
+        with open(os.path.join(directory, "oops.py"), "w") as f:
+            f.write("import requests_not_here\n")
+        with open(os.path.join(directory, "syntax.py"), "w") as f:
+            f.write("def oops(:\n")
+        members = os.path.join(root, "members.txt")
+        port = free_port()
+        node = Twistd(
+            self,
+            [
+                "--address=127.0.0.1",
+                f"--tcp-port={port}",
+                f"--udp-port={port}",
+                f"--handler=members={members}",
+                "--handler=log=peer_dead",  # found too: still one line each
+            ],
+            PYTHONPATH=root,
+        )
+        yield wait_until(
+            lambda: read(members) == f"127.0.0.1:{port}\n",
+            what=lambda: f"the members file; twistd said:\n{node.output()}",
+        )
+        output = node.output()
+        self.assertNotIn("Unhandled Error", output)
+        self.assertNotIn("Traceback", output)
+        broken = [line for line in output.splitlines() if "failed to load" in line]
+        self.assertEqual(len(broken), 2, output)
+        self.assertIn(
+            f"handler plugin module {directory}/oops.py:1 failed to load:"
+            " ModuleNotFoundError: No module named 'requests_not_here'",
+            broken[0] + broken[1],
+        )
+        self.assertIn(f"{directory}/syntax.py:1 failed to load: SyntaxError:", output)
+        self.assertIn(
+            f"store: memory; handlers: members={members}, log=peer_dead", output
+        )
+
+    def test_members_with_a_missing_directory_stops_twistd(self) -> None:
+        cwd = os.path.abspath(self.mktemp())
+        os.makedirs(cwd)
+        result = run_twistd(
+            [
+                "--address=127.0.0.1",
+                "--handler=members=/nonexistent/dir/members.txt",
+            ],
+            cwd=cwd,
+            PYTHONPATH=copy_example(self, "handler_plugin"),
+        )
+        self.assertNotEqual(result.returncode, 0)
+        err = result.stdout + result.stderr
+        self.assertIn(
+            "pokan: --handler members: the members file's directory"
+            " /nonexistent/dir does not exist; create it or name a file in an"
+            " existing directory",
+            err,
+        )
+        self.assertNotIn("Traceback", err)
 
     def test_bad_options_are_usage_errors(self) -> None:
         cwd = os.path.abspath(self.mktemp())

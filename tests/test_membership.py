@@ -106,6 +106,20 @@ class TransitionTests(unittest.TestCase):
         )
         self.assertEqual(len(self.state.nodes), 2)
 
+    def test_notes_say_why_for_the_log(self) -> None:
+        node = "10.0.0.2:5555"
+        self.assertEqual(self.merge(delta(2, 1)), [("peer_joined", node)])
+        self.assertEqual(self.membership.note(node), "", "a first join needs none")
+        self.beat_every_second(delta(2, 1), 11)
+        self.assertEqual(self.advance(8.5), [("peer_dead", node)])
+        # a 1 s mean interval: convicted at the first tick past 8 s of silence
+        self.assertEqual(self.membership.note(node), "silent 8.0s, phi 8.01 > 8")
+        self.assertEqual(self.membership.note(node), "", "each note is given once")
+        self.assertEqual(self.merge(delta(2, 13)), [("peer_alive", node)])
+        self.assertEqual(self.membership.note(node), "")
+        self.assertEqual(self.merge(delta(2, 1, generation=2)), [("peer_joined", node)])
+        self.assertEqual(self.membership.note(node), "restarted: new generation")
+
     def test_restored_statuses_are_adopted_silently(self) -> None:
         self.state.merge([delta(2, 1)])
         self.state.nodes["10.0.0.2:5555"].status = "dead"

@@ -17,6 +17,13 @@ from pokan.errors import ConfigurationError, StartupError
 from pokan.node import GossipNode
 from pokan.state import ClusterState, NodeDelta, NodeInfo
 from pokan.store import MemoryStore
+from tests.support import LogCatcher
+
+
+class Handlers:
+    def start(self) -> None:
+        pass
+
 
 ADDRESS = "10.0.0.1"
 
@@ -230,6 +237,72 @@ class StartStopTests(ServerTestCase):
         )
 
 
+class StartLogTests(ServerTestCase):
+    def test_banner_names_store_and_handlers(self) -> None:
+        logs = LogCatcher(self)
+        server = self.make(gossip_with="10.0.0.9:5555")
+        server.add_handler(Handlers())
+        server.add_handler(Handlers(), name="members=/run/members")
+        self.successResultOf(server.startService())
+        self.addCleanup(self.stop)
+        (banner,) = logs.matching("listening on")
+        self.assertIn("seeds: 10.0.0.9:5555; store: memory;", banner)
+        self.assertIn("handlers: Handlers, members=/run/members", banner)
+
+    def test_banner_hides_a_store_password(self) -> None:
+        logs = LogCatcher(self)
+
+        class Remote(MemoryStore):
+            url = "redis://:***@db:6379/0"
+
+        self.start(store=Remote())
+        self.assertIn(
+            "seeds: none (acting as seed); store: Remote redis://:***@db:6379/0;"
+            " handlers: none",
+            logs.matching("listening on")[0],
+        )
+
+    def test_itself_as_only_seed_is_ignored_with_a_warning(self) -> None:
+        logs = LogCatcher(self)
+        server = self.start(gossip_with=f"{ADDRESS}:5555")
+        (warning,) = logs.matching("is this node itself")
+        self.assertIn(f"seed {ADDRESS}:5555 is this node itself; ignored:", warning)
+        self.assertIn("waits for others to join through it", warning)
+        self.assertIn("seeds: none (acting as seed)", logs.matching("listening")[0])
+        self.assertIsNone(server._sync)  # no sync with itself
+        self.reactor.advance(5)
+        self.assertEqual(self.reactor.sent(), [], "no gossip to itself either")
+
+    def test_itself_among_seeds_is_ignored(self) -> None:
+        logs = LogCatcher(self)
+        server = self.start(gossip_with=f"{ADDRESS}:5555,10.0.0.9:5555")
+        self.assertEqual(
+            [line[-40:] for line in logs.matching("is this node itself")],
+            [f"seed {ADDRESS}:5555 is this node itself; ignored"[-40:]],
+        )
+        self.assertEqual(server.me.role, "peer")
+        self.assertIsNotNone(server._sync)
+
+
+class MembershipLogTests(ServerTestCase):
+    def test_dead_and_restart_say_why(self) -> None:
+        logs = LogCatcher(self)
+        self.start()
+        self.introduce(other_node(2))
+        for _ in range(12):
+            self.reactor.advance(1.0)
+        (dead,) = logs.matching("peer 10.0.0.2:5555 dead")
+        self.assertRegex(dead, r"dead \(silent \d+\.\ds, phi \d+\.\d\d > 8\)$")
+        self.introduce(other_node(2, generation=6))
+        self.assertEqual(
+            logs.matching("peer 10.0.0.2:5555 joined"),
+            [
+                "peer 10.0.0.2:5555 joined",
+                "peer 10.0.0.2:5555 joined (restarted: new generation)",
+            ],
+        )
+
+
 class GossipLoopTests(ServerTestCase):
     def test_gossip_every_validation(self) -> None:
         server = self.make()
@@ -401,8 +474,12 @@ class EntityTests(ServerTestCase):
             if bad is None:
                 continue
             self.assertRaises(TypeError, server.store, "k", "v", timestamp=bad)
-        self.assertRaises(ValueError, server.store, "k", "v", timestamp=float("nan"))
-        self.assertRaises(ValueError, server.store, "k", "v", timestamp=float("inf"))
+        for bad in (float("nan"), float("inf"), -5, -0.5):
+            e = self.assertRaises(ValueError, server.store, "k", "v", timestamp=bad)
+            self.assertIn("timestamp must be seconds since the epoch", str(e))
+            self.assertIn(f"got {bad}; omit it to use the current time", str(e))
+        self.successResultOf(server.store("zero", "v", timestamp=0))
+        self.assertEqual(server.value("k"), "v2")
 
     def test_store_after_clock_steps_back(self) -> None:
         # a later write stamped in the future: a store() without a timestamp
@@ -450,6 +527,21 @@ class EntityTests(ServerTestCase):
             self.assertIn("value must be str or bytes", str(e))
         self.assertEqual(server.keys(), [])
 
+    def test_text_utf8_cannot_encode_is_refused(self) -> None:
+        server = self.make()
+        e = self.assertRaises(ValueError, server.store, "k", "ok\ud800")
+        self.assertEqual(
+            str(e),
+            "value cannot be encoded as UTF-8: it has a lone surrogate ('\\ud800'"
+            " at index 2); store text without them, or bytes",
+        )
+        for call in (server.store, lambda key, _: server.delete(key)):
+            e = self.assertRaises(ValueError, call, "\udc80k", "v")
+            self.assertIn("key cannot be encoded as UTF-8", str(e))
+            self.assertIn("use a key without them", str(e))
+        self.assertEqual(server.keys(), [])
+        self.successResultOf(server.store("k", "\U0001f600 fine"))
+
     def test_value_too_large(self) -> None:
         server = self.make(max_datagram=600)
         e = self.assertRaises(ValueError, server.store, "k", "v" * 600)
@@ -457,6 +549,31 @@ class EntityTests(ServerTestCase):
         self.successResultOf(server.store("k", "v" * 400))
         big = self.make(max_datagram=wire.MAX_UDP_PAYLOAD)
         self.successResultOf(big.store("k", b"v" * 60000))
+
+    def test_size_limit_before_start_holds_after_start(self) -> None:
+        # with port 0 the id grows once bound ("10.0.0.1:0" to
+        # "10.0.0.1:40001"): the limit before start assumes the longest id
+        def largest(server: Server) -> int:
+            low, high = 1, 2000
+            while low < high:
+                mid = (low + high + 1) // 2
+                try:
+                    server._check_fits("k", "v" * mid)
+                except ValueError:
+                    high = mid - 1
+                else:
+                    low = mid
+            return low
+
+        server = self.make(tcp_port=0, udp_port=0)
+        before = largest(server)
+        self.successResultOf(server.store("k", "v" * before))
+        self.successResultOf(server.startService())
+        self.addCleanup(self.stop)
+        after = largest(server)
+        self.assertLessEqual(before, after)
+        self.assertLessEqual(after - before, 6)  # conservative, not stingy
+        self.successResultOf(server.store("j", "v" * before))
 
     def test_largest_accepted_value_is_gossiped(self) -> None:
         # the size check runs before start, when the generation is 0 and the
@@ -567,6 +684,8 @@ class PeersTests(ServerTestCase):
     def test_role(self) -> None:
         self.assertEqual(self.make().me.role, "seed")
         self.assertEqual(self.make(gossip_with="10.0.0.9:5555").me.role, "peer")
+        # itself as its only seed: it is the seed
+        self.assertEqual(self.make(gossip_with=f"{ADDRESS}:5555").me.role, "seed")
 
 
 class EventRegistrationTests(ServerTestCase):

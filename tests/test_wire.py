@@ -259,6 +259,19 @@ class HostileInputTests(unittest.TestCase):
             self.assertEqual(self.reason(header + body), "bad-body", body)
         self.assertLess(time.monotonic() - started, 2.0)
 
+    def test_bad_body_details_are_never_empty(self) -> None:
+        # msgpack's FormatError and StackError carry no message of their own
+        header = b"PK\x01\x03\x00"
+        cases = {
+            header + b"\xc1": "FormatError: not msgpack: a reserved type byte",
+            header + b"\x91" * 100_000 + b"\xc0": "StackError: msgpack nested",
+            header + b"\x92\x01": "ValueError: Unpack failed: incomplete input",
+        }
+        for data, detail in cases.items():
+            e = self.assertRaises(DecodeError, wire.decode, data)
+            self.assertEqual(e.reason, "bad-body")
+            self.assertTrue(e.detail.startswith(detail), e.detail)
+
     def test_deep_nesting(self) -> None:
         for depth in (1000, 100_000):
             data = b"PK\x01\x03\x00" + b"\x91" * depth + b"\xc0"

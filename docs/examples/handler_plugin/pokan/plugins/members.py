@@ -28,22 +28,42 @@ class MembersFile:
 
     @classmethod
     def from_argument(cls, server: Any, argument: str | None) -> MembersFile:
-        return cls(server, argument or "members.txt")
+        """The handler for ``--handler members=PATH``; ValueError if PATH is unusable.
+
+        Checked now, so twistd stops with the message instead of failing at
+        every membership change.
+        """
+        path = argument or "members.txt"
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise ValueError(
+                f"the members file's directory {directory} does not exist;"
+                " create it or name a file in an existing directory"
+            )
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ValueError(
+                f"the members file's directory {directory} is not writable by"
+                " this process; fix its permissions or name another file"
+            )
+        if os.path.isdir(path):
+            raise ValueError(f"{path} is a directory; name a file to write")
+        return cls(server, path)
 
     def refresh(self) -> None:
         me = self.server.me.id
         alive = sorted([me, *(p.id for p in self.server.peers(status="alive"))])
         if alive == self.members:
             return
+        partial = f"{self.path}.tmp"
+        with open(partial, "w", encoding="utf-8") as f:
+            f.write("".join(f"{node}\n" for node in alive))
+        os.replace(partial, self.path)  # readers never see half a file
+        # only once the file says so: a failed write is retried next change
         for joined in sorted(set(alive) - set(self.members)):
             log.info("member joined: {node}", node=joined)
         for left in sorted(set(self.members) - set(alive)):
             log.info("member left: {node}", node=left)
         self.members = alive
-        partial = f"{self.path}.tmp"
-        with open(partial, "w", encoding="utf-8") as f:
-            f.write("".join(f"{node}\n" for node in alive))
-        os.replace(partial, self.path)  # readers never see half a file
 
     # Membership events, when the server fires them: the change is logged
     # by refresh() as a difference of the member set.
