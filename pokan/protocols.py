@@ -25,6 +25,15 @@ from pokan.node import Address
 log = Logger()
 
 
+def oversized_detail(size: int, max_datagram: int) -> str:
+    """Why a datagram of ``size`` bytes was dropped, and what to do about it."""
+    return (
+        f"{size} > {max_datagram} bytes: the sender's --max-datagram is probably"
+        f" larger than this node's {max_datagram} (it sent {size});"
+        " give every node the same --max-datagram"
+    )
+
+
 class GossipProtocol(DatagramProtocol):
     """UDP: decode datagrams for ``receive``; encode and send messages."""
 
@@ -48,13 +57,17 @@ class GossipProtocol(DatagramProtocol):
         source = format_host_port(addr[0], addr[1])
         if len(data) > self.max_datagram:
             self.bad_input.report(
-                "udp", source, "oversized", f"{len(data)} > {self.max_datagram} bytes"
+                "udp",
+                source,
+                "oversized",
+                oversized_detail(len(data), self.max_datagram),
+                host=addr[0],
             )
             return
         try:
             message = wire.decode(data, wire.DATAGRAM_TYPES)
         except DecodeError as e:
-            self.bad_input.report("udp", source, e.reason, e.detail)
+            self.bad_input.report("udp", source, e.reason, e.detail, host=addr[0])
             return
         self.received += 1
         try:
@@ -111,24 +124,24 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
         try:
             message = wire.decode(frame, self.expected)
         except DecodeError as e:
-            self.bad_input.report("tcp", self.peer_name, e.reason, e.detail)
+            self._report(e.reason, e.detail)
             self.transport.abortConnection()
             return
         self.messageReceived(message)
+
+    def _report(self, reason: str, detail: str) -> None:
+        host = self.transport.getPeer().host
+        self.bad_input.report("tcp", self.peer_name, reason, detail, host=host)
 
     def messageReceived(self, message: wire.Message) -> None:
         raise NotImplementedError
 
     def lengthLimitExceeded(self, length: int) -> None:
-        self.bad_input.report(
-            "tcp", self.peer_name, "oversized", f"frame of {length} > {self.MAX_LENGTH}"
-        )
+        self._report("oversized", f"frame of {length} > {self.MAX_LENGTH}")
         self.transport.abortConnection()
 
     def timeoutConnection(self) -> None:
-        self.bad_input.report(
-            "tcp", self.peer_name, "stalled", f"nothing for {self.timeout}s"
-        )
+        self._report("stalled", f"nothing for {self.timeout}s")
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
@@ -152,19 +165,35 @@ class SyncServerProtocol(_FrameProtocol):
     ) -> None:
         super().__init__(bad_input, max_frame, timeout)
         self.on_hello = on_hello
+        self.sender = ""  # the joining node's id, once its Hello is in
 
     def messageReceived(self, message: wire.Message) -> None:
         assert isinstance(message, wire.Hello)
         self.setTimeout(None)  # our turn now
+        self.sender = message.sender
         d = defer.maybeDeferred(self.on_hello, message)
         d.addCallback(self._reply)
         d.addErrback(self._failed, message.sender)
 
     def _reply(self, welcome: wire.Welcome) -> None:
-        if self.transport.connected:
-            self.sendMessage(welcome)
-            self.setTimeout(self.timeout)  # a client that never reads is cut off
+        if not self.transport.connected:
+            return
+        data = wire.encode(welcome)
+        if len(data) > self.MAX_LENGTH:
+            log.warn(
+                "cannot answer the full sync of {sender}: this node's full state is"
+                " {size} bytes, over the frame limit of {limit} (max_frame); it gets"
+                " the state by UDP gossip only, more slowly. Keep the total state"
+                " under the limit, or raise max_frame on every node",
+                sender=self.sender,
+                size=len(data),
+                limit=self.MAX_LENGTH,
+            )
             self.transport.loseConnection()
+            return
+        self.sendString(data)
+        self.setTimeout(self.timeout)  # a client that never reads is cut off
+        self.transport.loseConnection()
 
     def _failed(self, failure: Failure, sender: str) -> None:
         log.failure("could not answer the sync of {sender}", failure, sender=sender)
@@ -210,7 +239,17 @@ class SyncClientProtocol(_FrameProtocol):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self.sendMessage(self.hello)
+        data = wire.encode(self.hello)
+        if len(data) > self.MAX_LENGTH:
+            log.warn(
+                "this node's full state is {size} bytes, over the frame limit of"
+                " {limit} (max_frame): the full sync sends none of it, and the peer"
+                " gets it by UDP gossip only, more slowly",
+                size=len(data),
+                limit=self.MAX_LENGTH,
+            )
+            data = wire.encode(wire.Hello(self.hello.sender, ()))
+        self.sendString(data)
 
     def messageReceived(self, message: wire.Message) -> None:
         assert isinstance(message, wire.Welcome)
@@ -222,7 +261,12 @@ class SyncClientProtocol(_FrameProtocol):
         super().connectionLost(reason)
         if not self.welcome.called:
             self.welcome.errback(
-                ConnectionError("connection closed before the full state arrived")
+                ConnectionError(
+                    "connection closed before the full state arrived (a seed does"
+                    " so when its state is over the frame limit, and says so in its"
+                    " log; gossip over UDP brings the state all the same, more"
+                    " slowly)"
+                )
             )
 
 

@@ -119,10 +119,18 @@ class GossipProtocolTests(unittest.TestCase):
         self.assertEqual(self.received, [])
         self.assertEqual(dict(self.reporter.counts), {"oversized": 1})
 
-    def test_logged_once_per_source_per_interval(self) -> None:
+    def test_oversized_says_to_check_max_datagram(self) -> None:
+        self.proto.datagramReceived(b"PK" + b"\x00" * 3113, SOURCE)
+        (line,) = self.log.warnings("dropped bad")
+        self.assertEqual(line["reason"], "oversized")
+        self.assertIn("3115 > 1400 bytes", line["detail"])
+        self.assertIn("sender's --max-datagram is probably larger", line["detail"])
+        self.assertIn("same --max-datagram", line["detail"])
+
+    def test_logged_once_per_host_per_interval(self) -> None:
         other = ("10.0.0.3", 5555)
-        for _ in range(5):
-            self.proto.datagramReceived(b"junk-junk", SOURCE)
+        for port in range(2000, 4000):  # a new source port for every datagram
+            self.proto.datagramReceived(b"junk", ("10.0.0.2", port))
         self.proto.datagramReceived(b"junk-junk", other)
         self.assertEqual(len(self.log.warnings("dropped bad")), 2)
         self.clock.advance(9.9)
@@ -132,11 +140,14 @@ class GossipProtocolTests(unittest.TestCase):
         self.proto.datagramReceived(b"junk-junk", SOURCE)
         lines = self.log.warnings("dropped bad")
         self.assertEqual(len(lines), 3)
-        # the line after the quiet spell says how many were not logged
-        self.assertEqual(lines[-1]["suppressed"], 5)
         self.assertEqual(lines[-1]["source"], "10.0.0.2:5555")
         self.assertEqual(lines[-1]["channel"], "udp")
-        self.assertEqual(self.reporter.total, 8)
+        # the drops not logged are summed up in the new window
+        (summary,) = self.log.warnings("more bad inputs without a line each")
+        self.assertEqual(summary["count"], 2000)
+        self.assertEqual(summary["reasons"], "truncated: 1999, bad-magic: 1")
+        self.assertEqual(summary["sources"], 1)
+        self.assertEqual(self.reporter.total, 2003)
 
     def test_receive_callback_error_logged(self) -> None:
         def broken(message: wire.Message, source: tuple[str, int]) -> None:
@@ -215,6 +226,32 @@ class SyncServerTests(unittest.TestCase):
         self.answer.callback(wire.Welcome("b", ()))
         self.assertTrue(self.transport.disconnecting)
 
+    def test_state_over_the_frame_limit(self) -> None:
+        log = LogCapture(self)
+        big = NodeDelta(INFO, 0, 0, 1, (("k", Entry("v" * 5000, 1, 1.0)),))
+        self.answer = defer.succeed(wire.Welcome("10.0.0.1:5555", (big,)))
+        self.proto.dataReceived(frame(wire.encode(wire.Hello("joiner", ()))))
+        self.assertEqual(self.transport.value(), b"")  # nothing sent
+        self.assertTrue(self.transport.disconnecting)  # closed, no traceback
+        (line,) = log.warnings("cannot answer the full sync")
+        self.assertEqual(line["sender"], "joiner")
+        self.assertGreater(line["size"], 5000)
+        self.assertEqual(line["limit"], 4096)
+        self.assertIn("raise max_frame on every node", line["log_format"])
+        self.assertIn("UDP gossip", line["log_format"])
+
+    def test_stalls_logged_once_per_host(self) -> None:
+        log = LogCapture(self)
+        factory = SyncServerFactory(self.on_hello, self.reporter, 4096, 5.0)
+        for port in range(4001, 4901):
+            peer = IPv4Address("TCP", "10.0.0.2", port)
+            proto = factory.buildProtocol(peer)
+            proto.callLater = self.clock.callLater  # type: ignore[method-assign]
+            proto.makeConnection(StringTransport(peerAddress=peer))
+        self.clock.advance(5.1)
+        self.assertEqual(self.reporter.counts["stalled"], 901)
+        self.assertEqual(len(log.warnings("dropped bad")), 1)
+
     def test_answer_fails(self) -> None:
         self.answer = defer.fail(Boom("store down"))
         self.proto.dataReceived(frame(wire.encode(wire.Hello("a", ()))))
@@ -286,7 +323,25 @@ class SyncClientTests(unittest.TestCase):
 
     def test_closed_before_welcome(self) -> None:
         self.lose()
-        self.failureResultOf(self.proto.welcome, ConnectionError)
+        failure = self.failureResultOf(self.proto.welcome, ConnectionError)
+        self.assertIn("over the frame limit", failure.getErrorMessage())
+        self.assertIn("gossip over UDP brings the state", failure.getErrorMessage())
+
+    def test_own_state_over_the_frame_limit(self) -> None:
+        log = LogCapture(self)
+        big = NodeDelta(INFO, 0, 0, 1, (("k", Entry("v" * 5000, 1, 1.0)),))
+        proto = SyncClientProtocol(
+            wire.Hello("10.0.0.2:5555", (big,)), self.reporter, 4096, 5.0
+        )
+        proto.callLater = self.clock.callLater  # type: ignore[method-assign]
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 5555))
+        proto.makeConnection(transport)
+        # the Hello goes without the state, so the Welcome can still come back
+        self.assertEqual(
+            transport.value(), frame(wire.encode(wire.Hello("10.0.0.2:5555", ())))
+        )
+        (line,) = log.warnings("this node's full state is")
+        self.assertEqual(line["limit"], 4096)
 
     def test_garbage_then_close(self) -> None:
         self.proto.dataReceived(frame(b"PK\x01\x11\x00\xc1"))
@@ -309,16 +364,73 @@ class SyncClientTests(unittest.TestCase):
 
 
 class BadInputReporterTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.reporter = BadInputReporter(self.clock, interval=10.0, max_lines=5)
+        self.log = LogCapture(self)
+
+    def lines(self) -> list[dict[str, Any]]:
+        return self.log.warnings("dropped bad")
+
+    def summaries(self) -> list[dict[str, Any]]:
+        return self.log.warnings("more bad inputs without a line each")
+
+    def test_first_line_says_nothing_of_more(self) -> None:
+        self.reporter.report("udp", "10.0.0.1:1", "bad-magic", host="10.0.0.1")
+        (line,) = self.lines()
+        self.assertNotIn("more", line["log_format"])
+        self.assertNotIn("suppressed", line)
+        self.assertEqual(self.summaries(), [])
+
+    def test_throttled_by_host_not_port(self) -> None:
+        for port in range(1, 2001):
+            self.reporter.report(
+                "udp", f"10.0.0.1:{port}", "truncated", host="10.0.0.1"
+            )
+        self.assertEqual(len(self.lines()), 1)
+        self.assertEqual(self.reporter.counts["truncated"], 2000)
+
+    def test_lines_capped_across_hosts(self) -> None:
+        for i in range(100):
+            self.reporter.report(
+                "udp", f"10.0.1.{i}:1", "bad-magic", host=f"10.0.1.{i}"
+            )
+        self.assertEqual(len(self.lines()), 5)
+        self.assertEqual(self.reporter.total, 100)
+        self.clock.advance(10)
+        self.reporter.report("tcp", "10.0.2.1:1", "stalled", host="10.0.2.1")
+        self.assertEqual(len(self.lines()), 6)  # a new window, a new line
+        (summary,) = self.summaries()
+        self.assertEqual(summary["count"], 95)
+        self.assertEqual(summary["reasons"], "bad-magic: 95")
+        self.assertEqual(summary["sources"], 95)
+        self.assertEqual(summary["ago"], 10)
+
+    def test_quiet_source_reported_at_the_next_report(self) -> None:
+        for _ in range(4):
+            self.reporter.report("udp", "10.0.0.1:1", "bad-magic", host="10.0.0.1")
+        # 10.0.0.1 stops; another source, much later, brings the summary out
+        self.clock.advance(3600)
+        self.reporter.report("udp", "10.0.0.9:1", "truncated", host="10.0.0.9")
+        (summary,) = self.summaries()
+        self.assertEqual(summary["count"], 3)
+        self.assertEqual(summary["sources"], 1)
+        self.assertEqual(summary["ago"], 3600)
+        self.clock.advance(10)
+        self.reporter.report("udp", "10.0.0.9:1", "truncated", host="10.0.0.9")
+        self.assertEqual(len(self.summaries()), 1)  # nothing more to sum up
+
     def test_source_table_is_bounded(self) -> None:
         from pokan import badinput
 
         self.patch(badinput, "MAX_SOURCES", 3)
-        clock = task.Clock()
-        reporter = BadInputReporter(clock, interval=10.0)
         for i in range(100):
             source = f"10.0.0.{i}:1"
-            reporter.report("udp", source, "bad-magic")
-            reporter.report("udp", source, "bad-magic")  # suppressed
-        self.assertEqual(reporter.counts["bad-magic"], 200)
-        self.assertLessEqual(len(reporter._last_logged), 3)
-        self.assertLessEqual(len(reporter._suppressed), 3)
+            self.reporter.report("udp", source, "bad-magic")
+            self.reporter.report("udp", source, "bad-magic")  # suppressed
+        self.assertEqual(self.reporter.counts["bad-magic"], 200)
+        self.assertLessEqual(len(self.reporter._suppressed_hosts), 3)
+        self.clock.advance(10)
+        self.reporter.report("udp", "10.0.0.1:1", "bad-magic")
+        (summary,) = self.summaries()
+        self.assertEqual(summary["sources"], "3+")
