@@ -16,11 +16,12 @@ from twisted.protocols.basic import Int32StringReceiver
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from pokan import wire
+from pokan import reconcile, wire
 from pokan.address import format_host_port
 from pokan.badinput import BadInputReporter
 from pokan.errors import DecodeError, EncodeError
 from pokan.node import Address
+from pokan.state import NodeDelta
 
 log = Logger()
 
@@ -32,6 +33,31 @@ def oversized_detail(size: int, max_datagram: int) -> str:
         f" larger than this node's {max_datagram} (it sent {size});"
         " give every node the same --max-datagram"
     )
+
+
+def too_big_to_gossip(
+    deltas: tuple[NodeDelta, ...], max_datagram: int
+) -> tuple[int, str, str, int]:
+    """Entries of a full state no datagram of ``max_datagram`` bytes can carry.
+
+    Returns how many, and the node id, key and packed size of the largest.
+    A cheap upper bound skips the entries that clearly fit.
+    """
+    budget = reconcile.message_budget(max_datagram, "")
+    count, worst = 0, ("", "", 0)
+    for delta in deltas:
+        room = budget - wire.packed_size(wire.pack_delta_header(delta)) - 16
+        for key, entry in delta.entries:
+            value = entry.value
+            value_size = 1 if value is None else len(value) * 4 + 5
+            if 19 + wire.str_size(key) + value_size <= room:
+                continue
+            size = wire.packed_size(wire.pack_entry(key, entry))
+            if size > room:
+                count += 1
+                if size > worst[2]:
+                    worst = (delta.info.id, key, size)
+    return (count, *worst)
 
 
 class GossipProtocol(DatagramProtocol):
@@ -106,10 +132,18 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
     expected: frozenset[wire.MessageType] = frozenset()
     transport: Any
 
-    def __init__(self, bad_input: BadInputReporter, max_frame: int, timeout: float):
+    def __init__(
+        self,
+        bad_input: BadInputReporter,
+        max_frame: int,
+        timeout: float,
+        max_datagram: int | None = None,
+    ):
         self.bad_input = bad_input
         self.MAX_LENGTH = max_frame
         self.timeout = timeout
+        #: when set, a full state from the peer is checked against it
+        self.max_datagram = max_datagram
 
     @property
     def peer_name(self) -> str:
@@ -135,6 +169,25 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
 
     def messageReceived(self, message: wire.Message) -> None:
         raise NotImplementedError
+
+    def check_datagram_fit(self, message: wire.Hello | wire.Welcome) -> None:
+        """Warn if the peer holds values this node's datagrams cannot carry."""
+        if self.max_datagram is None:
+            return
+        count, node_id, key, size = too_big_to_gossip(message.deltas, self.max_datagram)
+        if count:
+            log.warn(
+                "full sync with {peer}: {count} of its values are too big for this"
+                " node's datagrams (--max-datagram {max_datagram}), e.g. key {key!r}"
+                " of {node} takes {size} bytes; this node cannot gossip them on."
+                " Give every node the same --max-datagram",
+                peer=message.sender,
+                count=count,
+                max_datagram=self.max_datagram,
+                key=key,
+                node=node_id,
+                size=size,
+            )
 
     def lengthLimitExceeded(self, length: int) -> None:
         self._report("oversized", f"frame of {length} > {self.MAX_LENGTH}")
@@ -162,8 +215,9 @@ class SyncServerProtocol(_FrameProtocol):
         bad_input: BadInputReporter,
         max_frame: int,
         timeout: float,
+        max_datagram: int | None = None,
     ) -> None:
-        super().__init__(bad_input, max_frame, timeout)
+        super().__init__(bad_input, max_frame, timeout, max_datagram)
         self.on_hello = on_hello
         self.sender = ""  # the joining node's id, once its Hello is in
 
@@ -171,6 +225,7 @@ class SyncServerProtocol(_FrameProtocol):
         assert isinstance(message, wire.Hello)
         self.setTimeout(None)  # our turn now
         self.sender = message.sender
+        self.check_datagram_fit(message)
         d = defer.maybeDeferred(self.on_hello, message)
         d.addCallback(self._reply)
         d.addErrback(self._failed, message.sender)
@@ -209,15 +264,21 @@ class SyncServerFactory(Factory):
         bad_input: BadInputReporter,
         max_frame: int,
         timeout: float,
+        max_datagram: int | None = None,
     ) -> None:
         self.on_hello = on_hello
         self.bad_input = bad_input
         self.max_frame = max_frame
         self.timeout = timeout
+        self.max_datagram = max_datagram
 
     def buildProtocol(self, addr: object) -> SyncServerProtocol:
         return SyncServerProtocol(
-            self.on_hello, self.bad_input, self.max_frame, self.timeout
+            self.on_hello,
+            self.bad_input,
+            self.max_frame,
+            self.timeout,
+            self.max_datagram,
         )
 
 
@@ -232,8 +293,9 @@ class SyncClientProtocol(_FrameProtocol):
         bad_input: BadInputReporter,
         max_frame: int,
         timeout: float,
+        max_datagram: int | None = None,
     ) -> None:
-        super().__init__(bad_input, max_frame, timeout)
+        super().__init__(bad_input, max_frame, timeout, max_datagram)
         self.hello = hello
         self.welcome: defer.Deferred[wire.Welcome] = defer.Deferred()
 
@@ -253,6 +315,7 @@ class SyncClientProtocol(_FrameProtocol):
 
     def messageReceived(self, message: wire.Message) -> None:
         assert isinstance(message, wire.Welcome)
+        self.check_datagram_fit(message)
         if not self.welcome.called:
             self.welcome.callback(message)
         self.transport.loseConnection()

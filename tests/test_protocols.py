@@ -12,13 +12,14 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from pokan import wire
+from pokan import reconcile, wire
 from pokan.badinput import BadInputReporter
 from pokan.protocols import (
     GossipProtocol,
     SyncClientProtocol,
     SyncServerFactory,
     SyncServerProtocol,
+    too_big_to_gossip,
 )
 from pokan.state import Entry, NodeDelta, NodeInfo
 
@@ -252,6 +253,55 @@ class SyncServerTests(unittest.TestCase):
         self.assertEqual(self.reporter.counts["stalled"], 901)
         self.assertEqual(len(log.warnings("dropped bad")), 1)
 
+    def test_values_too_big_for_this_nodes_datagrams(self) -> None:
+        """A joiner with a larger --max-datagram: its big values stop here."""
+        log = LogCapture(self)
+        factory = SyncServerFactory(self.on_hello, self.reporter, 65536, 5.0, 1400)
+        proto = factory.buildProtocol(IPv4Address("TCP", "10.0.0.2", 4001))
+        proto.callLater = self.clock.callLater  # type: ignore[method-assign]
+        proto.makeConnection(StringTransport())
+        big = NodeDelta(
+            INFO,
+            0,
+            0,
+            3,
+            (
+                ("small", Entry("v" * 100, 1, 1.0)),
+                ("big", Entry("v" * 3000, 2, 1.0)),
+                ("bigger", Entry(b"v" * 3100, 3, 1.0)),
+            ),
+        )
+        proto.dataReceived(frame(wire.encode(wire.Hello("joiner:1", (big,)))))
+        (line,) = log.warnings("too big for this node's datagrams")
+        self.assertEqual(line["peer"], "joiner:1")
+        self.assertEqual(line["count"], 2)
+        self.assertEqual((line["key"], line["node"]), ("bigger", INFO.id))
+        self.assertEqual(line["max_datagram"], 1400)
+        self.assertIn("same --max-datagram", line["log_format"])
+        self.assertEqual(len(self.hellos), 1)  # merged all the same
+
+    def test_values_that_fit_bring_no_warning(self) -> None:
+        log = LogCapture(self)
+        factory = SyncServerFactory(self.on_hello, self.reporter, 65536, 5.0, 1400)
+        proto = factory.buildProtocol(IPv4Address("TCP", "10.0.0.2", 4001))
+        proto.callLater = self.clock.callLater  # type: ignore[method-assign]
+        proto.makeConnection(StringTransport())
+        room = reconcile.message_budget(1400, "") - 16
+        room -= wire.packed_size(wire.pack_delta_header(DELTA))
+        # the longest value whose entry fits the room exactly (a 3-byte str header)
+        fits = "v" * (
+            room - wire.packed_size(wire.pack_entry("k", Entry("", 1, 1.0))) - 2
+        )
+        self.assertEqual(
+            wire.packed_size(wire.pack_entry("k", Entry(fits, 1, 1.0))), room
+        )
+        delta = NodeDelta(INFO, 0, 0, 1, (("k", Entry(fits, 1, 1.0)),))
+        self.assertEqual(too_big_to_gossip((delta,), 1400)[0], 0)
+        over = NodeDelta(INFO, 0, 0, 1, (("k", Entry(fits + "v", 1, 1.0)),))
+        self.assertEqual(too_big_to_gossip((over,), 1400)[0], 1)
+        proto.dataReceived(frame(wire.encode(wire.Hello("joiner:1", (delta,)))))
+        self.assertEqual(log.warnings("too big"), [])
+
     def test_answer_fails(self) -> None:
         self.answer = defer.fail(Boom("store down"))
         self.proto.dataReceived(frame(wire.encode(wire.Hello("a", ()))))
@@ -326,6 +376,17 @@ class SyncClientTests(unittest.TestCase):
         failure = self.failureResultOf(self.proto.welcome, ConnectionError)
         self.assertIn("over the frame limit", failure.getErrorMessage())
         self.assertIn("gossip over UDP brings the state", failure.getErrorMessage())
+
+    def test_welcome_with_values_too_big_for_this_node(self) -> None:
+        log = LogCapture(self)
+        proto = SyncClientProtocol(self.hello, self.reporter, 65536, 5.0, 1400)
+        proto.callLater = self.clock.callLater  # type: ignore[method-assign]
+        proto.makeConnection(StringTransport())
+        big = NodeDelta(INFO, 0, 0, 1, (("big", Entry("v" * 3000, 1, 1.0)),))
+        proto.dataReceived(frame(wire.encode(wire.Welcome("seed:1", (big,)))))
+        (line,) = log.warnings("too big for this node's datagrams")
+        self.assertEqual(line["peer"], "seed:1")
+        self.successResultOf(proto.welcome)
 
     def test_own_state_over_the_frame_limit(self) -> None:
         log = LogCapture(self)
