@@ -6,9 +6,10 @@ given. All protocol logic lives in :mod:`pokan.node`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import attrs
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.logger import Logger
@@ -21,7 +22,7 @@ from pokan.address import format_host_port
 from pokan.badinput import BadInputReporter
 from pokan.errors import DecodeError, EncodeError
 from pokan.node import Address
-from pokan.state import NodeDelta
+from pokan.state import Entry, NodeDelta
 
 log = Logger()
 
@@ -58,6 +59,95 @@ def too_big_to_gossip(
                 if size > worst[2]:
                     worst = (delta.info.id, key, size)
     return (count, *worst)
+
+
+def welcome_frames(welcome: wire.Welcome, limit: int) -> list[bytes]:
+    """Encode a full state as Welcome messages of at most ``limit`` bytes each.
+
+    Whole deltas are packed in order; a node's delta too big for one frame is
+    cut into *pieces* (see :func:`join_pieces`), oldest writes first. Any
+    prefix of the frames is a valid state on its own. EncodeError if a single
+    write does not fit a frame.
+    """
+    budget = limit - wire.HEADER_SIZE - wire.packed_size(welcome.sender) - 6
+    frames: list[list[NodeDelta]] = [[]]
+    used = 0
+    for delta in welcome.deltas:
+        size = wire.packed_size(wire.pack_delta(delta))
+        if size > budget:
+            pieces = _pieces(delta, budget)
+            frames += [[piece] for piece in pieces]
+            used = wire.packed_size(wire.pack_delta(pieces[-1]))
+            continue
+        if used + size > budget:
+            frames.append([])
+            used = 0
+        frames[-1].append(delta)
+        used += size
+    encoded = [wire.encode(wire.Welcome(welcome.sender, tuple(f))) for f in frames if f]
+    return encoded or [wire.encode(welcome)]
+
+
+def _pieces(delta: NodeDelta, budget: int) -> list[NodeDelta]:
+    """Cut one node's delta in pieces of at most ``budget`` bytes, in version order.
+
+    Every piece starts at ``delta.since`` and ends at the version of its last
+    write (the last piece at ``delta.version``): the first piece is an honest
+    delta; the others hold only the writes above the previous piece.
+    """
+    entries = sorted(delta.entries, key=lambda item: item[1].version)
+    header = attrs.evolve(delta, entries=())
+    room = budget - wire.packed_size(wire.pack_delta(header)) - 4
+    pieces: list[NodeDelta] = []
+    taken: list[tuple[str, Entry]] = []
+    used = 0
+    for key, entry in entries:
+        size = wire.packed_size(wire.pack_entry(key, entry))
+        if size > room:
+            raise EncodeError(
+                f"the write of {key!r} takes {size} bytes, more than a frame holds"
+            )
+        if used + size > room:
+            pieces.append(_piece(delta, taken, taken[-1][1].version))
+            taken, used = [], 0
+        taken.append((key, entry))
+        used += size
+    pieces.append(_piece(delta, taken, delta.version))
+    return pieces
+
+
+def _piece(
+    delta: NodeDelta, entries: list[tuple[str, Entry]], version: int
+) -> NodeDelta:
+    return attrs.evolve(
+        delta,
+        version=version,
+        entries=tuple(entries),
+        gc_point=min(delta.gc_point, version),
+    )
+
+
+def join_pieces(deltas: Iterable[NodeDelta]) -> tuple[NodeDelta, ...]:
+    """Join the consecutive pieces of each node's delta back into one delta."""
+    joined: list[NodeDelta] = []
+    for delta in deltas:
+        last = joined[-1] if joined else None
+        if (
+            last is not None
+            and last.info.id == delta.info.id
+            and last.info.generation == delta.info.generation
+            and delta.since == last.since
+            and delta.version > last.version
+            and all(e.version > last.version for _, e in delta.entries)
+        ):
+            joined[-1] = attrs.evolve(
+                delta,
+                entries=last.entries + delta.entries,
+                gc_point=max(last.gc_point, delta.gc_point),
+            )
+        else:
+            joined.append(delta)
+    return tuple(joined)
 
 
 class GossipProtocol(DatagramProtocol):
@@ -233,20 +323,20 @@ class SyncServerProtocol(_FrameProtocol):
     def _reply(self, welcome: wire.Welcome) -> None:
         if not self.transport.connected:
             return
-        data = wire.encode(welcome)
-        if len(data) > self.MAX_LENGTH:
+        try:
+            frames = welcome_frames(welcome, self.MAX_LENGTH)
+        except EncodeError as e:
             log.warn(
-                "cannot answer the full sync of {sender}: this node's full state is"
-                " {size} bytes, over the frame limit of {limit} (max_frame); it gets"
-                " the state by UDP gossip only, more slowly. Keep the total state"
-                " under the limit, or raise max_frame on every node",
+                "cannot answer the full sync of {sender}: {error} (max_frame"
+                " {limit}); it gets the state by UDP gossip only",
                 sender=self.sender,
-                size=len(data),
+                error=e,
                 limit=self.MAX_LENGTH,
             )
             self.transport.loseConnection()
             return
-        self.sendString(data)
+        for data in frames:
+            self.sendString(data)
         self.setTimeout(self.timeout)  # a client that never reads is cut off
         self.transport.loseConnection()
 
@@ -298,6 +388,7 @@ class SyncClientProtocol(_FrameProtocol):
         super().__init__(bad_input, max_frame, timeout, max_datagram)
         self.hello = hello
         self.welcome: defer.Deferred[wire.Welcome] = defer.Deferred()
+        self.frames: list[wire.Welcome] = []
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -305,8 +396,8 @@ class SyncClientProtocol(_FrameProtocol):
         if len(data) > self.MAX_LENGTH:
             log.warn(
                 "this node's full state is {size} bytes, over the frame limit of"
-                " {limit} (max_frame): the full sync sends none of it, and the peer"
-                " gets it by UDP gossip only, more slowly",
+                " {limit} (max_frame): the Hello of the full sync carries none of"
+                " it, and the peer gets it by UDP gossip only",
                 size=len(data),
                 limit=self.MAX_LENGTH,
             )
@@ -315,22 +406,22 @@ class SyncClientProtocol(_FrameProtocol):
 
     def messageReceived(self, message: wire.Message) -> None:
         assert isinstance(message, wire.Welcome)
-        self.check_datagram_fit(message)
-        if not self.welcome.called:
-            self.welcome.callback(message)
-        self.transport.loseConnection()
+        self.frames.append(message)  # the seed closes after the last
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         super().connectionLost(reason)
-        if not self.welcome.called:
+        if self.welcome.called:
+            return
+        if not self.frames:
             self.welcome.errback(
-                ConnectionError(
-                    "connection closed before the full state arrived (a seed does"
-                    " so when its state is over the frame limit, and says so in its"
-                    " log; gossip over UDP brings the state all the same, more"
-                    " slowly)"
-                )
+                ConnectionError("connection closed before the full state arrived")
             )
+            return
+        # every prefix of the frames is a valid state: take what came
+        deltas = join_pieces(d for frame in self.frames for d in frame.deltas)
+        welcome = wire.Welcome(self.frames[0].sender, deltas)
+        self.check_datagram_fit(welcome)
+        self.welcome.callback(welcome)
 
 
 class SyncClientFactory(Factory):

@@ -14,12 +14,15 @@ from twisted.trial import unittest
 
 from pokan import reconcile, wire
 from pokan.badinput import BadInputReporter
+from pokan.errors import EncodeError
 from pokan.protocols import (
     GossipProtocol,
     SyncClientProtocol,
     SyncServerFactory,
     SyncServerProtocol,
+    join_pieces,
     too_big_to_gossip,
+    welcome_frames,
 )
 from pokan.state import Entry, NodeDelta, NodeInfo
 
@@ -62,6 +65,34 @@ class LogCapture:
 
 def frame(data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + data
+
+
+def read_frames(data: bytes) -> list[bytes]:
+    frames = []
+    while data:
+        (length,) = struct.unpack(">I", data[:4])
+        frames.append(data[4 : 4 + length])
+        data = data[4 + length :]
+    return frames
+
+
+def node_info(i: int) -> NodeInfo:
+    return NodeInfo(f"10.0.1.{i}:5555", 1, f"10.0.1.{i}", 5555, 5555, "peer")
+
+
+def big_state() -> tuple[NodeDelta, ...]:
+    """Small nodes around two too big for one 4096-byte frame."""
+
+    def entries(n: int, size: int) -> tuple[tuple[str, Entry], ...]:
+        return tuple((f"k{v}", Entry("v" * size, v, 1.0)) for v in range(1, n + 1))
+
+    return (
+        NodeDelta(node_info(1), 5, 0, 3, entries(3, 100)),
+        NodeDelta(node_info(2), 7, 0, 60, entries(50, 300), gc_point=55),
+        NodeDelta(node_info(3), 1, 0, 2, entries(2, 50), left=True),
+        NodeDelta(node_info(4), 9, 0, 40, entries(40, 200), left=True),
+        NodeDelta(node_info(5), 1, 0, 0, ()),
+    )
 
 
 class GossipProtocolTests(unittest.TestCase):
@@ -227,18 +258,30 @@ class SyncServerTests(unittest.TestCase):
         self.answer.callback(wire.Welcome("b", ()))
         self.assertTrue(self.transport.disconnecting)
 
-    def test_state_over_the_frame_limit(self) -> None:
+    def test_state_over_the_frame_limit_goes_in_several_frames(self) -> None:
+        log = LogCapture(self)
+        welcome = wire.Welcome("10.0.0.1:5555", big_state())
+        self.answer = defer.succeed(welcome)
+        self.proto.dataReceived(frame(wire.encode(wire.Hello("joiner", ()))))
+        frames = read_frames(self.transport.value())
+        self.assertGreater(len(frames), 3)
+        self.assertTrue(all(len(f) <= 4096 for f in frames))
+        deltas = [d for f in frames for d in wire.decode(f).deltas]  # type: ignore[union-attr]
+        self.assertEqual(join_pieces(deltas), welcome.deltas)
+        self.assertTrue(self.transport.disconnecting)  # a clean close
+        self.assertEqual(log.warnings(""), [])
+
+    def test_write_over_the_frame_limit(self) -> None:
+        """One write larger than a frame: one line, no traceback, no state."""
         log = LogCapture(self)
         big = NodeDelta(INFO, 0, 0, 1, (("k", Entry("v" * 5000, 1, 1.0)),))
         self.answer = defer.succeed(wire.Welcome("10.0.0.1:5555", (big,)))
         self.proto.dataReceived(frame(wire.encode(wire.Hello("joiner", ()))))
         self.assertEqual(self.transport.value(), b"")  # nothing sent
-        self.assertTrue(self.transport.disconnecting)  # closed, no traceback
+        self.assertTrue(self.transport.disconnecting)
         (line,) = log.warnings("cannot answer the full sync")
-        self.assertEqual(line["sender"], "joiner")
-        self.assertGreater(line["size"], 5000)
-        self.assertEqual(line["limit"], 4096)
-        self.assertIn("raise max_frame on every node", line["log_format"])
+        self.assertEqual((line["sender"], line["limit"]), ("joiner", 4096))
+        self.assertIn("more than a frame holds", str(line["error"]))
         self.assertIn("UDP gossip", line["log_format"])
 
     def test_stalls_logged_once_per_host(self) -> None:
@@ -366,16 +409,33 @@ class SyncClientTests(unittest.TestCase):
         self.assertEqual(self.transport.value(), frame(wire.encode(self.hello)))
         welcome = wire.Welcome("10.0.0.1:5555", (DELTA,))
         self.proto.dataReceived(frame(wire.encode(welcome)))
-        self.assertTrue(self.transport.disconnecting)
-        self.lose()  # the close after a Welcome is no error
+        self.assertNoResult(self.proto.welcome)  # more frames may follow
+        self.lose()  # the seed closes after the last frame
         self.assertEqual(self.successResultOf(self.proto.welcome), welcome)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_welcome_in_several_frames(self) -> None:
+        welcome = wire.Welcome("10.0.0.1:5555", big_state())
+        frames = welcome_frames(welcome, 4096)
+        self.proto.dataReceived(b"".join(frame(f) for f in frames))
+        self.lose()
+        self.assertEqual(self.successResultOf(self.proto.welcome), welcome)
+
+    def test_cut_short_after_some_frames(self) -> None:
+        """The frames that came are a valid state: merged, gossip does the rest."""
+        welcome = wire.Welcome("10.0.0.1:5555", big_state())
+        frames = welcome_frames(welcome, 4096)
+        self.proto.dataReceived(b"".join(frame(f) for f in frames[:2]))
+        self.lose()
+        got = self.successResultOf(self.proto.welcome)
+        self.assertEqual(
+            got.deltas,
+            join_pieces(d for f in frames[:2] for d in wire.decode(f).deltas),  # type: ignore[union-attr]
+        )
+
     def test_closed_before_welcome(self) -> None:
         self.lose()
-        failure = self.failureResultOf(self.proto.welcome, ConnectionError)
-        self.assertIn("over the frame limit", failure.getErrorMessage())
-        self.assertIn("gossip over UDP brings the state", failure.getErrorMessage())
+        self.failureResultOf(self.proto.welcome, ConnectionError)
 
     def test_welcome_with_values_too_big_for_this_node(self) -> None:
         log = LogCapture(self)
@@ -384,6 +444,7 @@ class SyncClientTests(unittest.TestCase):
         proto.makeConnection(StringTransport())
         big = NodeDelta(INFO, 0, 0, 1, (("big", Entry("v" * 3000, 1, 1.0)),))
         proto.dataReceived(frame(wire.encode(wire.Welcome("seed:1", (big,)))))
+        proto.connectionLost(Failure(ConnectionError("closed")))
         (line,) = log.warnings("too big for this node's datagrams")
         self.assertEqual(line["peer"], "seed:1")
         self.successResultOf(proto.welcome)
@@ -422,6 +483,42 @@ class SyncClientTests(unittest.TestCase):
         self.proto.dataReceived(struct.pack(">I", 4097))
         self.assertEqual(dict(self.reporter.counts), {"oversized": 1})
         self.assertTrue(self.transport.disconnected)
+
+
+class WelcomeFramesTests(unittest.TestCase):
+    def test_small_state_is_one_frame(self) -> None:
+        welcome = wire.Welcome("s", (DELTA,))
+        self.assertEqual(welcome_frames(welcome, 4096), [wire.encode(welcome)])
+        empty = wire.Welcome("s", ())
+        self.assertEqual(welcome_frames(empty, 4096), [wire.encode(empty)])
+
+    def test_every_prefix_is_a_valid_state(self) -> None:
+        """What a reader gets if the stream stops after any frame: for each
+        node, exactly its writes up to the watermark it is told."""
+        state = big_state()
+        frames = welcome_frames(wire.Welcome("s", state), 4096)
+        originals = {d.info.id: d for d in state}
+        for n in range(1, len(frames) + 1):
+            messages = [wire.decode(f) for f in frames[:n]]  # each one valid
+            deltas = [d for m in messages for d in m.deltas]  # type: ignore[union-attr]
+            for got in join_pieces(deltas):
+                whole = originals[got.info.id]
+                self.assertEqual(
+                    got.entries,
+                    tuple(e for e in whole.entries if e[1].version <= got.version),
+                )
+                self.assertEqual(got.gc_point, min(whole.gc_point, got.version))
+                self.assertEqual((got.since, got.left), (0, whole.left))
+        self.assertEqual(join_pieces(deltas), state)
+
+    def test_write_bigger_than_a_frame(self) -> None:
+        big = NodeDelta(INFO, 0, 0, 1, (("k", Entry("v" * 5000, 1, 1.0)),))
+        with self.assertRaises(EncodeError):
+            welcome_frames(wire.Welcome("s", (big,)), 4096)
+
+    def test_unrelated_deltas_are_not_joined(self) -> None:
+        again = NodeDelta(INFO, 3, 0, 1, (("k", Entry("w", 1, 1.0)),))
+        self.assertEqual(join_pieces([DELTA, again]), (DELTA, again))
 
 
 class BadInputReporterTests(unittest.TestCase):
