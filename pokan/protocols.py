@@ -31,7 +31,7 @@ def oversized_detail(size: int, max_datagram: int) -> str:
     """Why a datagram of ``size`` bytes was dropped, and what to do about it."""
     return (
         f"{size} > {max_datagram} bytes: the sender's --max-datagram is probably"
-        f" larger than this node's {max_datagram} (it sent {size});"
+        f" larger than this node's {max_datagram};"
         " give every node the same --max-datagram"
     )
 
