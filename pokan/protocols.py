@@ -69,6 +69,9 @@ def welcome_frames(welcome: wire.Welcome, limit: int) -> list[bytes]:
     prefix of the frames is a valid state on its own. EncodeError if a single
     write does not fit a frame.
     """
+    whole = wire.encode(welcome)
+    if len(whole) <= limit:
+        return [whole]
     budget = limit - wire.HEADER_SIZE - wire.packed_size(welcome.sender) - 6
     frames: list[list[NodeDelta]] = [[]]
     used = 0
@@ -84,8 +87,7 @@ def welcome_frames(welcome: wire.Welcome, limit: int) -> list[bytes]:
             used = 0
         frames[-1].append(delta)
         used += size
-    encoded = [wire.encode(wire.Welcome(welcome.sender, tuple(f))) for f in frames if f]
-    return encoded or [wire.encode(welcome)]
+    return [wire.encode(wire.Welcome(welcome.sender, tuple(f))) for f in frames if f]
 
 
 def _pieces(delta: NodeDelta, budget: int) -> list[NodeDelta]:
