@@ -292,9 +292,6 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.setTimeout(None)
 
-    def sendMessage(self, message: wire.Message) -> None:
-        self.sendString(wire.encode(message, self.MAX_LENGTH))
-
 
 class SyncServerProtocol(_FrameProtocol):
     """Answers a joining node's Hello with this node's full state."""
@@ -399,7 +396,8 @@ class SyncClientProtocol(_FrameProtocol):
             log.warn(
                 "this node's full state is {size} bytes, over the frame limit of"
                 " {limit} (max_frame): the Hello of the full sync carries none of"
-                " it, and the peer gets it by UDP gossip only",
+                " it, and the peer gets it by UDP gossip only (see 'How much state'"
+                " in docs/operations.md)",
                 size=len(data),
                 limit=self.MAX_LENGTH,
             )
