@@ -9,45 +9,86 @@ from twisted.logger import Logger
 
 log = Logger()
 
-#: sources remembered for rate limiting before the table is cleared
+#: log lines at most per interval, whatever the number of sources
+MAX_LINES = 10
+
+#: distinct source addresses remembered per interval for the summary line
 MAX_SOURCES = 4096
 
 
 class BadInputReporter:
-    """Counts drops by reason; logs at most one line per source per interval.
+    """Counts every drop by reason; logs a few of them.
 
-    The line after a quiet spell says how many more drops that source had.
+    Time is cut into windows of ``interval`` seconds. In a window, each source
+    *address* (host, whatever its port: a sender can pick a new port for every
+    datagram) gets at most one line, and all sources together at most
+    ``max_lines``. The drops left unlogged are summed up in one line at the
+    first report after the window ends.
     """
 
-    def __init__(self, clock: IReactorTime, interval: float = 10.0) -> None:
+    def __init__(
+        self, clock: IReactorTime, interval: float = 10.0, max_lines: int = MAX_LINES
+    ) -> None:
         self.clock = clock
         self.interval = interval
+        self.max_lines = max_lines
         self.counts: Counter[str] = Counter()
-        self._last_logged: dict[str, float] = {}
+        self._window_start: float | None = None
+        self._lines = 0
+        self._logged_hosts: set[str] = set()
         self._suppressed: Counter[str] = Counter()
+        self._suppressed_hosts: set[str] = set()
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def report(self, channel: str, source: str, reason: str, detail: str = "") -> None:
-        """Count one dropped message from ``source`` on ``channel`` (udp/tcp)."""
+    def report(
+        self, channel: str, source: str, reason: str, detail: str = "", host: str = ""
+    ) -> None:
+        """Count one message dropped from ``source`` (host:port) on ``channel``.
+
+        ``host`` is the address the throttle goes by (``source`` if not given).
+        """
         self.counts[reason] += 1
         now = self.clock.seconds()
-        last = self._last_logged.get(source)
-        if last is not None and now - last < self.interval:
-            self._suppressed[source] += 1
+        if self._window_start is None or now - self._window_start >= self.interval:
+            self._new_window(now)
+        host = host or source
+        if host in self._logged_hosts or self._lines >= self.max_lines:
+            self._suppressed[reason] += 1
+            if len(self._suppressed_hosts) < MAX_SOURCES:
+                self._suppressed_hosts.add(host)
             return
-        if len(self._last_logged) >= MAX_SOURCES:
-            self._last_logged.clear()
-            self._suppressed.clear()
-        self._last_logged[source] = now
+        self._logged_hosts.add(host)
+        self._lines += 1
         log.warn(
-            "dropped bad {channel} input from {source}: {reason} ({detail});"
-            " {suppressed} more from it since the last report",
+            "dropped bad {channel} input from {source}: {reason} ({detail})",
             channel=channel,
             source=source,
             reason=reason,
             detail=detail or "no detail",
-            suppressed=self._suppressed.pop(source, 0),
         )
+
+    def _new_window(self, now: float) -> None:
+        """Sum up the last window's unlogged drops, if any; start a new one."""
+        if self._suppressed and self._window_start is not None:
+            sources = len(self._suppressed_hosts)
+            log.warn(
+                "dropped {count} more bad inputs without a line each in the {interval}s"
+                " window that began {ago}s ago ({reasons}; from {sources} source"
+                " address{plural}); the dropped_by_reason stats count every one",
+                count=sum(self._suppressed.values()),
+                interval=self.interval,
+                ago=round(now - self._window_start, 1),
+                reasons=", ".join(
+                    f"{reason}: {n}" for reason, n in self._suppressed.most_common()
+                ),
+                sources=f"{sources}+" if sources >= MAX_SOURCES else sources,
+                plural="" if sources == 1 else "es",
+            )
+        self._window_start = now
+        self._lines = 0
+        self._logged_hosts.clear()
+        self._suppressed.clear()
+        self._suppressed_hosts.clear()

@@ -6,9 +6,10 @@ given. All protocol logic lives in :mod:`pokan.node`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import attrs
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.logger import Logger
@@ -16,13 +17,139 @@ from twisted.protocols.basic import Int32StringReceiver
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from pokan import wire
+from pokan import reconcile, wire
 from pokan.address import format_host_port
 from pokan.badinput import BadInputReporter
 from pokan.errors import DecodeError, EncodeError
 from pokan.node import Address
+from pokan.state import Entry, NodeDelta
 
 log = Logger()
+
+
+def oversized_detail(size: int, max_datagram: int) -> str:
+    """Why a datagram of ``size`` bytes was dropped, and what to do about it."""
+    return (
+        f"{size} > {max_datagram} bytes: the sender's --max-datagram is probably"
+        f" larger than this node's {max_datagram};"
+        " give every node the same --max-datagram"
+    )
+
+
+def too_big_to_gossip(
+    deltas: tuple[NodeDelta, ...], max_datagram: int
+) -> tuple[int, str, str, int]:
+    """Entries of a full state no datagram of ``max_datagram`` bytes can carry.
+
+    Returns how many, and the node id, key and packed size of the largest.
+    A cheap upper bound skips the entries that clearly fit.
+    """
+    budget = reconcile.message_budget(max_datagram, "")
+    count, worst = 0, ("", "", 0)
+    for delta in deltas:
+        room = budget - wire.packed_size(wire.pack_delta_header(delta)) - 16
+        for key, entry in delta.entries:
+            value = entry.value
+            value_size = 1 if value is None else len(value) * 4 + 5
+            if 19 + wire.str_size(key) + value_size <= room:
+                continue
+            size = wire.packed_size(wire.pack_entry(key, entry))
+            if size > room:
+                count += 1
+                if size > worst[2]:
+                    worst = (delta.info.id, key, size)
+    return (count, *worst)
+
+
+def welcome_frames(welcome: wire.Welcome, limit: int) -> list[bytes]:
+    """Encode a full state as Welcome messages of at most ``limit`` bytes each.
+
+    Whole deltas are packed in order; a node's delta too big for one frame is
+    cut into *pieces* (see :func:`join_pieces`), oldest writes first. Any
+    prefix of the frames is a valid state on its own. EncodeError if a single
+    write does not fit a frame.
+    """
+    whole = wire.encode(welcome)
+    if len(whole) <= limit:
+        return [whole]
+    budget = limit - wire.HEADER_SIZE - wire.packed_size(welcome.sender) - 6
+    frames: list[list[NodeDelta]] = [[]]
+    used = 0
+    for delta in welcome.deltas:
+        size = wire.packed_size(wire.pack_delta(delta))
+        if size > budget:
+            pieces = _pieces(delta, budget)
+            frames += [[piece] for piece in pieces]
+            used = wire.packed_size(wire.pack_delta(pieces[-1]))
+            continue
+        if used + size > budget:
+            frames.append([])
+            used = 0
+        frames[-1].append(delta)
+        used += size
+    return [wire.encode(wire.Welcome(welcome.sender, tuple(f))) for f in frames if f]
+
+
+def _pieces(delta: NodeDelta, budget: int) -> list[NodeDelta]:
+    """Cut one node's delta in pieces of at most ``budget`` bytes, in version order.
+
+    Every piece starts at ``delta.since`` and ends at the version of its last
+    write (the last piece at ``delta.version``): the first piece is an honest
+    delta; the others hold only the writes above the previous piece.
+    """
+    entries = sorted(delta.entries, key=lambda item: item[1].version)
+    header = attrs.evolve(delta, entries=())
+    room = budget - wire.packed_size(wire.pack_delta(header)) - 4
+    pieces: list[NodeDelta] = []
+    taken: list[tuple[str, Entry]] = []
+    used = 0
+    for key, entry in entries:
+        size = wire.packed_size(wire.pack_entry(key, entry))
+        if size > room:
+            raise EncodeError(
+                f"the write of {key!r} takes {size} bytes, more than a frame holds"
+            )
+        if used + size > room:
+            pieces.append(_piece(delta, taken, taken[-1][1].version))
+            taken, used = [], 0
+        taken.append((key, entry))
+        used += size
+    pieces.append(_piece(delta, taken, delta.version))
+    return pieces
+
+
+def _piece(
+    delta: NodeDelta, entries: list[tuple[str, Entry]], version: int
+) -> NodeDelta:
+    return attrs.evolve(
+        delta,
+        version=version,
+        entries=tuple(entries),
+        gc_point=min(delta.gc_point, version),
+    )
+
+
+def join_pieces(deltas: Iterable[NodeDelta]) -> tuple[NodeDelta, ...]:
+    """Join the consecutive pieces of each node's delta back into one delta."""
+    joined: list[NodeDelta] = []
+    for delta in deltas:
+        last = joined[-1] if joined else None
+        if (
+            last is not None
+            and last.info.id == delta.info.id
+            and last.info.generation == delta.info.generation
+            and delta.since == last.since
+            and delta.version > last.version
+            and all(e.version > last.version for _, e in delta.entries)
+        ):
+            joined[-1] = attrs.evolve(
+                delta,
+                entries=last.entries + delta.entries,
+                gc_point=max(last.gc_point, delta.gc_point),
+            )
+        else:
+            joined.append(delta)
+    return tuple(joined)
 
 
 class GossipProtocol(DatagramProtocol):
@@ -48,13 +175,17 @@ class GossipProtocol(DatagramProtocol):
         source = format_host_port(addr[0], addr[1])
         if len(data) > self.max_datagram:
             self.bad_input.report(
-                "udp", source, "oversized", f"{len(data)} > {self.max_datagram} bytes"
+                "udp",
+                source,
+                "oversized",
+                oversized_detail(len(data), self.max_datagram),
+                host=addr[0],
             )
             return
         try:
             message = wire.decode(data, wire.DATAGRAM_TYPES)
         except DecodeError as e:
-            self.bad_input.report("udp", source, e.reason, e.detail)
+            self.bad_input.report("udp", source, e.reason, e.detail, host=addr[0])
             return
         self.received += 1
         try:
@@ -93,10 +224,18 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
     expected: frozenset[wire.MessageType] = frozenset()
     transport: Any
 
-    def __init__(self, bad_input: BadInputReporter, max_frame: int, timeout: float):
+    def __init__(
+        self,
+        bad_input: BadInputReporter,
+        max_frame: int,
+        timeout: float,
+        max_datagram: int | None = None,
+    ):
         self.bad_input = bad_input
         self.MAX_LENGTH = max_frame
         self.timeout = timeout
+        #: when set, a full state from the peer is checked against it
+        self.max_datagram = max_datagram
 
     @property
     def peer_name(self) -> str:
@@ -111,31 +250,47 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
         try:
             message = wire.decode(frame, self.expected)
         except DecodeError as e:
-            self.bad_input.report("tcp", self.peer_name, e.reason, e.detail)
+            self._report(e.reason, e.detail)
             self.transport.abortConnection()
             return
         self.messageReceived(message)
 
+    def _report(self, reason: str, detail: str) -> None:
+        host = self.transport.getPeer().host
+        self.bad_input.report("tcp", self.peer_name, reason, detail, host=host)
+
     def messageReceived(self, message: wire.Message) -> None:
         raise NotImplementedError
 
+    def check_datagram_fit(self, message: wire.Hello | wire.Welcome) -> None:
+        """Warn if the peer holds values this node's datagrams cannot carry."""
+        if self.max_datagram is None:
+            return
+        count, node_id, key, size = too_big_to_gossip(message.deltas, self.max_datagram)
+        if count:
+            log.warn(
+                "full sync with {peer}: {count} of its values are too big for this"
+                " node's datagrams (--max-datagram {max_datagram}), e.g. key {key!r}"
+                " of {node} takes {size} bytes; this node cannot gossip them on."
+                " Give every node the same --max-datagram",
+                peer=message.sender,
+                count=count,
+                max_datagram=self.max_datagram,
+                key=key,
+                node=node_id,
+                size=size,
+            )
+
     def lengthLimitExceeded(self, length: int) -> None:
-        self.bad_input.report(
-            "tcp", self.peer_name, "oversized", f"frame of {length} > {self.MAX_LENGTH}"
-        )
+        self._report("oversized", f"frame of {length} > {self.MAX_LENGTH}")
         self.transport.abortConnection()
 
     def timeoutConnection(self) -> None:
-        self.bad_input.report(
-            "tcp", self.peer_name, "stalled", f"nothing for {self.timeout}s"
-        )
+        self._report("stalled", f"nothing for {self.timeout}s")
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.setTimeout(None)
-
-    def sendMessage(self, message: wire.Message) -> None:
-        self.sendString(wire.encode(message, self.MAX_LENGTH))
 
 
 class SyncServerProtocol(_FrameProtocol):
@@ -149,22 +304,40 @@ class SyncServerProtocol(_FrameProtocol):
         bad_input: BadInputReporter,
         max_frame: int,
         timeout: float,
+        max_datagram: int | None = None,
     ) -> None:
-        super().__init__(bad_input, max_frame, timeout)
+        super().__init__(bad_input, max_frame, timeout, max_datagram)
         self.on_hello = on_hello
+        self.sender = ""  # the joining node's id, once its Hello is in
 
     def messageReceived(self, message: wire.Message) -> None:
         assert isinstance(message, wire.Hello)
         self.setTimeout(None)  # our turn now
+        self.sender = message.sender
+        self.check_datagram_fit(message)
         d = defer.maybeDeferred(self.on_hello, message)
         d.addCallback(self._reply)
         d.addErrback(self._failed, message.sender)
 
     def _reply(self, welcome: wire.Welcome) -> None:
-        if self.transport.connected:
-            self.sendMessage(welcome)
-            self.setTimeout(self.timeout)  # a client that never reads is cut off
+        if not self.transport.connected:
+            return
+        try:
+            frames = welcome_frames(welcome, self.MAX_LENGTH)
+        except EncodeError as e:
+            log.warn(
+                "cannot answer the full sync of {sender}: {error} (max_frame"
+                " {limit}); it gets the state by UDP gossip only",
+                sender=self.sender,
+                error=e,
+                limit=self.MAX_LENGTH,
+            )
             self.transport.loseConnection()
+            return
+        for data in frames:
+            self.sendString(data)
+        self.setTimeout(self.timeout)  # a client that never reads is cut off
+        self.transport.loseConnection()
 
     def _failed(self, failure: Failure, sender: str) -> None:
         log.failure("could not answer the sync of {sender}", failure, sender=sender)
@@ -180,15 +353,21 @@ class SyncServerFactory(Factory):
         bad_input: BadInputReporter,
         max_frame: int,
         timeout: float,
+        max_datagram: int | None = None,
     ) -> None:
         self.on_hello = on_hello
         self.bad_input = bad_input
         self.max_frame = max_frame
         self.timeout = timeout
+        self.max_datagram = max_datagram
 
     def buildProtocol(self, addr: object) -> SyncServerProtocol:
         return SyncServerProtocol(
-            self.on_hello, self.bad_input, self.max_frame, self.timeout
+            self.on_hello,
+            self.bad_input,
+            self.max_frame,
+            self.timeout,
+            self.max_datagram,
         )
 
 
@@ -203,27 +382,46 @@ class SyncClientProtocol(_FrameProtocol):
         bad_input: BadInputReporter,
         max_frame: int,
         timeout: float,
+        max_datagram: int | None = None,
     ) -> None:
-        super().__init__(bad_input, max_frame, timeout)
+        super().__init__(bad_input, max_frame, timeout, max_datagram)
         self.hello = hello
         self.welcome: defer.Deferred[wire.Welcome] = defer.Deferred()
+        self.frames: list[wire.Welcome] = []
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self.sendMessage(self.hello)
+        data = wire.encode(self.hello)
+        if len(data) > self.MAX_LENGTH:
+            log.warn(
+                "this node's full state is {size} bytes, over the frame limit of"
+                " {limit} (max_frame): the Hello of the full sync carries none of"
+                " it, and the peer gets it by UDP gossip only (see 'How much state'"
+                " in docs/operations.md)",
+                size=len(data),
+                limit=self.MAX_LENGTH,
+            )
+            data = wire.encode(wire.Hello(self.hello.sender, ()))
+        self.sendString(data)
 
     def messageReceived(self, message: wire.Message) -> None:
         assert isinstance(message, wire.Welcome)
-        if not self.welcome.called:
-            self.welcome.callback(message)
-        self.transport.loseConnection()
+        self.frames.append(message)  # the seed closes after the last
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         super().connectionLost(reason)
-        if not self.welcome.called:
+        if self.welcome.called:
+            return
+        if not self.frames:
             self.welcome.errback(
                 ConnectionError("connection closed before the full state arrived")
             )
+            return
+        # every prefix of the frames is a valid state: take what came
+        deltas = join_pieces(d for frame in self.frames for d in frame.deltas)
+        welcome = wire.Welcome(self.frames[0].sender, deltas)
+        self.check_datagram_fit(welcome)
+        self.welcome.callback(welcome)
 
 
 class SyncClientFactory(Factory):

@@ -605,7 +605,11 @@ class Server(service.Service):
     def _listen(self, reactor: Any, bad_input: BadInputReporter) -> None:
         self._gossip = GossipProtocol(self._receive, bad_input, self._max_datagram)
         factory = SyncServerFactory(
-            self._on_hello, bad_input, self._max_frame, self._sync_timeout
+            self._on_hello,
+            bad_input,
+            self._max_frame,
+            self._sync_timeout,
+            self._max_datagram,
         )
         try:
             udp = reactor.listenUDP(
@@ -879,6 +883,7 @@ class Server(service.Service):
             self.bad_input,  # type: ignore[arg-type]
             self._max_frame,
             self._sync_timeout,
+            self._max_datagram,
         )
         endpoint = _client_endpoint(reactor, host, port, self._sync_timeout)
         connected: defer.Deferred[Any] = endpoint.connect(SyncClientFactory(proto))

@@ -12,13 +12,17 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from pokan import wire
+from pokan import reconcile, wire
 from pokan.badinput import BadInputReporter
+from pokan.errors import EncodeError
 from pokan.protocols import (
     GossipProtocol,
     SyncClientProtocol,
     SyncServerFactory,
     SyncServerProtocol,
+    join_pieces,
+    too_big_to_gossip,
+    welcome_frames,
 )
 from pokan.state import Entry, NodeDelta, NodeInfo
 
@@ -61,6 +65,34 @@ class LogCapture:
 
 def frame(data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + data
+
+
+def read_frames(data: bytes) -> list[bytes]:
+    frames = []
+    while data:
+        (length,) = struct.unpack(">I", data[:4])
+        frames.append(data[4 : 4 + length])
+        data = data[4 + length :]
+    return frames
+
+
+def node_info(i: int) -> NodeInfo:
+    return NodeInfo(f"10.0.1.{i}:5555", 1, f"10.0.1.{i}", 5555, 5555, "peer")
+
+
+def big_state() -> tuple[NodeDelta, ...]:
+    """Small nodes around two too big for one 4096-byte frame."""
+
+    def entries(n: int, size: int) -> tuple[tuple[str, Entry], ...]:
+        return tuple((f"k{v}", Entry("v" * size, v, 1.0)) for v in range(1, n + 1))
+
+    return (
+        NodeDelta(node_info(1), 5, 0, 3, entries(3, 100)),
+        NodeDelta(node_info(2), 7, 0, 60, entries(50, 300), gc_point=55),
+        NodeDelta(node_info(3), 1, 0, 2, entries(2, 50), left=True),
+        NodeDelta(node_info(4), 9, 0, 40, entries(40, 200), left=True),
+        NodeDelta(node_info(5), 1, 0, 0, ()),
+    )
 
 
 class GossipProtocolTests(unittest.TestCase):
@@ -119,10 +151,18 @@ class GossipProtocolTests(unittest.TestCase):
         self.assertEqual(self.received, [])
         self.assertEqual(dict(self.reporter.counts), {"oversized": 1})
 
-    def test_logged_once_per_source_per_interval(self) -> None:
+    def test_oversized_says_to_check_max_datagram(self) -> None:
+        self.proto.datagramReceived(b"PK" + b"\x00" * 3113, SOURCE)
+        (line,) = self.log.warnings("dropped bad")
+        self.assertEqual(line["reason"], "oversized")
+        self.assertIn("3115 > 1400 bytes", line["detail"])
+        self.assertIn("sender's --max-datagram is probably larger", line["detail"])
+        self.assertIn("same --max-datagram", line["detail"])
+
+    def test_logged_once_per_host_per_interval(self) -> None:
         other = ("10.0.0.3", 5555)
-        for _ in range(5):
-            self.proto.datagramReceived(b"junk-junk", SOURCE)
+        for port in range(2000, 4000):  # a new source port for every datagram
+            self.proto.datagramReceived(b"junk", ("10.0.0.2", port))
         self.proto.datagramReceived(b"junk-junk", other)
         self.assertEqual(len(self.log.warnings("dropped bad")), 2)
         self.clock.advance(9.9)
@@ -132,11 +172,14 @@ class GossipProtocolTests(unittest.TestCase):
         self.proto.datagramReceived(b"junk-junk", SOURCE)
         lines = self.log.warnings("dropped bad")
         self.assertEqual(len(lines), 3)
-        # the line after the quiet spell says how many were not logged
-        self.assertEqual(lines[-1]["suppressed"], 5)
         self.assertEqual(lines[-1]["source"], "10.0.0.2:5555")
         self.assertEqual(lines[-1]["channel"], "udp")
-        self.assertEqual(self.reporter.total, 8)
+        # the drops not logged are summed up in the new window
+        (summary,) = self.log.warnings("more bad inputs without a line each")
+        self.assertEqual(summary["count"], 2000)
+        self.assertEqual(summary["reasons"], "truncated: 1999, bad-magic: 1")
+        self.assertEqual(summary["sources"], 1)
+        self.assertEqual(self.reporter.total, 2003)
 
     def test_receive_callback_error_logged(self) -> None:
         def broken(message: wire.Message, source: tuple[str, int]) -> None:
@@ -215,6 +258,93 @@ class SyncServerTests(unittest.TestCase):
         self.answer.callback(wire.Welcome("b", ()))
         self.assertTrue(self.transport.disconnecting)
 
+    def test_state_over_the_frame_limit_goes_in_several_frames(self) -> None:
+        log = LogCapture(self)
+        welcome = wire.Welcome("10.0.0.1:5555", big_state())
+        self.answer = defer.succeed(welcome)
+        self.proto.dataReceived(frame(wire.encode(wire.Hello("joiner", ()))))
+        frames = read_frames(self.transport.value())
+        self.assertGreater(len(frames), 3)
+        self.assertTrue(all(len(f) <= 4096 for f in frames))
+        deltas = [d for f in frames for d in wire.decode(f).deltas]  # type: ignore[union-attr]
+        self.assertEqual(join_pieces(deltas), welcome.deltas)
+        self.assertTrue(self.transport.disconnecting)  # a clean close
+        self.assertEqual(log.warnings(""), [])
+
+    def test_write_over_the_frame_limit(self) -> None:
+        """One write larger than a frame: one line, no traceback, no state."""
+        log = LogCapture(self)
+        big = NodeDelta(INFO, 0, 0, 1, (("k", Entry("v" * 5000, 1, 1.0)),))
+        self.answer = defer.succeed(wire.Welcome("10.0.0.1:5555", (big,)))
+        self.proto.dataReceived(frame(wire.encode(wire.Hello("joiner", ()))))
+        self.assertEqual(self.transport.value(), b"")  # nothing sent
+        self.assertTrue(self.transport.disconnecting)
+        (line,) = log.warnings("cannot answer the full sync")
+        self.assertEqual((line["sender"], line["limit"]), ("joiner", 4096))
+        self.assertIn("more than a frame holds", str(line["error"]))
+        self.assertIn("UDP gossip", line["log_format"])
+
+    def test_stalls_logged_once_per_host(self) -> None:
+        log = LogCapture(self)
+        factory = SyncServerFactory(self.on_hello, self.reporter, 4096, 5.0)
+        for port in range(4001, 4901):
+            peer = IPv4Address("TCP", "10.0.0.2", port)
+            proto = factory.buildProtocol(peer)
+            proto.callLater = self.clock.callLater  # type: ignore[method-assign]
+            proto.makeConnection(StringTransport(peerAddress=peer))
+        self.clock.advance(5.1)
+        self.assertEqual(self.reporter.counts["stalled"], 901)
+        self.assertEqual(len(log.warnings("dropped bad")), 1)
+
+    def test_values_too_big_for_this_nodes_datagrams(self) -> None:
+        """A joiner with a larger --max-datagram: its big values stop here."""
+        log = LogCapture(self)
+        factory = SyncServerFactory(self.on_hello, self.reporter, 65536, 5.0, 1400)
+        proto = factory.buildProtocol(IPv4Address("TCP", "10.0.0.2", 4001))
+        proto.callLater = self.clock.callLater  # type: ignore[method-assign]
+        proto.makeConnection(StringTransport())
+        big = NodeDelta(
+            INFO,
+            0,
+            0,
+            3,
+            (
+                ("small", Entry("v" * 100, 1, 1.0)),
+                ("big", Entry("v" * 3000, 2, 1.0)),
+                ("bigger", Entry(b"v" * 3100, 3, 1.0)),
+            ),
+        )
+        proto.dataReceived(frame(wire.encode(wire.Hello("joiner:1", (big,)))))
+        (line,) = log.warnings("too big for this node's datagrams")
+        self.assertEqual(line["peer"], "joiner:1")
+        self.assertEqual(line["count"], 2)
+        self.assertEqual((line["key"], line["node"]), ("bigger", INFO.id))
+        self.assertEqual(line["max_datagram"], 1400)
+        self.assertIn("same --max-datagram", line["log_format"])
+        self.assertEqual(len(self.hellos), 1)  # merged all the same
+
+    def test_values_that_fit_bring_no_warning(self) -> None:
+        log = LogCapture(self)
+        factory = SyncServerFactory(self.on_hello, self.reporter, 65536, 5.0, 1400)
+        proto = factory.buildProtocol(IPv4Address("TCP", "10.0.0.2", 4001))
+        proto.callLater = self.clock.callLater  # type: ignore[method-assign]
+        proto.makeConnection(StringTransport())
+        room = reconcile.message_budget(1400, "") - 16
+        room -= wire.packed_size(wire.pack_delta_header(DELTA))
+        # the longest value whose entry fits the room exactly (a 3-byte str header)
+        fits = "v" * (
+            room - wire.packed_size(wire.pack_entry("k", Entry("", 1, 1.0))) - 2
+        )
+        self.assertEqual(
+            wire.packed_size(wire.pack_entry("k", Entry(fits, 1, 1.0))), room
+        )
+        delta = NodeDelta(INFO, 0, 0, 1, (("k", Entry(fits, 1, 1.0)),))
+        self.assertEqual(too_big_to_gossip((delta,), 1400)[0], 0)
+        over = NodeDelta(INFO, 0, 0, 1, (("k", Entry(fits + "v", 1, 1.0)),))
+        self.assertEqual(too_big_to_gossip((over,), 1400)[0], 1)
+        proto.dataReceived(frame(wire.encode(wire.Hello("joiner:1", (delta,)))))
+        self.assertEqual(log.warnings("too big"), [])
+
     def test_answer_fails(self) -> None:
         self.answer = defer.fail(Boom("store down"))
         self.proto.dataReceived(frame(wire.encode(wire.Hello("a", ()))))
@@ -279,14 +409,61 @@ class SyncClientTests(unittest.TestCase):
         self.assertEqual(self.transport.value(), frame(wire.encode(self.hello)))
         welcome = wire.Welcome("10.0.0.1:5555", (DELTA,))
         self.proto.dataReceived(frame(wire.encode(welcome)))
-        self.assertTrue(self.transport.disconnecting)
-        self.lose()  # the close after a Welcome is no error
+        self.assertNoResult(self.proto.welcome)  # more frames may follow
+        self.lose()  # the seed closes after the last frame
         self.assertEqual(self.successResultOf(self.proto.welcome), welcome)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_welcome_in_several_frames(self) -> None:
+        welcome = wire.Welcome("10.0.0.1:5555", big_state())
+        frames = welcome_frames(welcome, 4096)
+        self.proto.dataReceived(b"".join(frame(f) for f in frames))
+        self.lose()
+        self.assertEqual(self.successResultOf(self.proto.welcome), welcome)
+
+    def test_cut_short_after_some_frames(self) -> None:
+        """The frames that came are a valid state: merged, gossip does the rest."""
+        welcome = wire.Welcome("10.0.0.1:5555", big_state())
+        frames = welcome_frames(welcome, 4096)
+        self.proto.dataReceived(b"".join(frame(f) for f in frames[:2]))
+        self.lose()
+        got = self.successResultOf(self.proto.welcome)
+        self.assertEqual(
+            got.deltas,
+            join_pieces(d for f in frames[:2] for d in wire.decode(f).deltas),  # type: ignore[union-attr]
+        )
 
     def test_closed_before_welcome(self) -> None:
         self.lose()
         self.failureResultOf(self.proto.welcome, ConnectionError)
+
+    def test_welcome_with_values_too_big_for_this_node(self) -> None:
+        log = LogCapture(self)
+        proto = SyncClientProtocol(self.hello, self.reporter, 65536, 5.0, 1400)
+        proto.callLater = self.clock.callLater  # type: ignore[method-assign]
+        proto.makeConnection(StringTransport())
+        big = NodeDelta(INFO, 0, 0, 1, (("big", Entry("v" * 3000, 1, 1.0)),))
+        proto.dataReceived(frame(wire.encode(wire.Welcome("seed:1", (big,)))))
+        proto.connectionLost(Failure(ConnectionError("closed")))
+        (line,) = log.warnings("too big for this node's datagrams")
+        self.assertEqual(line["peer"], "seed:1")
+        self.successResultOf(proto.welcome)
+
+    def test_own_state_over_the_frame_limit(self) -> None:
+        log = LogCapture(self)
+        big = NodeDelta(INFO, 0, 0, 1, (("k", Entry("v" * 5000, 1, 1.0)),))
+        proto = SyncClientProtocol(
+            wire.Hello("10.0.0.2:5555", (big,)), self.reporter, 4096, 5.0
+        )
+        proto.callLater = self.clock.callLater  # type: ignore[method-assign]
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 5555))
+        proto.makeConnection(transport)
+        # the Hello goes without the state, so the Welcome can still come back
+        self.assertEqual(
+            transport.value(), frame(wire.encode(wire.Hello("10.0.0.2:5555", ())))
+        )
+        (line,) = log.warnings("this node's full state is")
+        self.assertEqual(line["limit"], 4096)
 
     def test_garbage_then_close(self) -> None:
         self.proto.dataReceived(frame(b"PK\x01\x11\x00\xc1"))
@@ -308,17 +485,110 @@ class SyncClientTests(unittest.TestCase):
         self.assertTrue(self.transport.disconnected)
 
 
+class WelcomeFramesTests(unittest.TestCase):
+    def test_small_state_is_one_frame(self) -> None:
+        welcome = wire.Welcome("s", (DELTA,))
+        self.assertEqual(welcome_frames(welcome, 4096), [wire.encode(welcome)])
+        empty = wire.Welcome("s", ())
+        self.assertEqual(welcome_frames(empty, 4096), [wire.encode(empty)])
+
+    def test_every_prefix_is_a_valid_state(self) -> None:
+        """What a reader gets if the stream stops after any frame: for each
+        node, exactly its writes up to the watermark it is told."""
+        state = big_state()
+        frames = welcome_frames(wire.Welcome("s", state), 4096)
+        originals = {d.info.id: d for d in state}
+        for n in range(1, len(frames) + 1):
+            messages = [wire.decode(f) for f in frames[:n]]  # each one valid
+            deltas = [d for m in messages for d in m.deltas]  # type: ignore[union-attr]
+            for got in join_pieces(deltas):
+                whole = originals[got.info.id]
+                self.assertEqual(
+                    got.entries,
+                    tuple(e for e in whole.entries if e[1].version <= got.version),
+                )
+                self.assertEqual(got.gc_point, min(whole.gc_point, got.version))
+                self.assertEqual((got.since, got.left), (0, whole.left))
+        self.assertEqual(join_pieces(deltas), state)
+
+    def test_write_bigger_than_a_frame(self) -> None:
+        big = NodeDelta(INFO, 0, 0, 1, (("k", Entry("v" * 5000, 1, 1.0)),))
+        with self.assertRaises(EncodeError):
+            welcome_frames(wire.Welcome("s", (big,)), 4096)
+
+    def test_unrelated_deltas_are_not_joined(self) -> None:
+        again = NodeDelta(INFO, 3, 0, 1, (("k", Entry("w", 1, 1.0)),))
+        self.assertEqual(join_pieces([DELTA, again]), (DELTA, again))
+
+
 class BadInputReporterTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.reporter = BadInputReporter(self.clock, interval=10.0, max_lines=5)
+        self.log = LogCapture(self)
+
+    def lines(self) -> list[dict[str, Any]]:
+        return self.log.warnings("dropped bad")
+
+    def summaries(self) -> list[dict[str, Any]]:
+        return self.log.warnings("more bad inputs without a line each")
+
+    def test_first_line_says_nothing_of_more(self) -> None:
+        self.reporter.report("udp", "10.0.0.1:1", "bad-magic", host="10.0.0.1")
+        (line,) = self.lines()
+        self.assertNotIn("more", line["log_format"])
+        self.assertNotIn("suppressed", line)
+        self.assertEqual(self.summaries(), [])
+
+    def test_throttled_by_host_not_port(self) -> None:
+        for port in range(1, 2001):
+            self.reporter.report(
+                "udp", f"10.0.0.1:{port}", "truncated", host="10.0.0.1"
+            )
+        self.assertEqual(len(self.lines()), 1)
+        self.assertEqual(self.reporter.counts["truncated"], 2000)
+
+    def test_lines_capped_across_hosts(self) -> None:
+        for i in range(100):
+            self.reporter.report(
+                "udp", f"10.0.1.{i}:1", "bad-magic", host=f"10.0.1.{i}"
+            )
+        self.assertEqual(len(self.lines()), 5)
+        self.assertEqual(self.reporter.total, 100)
+        self.clock.advance(10)
+        self.reporter.report("tcp", "10.0.2.1:1", "stalled", host="10.0.2.1")
+        self.assertEqual(len(self.lines()), 6)  # a new window, a new line
+        (summary,) = self.summaries()
+        self.assertEqual(summary["count"], 95)
+        self.assertEqual(summary["reasons"], "bad-magic: 95")
+        self.assertEqual(summary["sources"], 95)
+        self.assertEqual(summary["ago"], 10)
+
+    def test_quiet_source_reported_at_the_next_report(self) -> None:
+        for _ in range(4):
+            self.reporter.report("udp", "10.0.0.1:1", "bad-magic", host="10.0.0.1")
+        # 10.0.0.1 stops; another source, much later, brings the summary out
+        self.clock.advance(3600)
+        self.reporter.report("udp", "10.0.0.9:1", "truncated", host="10.0.0.9")
+        (summary,) = self.summaries()
+        self.assertEqual(summary["count"], 3)
+        self.assertEqual(summary["sources"], 1)
+        self.assertEqual(summary["ago"], 3600)
+        self.clock.advance(10)
+        self.reporter.report("udp", "10.0.0.9:1", "truncated", host="10.0.0.9")
+        self.assertEqual(len(self.summaries()), 1)  # nothing more to sum up
+
     def test_source_table_is_bounded(self) -> None:
         from pokan import badinput
 
         self.patch(badinput, "MAX_SOURCES", 3)
-        clock = task.Clock()
-        reporter = BadInputReporter(clock, interval=10.0)
         for i in range(100):
             source = f"10.0.0.{i}:1"
-            reporter.report("udp", source, "bad-magic")
-            reporter.report("udp", source, "bad-magic")  # suppressed
-        self.assertEqual(reporter.counts["bad-magic"], 200)
-        self.assertLessEqual(len(reporter._last_logged), 3)
-        self.assertLessEqual(len(reporter._suppressed), 3)
+            self.reporter.report("udp", source, "bad-magic")
+            self.reporter.report("udp", source, "bad-magic")  # suppressed
+        self.assertEqual(self.reporter.counts["bad-magic"], 200)
+        self.assertLessEqual(len(self.reporter._suppressed_hosts), 3)
+        self.clock.advance(10)
+        self.reporter.report("udp", "10.0.0.1:1", "bad-magic")
+        (summary,) = self.summaries()
+        self.assertEqual(summary["sources"], "3+")

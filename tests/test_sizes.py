@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from pokan import gc, wire
 from pokan.peerview import PeerView
-from pokan.state import ClusterState, NodeDelta, NodeInfo, NodeState
+from pokan.protocols import join_pieces, welcome_frames
+from pokan.state import ClusterState, Entry, NodeDelta, NodeInfo, NodeState
 
 
 class SizeTests(unittest.TestCase):
@@ -96,3 +99,39 @@ class PeerViewTests(unittest.TestCase):
 
 def wire_delta(node: NodeInfo, left: bool = False) -> NodeDelta:
     return NodeDelta(node, 1, 0, 0, (), left=left)
+
+
+def _state(sizes: list[list[int]], gc_points: list[int]) -> tuple[NodeDelta, ...]:
+    """One delta per node: values of the given sizes, versions 1, 2, ..."""
+    deltas = []
+    for i, values in enumerate(sizes):
+        version = len(values)
+        gc_point = min(gc_points[i % len(gc_points)], version)
+        entries = tuple(
+            (f"key{v}", Entry("x" * size, v, 1.0)) for v, size in enumerate(values, 1)
+        )
+        deltas.append(
+            NodeDelta(
+                info(i + 1), i, 0, version, entries, left=i % 3 == 0, gc_point=gc_point
+            )
+        )
+    return tuple(deltas)
+
+
+class WelcomeFrameSizeTests(unittest.TestCase):
+    """A full state in frames: none over the limit, all joined back as sent."""
+
+    @settings(max_examples=100, deadline=None, derandomize=True)
+    @given(
+        st.lists(st.lists(st.integers(0, 900), max_size=40), min_size=1, max_size=8),
+        st.lists(st.integers(0, 50), min_size=1, max_size=3),
+        st.integers(1024, 8192),
+    )
+    def test_frames_fit_and_join_back(
+        self, sizes: list[list[int]], gc_points: list[int], limit: int
+    ) -> None:
+        welcome = wire.Welcome("10.0.0.9:5555", _state(sizes, gc_points))
+        frames = welcome_frames(welcome, limit)
+        self.assertTrue(all(len(f) <= limit for f in frames), [len(f) for f in frames])
+        deltas = [d for f in frames for d in wire.decode(f).deltas]  # type: ignore[union-attr]
+        self.assertEqual(join_pieces(deltas), welcome.deltas)
