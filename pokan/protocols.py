@@ -218,11 +218,17 @@ class GossipProtocol(DatagramProtocol):
         return True
 
 
+#: the most frames a joiner takes of one Welcome (1 GiB at 16 MiB frames)
+MAX_WELCOME_FRAMES = 64
+
+
 class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
     """Length-prefixed frames of the TCP sync, with a size limit and a timeout."""
 
     expected: frozenset[wire.MessageType] = frozenset()
     transport: Any
+    #: whether each frame restarts the timeout (else it bounds the whole sync)
+    timeout_per_frame = True
 
     def __init__(
         self,
@@ -246,7 +252,8 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
         self.setTimeout(self.timeout)
 
     def stringReceived(self, frame: bytes) -> None:
-        self.resetTimeout()
+        if self.timeout_per_frame:
+            self.resetTimeout()
         try:
             message = wire.decode(frame, self.expected)
         except DecodeError as e:
@@ -372,9 +379,17 @@ class SyncServerFactory(Factory):
 
 
 class SyncClientProtocol(_FrameProtocol):
-    """Sends a Hello; ``welcome`` fires with the answer or fails."""
+    """Sends a Hello; ``welcome`` fires with the answer or fails.
+
+    The whole Welcome, however many frames, must arrive within the timeout,
+    and in at most ``MAX_WELCOME_FRAMES`` frames: a seed that goes on longer
+    is cut off, and what came is merged (any leading run of frames is a
+    valid state; gossip brings the rest). So a broken or hostile seed cannot
+    hold a joiner's memory or its sync forever.
+    """
 
     expected = frozenset({wire.MessageType.WELCOME})
+    timeout_per_frame = False
 
     def __init__(
         self,
@@ -406,7 +421,17 @@ class SyncClientProtocol(_FrameProtocol):
 
     def messageReceived(self, message: wire.Message) -> None:
         assert isinstance(message, wire.Welcome)
+        if len(self.frames) >= MAX_WELCOME_FRAMES:
+            return  # cut off below; the connection is closing
         self.frames.append(message)  # the seed closes after the last
+        if len(self.frames) == MAX_WELCOME_FRAMES:
+            log.warn(
+                "full sync with {peer}: cut off after {frames} frames, the most a"
+                " Welcome may take; merging what came, gossip brings the rest",
+                peer=self.peer_name,
+                frames=MAX_WELCOME_FRAMES,
+            )
+            self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         super().connectionLost(reason)

@@ -16,6 +16,7 @@ from pokan import reconcile, wire
 from pokan.badinput import BadInputReporter
 from pokan.errors import EncodeError
 from pokan.protocols import (
+    MAX_WELCOME_FRAMES,
     GossipProtocol,
     SyncClientProtocol,
     SyncServerFactory,
@@ -436,6 +437,31 @@ class SyncClientTests(unittest.TestCase):
     def test_closed_before_welcome(self) -> None:
         self.lose()
         self.failureResultOf(self.proto.welcome, ConnectionError)
+
+    def test_the_timeout_bounds_the_whole_welcome(self) -> None:
+        """Frames that keep coming do not hold the sync open past the timeout."""
+        piece = frame(wire.encode(wire.Welcome("10.0.0.1:5555", (DELTA,))))
+        for _ in range(4):
+            self.proto.dataReceived(piece)
+            self.clock.advance(1.0)
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(1.1)  # 5.1 s since the Hello
+        self.assertTrue(self.transport.disconnecting)
+        self.lose()  # the four frames that came are merged
+        self.assertEqual(self.successResultOf(self.proto.welcome).deltas, (DELTA,) * 4)
+
+    def test_a_seed_that_never_stops_is_cut_off(self) -> None:
+        log = LogCapture(self)
+        piece = frame(wire.encode(wire.Welcome("10.0.0.1:5555", (DELTA,))))
+        self.proto.dataReceived(piece * (MAX_WELCOME_FRAMES - 1))
+        self.assertFalse(self.transport.disconnecting)
+        self.proto.dataReceived(piece * 3)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(len(self.proto.frames), MAX_WELCOME_FRAMES)
+        (line,) = log.warnings("cut off after")
+        self.assertEqual(line["peer"], "10.0.0.1:5555")
+        self.lose()
+        self.successResultOf(self.proto.welcome)
 
     def test_welcome_with_values_too_big_for_this_node(self) -> None:
         log = LogCapture(self)
