@@ -45,6 +45,7 @@ from pokan.membership import (
     Transition,
     check_membership_options,
 )
+from pokan.memory import release_free_heap
 from pokan.node import Address, GossipNode
 from pokan.peer import Peer
 from pokan.protocols import (
@@ -695,6 +696,7 @@ class Server(service.Service):
                 ),
             )
         self._start_rounds(now=False)
+        release_free_heap()  # what starting left free
         self.events.fire("start")
         if seeds:
             self._learn_seed_addresses(seeds)
@@ -892,6 +894,7 @@ class Server(service.Service):
 
         def merged(welcome: wire.Welcome) -> defer.Deferred[Peer | None]:
             d = self._merge_full(welcome.deltas)
+            release_free_heap()  # what the frames and their decoding left free
             node = self._state.nodes.get(welcome.sender)
             peer = Peer(node) if node is not None else None
             if node is not None:
