@@ -201,8 +201,12 @@ class DaemonService(service.MultiService):
         if self.daemonized:
             # twistd's daemonizing parent waits for its child's status, which
             # the child reports for an Exception only: with SystemExit the
-            # parent would wait for ever. It prints this message and exits 1.
-            raise StartupError(message)
+            # parent would wait for ever. The parent prints the exception's
+            # first 100 bytes and points to the log: the gist goes there, the
+            # whole message to the log, as one line, without a traceback.
+            log.critical("pokan: {error}", error=message)
+            sys.excepthook = _quiet_startup_error
+            raise StartupError(message.split(". ")[0]) from None
         raise SystemExit(f"pokan: {message}")
 
     def privilegedStartService(self) -> None:
@@ -242,6 +246,14 @@ TWISTD_OPTIONS = {"udp": "--udp-port", "tcp": "--tcp-port", "address": "--addres
 def _message(e: BaseException | None) -> str:
     """What a failed start says, naming twistd's options."""
     return e.describe(TWISTD_OPTIONS) if isinstance(e, ListenError) else str(e)
+
+
+def _quiet_startup_error(
+    kind: type[BaseException], value: BaseException, tb: Any
+) -> None:
+    """The daemon's last words: none for a failed start (the log has them)."""
+    if not isinstance(value, StartupError):
+        sys.__excepthook__(kind, value, tb)
 
 
 def _exit_failed() -> None:

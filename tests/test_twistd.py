@@ -259,20 +259,30 @@ class DaemonizedTests(unittest.TestCase):
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
         cwd = temp_dir(self)
-        pidfile = os.path.join(cwd, "p.pid")
+        pidfile, logfile = os.path.join(cwd, "p.pid"), os.path.join(cwd, "p.log")
         args = pokan_args(port)
-        args[1:3] = ["--pidfile", pidfile, "--logfile", os.path.join(cwd, "p.log")]
+        args[1:3] = ["--pidfile", pidfile, "--logfile", logfile]
         self.addCleanup(self.kill_daemon, pidfile)
         # before the fix the parent waited for ever: run() would time out
         result = run(args, cwd=cwd, timeout=30)
         self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
         self.assertIn("An error has occurred", result.stderr)
-        self.assertIn(f"cannot listen on 127.0.0.1:{port}/udp", result.stderr)
+        # the gist, whole within the 100 bytes twistd's parent prints
+        self.assertIn(
+            f"cannot listen on 127.0.0.1:{port}/udp: address already in use'",
+            result.stderr,
+        )
         # the parent reports the child's failure; the child removes its pidfile
         # as it ends, which may be just after
         yield wait_until(
             lambda: not os.path.exists(pidfile), message="the pidfile removed"
         )
+        with open(logfile) as f:
+            log = f.read()
+        # the log: the whole message, with what to do, in one line, no traceback
+        self.assertIn("address already in use. Is another node running there?", log)
+        self.assertIn("(--udp-port)", log)
+        self.assertNotIn("Traceback", log)
 
 
 class UsageTests(unittest.TestCase):
