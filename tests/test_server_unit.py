@@ -553,24 +553,12 @@ class EntityTests(ServerTestCase):
     def test_size_limit_before_start_holds_after_start(self) -> None:
         # with port 0 the id grows once bound ("10.0.0.1:0" to
         # "10.0.0.1:40001"): the limit before start assumes the longest id
-        def largest(server: Server) -> int:
-            low, high = 1, 2000
-            while low < high:
-                mid = (low + high + 1) // 2
-                try:
-                    server._check_fits("k", "v" * mid)
-                except ValueError:
-                    high = mid - 1
-                else:
-                    low = mid
-            return low
-
         server = self.make(tcp_port=0, udp_port=0)
-        before = largest(server)
+        before = largest_accepted(server, 2000)
         self.successResultOf(server.store("k", "v" * before))
         self.successResultOf(server.startService())
         self.addCleanup(self.stop)
-        after = largest(server)
+        after = largest_accepted(server, 2000)
         self.assertLessEqual(before, after)
         self.assertLessEqual(after - before, 6)  # conservative, not stingy
         self.successResultOf(server.store("j", "v" * before))
@@ -579,15 +567,7 @@ class EntityTests(ServerTestCase):
         # the size check runs before start, when the generation is 0 and the
         # ports may still be 0: what it accepts must fit once started too
         server = self.make(max_datagram=600, tcp_port=0, udp_port=0)
-        low, high = 1, 600
-        while low < high:
-            mid = (low + high + 1) // 2
-            try:
-                server._check_fits("k", "v" * mid)
-            except ValueError:
-                high = mid - 1
-            else:
-                low = mid
+        low = largest_accepted(server, 600)
         self.successResultOf(server.store("k", "v" * low))
         self.successResultOf(server.startService())
         self.addCleanup(self.stop)
@@ -735,3 +715,17 @@ class BadInputTests(ServerTestCase):
         self.assertEqual(
             server.stats["dropped_by_reason"], {"bad-magic": 1, "oversized": 1}
         )
+
+
+def largest_accepted(server: Server, high: int) -> int:
+    """The longest value of key "k" the server's size check accepts."""
+    low = 1
+    while low < high:
+        mid = (low + high + 1) // 2
+        try:
+            server._check_fits("k", "v" * mid)
+        except ValueError:
+            high = mid - 1
+        else:
+            low = mid
+    return low
