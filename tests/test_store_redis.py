@@ -391,6 +391,29 @@ class OutageTests(StoreCase):
         self.assertEqual(self.plain.hgetall("t:meta")[b"schema"], b"2")
 
     @defer.inlineCallbacks
+    def test_lost_while_idle_is_noticed_without_a_write(self) -> Any:
+        logs = LogCapture(self)
+        store, _ = yield self.opened(health_interval=0.05)
+        yield store.persist(self.state.write("k", "0", 0.0))
+        self.redis.kill()
+        yield wait_for(lambda: not store.available)
+        self.assertEqual(len(logs.matching("unavailable, 0 changes pending")), 1)
+
+    @defer.inlineCallbacks
+    def test_restarted_while_idle_gets_the_state_again_without_a_write(self) -> Any:
+        logs = LogCapture(self)
+        store, _ = yield self.opened(health_interval=0.05)
+        yield store.persist(self.state.write("k", "0", 0.0))
+        self.redis.kill()
+        self.plain.close()
+        self.redis.start()  # empty: it keeps nothing on disk
+        yield wait_for(lambda: logs.matching("whole state was rewritten"))
+        self.assertEqual(
+            read_cluster(self.plain, "t")["keys"][ME.id], {"k": ("0", 1, 0.0)}
+        )
+        self.assertTrue(store.available)
+
+    @defer.inlineCallbacks
     def test_close_while_down(self) -> Any:
         logs = LogCapture(self)
         store, _ = yield self.opened()

@@ -100,6 +100,7 @@ class RedisStore:
         publish_events: bool = False,
         retry_interval: float = 1.0,
         timeout: float = 5.0,
+        health_interval: float = 10.0,
         reactor: Any = None,
     ) -> None:
         self.url = redact(url)
@@ -114,6 +115,9 @@ class RedisStore:
         self._node_id = ""
         self.publish_events = publish_events
         self.retry_interval = retry_interval
+        #: seconds between checks that Redis is there and the same server
+        self.health_interval = health_interval
+        self._health_call: Any = None
         self._reactor = reactor
         self._state_of_node: Callable[[], Snapshot] | None = None
         self._pool: ThreadPool | None = None
@@ -250,6 +254,7 @@ class RedisStore:
                     else ""
                 ),
             )
+        self._schedule_health_check()
         return snapshot
 
     def _open_failed(self, failure: Failure) -> Failure:
@@ -343,9 +348,10 @@ class RedisStore:
         if self._pool is None:
             self._status = CLOSED
             return defer.succeed(None)
-        if self._probe_call is not None and self._probe_call.active():
-            self._probe_call.cancel()
-        self._probe_call = None
+        for call in (self._probe_call, self._health_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._probe_call = self._health_call = None
         self._status = CLOSED
         # let the worker finish what it has (what fails is kept as pending)
         d = self._run(lambda: None)
@@ -403,6 +409,43 @@ class RedisStore:
         if self._status in (UP, RECOVERING):
             self._status = DOWN
             self._schedule_probe()
+
+    def _schedule_health_check(self) -> None:
+        """Ask Redis every ``health_interval`` whether it is there, and the
+        same server: a node that writes nothing would otherwise learn of an
+        outage, or of a restart that lost its keys, only at its next write."""
+        if self._status == CLOSED or self.health_interval <= 0:
+            return
+        self._health_call = self._get_reactor().callLater(
+            self.health_interval, self._check_health
+        )
+
+    def _check_health(self) -> None:
+        self._health_call = None
+        if self._status != UP:  # down or recovering: the probes look after it
+            self._schedule_health_check()
+            return
+        d = self._run(self._health_in_worker)
+        d.addCallbacks(self._healthy, self._went_down)
+        d.addBoth(lambda _: self._schedule_health_check())
+
+    def _health_in_worker(self) -> str:
+        try:
+            return redis_io.run_id(self._client)
+        except BaseException:
+            self._broken = True
+            raise
+
+    def _healthy(self, run_id: str) -> None:
+        if self._status == UP and run_id != self._run_id:
+            log.warn(
+                "Redis at {url} restarted while this node wrote nothing;"
+                " writing its state again",
+                url=self.url,
+            )
+            self._recovered = 0
+            self._rewrote = False
+            self._reachable(run_id)
 
     def _schedule_probe(self) -> None:
         if self._status == CLOSED:
