@@ -187,7 +187,8 @@ def build_deltas(wants: list[tuple[NodeState, int]], budget: int) -> list[NodeDe
     deltas: list[NodeDelta] = []
     used = 5
     for node, since in wants:
-        header = NodeDelta(node.info, node.heartbeat, since, node.version, ())
+        left = node.status == "left"  # or a receiver new to it sees it join
+        header = NodeDelta(node.info, node.heartbeat, since, node.version, (), left)
         header_size = wire.packed_size(wire.pack_delta_header(header)) + 6
         if used + header_size > budget:
             continue
@@ -205,7 +206,7 @@ def build_deltas(wants: list[tuple[NodeState, int]], budget: int) -> list[NodeDe
             continue  # not even one write fits: leave it to a later exchange
         version = node.version if len(taken) == len(pending) else taken[-1][1].version
         deltas.append(
-            NodeDelta(node.info, node.heartbeat, since, version, tuple(taken))
+            NodeDelta(node.info, node.heartbeat, since, version, tuple(taken), left)
         )
         used += size
     return deltas

@@ -247,11 +247,17 @@ def _delta(state: ClusterState, node_id: str, key: str | None) -> NodeDelta | No
     node = state.nodes.get(node_id)
     if node is None:
         return None
+    left = node.status == "left"  # or a receiver new to it sees it join
     if key is None:  # MEMBERSHIP
-        return NodeDelta(node.info, node.heartbeat, 0, 0, ())
+        return NodeDelta(node.info, node.heartbeat, 0, 0, (), left)
     entry = node.entries.get(key)
     if entry is None:
         return None
     return NodeDelta(
-        node.info, node.heartbeat, entry.version - 1, entry.version, ((key, entry),)
+        node.info,
+        node.heartbeat,
+        entry.version - 1,
+        entry.version,
+        ((key, entry),),
+        left,
     )

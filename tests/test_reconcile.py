@@ -210,6 +210,18 @@ class BuildDeltasTests(unittest.TestCase):
         (delta,) = reconcile.build_deltas([(node, 3)], 1000)
         self.assertEqual((delta.since, delta.version, delta.entries), (3, 7, ()))
 
+    def test_a_node_that_left_travels_as_left(self) -> None:
+        """A receiver new to it learns it left: it never sees it join."""
+        a = state_with(0, (1, 3, 10))
+        gone = a.nodes[node_info(1).id]
+        gone.status = "left"
+        (delta,) = reconcile.build_deltas([(gone, 0)], 1000)
+        self.assertTrue(delta.left)
+        b = ClusterState(node_info(9))
+        (record,) = b.merge([delta]).nodes
+        self.assertEqual(record.status, "left")
+        self.assertEqual(b.nodes[gone.info.id].status, "left")
+
     def test_nothing_fits(self) -> None:
         a = state_with(0, (1, 3, 10))
         self.assertEqual(

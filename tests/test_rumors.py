@@ -81,6 +81,20 @@ class RumourQueueTests(unittest.TestCase):
         b.receive(syn, ("10.0.0.0", 5555))
         self.assertIn(info(9).id, b.state.nodes)
 
+    def test_a_node_that_left_is_rumoured_as_left(self) -> None:
+        """A node learning of it from the rumour never sees it join."""
+        a, b = cluster(2)
+        gone = ClusterState(info(9))
+        delta = attrs.evolve(gone.full_deltas()[0], left=True)
+        a.merge_full([delta])
+        self.assertEqual(a.state.nodes[info(9).id].status, "left")
+        syn = a.gossip_round()[0].message
+        assert isinstance(syn, wire.Syn)
+        (rumoured,) = [d for d in syn.deltas if d.info.id == info(9).id]
+        self.assertTrue(rumoured.left)
+        (record,) = b.receive(syn, ("10.0.0.0", 5555)).batch.nodes
+        self.assertEqual(record.status, "left")
+
     def test_queue_is_bounded(self) -> None:
         queue = RumourQueue(max_rumours=4)
         for i in range(10):
