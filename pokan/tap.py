@@ -13,7 +13,13 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from pokan import reactors, wire
-from pokan.address import DEFAULT_PORT, check_ip, check_port, parse_host_port
+from pokan.address import (
+    DEFAULT_PORT,
+    check_ip,
+    check_port,
+    format_host_port,
+    parse_host_port,
+)
 from pokan.errors import ConfigurationError, PokanError, StartupError
 from pokan.failure import DEFAULT_THRESHOLD
 from pokan.faults import check_drop_rate
@@ -263,18 +269,21 @@ def _exit_failed() -> None:
 
 
 def redis_store(options: Options) -> Any:
-    """The Redis store the options ask for, checked reachable; None if none."""
+    """The Redis store the options ask for, checked usable; None if none."""
     if options["redis"] is None:
         return None
     from pokan.store.redis import RedisStore
 
+    # the node's id, as Server makes it; unknown with a port chosen at bind
+    udp_port = options["udp-port"]
+    node_id = format_host_port(options["address"], udp_port) if udp_port else None
     try:
         store = RedisStore(
             options["redis"],
             prefix=options["redis-prefix"],
             publish_events=options["redis-events"],
         )
-        store.check()  # blocking, before the reactor runs: fail plainly
+        store.check(node_id)  # blocking, before the reactor runs: fail plainly
     except PokanError as e:
         raise SystemExit(f"pokan: {e}") from None
     return store

@@ -49,6 +49,37 @@ class OptionsTests(unittest.TestCase):
             makeService(parse("--redis", url))
         self.assertIn(f"pokan: cannot use Redis at {url}: ", str(caught.exception))
 
+    def test_another_nodes_prefix_is_refused_before_start(self) -> None:
+        server = RedisServer()
+        self.addCleanup(server.stop)
+        plain = server.client()
+        self.addCleanup(plain.close)
+        plain.hset("shared:meta", mapping={"schema": "2", "node": "127.0.0.1:7102"})
+        options = parse(
+            "--udp-port", "7103", "--redis", server.url, "--redis-prefix", "shared"
+        )  # fmt: skip
+        with self.assertRaises(SystemExit) as caught:
+            makeService(options)
+        self.assertIn(
+            "holds the state of node '127.0.0.1:7102', not of this node"
+            " '127.0.0.1:7103'",
+            str(caught.exception),
+        )
+        # the node that owns it starts
+        owner = ("--udp-port", "7102", "--redis-prefix", "shared")
+        makeService(parse("--redis", server.url, *owner))
+
+    def test_wrong_type_under_the_prefix_is_refused_before_start(self) -> None:
+        server = RedisServer()
+        self.addCleanup(server.stop)
+        plain = server.client()
+        self.addCleanup(plain.close)
+        plain.set("x:meta", "not a hash")
+        options = parse("--redis", server.url, "--redis-prefix", "x")
+        with self.assertRaises(SystemExit) as caught:
+            makeService(options)
+        self.assertIn("x:meta is a Redis string", str(caught.exception))
+
     def test_store_configured(self) -> None:
         server = RedisServer()
         self.addCleanup(server.stop)
@@ -90,8 +121,8 @@ class DaemonTests(unittest.TestCase):
         self.assertNotIn(b"Traceback", out + err)
 
     @defer.inlineCallbacks
-    def test_redis_refused_after_the_check_exits_non_zero(self) -> Any:
-        """Redis answers the check, then open() fails: another layout."""
+    def test_another_layout_exits_non_zero_before_starting(self) -> Any:
+        """Checked before twistd starts the node (a daemon's parent sees it)."""
         server = RedisServer()
         self.addCleanup(server.stop)
         port = str(free_port())
@@ -107,8 +138,9 @@ class DaemonTests(unittest.TestCase):
         self.assertIn(
             f"pokan: cannot use Redis at {server.url}: pokan:{node}:meta says"
             " schema '1'; this pokan reads '2'",
-            out.decode(),
+            (out + err).decode(),
         )
+        self.assertNotIn(b"listening on", out + err)
         self.assertNotIn(b"Traceback", out + err)
 
     @defer.inlineCallbacks

@@ -161,14 +161,20 @@ class RedisStore:
         if self._prefix is None:
             self._keys = Keys(default_prefix(node_id))
 
-    def check(self) -> None:
-        """Ping Redis now, blocking; raise StartupError if it does not answer.
+    def check(self, node_id: str | None = None) -> None:
+        """Ping Redis now, blocking; raise StartupError if it cannot be used.
 
-        For command-line tools, before any reactor runs.
+        With ``node_id``, also refuse a prefix that holds another layout or
+        another node's state, as :meth:`open` would. For command-line tools,
+        before any reactor runs (a daemon's failure must come before twistd
+        reports a good start).
         """
         try:
             self._client.ping()
-        except redis.RedisError as e:
+            if node_id is not None:
+                keys = self._keys or Keys(default_prefix(node_id))
+                redis_io.check_prefix(self._client, keys, node_id)
+        except (redis.RedisError, ValueError) as e:
             raise StartupError(self._cannot_use(e)) from None
         finally:
             self._client.connection_pool.disconnect()

@@ -72,12 +72,7 @@ def load(client: redis.Redis, keys: Keys, node_id: str) -> Loaded:
     again).
     """
     server = run_id(client)
-    _check_type(client, keys, keys.meta, "hash")
-    _check_type(client, keys, keys.nodes, "set")
-    meta: Any = client.hgetall(keys.meta)
-    if meta:
-        _check_meta(meta, keys, node_id)
-    else:
+    if not check_prefix(client, keys, node_id):
         client.hset(keys.meta, mapping={"schema": SCHEMA, "node": node_id})
     layout = _Layout(keys)
     ids = layout.node_ids(_members(client, keys.nodes))
@@ -94,6 +89,19 @@ def load(client: redis.Redis, keys: Keys, node_id: str) -> Loaded:
         layout.remove(client)
     snapshot = Snapshot(tuple(layout.records), layout.entries) if ids else None
     return Loaded(server, snapshot, tuple(layout.removed), tuple(layout.dropped))
+
+
+def check_prefix(client: redis.Redis, keys: Keys, node_id: str) -> bool:
+    """Refuse (SchemaError) what :func:`load` refuses, changing nothing.
+
+    False if the prefix holds nothing of pokan's yet.
+    """
+    _check_type(client, keys, keys.meta, "hash")
+    _check_type(client, keys, keys.nodes, "set")
+    meta: Any = client.hgetall(keys.meta)
+    if meta:
+        _check_meta(meta, keys, node_id)
+    return bool(meta)
 
 
 def _check_type(client: redis.Redis, keys: Keys, name: str, kind: str) -> None:
