@@ -14,11 +14,17 @@ from pokan.address import format_host_port
 log = Logger()
 
 
+class SeedIsSelf(Exception):
+    """The seed answered with this node's own id: it is this node."""
+
+
 class SeedSync:
     """Tries each seed in order until one completes a full sync.
 
     When none answers, warns (naming them) and tries again after a delay that
-    doubles up to ``max_delay``. The node keeps gossiping meanwhile.
+    doubles up to ``max_delay``. The node keeps gossiping meanwhile. A seed
+    that turns out to be this node itself (a name that resolves to it: the
+    sync raises :class:`SeedIsSelf`) is dropped, with a warning.
     """
 
     def __init__(
@@ -80,13 +86,21 @@ class SeedSync:
             name = format_host_port(host, port)
             try:
                 yield self.sync(host, port)
+            except SeedIsSelf:
+                self.seeds = [s for s in self.seeds if s != (host, port)]
+                log.warn(
+                    "seed {seed} is this node itself; ignored{rest}",
+                    seed=name,
+                    rest="" if self.seeds else NO_OTHER_SEED,
+                )
+                continue
             except Exception as e:
                 errors.append(f"{name}: {e}")
                 continue
             self.synced_with = name
             log.info("joined the cluster through seed {seed}", seed=name)
             return
-        if self._stopped:
+        if self._stopped or not self.seeds:
             return
         log.warn(
             "could not sync with any seed ({errors}); gossip goes on, next try"
@@ -96,3 +110,11 @@ class SeedSync:
         )
         self._retry = self.clock.callLater(self.delay, self._attempt)
         self.delay = min(self.delay * 2, self.max_delay)
+
+
+#: what a node with no seed but itself does
+NO_OTHER_SEED = (
+    ": with no other seed this node joins no cluster, it waits for others to"
+    " join through it (to join one, give --gossip-with, or gossip_with, another"
+    " node's HOST:PORT)"
+)

@@ -54,7 +54,7 @@ from pokan.protocols import (
     SyncClientProtocol,
     SyncServerFactory,
 )
-from pokan.seeds import SeedSync
+from pokan.seeds import NO_OTHER_SEED, SeedIsSelf, SeedSync
 from pokan.state import (
     ROLES,
     STATUSES,
@@ -687,13 +687,7 @@ class Server(service.Service):
             log.warn(
                 "seed {seed} is this node itself; ignored{rest}",
                 seed=format_host_port(self._address, self._tcp_port),
-                rest=(
-                    ""
-                    if seeds
-                    else ": with no other seed this node joins no cluster, it waits"
-                    " for others to join through it (to join one, give"
-                    " --gossip-with, or gossip_with, another node's HOST:PORT)"
-                ),
+                rest="" if seeds else NO_OTHER_SEED,
             )
         self._start_rounds(now=False)
         release_free_heap()  # what starting left free
@@ -893,6 +887,12 @@ class Server(service.Service):
         connected.addCallback(lambda _: proto.welcome)
 
         def merged(welcome: wire.Welcome) -> defer.Deferred[Peer | None]:
+            if welcome.sender == self.id:  # a seed name that resolves to us
+                ours = {self._address, host}
+                self._node.seeds = [
+                    a for a in self._node.seeds if not (a[1] == port and a[0] in ours)
+                ]
+                raise SeedIsSelf(seed)
             d = self._merge_full(welcome.deltas)
             release_free_heap()  # what the frames and their decoding left free
             node = self._state.nodes.get(welcome.sender)

@@ -369,6 +369,27 @@ class SeedTests(unittest.TestCase):
         self.assertTrue(logs.matching("joined the cluster through seed", seed_name))
 
 
+    @defer.inlineCallbacks
+    def test_a_seed_name_that_is_this_node_is_dropped(self) -> Any:
+        """A name resolving to the node itself: one warning, no sync loop."""
+        logs = LogCatcher(self)
+        port = free_port()
+        server = yield start_server(
+            self, tcp_port=port, udp_port=port, gossip_with=f"localhost:{port}"
+        )
+        yield wait_until(
+            lambda: logs.matching("is this node itself"),
+            timeout=10,
+            message="the warning that the seed is this node",
+        )
+        (warning,) = logs.matching(f"seed localhost:{port} is this node itself")
+        self.assertIn("waits for others to join through it", warning)
+        assert server._sync is not None
+        self.assertEqual(server._sync.seeds, [])
+        self.assertEqual(logs.matching("joined the cluster"), [])
+        self.assertEqual(server.peers(), [])
+
+
 class LargeClusterTests(unittest.TestCase):
     timeout = 120
 

@@ -8,7 +8,7 @@ from twisted.internet import defer, task
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
-from pokan.seeds import SeedSync
+from pokan.seeds import SeedIsSelf, SeedSync
 
 A, B = ("10.0.0.1", 5555), ("10.0.0.2", 5555)
 
@@ -76,3 +76,26 @@ class SeedSyncTests(unittest.TestCase):
         pending.errback(ConnectionRefusedError("late"))
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(self.warnings(), [])
+
+    def test_a_seed_that_is_this_node_is_dropped(self) -> None:
+        self.answers[A] = SeedIsSelf("10.0.0.1:5555")
+        seeds = SeedSync(self.clock, [A, B], self.sync)
+        seeds.start()
+        (warning, retry) = self.warnings()
+        self.assertEqual(warning["seed"], "10.0.0.1:5555")
+        self.assertEqual(warning["rest"], "")  # B is left to try
+        self.assertIn("10.0.0.2:5555", retry["errors"])
+        self.assertNotIn("10.0.0.1", retry["errors"])
+        self.clock.advance(1)
+        self.assertEqual(self.calls, [A, B, B])  # never itself again
+
+    def test_itself_as_the_only_seed_ends_the_tries(self) -> None:
+        self.answers[A] = SeedIsSelf("10.0.0.1:5555")
+        seeds = SeedSync(self.clock, [A], self.sync)
+        seeds.start()
+        (warning,) = self.warnings()
+        self.assertIn("waits for others to join through it", warning["rest"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])  # no retries
+        self.assertTrue(seeds.idle)
+        seeds.restart()  # no live peer: nothing to sync with
+        self.assertEqual(self.calls, [A])
