@@ -125,6 +125,23 @@ def check_max_datagram(size: object) -> int:
     return size
 
 
+#: Int32StringReceiver's length prefix: four bytes, unsigned
+MAX_FRAME_LIMIT = 2**32 - 1
+
+
+def check_max_frame(size: object, max_datagram: int) -> int:
+    """A TCP sync frame limit: room for any one write (a datagram's worth)."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ConfigurationError(f"max frame must be a number of bytes, got {size!r}")
+    if not max_datagram <= size <= MAX_FRAME_LIMIT:
+        raise ConfigurationError(
+            f"max frame must be from the max datagram ({max_datagram}) to"
+            f" {MAX_FRAME_LIMIT} bytes, got {size}: a frame of the full sync must"
+            " hold any one write"
+        )
+    return size
+
+
 class Server(service.Service):
     """A pokan node.
 
@@ -161,8 +178,8 @@ class Server(service.Service):
         self._interval = check_interval(gossip_interval)
         self._idle_interval = check_idle_interval(idle_interval, self._interval)
         self._max_datagram = check_max_datagram(max_datagram)
-        self._max_frame = max_frame
-        self._sync_timeout = sync_timeout
+        self._max_frame = check_max_frame(max_frame, self._max_datagram)
+        self._sync_timeout = check_seconds(sync_timeout, "sync timeout")
         self._seeds: list[tuple[str, int]] = []
         if gossip_with is not None:
             self.gossip_with(gossip_with)

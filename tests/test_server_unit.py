@@ -312,6 +312,18 @@ class GossipLoopTests(ServerTestCase):
         self.assertEqual(server.gossip_interval, 0.25)
         self.assertRaises(ConfigurationError, Server, ADDRESS, gossip_interval=0)
 
+    def test_max_frame_and_sync_timeout_validation(self) -> None:
+        for bad in (0, 100, 1399, 2**32, "big", True, None, 4096.0):
+            with self.assertRaises(ConfigurationError) as caught:
+                Server(ADDRESS, max_frame=bad)
+            self.assertIn("max frame must be", str(caught.exception))
+        self.assertRaises(
+            ConfigurationError, Server, ADDRESS, max_frame=3000, max_datagram=4000
+        )
+        Server(ADDRESS, max_frame=1400)
+        for bad in (0, -1, float("nan"), "soon", None):
+            self.assertRaises(ConfigurationError, Server, ADDRESS, sync_timeout=bad)
+
     def test_loop_runs_on_injected_clock(self) -> None:
         server = self.start(gossip_interval=2.0)
         self.introduce(other_node(2))
