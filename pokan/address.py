@@ -16,12 +16,12 @@ def check_port(port: object, what: str = "port", allow_any: bool = False) -> int
     With ``allow_any``, 0 is accepted too: any free port, chosen when binding.
     """
     if isinstance(port, bool) or not isinstance(port, int):
-        try:
-            port = int(str(port), 10)
-        except ValueError:
+        text = str(port)
+        if not (text.isascii() and text.isdigit()):  # no sign, space or "_"
             raise ConfigurationError(
                 f"{what} must be a number from 1 to 65535, got {port!r}"
-            ) from None
+            )
+        port = int(text, 10)
     if allow_any and port == 0:
         return 0
     if not 1 <= port <= 65535:

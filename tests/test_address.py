@@ -36,6 +36,9 @@ class ParseHostPortTests(unittest.TestCase):
             (":5555", "missing host"),
             ("seed:port", "port in 'seed:port' must be a number"),
             ("seed:0", "must be from 1 to 65535"),
+            ("127.0.0.1: 5555", "port in '127.0.0.1: 5555' must be a number"),
+            ("1.2.3.4:+5", "must be a number"),
+            ("seed:5_555", "must be a number"),
             ("1:2:3:x", "[ADDRESS]:PORT"),
         ):
             with self.assertRaises(ConfigurationError, msg=text) as caught:
