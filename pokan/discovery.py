@@ -105,7 +105,7 @@ def discover(package: types.ModuleType | None = None) -> Discovery:
     for child in getModule(package.__name__).iterModules():
         try:
             module = importlib.import_module(child.name)
-        except Exception:
+        except (Exception, SystemExit):  # sys.exit() in a module: a failure too
             failure = Failure()
             broken.append(BrokenPlugin(_where(failure, searched), _error(failure)))
             continue
@@ -122,8 +122,10 @@ def discover(package: types.ModuleType | None = None) -> Discovery:
 
 
 def _error(failure: Failure) -> str:
+    """The exception in one line (its first), for a one-line warning."""
     kind = failure.type.__name__ if failure.type is not None else "Error"
-    return f"{kind}: {failure.getErrorMessage()}"
+    message = failure.getErrorMessage().strip().split("\n", 1)[0]
+    return f"{kind}: {message}"
 
 
 def _where(failure: Failure, searched: tuple[str, ...]) -> str:

@@ -87,6 +87,22 @@ class DiscoverTests(unittest.TestCase):
         self.assertEqual(logs.events, [])
         self.assertEqual(self.flushLoggedErrors(), [])
 
+    def test_exit_and_multi_line_errors_are_one_line_failures(self) -> None:
+        plugins = PluginDirectory(
+            self,
+            {
+                "good": GOOD,
+                "exits": "import sys\nsys.exit('bye from plugin')\n",
+                "lines": "raise RuntimeError('boom\\nsecond line')\n",
+            },
+        )
+        found = discover(plugins.package)  # a sys.exit() does not end us
+        self.assertEqual(list(found.plugins), ["echo"])
+        self.assertEqual(
+            sorted(b.error for b in found.broken),
+            ["RuntimeError: boom", "SystemExit: bye from plugin"],
+        )
+
     def test_describe_lists_plugins_directories_and_failures(self) -> None:
         plugins = PluginDirectory(self, {"good": GOOD, "broken": BROKEN})
         text = discover(plugins.package).describe()
