@@ -315,9 +315,16 @@ class GossipNode:
         return Result()  # TCP-only messages are not handled here
 
     def goodbye(self) -> list[Outgoing]:
-        """Goodbyes for every other known node, to send when stopping."""
+        """Goodbyes for the other nodes that have not left, to send when stopping.
+
+        The dead ones too: they may only be cut off, and hear it once back.
+        """
         bye = wire.Goodbye(self.state.me.info.id, self.state.me.info.generation)
-        return [Outgoing(address_of(n), bye, n) for n in self.state.others()]
+        return [
+            Outgoing(address_of(n), bye, n)
+            for n in self.state.others()
+            if n.status != "left"
+        ]
 
     # -- full sync (TCP) --------------------------------------------------------
 

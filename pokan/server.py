@@ -951,12 +951,13 @@ class Server(service.Service):
             if proto.transport is not None:
                 proto.transport.abortConnection()
             d.cancel()
-        for out in self._node.goodbye():
+        goodbyes = self._node.goodbye()
+        for out in goodbyes:
             self._send(out.address, out.message)
         log.info(
             "pokan node {id} stopping; said goodbye to {count} peers",
             id=self.id,
-            count=len(self._state.nodes) - 1,
+            count=len(goodbyes),
         )
         me = self._state.me
         # readers of the store see the node gone, as its peers do

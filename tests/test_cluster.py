@@ -368,7 +368,6 @@ class SeedTests(unittest.TestCase):
         self.assertEqual(synced, [seed.id])
         self.assertTrue(logs.matching("joined the cluster through seed", seed_name))
 
-
     @defer.inlineCallbacks
     def test_a_seed_name_that_is_this_node_is_dropped(self) -> Any:
         """A name resolving to the node itself: one warning, no sync loop."""

@@ -222,11 +222,13 @@ class ExchangeTests(unittest.TestCase):
         result = self.b.receive(wire.Hello(info(1).id, ()), addr(1))
         self.assertEqual((result.outgoing, bool(result.batch)), ((), False))
 
-    def test_goodbye_to_everyone_known(self) -> None:
-        for i in (3, 4):
+    def test_goodbye_to_everyone_known_but_those_that_left(self) -> None:
+        for i in (3, 4, 5, 6):
             know(self.a, i)
+        self.a.state.mark(info(5).id, info(5).generation, "left")
+        self.a.state.mark(info(6).id, info(6).generation, "dead")
         self.assertEqual(
-            sorted(o.address for o in self.a.goodbye()), [addr(3), addr(4)]
+            sorted(o.address for o in self.a.goodbye()), [addr(3), addr(4), addr(6)]
         )
 
     def test_full_sync(self) -> None:
