@@ -1006,6 +1006,12 @@ class Server(service.Service):
         reactor.addSystemEventTrigger("before", "shutdown", self.stopService)
         try:
             reactor.run()
+        except error.ReactorNotRestartable:
+            raise ConfigurationError(
+                "start() runs Twisted's reactor, which runs once per process, and"
+                " it has run already: start the node again with startService()"
+                " inside a running reactor (see docs/embedding.md)"
+            ) from None
         finally:
             self._blocking = False
         if self._startup_failure is not None:

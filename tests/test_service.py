@@ -286,6 +286,24 @@ class BlockingTests(unittest.TestCase):
             ["EPollReactor True", "shutdown", "start() returned; running: False"],
         )
 
+    def test_a_second_start_says_why_it_cannot(self) -> None:
+        result = python(
+            """
+            from pokan import ConfigurationError, Server
+
+            server = Server("127.0.0.1", tcp_port=0, udp_port=0)
+            server.on("start", server.stop)
+            server.start()
+            try:
+                server.start()
+            except ConfigurationError as e:
+                print("refused:", e)
+            """
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("refused: start() runs Twisted's reactor", result.stdout)
+        self.assertIn("startService()", result.stdout)
+
     def test_start_logs_to_stderr(self) -> None:
         """A program that did not begin logging sees pokan's info and warnings."""
         dead = bound(socket.SOCK_STREAM, test=self).getsockname()[1]
