@@ -421,3 +421,18 @@ class OutageTests(StoreCase):
         yield store.persist(self.state.write("k", "1", 1.0))
         yield store.close()
         self.assertEqual(len(logs.matching("changes not written")), 1)
+
+
+class DroppedNodesWordingTests(unittest.TestCase):
+    def test_others_are_learned_again_this_node_is_lost(self) -> None:
+        from pokan.store.redis import _dropped_nodes
+
+        self.assertEqual(_dropped_nodes((), "me"), "")
+        self.assertEqual(
+            _dropped_nodes(("a",), "me"),
+            "; nodes dropped for it, learned again from the cluster: a",
+        )
+        said = _dropped_nodes(("a", "me"), "me")
+        self.assertIn("learned again from the cluster: a;", said)
+        self.assertNotIn("cluster: a, me", said)
+        self.assertIn("this node's own record dropped too", said)

@@ -253,12 +253,7 @@ class RedisStore:
                 prefix=self.prefix,
                 count=len(loaded.removed),
                 named=named(loaded.removed),
-                dropped=(
-                    f"; nodes dropped for it, learned again from the cluster:"
-                    f" {named(loaded.dropped)}"
-                    if loaded.dropped
-                    else ""
-                ),
+                dropped=_dropped_nodes(loaded.dropped, self._node_id),
             )
         self._schedule_health_check()
         return snapshot
@@ -546,6 +541,22 @@ class RedisStore:
     def _flush_failed(self, failure: Failure, taken: Pending) -> None:
         self._pending.add_all(taken)
         self._went_down(failure)
+
+
+def _dropped_nodes(dropped: tuple[str, ...], me: str) -> str:
+    """What the removal warning says of the nodes dropped whole."""
+    others = tuple(n for n in dropped if n != me)
+    said = []
+    if others:
+        said.append(
+            f"nodes dropped for it, learned again from the cluster: {named(others)}"
+        )
+    if me in dropped:
+        said.append(
+            "this node's own record dropped too, its keys with it (lost; the node"
+            " writes its record again as it starts)"
+        )
+    return "".join(f"; {s}" for s in said)
 
 
 __all__ = ["RedisStore", "redact"]
