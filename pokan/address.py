@@ -85,6 +85,13 @@ def parse_host_port(text: object, default_port: int = DEFAULT_PORT) -> tuple[str
                 f"{text!r} is not HOST:PORT (an IPv6 address is written"
                 f" [ADDRESS]:PORT); {expected}"
             )
+        head, _, last = text.rpartition(":")
+        if last.isdigit() and _is_ipv6(head):
+            raise ConfigurationError(
+                f"{text!r} is ambiguous: the IPv6 address {text}, or {head} port"
+                f" {last}? Write [{head}]:{last} for the port, [{text}] for the"
+                " address"
+            )
         host, port_text = text, ""  # a bare IPv6 address
     else:
         host, colon, port_text = text.partition(":")

@@ -39,6 +39,8 @@ class ParseHostPortTests(unittest.TestCase):
             ("127.0.0.1: 5555", "port in '127.0.0.1: 5555' must be a number"),
             ("1.2.3.4:+5", "must be a number"),
             ("seed:5_555", "must be a number"),
+            ("::1:5565", "ambiguous: the IPv6 address ::1:5565, or ::1 port 5565?"),
+            ("fe80::2:80", "Write [fe80::2]:80 for the port, [fe80::2:80] for"),
             ("1:2:3:x", "[ADDRESS]:PORT"),
         ):
             with self.assertRaises(ConfigurationError, msg=text) as caught:
