@@ -682,8 +682,9 @@ class Server(service.Service):
         seeds = self._other_seeds()
         log.info(
             "pokan node {id} listening on {address} udp {udp} tcp {tcp}; gossip"
-            " every {interval}s{idle}; max datagram {max_datagram}; seeds: {seeds};"
-            " store: {store}; handlers: {handlers}",
+            " every {interval}s{idle} to {fanout} peers; phi threshold {phi:g};"
+            " max datagram {max_datagram}; seeds: {seeds}; store: {store};"
+            " handlers: {handlers}",
             id=self.id,
             address=self._address,
             udp=self._udp_port,
@@ -694,12 +695,20 @@ class Server(service.Service):
                 if self._idle_interval is None
                 else f", every {self._idle_interval}s when idle"
             ),
+            fanout=self._node.fanout,
+            phi=self._membership.detector.threshold,
             max_datagram=self._max_datagram,
             seeds=", ".join(format_host_port(*s) for s in seeds)
             or "none (acting as seed)",
             store=_describe_store(self._store),
             handlers=", ".join(self._handler_names) or "none",
         )
+        if self.faults.drop_rate:
+            log.warn(
+                "dropping {percent:g}% of the datagrams this node sends, on purpose"
+                " (--drop-rate: for tests only)",
+                percent=self.faults.drop_rate * 100,
+            )
         if len(seeds) < len(self._seeds):
             log.warn(
                 "seed {seed} is this node itself; ignored{rest}",
@@ -955,9 +964,10 @@ class Server(service.Service):
         for out in goodbyes:
             self._send(out.address, out.message)
         log.info(
-            "pokan node {id} stopping; said goodbye to {count} peers",
+            "pokan node {id} stopping; said goodbye to {count} peer{s}",
             id=self.id,
             count=len(goodbyes),
+            s="" if len(goodbyes) == 1 else "s",
         )
         me = self._state.me
         # readers of the store see the node gone, as its peers do

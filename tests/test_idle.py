@@ -272,12 +272,13 @@ class ServerPaceTests(ServerTestCase):
     def test_start_line_names_the_idle_interval(self) -> None:
         logs = LogCatcher(self)
         self.server(idle_interval=1.0)
-        self.assertTrue(logs.matching("gossip every 0.2s, every 1.0s when idle;"))
+        banner = "gossip every 0.2s, every 1.0s when idle to 3 peers;"
+        self.assertTrue(logs.matching(banner))
 
     def test_start_line_without_idle_interval(self) -> None:
         logs = LogCatcher(self)
         self.server()
-        self.assertTrue(logs.matching("gossip every 0.2s; max datagram"))
+        self.assertTrue(logs.matching("gossip every 0.2s to 3 peers; phi threshold"))
 
     def test_write_goes_out_at_once_then_full_rounds(self) -> None:
         server = self.server(idle_interval=1.0)

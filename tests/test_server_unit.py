@@ -248,6 +248,18 @@ class StartLogTests(ServerTestCase):
         (banner,) = logs.matching("listening on")
         self.assertIn("seeds: 10.0.0.9:5555; store: memory;", banner)
         self.assertIn("handlers: Handlers, members=/run/members", banner)
+        self.assertIn("to 3 peers; phi threshold 8; max datagram 1400;", banner)
+        self.assertEqual(logs.matching("on purpose"), [])
+
+    def test_a_drop_rate_is_warned_of(self) -> None:
+        logs = LogCatcher(self)
+        server = self.make(drop_rate=0.25, gossip_fanout=2, phi_threshold=5.5)
+        self.successResultOf(server.startService())
+        self.addCleanup(self.stop)
+        (banner,) = logs.matching("listening on")
+        self.assertIn("to 2 peers; phi threshold 5.5;", banner)
+        (warning,) = logs.matching("on purpose")
+        self.assertIn("dropping 25% of the datagrams this node sends", warning)
 
     def test_banner_hides_a_store_password(self) -> None:
         logs = LogCatcher(self)
