@@ -316,9 +316,14 @@ class RedisStore:
         """Worker thread: write, unless Redis failed and no probe passed since."""
         if self._broken:
             raise _Unavailable("Redis failed earlier")
+        assert self._keys is not None
+        self._marking_failure(redis_io.write, self._client, self._keys, written)
+
+    def _marking_failure(self, f: Callable[..., T], *args: Any) -> T:
+        """Worker thread: ``f(*args)``; if it fails, Redis counts as failed
+        (no write is tried) until a probe passes."""
         try:
-            assert self._keys is not None
-            redis_io.write(self._client, self._keys, written)
+            return f(*args)
         except BaseException:
             self._broken = True
             raise
@@ -426,16 +431,9 @@ class RedisStore:
         if self._status != UP:  # down or recovering: the probes look after it
             self._schedule_health_check()
             return
-        d = self._run(self._health_in_worker)
+        d = self._run(self._marking_failure, redis_io.run_id, self._client)
         d.addCallbacks(self._healthy, self._went_down)
         d.addBoth(lambda _: self._schedule_health_check())
-
-    def _health_in_worker(self) -> str:
-        try:
-            return redis_io.run_id(self._client)
-        except BaseException:
-            self._broken = True
-            raise
 
     def _healthy(self, run_id: str) -> None:
         if self._status == UP and run_id != self._run_id:
@@ -495,11 +493,9 @@ class RedisStore:
 
     def _rewrite(self, snapshot: Snapshot) -> None:
         assert self._keys is not None
-        try:
-            redis_io.rewrite(self._client, self._keys, self._node_id, snapshot)
-        except BaseException:
-            self._broken = True
-            raise
+        self._marking_failure(
+            redis_io.rewrite, self._client, self._keys, self._node_id, snapshot
+        )
 
     def _rewritten(self, _: None, run_id: str, snapshot: Snapshot) -> None:
         self._run_id = run_id
