@@ -44,10 +44,9 @@ def too_big_to_gossip(
     Returns how many, and the node id, key and packed size of the largest.
     A cheap upper bound skips the entries that clearly fit.
     """
-    budget = reconcile.message_budget(max_datagram, "")
     count, worst = 0, ("", "", 0)
     for delta in deltas:
-        room = budget - wire.packed_size(wire.pack_delta_header(delta)) - 16
+        room = reconcile.entry_room(max_datagram, "", delta)
         for key, entry in delta.entries:
             value = entry.value
             value_size = 1 if value is None else len(value) * 4 + 5

@@ -26,6 +26,17 @@ def message_budget(max_datagram: int, sender_id: str) -> int:
     return max_datagram - overhead
 
 
+def entry_room(max_datagram: int, sender_id: str, header: NodeDelta) -> int:
+    """Bytes one write may take, packed, in a datagram from ``sender_id``
+    carrying the delta of ``header``'s node alone (a write that does not fit
+    could never be gossiped)."""
+    return (
+        message_budget(max_datagram, sender_id)
+        - wire.packed_size(wire.pack_delta_header(header))
+        - 16
+    )
+
+
 def digest_entry(node: NodeState) -> DigestEntry:
     return DigestEntry(
         node.info.id,

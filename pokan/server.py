@@ -504,11 +504,7 @@ class Server(service.Service):
         generation), so what it accepts before start still fits after.
         """
         info = _largest_identity(self._state.me.info)
-        room = (
-            reconcile.message_budget(self._max_datagram, info.id)
-            - wire.packed_size(wire.pack_delta_header(_header(info)))
-            - 16
-        )
+        room = reconcile.entry_room(self._max_datagram, info.id, _header(info))
         size = wire.packed_size(wire.pack_entry(key, Entry(value, 2**32, 0.0)))
         if size > room:
             raise ValueError(
