@@ -15,15 +15,13 @@ from twisted.trial import unittest
 from pokan import reconcile, wire
 from pokan.badinput import BadInputReporter
 from pokan.errors import EncodeError
+from pokan.fullsync import join_pieces, too_big_to_gossip, welcome_frames
 from pokan.protocols import (
     MAX_WELCOME_FRAMES,
     GossipProtocol,
     SyncClientProtocol,
     SyncServerFactory,
     SyncServerProtocol,
-    join_pieces,
-    too_big_to_gossip,
-    welcome_frames,
 )
 from pokan.state import Entry, NodeDelta, NodeInfo
 

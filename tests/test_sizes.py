@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from pokan import gc, wire
+from pokan.fullsync import join_pieces, welcome_frames
 from pokan.peerview import PeerView
-from pokan.protocols import join_pieces, welcome_frames
 from pokan.state import ClusterState, Entry, NodeDelta, NodeInfo, NodeState
 
 
