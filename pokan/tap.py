@@ -17,7 +17,6 @@ from pokan.address import (
     DEFAULT_PORT,
     check_ip,
     check_port,
-    format_host_port,
     parse_host_port,
 )
 from pokan.errors import ConfigurationError, PokanError, StartupError
@@ -269,27 +268,33 @@ def _exit_failed() -> None:
 
 
 def redis_store(options: Options) -> Any:
-    """The Redis store the options ask for, checked usable; None if none."""
+    """The Redis store the options ask for (checked by check_store); or None."""
     if options["redis"] is None:
         return None
     from pokan.store.redis import RedisStore
 
-    # the node's id, as Server makes it; unknown with a port chosen at bind
-    udp_port = options["udp-port"]
-    node_id = format_host_port(options["address"], udp_port) if udp_port else None
     try:
-        store = RedisStore(
+        return RedisStore(
             options["redis"],
             prefix=options["redis-prefix"],
             publish_events=options["redis-events"],
         )
-        store.check(node_id)  # blocking, before the reactor runs: fail plainly
     except PokanError as e:
         raise SystemExit(f"pokan: {e}") from None
-    return store
+
+
+def check_store(store: Any, server: Server) -> None:
+    """Blocking, before the reactor runs: Redis answers, and its prefix is
+    this node's (unless the node's id waits for a port chosen at bind), so a
+    daemon fails before twistd reports a good start."""
+    try:
+        store.check(server.id if server.udp_port else None)
+    except PokanError as e:
+        raise SystemExit(f"pokan: {e}") from None
 
 
 def makeService(options: Options) -> service.IService:
+    store = redis_store(options)
     server = Server(
         options["address"],
         gossip_with=options["gossip-with"] or None,
@@ -303,8 +308,10 @@ def makeService(options: Options) -> service.IService:
         gossip_fanout=options["gossip-fanout"],
         idle_interval=options["idle-interval"],
         drop_rate=options["drop-rate"],
-        store=redis_store(options),
+        store=store,
     )
+    if store is not None:
+        check_store(store, server)
     if options["epoll"]:
         server.use_epoll()
     for key, value in options["store"]:
