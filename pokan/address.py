@@ -108,6 +108,19 @@ def parse_host_port(text: object, default_port: int = DEFAULT_PORT) -> tuple[str
     return host, port
 
 
+def parse_seeds(text: str, default_port: int = DEFAULT_PORT) -> list[tuple[str, int]]:
+    """Parse ``HOST[:PORT],HOST[:PORT],...`` (see :func:`parse_host_port`)."""
+    seeds = []
+    for seed in text.split(","):
+        if not seed.strip():
+            raise ConfigurationError(
+                f"empty seed in {text!r}; expected HOST[:PORT],... such as"
+                f" 10.0.0.9:{default_port},10.0.0.10"
+            )
+        seeds.append(parse_host_port(seed, default_port))
+    return seeds
+
+
 #: a host name: dot-separated labels of letters, digits, '-' and '_'
 _LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]*"
 _HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")

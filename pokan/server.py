@@ -24,6 +24,7 @@ from pokan.address import (
     check_port,
     format_host_port,
     parse_host_port,
+    parse_seeds,
 )
 from pokan.badinput import BadInputReporter
 from pokan.durations import check_seconds
@@ -302,8 +303,9 @@ class Server(service.Service):
         """Seeds (``HOST:PORT``, their TCP port) to join through; first that answers."""
         self._not_running("gossip_with")
         if isinstance(seeds, str):
-            seeds = [s for s in seeds.split(",") if s.strip()]
-        self._seeds = [parse_host_port(s) for s in seeds]
+            self._seeds = parse_seeds(seeds)
+        else:
+            self._seeds = [parse_host_port(s) for s in seeds]
         if hasattr(self, "_state"):
             self._state.rename_self(self._identity(0))
 

@@ -17,7 +17,7 @@ from pokan.address import (
     DEFAULT_PORT,
     check_ip,
     check_port,
-    parse_host_port,
+    parse_seeds,
 )
 from pokan.errors import ConfigurationError, PokanError, StartupError
 from pokan.failure import DEFAULT_THRESHOLD
@@ -134,18 +134,11 @@ class Options(HandlerOptions):
 
     def opt_gossip_with(self, value: str) -> None:
         """A seed's HOST[:PORT]; see GOSSIP_WITH_HELP."""
-        seeds = value.split(",")
-        for seed in seeds:
-            if not seed.strip():
-                raise usage.UsageError(
-                    f"--gossip-with: empty seed in {value!r}; expected"
-                    f" HOST[:PORT],... such as 10.0.0.9:{DEFAULT_PORT},10.0.0.10"
-                )
-            try:
-                parse_host_port(seed)
-            except ConfigurationError as e:
-                raise usage.UsageError(f"--gossip-with: {e}") from None
-        self["gossip-with"].extend(seed.strip() for seed in seeds)
+        try:
+            parse_seeds(value)
+        except ConfigurationError as e:
+            raise usage.UsageError(f"--gossip-with: {e}") from None
+        self["gossip-with"].extend(seed.strip() for seed in value.split(","))
 
     def opt_store(self, value: str) -> None:
         """KEY=VALUE stored on this node at start; repeatable."""

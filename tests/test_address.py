@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
-from pokan.address import DEFAULT_PORT, parse_host_port
+from pokan.address import DEFAULT_PORT, parse_host_port, parse_seeds
 from pokan.errors import ConfigurationError
 
 
@@ -51,3 +51,17 @@ class ParseHostPortTests(unittest.TestCase):
         with self.assertRaises(ConfigurationError) as caught:
             parse_host_port("a b")
         self.assertIn(f"port {DEFAULT_PORT} if left out", str(caught.exception))
+
+
+class ParseSeedsTests(unittest.TestCase):
+    def test_a_list(self) -> None:
+        self.assertEqual(
+            parse_seeds("10.0.0.1, seed:5556,[::1]:7"),
+            [("10.0.0.1", DEFAULT_PORT), ("seed", 5556), ("::1", 7)],
+        )
+
+    def test_an_empty_item_is_refused(self) -> None:
+        for text in ("", "a,,b", "a,", " , "):
+            with self.assertRaises(ConfigurationError, msg=text) as caught:
+                parse_seeds(text)
+            self.assertIn("empty seed", str(caught.exception))
