@@ -91,3 +91,21 @@ class SimulateTests(unittest.TestCase):
         lines = out.getvalue().splitlines()
         self.assertEqual(len(lines), 3)
         self.assertTrue(lines[2].startswith("| 10 | 0% |"))
+
+
+class OverloadTests(unittest.TestCase):
+    def test_backlog_bounded_every_key_converges_no_owner_starved(self) -> None:
+        """Issue #6, point 3, at a size CI affords: writes faster than the
+        datagrams carry, then none; the rumour queues stay bounded, every
+        node ends with every key's last write, no owner's keys lag far."""
+        from pokan.overload import overload
+        from pokan.rumors import RumourQueue
+
+        figures = overload(
+            Config(n=40, seed=5), rate=8.0, hot_rate=160.0, rounds=5, observers=5
+        )
+        self.assertLessEqual(figures.max_backlog, RumourQueue().max_rumours)
+        self.assertGreater(figures.evicted, 0)  # it was an overload
+        self.assertIsNotNone(figures.converge_rounds)  # all converged
+        self.assertLess(figures.starved_ratio, 3.0)
+        self.assertLessEqual(figures.bytes_mean, 4 * 1400)
