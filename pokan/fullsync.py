@@ -7,7 +7,7 @@ back. Any leading run of the frames is a valid state on its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -40,18 +40,24 @@ def too_big_to_gossip(
     return (count, *worst)
 
 
-def welcome_frames(welcome: wire.Welcome, limit: int) -> list[bytes]:
+def welcome_frames(
+    welcome: wire.Welcome,
+    limit: int,
+    encode: Callable[[wire.Message], bytes] = wire.encode,
+    overhead: int = wire.HEADER_SIZE,
+) -> list[bytes]:
     """Encode a full state as Welcome messages of at most ``limit`` bytes each.
 
-    Whole deltas are packed in order; a node's delta too big for one frame is
-    cut into *pieces* (see :func:`join_pieces`), oldest writes first. Any
-    prefix of the frames is a valid state on its own. EncodeError if a single
-    write does not fit a frame.
+    ``encode`` puts a message in its envelope, which adds ``overhead`` bytes
+    to its body. Whole deltas are packed in order; a node's delta too big for
+    one frame is cut into *pieces* (see :func:`join_pieces`), oldest writes
+    first. Any prefix of the frames is a valid state on its own. EncodeError
+    if a single write does not fit a frame.
     """
-    whole = wire.encode(welcome)
+    whole = encode(welcome)
     if len(whole) <= limit:
         return [whole]
-    budget = limit - wire.HEADER_SIZE - wire.packed_size(welcome.sender) - 6
+    budget = limit - overhead - wire.packed_size(welcome.sender) - 6
     frames: list[list[NodeDelta]] = [[]]
     used = 0
     for delta in welcome.deltas:
@@ -66,7 +72,7 @@ def welcome_frames(welcome: wire.Welcome, limit: int) -> list[bytes]:
             used = 0
         frames[-1].append(delta)
         used += size
-    return [wire.encode(wire.Welcome(welcome.sender, tuple(f))) for f in frames if f]
+    return [encode(wire.Welcome(welcome.sender, tuple(f))) for f in frames if f]
 
 
 def _pieces(delta: NodeDelta, budget: int) -> list[NodeDelta]:

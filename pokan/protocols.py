@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from pokan import wire
 from pokan.address import format_host_port
 from pokan.badinput import BadInputReporter
+from pokan.envelope import Envelope
 from pokan.errors import DecodeError, EncodeError
 from pokan.fullsync import join_pieces, too_big_to_gossip, welcome_frames
 from pokan.node import Address
@@ -45,10 +46,12 @@ class GossipProtocol(DatagramProtocol):
         receive: Callable[[wire.Message, Address], None],
         bad_input: BadInputReporter,
         max_datagram: int,
+        envelope: Envelope | None = None,
     ) -> None:
         self.receive = receive
         self.bad_input = bad_input
         self.max_datagram = max_datagram
+        self.envelope = envelope if envelope is not None else Envelope()
         self.sent = 0
         self.received = 0
         self.bytes_sent = 0
@@ -65,12 +68,24 @@ class GossipProtocol(DatagramProtocol):
                 host=addr[0],
             )
             return
+        now = self.bad_input.clock.seconds()
         try:
-            message = wire.decode(data, wire.DATAGRAM_TYPES)
+            message = self.envelope.decode(data, wire.DATAGRAM_TYPES, now)
         except DecodeError as e:
             self.bad_input.report("udp", source, e.reason, e.detail, host=addr[0])
+            if e.reason == "wrong-cluster":
+                self._tell_other_cluster(source, addr, len(data), now)
             return
         self.received += 1
+        if isinstance(message, wire.BadCluster):
+            self.bad_input.report(
+                "udp",
+                source,
+                "told-other-cluster",
+                _other_cluster(message, self.envelope),
+                host=addr[0],
+            )
+            return
         try:
             self.receive(message, (addr[0], addr[1]))
         except Exception:
@@ -80,12 +95,28 @@ class GossipProtocol(DatagramProtocol):
                 source=source,
             )
 
+    def _tell_other_cluster(
+        self, source: str, addr: Address, size: int, now: float
+    ) -> None:
+        """Tell a node of another cluster so, once, if that brings back no more."""
+        reply = self.envelope.bad_cluster_reply()
+        if len(reply) > size or not self.envelope.should_tell(source, now):
+            return
+        if self.transport is not None:
+            try:
+                self.transport.write(reply, (addr[0], addr[1]))
+            except Exception:  # the source was a datagram's: nothing to do
+                return
+
     def send(self, address: Address, message: wire.Message) -> bool:
         """Send one message; False (and a log line) if it could not be."""
         if self.transport is None:
             return False
+        envelope = self.envelope
+        limit = self.max_datagram - (0 if envelope.sealed else wire.SEAL_HEADROOM)
         try:
-            data = wire.encode(message, self.max_datagram - wire.SEAL_HEADROOM)
+            now = self.bad_input.clock.seconds()
+            data = envelope.encode(message, now, limit)
             self.transport.write(data, address)
         except (EncodeError, OSError) as e:
             self.send_errors += 1
@@ -119,12 +150,16 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
         max_frame: int,
         timeout: float,
         max_datagram: int | None = None,
+        envelope: Envelope | None = None,
     ):
         self.bad_input = bad_input
         self.MAX_LENGTH = max_frame
         self.timeout = timeout
         #: when set, a full state from the peer is checked against it
         self.max_datagram = max_datagram
+        self.envelope = envelope if envelope is not None else Envelope()
+        #: why this connection's peer was not listened to, if it was not
+        self.refusal: str | None = None
 
     @property
     def peer_name(self) -> str:
@@ -138,12 +173,31 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
         if self.timeout_per_frame:
             self.resetTimeout()
         try:
-            message = wire.decode(frame, self.expected)
+            message = self.envelope.decode(frame, self.expected, self._now())
         except DecodeError as e:
             self._report(e.reason, e.detail)
+            self.refusal = f"its answer was dropped: {e}"
+            if e.reason == "wrong-cluster" and self.envelope.should_tell(
+                self.transport.getPeer().host, self._now()
+            ):
+                self.sendString(self.envelope.bad_cluster_reply())
+                self.transport.loseConnection()
+                return
             self.transport.abortConnection()
             return
+        if isinstance(message, wire.BadCluster):
+            self.otherCluster(message)
+            return
         self.messageReceived(message)
+
+    def _now(self) -> float:
+        return self.bad_input.clock.seconds()
+
+    def otherCluster(self, message: wire.BadCluster) -> None:
+        """The peer says this node is not of its cluster."""
+        self.refusal = _other_cluster(message, self.envelope)
+        self._report("told-other-cluster", self.refusal)
+        self.transport.abortConnection()
 
     def _report(self, reason: str, detail: str) -> None:
         host = self.transport.getPeer().host
@@ -186,7 +240,7 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
 class SyncServerProtocol(_FrameProtocol):
     """Answers a joining node's Hello with this node's full state."""
 
-    expected = frozenset({wire.MessageType.HELLO})
+    expected = frozenset({wire.MessageType.HELLO, wire.MessageType.BAD_CLUSTER})
 
     def __init__(
         self,
@@ -195,8 +249,9 @@ class SyncServerProtocol(_FrameProtocol):
         max_frame: int,
         timeout: float,
         max_datagram: int | None = None,
+        envelope: Envelope | None = None,
     ) -> None:
-        super().__init__(bad_input, max_frame, timeout, max_datagram)
+        super().__init__(bad_input, max_frame, timeout, max_datagram, envelope)
         self.on_hello = on_hello
         self.sender = ""  # the joining node's id, once its Hello is in
 
@@ -213,7 +268,13 @@ class SyncServerProtocol(_FrameProtocol):
         if not self.transport.connected:
             return
         try:
-            frames = welcome_frames(welcome, self.MAX_LENGTH)
+            now = self._now()
+            frames = welcome_frames(
+                welcome,
+                self.MAX_LENGTH,
+                lambda m: self.envelope.encode(m, now),
+                self.envelope.overhead,
+            )
         except EncodeError as e:
             log.warn(
                 "cannot answer the full sync of {sender}: {error} (max_frame"
@@ -244,12 +305,14 @@ class SyncServerFactory(Factory):
         max_frame: int,
         timeout: float,
         max_datagram: int | None = None,
+        envelope: Envelope | None = None,
     ) -> None:
         self.on_hello = on_hello
         self.bad_input = bad_input
         self.max_frame = max_frame
         self.timeout = timeout
         self.max_datagram = max_datagram
+        self.envelope = envelope
 
     def buildProtocol(self, addr: object) -> SyncServerProtocol:
         return SyncServerProtocol(
@@ -258,6 +321,7 @@ class SyncServerFactory(Factory):
             self.max_frame,
             self.timeout,
             self.max_datagram,
+            self.envelope,
         )
 
 
@@ -271,7 +335,7 @@ class SyncClientProtocol(_FrameProtocol):
     hold a joiner's memory or its sync forever.
     """
 
-    expected = frozenset({wire.MessageType.WELCOME})
+    expected = frozenset({wire.MessageType.WELCOME, wire.MessageType.BAD_CLUSTER})
     timeout_per_frame = False
 
     def __init__(
@@ -281,15 +345,17 @@ class SyncClientProtocol(_FrameProtocol):
         max_frame: int,
         timeout: float,
         max_datagram: int | None = None,
+        envelope: Envelope | None = None,
     ) -> None:
-        super().__init__(bad_input, max_frame, timeout, max_datagram)
+        super().__init__(bad_input, max_frame, timeout, max_datagram, envelope)
         self.hello = hello
         self.welcome: defer.Deferred[wire.Welcome] = defer.Deferred()
         self.frames: list[wire.Welcome] = []
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        data = wire.encode(self.hello)
+        now = self._now()
+        data = self.envelope.encode(self.hello, now)
         if len(data) > self.MAX_LENGTH:
             log.warn(
                 "this node's full state is {size} bytes, over the frame limit of"
@@ -299,7 +365,7 @@ class SyncClientProtocol(_FrameProtocol):
                 size=len(data),
                 limit=self.MAX_LENGTH,
             )
-            data = wire.encode(wire.Hello(self.hello.sender, ()))
+            data = self.envelope.encode(wire.Hello(self.hello.sender, ()), now)
         self.sendString(data)
 
     def messageReceived(self, message: wire.Message) -> None:
@@ -321,8 +387,17 @@ class SyncClientProtocol(_FrameProtocol):
         if self.welcome.called:
             return
         if not self.frames:
+            why = self.refusal
+            if why is None and self.envelope.sealed:
+                why = (
+                    "a seed whose keys differ from this node's drops its Hello:"
+                    " check that both have the same key in their --key-file"
+                )
             self.welcome.errback(
-                ConnectionError("connection closed before the full state arrived")
+                ConnectionError(
+                    "connection closed before the full state arrived"
+                    + (f" ({why})" if why else "")
+                )
             )
             return
         # every prefix of the frames is a valid state: take what came
@@ -330,6 +405,13 @@ class SyncClientProtocol(_FrameProtocol):
         welcome = wire.Welcome(self.frames[0].sender, deltas)
         self.check_datagram_fit(welcome)
         self.welcome.callback(welcome)
+
+
+def _other_cluster(message: wire.BadCluster, envelope: Envelope) -> str:
+    return (
+        f"it is of cluster {message.cluster!r} and this node of"
+        f" {envelope.cluster!r}: give both the same --cluster, or keep them apart"
+    )
 
 
 class SyncClientFactory(Factory):

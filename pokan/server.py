@@ -28,6 +28,7 @@ from pokan.address import (
 )
 from pokan.badinput import BadInputReporter
 from pokan.durations import check_seconds
+from pokan.envelope import Envelope
 from pokan.errors import ConfigurationError, StartupError
 from pokan.events import (
     AFTER_EVENTS,
@@ -69,6 +70,7 @@ from pokan.state import (
 )
 from pokan.store import IStore, MemoryStore, Snapshot
 from pokan.store.interface import IAttachedStore, snapshot_of
+from pokan.wire import check_cluster
 
 log = Logger()
 
@@ -172,6 +174,8 @@ class Server(service.Service):
         gossip_fanout: int = DEFAULT_FANOUT,
         drop_rate: float = 0.0,
         idle_interval: float | None = None,
+        cluster: str = wire.DEFAULT_CLUSTER,
+        key_file: str | None = None,
     ) -> None:
         self._address = check_ip(address)
         self._tcp_port = check_port(tcp_port, "tcp port", allow_any=True)
@@ -210,6 +214,8 @@ class Server(service.Service):
         )
         #: testing and benchmarks only: datagrams dropped on purpose
         self.faults = Faults(drop_rate, random.Random(self._rng.random()))
+        self._key_file = key_file
+        self.envelope = Envelope(check_cluster(cluster), _sealer_for(key_file))
         self._reset_syncs: dict[str, float] = {}
         #: TCP syncs under way, cancelled when the node stops
         self._syncing: dict[defer.Deferred[Any], SyncClientProtocol] = {}
@@ -298,6 +304,50 @@ class Server(service.Service):
     @property
     def max_datagram(self) -> int:
         return self._max_datagram
+
+    @property
+    def cluster(self) -> str:
+        """The cluster name: messages of other clusters are dropped."""
+        return self.envelope.cluster
+
+    @property
+    def key_file(self) -> str | None:
+        return self._key_file
+
+    def reload_keys(self) -> bool:
+        """Read the key file again (what SIGHUP does to ``twistd pokan``).
+
+        The first key now seals, every key opens. A file that is missing,
+        malformed, empty or readable by others is refused with a warning, and
+        the old keys stay in use. Returns whether the new keys were taken.
+        A node started without ``key_file`` cannot take keys at run time:
+        every node of a cluster must seal, or none.
+        """
+        sealer = self.envelope.sealer
+        if self._key_file is None or sealer is None:
+            log.warn(
+                "reload of the gossip keys asked, but this node was started"
+                " without a key file (key_file=, --key-file): nothing to reload"
+            )
+            return False
+        from pokan.keyring import read_key_file
+
+        try:
+            keyring = read_key_file(self._key_file)
+        except ConfigurationError as e:
+            log.warn(
+                "could not reload the gossip keys: {error}; still using {keys}",
+                error=e,
+                keys=sealer.keyring.describe(),
+            )
+            return False
+        sealer.keyring = keyring
+        log.info(
+            "gossip keys reloaded from {path}: {keys}",
+            path=self._key_file,
+            keys=keyring.describe(),
+        )
+        return True
 
     def gossip_with(self, seeds: str | Iterable[str]) -> None:
         """Seeds (``HOST:PORT``, their TCP port) to join through; first that answers."""
@@ -476,6 +526,8 @@ class Server(service.Service):
             "pauses": self._membership.detector.pauses,
             "idle_rounds": self._node.idle_skipped,
             "dropped_on_purpose": self.faults.dropped,
+            "sealed": self.envelope.sealed,
+            "cluster": self.envelope.cluster,
         }
 
     def _check_key(self, key: object) -> None:
@@ -619,13 +671,16 @@ class Server(service.Service):
         return d
 
     def _listen(self, reactor: Any, bad_input: BadInputReporter) -> None:
-        self._gossip = GossipProtocol(self._receive, bad_input, self._max_datagram)
+        self._gossip = GossipProtocol(
+            self._receive, bad_input, self._max_datagram, self.envelope
+        )
         factory = SyncServerFactory(
             self._on_hello,
             bad_input,
             self._max_frame,
             self._sync_timeout,
             self._max_datagram,
+            self.envelope,
         )
         try:
             udp = reactor.listenUDP(
@@ -682,7 +737,7 @@ class Server(service.Service):
             "pokan node {id} listening on {address} udp {udp} tcp {tcp}; gossip"
             " every {interval}s{idle} to {fanout} peers; phi threshold {phi:g};"
             " max datagram {max_datagram}; seeds: {seeds}; store: {store};"
-            " handlers: {handlers}",
+            " handlers: {handlers}; cluster {cluster}, gossip {seal}",
             id=self.id,
             address=self._address,
             udp=self._udp_port,
@@ -700,7 +755,20 @@ class Server(service.Service):
             or "none (acting as seed)",
             store=_describe_store(self._store),
             handlers=", ".join(self._handler_names) or "none",
+            cluster=self.envelope.cluster,
+            seal=(
+                f"sealed with {self.envelope.sealer.keyring.describe()}"
+                if self.envelope.sealer is not None
+                else "unauthenticated"
+            ),
         )
+        if self.envelope.sealer is None and not _is_loopback(self._address):
+            log.warn(
+                "gossip is unauthenticated: anyone who can reach {address} can"
+                " read this cluster's keys and values and inject their own. Give"
+                " every node a key (--key-file, key_file=): see docs/security.md",
+                address=self._address,
+            )
         if self.faults.drop_rate:
             log.warn(
                 "dropping {percent:g}% of the datagrams this node sends, on purpose"
@@ -904,6 +972,7 @@ class Server(service.Service):
             self._max_frame,
             self._sync_timeout,
             self._max_datagram,
+            self.envelope,
         )
         endpoint = _client_endpoint(reactor, host, port, self._sync_timeout)
         connected: defer.Deferred[Any] = endpoint.connect(SyncClientFactory(proto))
@@ -1035,6 +1104,19 @@ class Server(service.Service):
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<pokan.Server {self.id} {state}>"
+
+
+def _is_loopback(address: str) -> bool:
+    return ipaddress.ip_address(address).is_loopback
+
+
+def _sealer_for(key_file: str | None) -> Any:
+    """The Sealer of the keys in ``key_file``; None for plaintext gossip."""
+    if key_file is None:
+        return None
+    from pokan.keyring import Sealer, read_key_file
+
+    return Sealer(read_key_file(key_file))
 
 
 def _header(info: NodeInfo) -> Any:

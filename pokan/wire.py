@@ -5,34 +5,44 @@ Every message, on UDP or TCP, is an *envelope*::
     magic  b"PK"   2 bytes
     version        1 byte   (PROTOCOL_VERSION)
     type           1 byte   (MessageType)
-    flags          1 byte   (bit 0: sealed; reserved for authentication)
-    body           msgpack array, the fields of the message in order
+    flags          1 byte   (bit 0: sealed)
+    cluster tag    4 bytes  (BLAKE2b of the cluster name: see cluster_tag)
+    body           msgpack array, the fields of the message in order; or,
+                   sealed, the AEAD box of it (see pokan.envelope)
 
 TCP frames are the same envelope behind a 4-byte big-endian length.
 ``docs/protocol.md`` documents every field. Decoding checks every length,
 count and type before building anything and raises :class:`DecodeError`.
+The envelope's keys, cluster and replay checks are :mod:`pokan.envelope`'s;
+this module only lays out and parses the bytes.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import math
 from typing import Any, NamedTuple
 
 import attrs
 import msgpack
 
-from pokan.errors import DecodeError, EncodeError
+from pokan.errors import ConfigurationError, DecodeError, EncodeError
 from pokan.state import ROLES, Entry, NodeDelta, NodeInfo
 
 MAGIC = b"PK"
-PROTOCOL_VERSION = 1
-HEADER_SIZE = 5
+PROTOCOL_VERSION = 2
+#: magic, version, type, flags and the cluster tag
+HEADER_SIZE = 9
+TAG_SIZE = 4
 FLAG_SEALED = 0x01
+DEFAULT_CLUSTER = "pokan"
 
-#: Bytes kept free in every datagram for a future AEAD seal (nonce + tag).
-SEAL_HEADROOM = 28
+#: Bytes kept free in every datagram for the seal: the key id (4), the nonce
+#: (24), the send time (4) and the AEAD tag (16). Kept in plaintext clusters
+#: too, so that sealed and plaintext nodes cut their datagrams alike.
+SEAL_HEADROOM = 48
 DEFAULT_MAX_DATAGRAM = 1400
 MAX_UDP_PAYLOAD = 65507
 MIN_DATAGRAM = 512
@@ -43,6 +53,9 @@ MAX_ADDRESS_LEN = 64
 MAX_KEY_LEN = 1024
 MAX_VALUE_LEN = MAX_UDP_PAYLOAD
 MAX_UINT64 = 2**64 - 1
+#: the largest generation, version or heartbeat a message may carry: far
+#: below 2^64, so nothing a node does on receipt can overflow
+MAX_COUNTER = 2**62
 
 
 class MessageType(enum.IntEnum):
@@ -50,6 +63,8 @@ class MessageType(enum.IntEnum):
     SYN_ACK = 2
     ACK = 3
     GOODBYE = 4
+    #: "you are not of my cluster": any channel, never sealed, never merged
+    BAD_CLUSTER = 5
     HELLO = 16
     WELCOME = 17
 
@@ -126,6 +141,17 @@ class Goodbye:
 
 
 @attrs.frozen
+class BadCluster:
+    """The answer to a message of another cluster: the responder's cluster name.
+
+    Sent once per source (see :mod:`pokan.envelope`), never sealed (the other
+    cluster may have other keys), and only logged by its receiver.
+    """
+
+    cluster: str
+
+
+@attrs.frozen
 class Hello:
     """TCP: a joining node's full state; the answer is a Welcome."""
 
@@ -141,20 +167,55 @@ class Welcome:
     deltas: tuple[NodeDelta, ...]
 
 
-Message = Syn | SynAck | Ack | Goodbye | Hello | Welcome
+Message = Syn | SynAck | Ack | Goodbye | BadCluster | Hello | Welcome
 
 _TYPES: dict[type, MessageType] = {
     Syn: MessageType.SYN,
     SynAck: MessageType.SYN_ACK,
     Ack: MessageType.ACK,
     Goodbye: MessageType.GOODBYE,
+    BadCluster: MessageType.BAD_CLUSTER,
     Hello: MessageType.HELLO,
     Welcome: MessageType.WELCOME,
 }
 DATAGRAM_TYPES = frozenset(
-    {MessageType.SYN, MessageType.SYN_ACK, MessageType.ACK, MessageType.GOODBYE}
+    {
+        MessageType.SYN,
+        MessageType.SYN_ACK,
+        MessageType.ACK,
+        MessageType.GOODBYE,
+        MessageType.BAD_CLUSTER,
+    }
 )
-STREAM_TYPES = frozenset({MessageType.HELLO, MessageType.WELCOME})
+STREAM_TYPES = frozenset(
+    {MessageType.HELLO, MessageType.WELCOME, MessageType.BAD_CLUSTER}
+)
+
+#: a cluster name: what ``--cluster`` accepts
+MAX_CLUSTER_LEN = 64
+
+
+def check_cluster(name: object) -> str:
+    """A cluster name: 1 to 64 letters, digits, ``.``, ``_`` or ``-``."""
+    if (
+        not isinstance(name, str)
+        or not 1 <= len(name) <= MAX_CLUSTER_LEN
+        or not name.isascii()
+        or not all(c.isalnum() or c in "._-" for c in name)
+    ):
+        raise ConfigurationError(
+            f"cluster name must be 1 to {MAX_CLUSTER_LEN} letters, digits, '.',"
+            f" '_' or '-', got {name!r}"
+        )
+    return name
+
+
+@functools.lru_cache(maxsize=64)
+def cluster_tag(name: str) -> bytes:
+    """The 4 bytes naming ``name`` in every envelope."""
+    return hashlib.blake2b(
+        name.encode(), digest_size=TAG_SIZE, person=b"pokan-cluster"
+    ).digest()
 
 
 # -- encoding -------------------------------------------------------------------
@@ -216,14 +277,38 @@ def _body(message: Message) -> list[Any]:
         ]
     if isinstance(message, Goodbye):
         return [message.sender, message.generation]
+    if isinstance(message, BadCluster):
+        return [message.cluster]
     # Ack, Hello, Welcome
     return [message.sender, [pack_delta(d) for d in message.deltas]]
 
 
-def encode(message: Message, limit: int | None = None) -> bytes:
-    """Encode ``message`` in its envelope; EncodeError if over ``limit`` bytes."""
-    header = MAGIC + bytes((PROTOCOL_VERSION, _TYPES[type(message)], 0))
-    data = header + msgpack.packb(_body(message), use_bin_type=True)
+def header(kind: MessageType, cluster: str, sealed: bool = False) -> bytes:
+    """The envelope's header for a message of ``kind`` in ``cluster``."""
+    flags = FLAG_SEALED if sealed else 0
+    return MAGIC + bytes((PROTOCOL_VERSION, kind, flags)) + cluster_tag(cluster)
+
+
+def kind_of(message: Message) -> MessageType:
+    return _TYPES[type(message)]
+
+
+def encode_body(message: Message) -> bytes:
+    """The message's body: its fields as one msgpack array."""
+    return msgpack.packb(_body(message), use_bin_type=True)
+
+
+def encode(
+    message: Message,
+    limit: int | None = None,
+    *,
+    cluster: str = DEFAULT_CLUSTER,
+) -> bytes:
+    """Encode ``message`` in a plaintext envelope; EncodeError if over ``limit``.
+
+    A node with keys seals through :class:`pokan.envelope.Envelope` instead.
+    """
+    data = header(kind_of(message), cluster) + encode_body(message)
     if limit is not None and len(data) > limit:
         raise EncodeError(
             f"{type(message).__name__} is {len(data)} bytes, over the limit of {limit}"
@@ -287,41 +372,73 @@ def array_header_size(count: int) -> int:
 # -- decoding -------------------------------------------------------------------
 
 
-def decode(data: bytes, allowed: frozenset[MessageType] | None = None) -> Message:
-    """Decode one envelope; raise DecodeError with a short reason if invalid."""
-    if len(data) < HEADER_SIZE:
-        raise DecodeError("truncated", f"{len(data)} bytes, no full header")
-    if data[:2] != MAGIC:
+class Header(NamedTuple):
+    """The parsed envelope header of one message."""
+
+    kind: MessageType
+    sealed: bool
+    tag: bytes
+
+
+def read_header(data: bytes, allowed: frozenset[MessageType] | None = None) -> Header:
+    """Check and parse the envelope header; DecodeError with a short reason."""
+    # each check as soon as its byte is there: short junk is named by its
+    # first wrong byte, not just "truncated"
+    if data[:2] != MAGIC[: len(data)]:
         raise DecodeError("bad-magic", f"starts with {data[:2]!r}")
-    if data[2] != PROTOCOL_VERSION:
+    if len(data) > 2 and data[2] != PROTOCOL_VERSION:
         raise DecodeError(
             "wrong-version", f"protocol {data[2]}, this node speaks {PROTOCOL_VERSION}"
         )
-    try:
-        kind = MessageType(data[3])
-    except ValueError:
-        raise DecodeError("unknown-type", f"message type {data[3]}") from None
-    if allowed is not None and kind not in allowed:
-        raise DecodeError("unexpected-type", f"{kind.name} not allowed here")
-    if data[4] & FLAG_SEALED:
-        raise DecodeError("sealed", "sealed messages need authentication configured")
+    if len(data) > 3:
+        try:
+            kind = MessageType(data[3])
+        except ValueError:
+            raise DecodeError("unknown-type", f"message type {data[3]}") from None
+        if allowed is not None and kind not in allowed:
+            raise DecodeError("unexpected-type", f"{kind.name} not allowed here")
+    if len(data) < HEADER_SIZE:
+        raise DecodeError("truncated", f"{len(data)} bytes, no full header")
     if data[4] & ~FLAG_SEALED:
         raise DecodeError("bad-flags", f"unknown flags {data[4]:#x}")
+    return Header(kind, bool(data[4] & FLAG_SEALED), data[5:HEADER_SIZE])
+
+
+def decode(
+    data: bytes,
+    allowed: frozenset[MessageType] | None = None,
+    *,
+    cluster: str = DEFAULT_CLUSTER,
+) -> Message:
+    """Decode one plaintext envelope of ``cluster``; DecodeError if invalid.
+
+    A node with keys opens envelopes through :class:`pokan.envelope.Envelope`.
+    """
+    head = read_header(data, allowed)
+    if head.kind != MessageType.BAD_CLUSTER and head.tag != cluster_tag(cluster):
+        raise DecodeError("wrong-cluster", f"not of cluster {cluster!r}")
+    if head.sealed:
+        raise DecodeError("sealed", "a sealed message, and this node has no key")
+    return decode_body(head.kind, data[HEADER_SIZE:])
+
+
+def decode_body(kind: MessageType, body: bytes) -> Message:
+    """Decode the msgpack body of a message of ``kind``."""
     try:
-        body = msgpack.unpackb(
-            data[HEADER_SIZE:],
+        fields = msgpack.unpackb(
+            body,
             raw=False,
             use_list=True,
             strict_map_key=True,
             max_str_len=MAX_VALUE_LEN,
             max_bin_len=MAX_VALUE_LEN,
-            max_array_len=len(data),
+            max_array_len=len(body),
             max_map_len=0,
             max_ext_len=0,
         )
     except Exception as e:  # msgpack raises several types for bad input
         raise DecodeError("bad-body", _unpack_problem(e)) from None
-    message: Message = _DECODERS[kind](_array(body, "body"))
+    message: Message = _DECODERS[kind](_array(fields, "body"))
     return message
 
 
@@ -352,6 +469,11 @@ def _uint(obj: Any, what: str, low: int = 0, high: int = MAX_UINT64) -> int:
     return obj
 
 
+def _counter(obj: Any, what: str, low: int = 0) -> int:
+    """A generation, version or heartbeat: at most MAX_COUNTER."""
+    return _uint(obj, what, low, MAX_COUNTER)
+
+
 def _str(obj: Any, what: str, max_len: int, allow_empty: bool = False) -> str:
     if not isinstance(obj, str) or len(obj) > max_len or (not obj and not allow_empty):
         raise DecodeError("bad-field", f"{what} is not a string of 1..{max_len}")
@@ -362,7 +484,7 @@ def _info(obj: Any) -> NodeInfo:
     f = _array(obj, "node info", 6)
     return NodeInfo(
         id=_str(f[0], "node id", MAX_ID_LEN),
-        generation=_uint(f[1], "generation"),
+        generation=_counter(f[1], "generation"),
         address=_str(f[2], "address", MAX_ADDRESS_LEN),
         tcp_port=_uint(f[3], "tcp port", 1, 65535),
         udp_port=_uint(f[4], "udp port", 1, 65535),
@@ -383,15 +505,15 @@ def _entry(obj: Any) -> tuple[str, Entry]:
         or not math.isfinite(timestamp)
     ):
         raise DecodeError("bad-field", "timestamp is not a finite number")
-    return key, Entry(value, _uint(f[2], "version", 1), float(timestamp))
+    return key, Entry(value, _counter(f[2], "version", 1), float(timestamp))
 
 
 def _delta(obj: Any) -> NodeDelta:
     f = _array(obj, "delta")
     if len(f) not in (5, 7):
         raise DecodeError("bad-field", f"delta has {len(f)} fields, not 5 or 7")
-    since = _uint(f[2], "since")
-    version = _uint(f[3], "version")
+    since = _counter(f[2], "since")
+    version = _counter(f[3], "version")
     entries = tuple(_entry(e) for e in _array(f[4], "entries"))
     for _, entry in entries:
         if not since < entry.version <= version:
@@ -406,7 +528,7 @@ def _delta(obj: Any) -> NodeDelta:
             raise DecodeError("bad-field", "empty status flags and gc point")
     return NodeDelta(
         _info(f[0]),
-        _uint(f[1], "heartbeat"),
+        _counter(f[1], "heartbeat"),
         since,
         version,
         entries,
@@ -421,7 +543,6 @@ _new_tuple = tuple.__new__  # a DigestEntry without the Python-level __new__
 def _digest_entry(obj: Any) -> DigestEntry:
     # the fast path: one check per field; anything odd takes the long way,
     # which says what is wrong
-    # (msgpack never decodes an integer above MAX_UINT64: no upper checks)
     if type(obj) is list and 4 <= len(obj) <= 5:
         node_id, generation, version, heartbeat = obj[:4]
         if (
@@ -430,9 +551,9 @@ def _digest_entry(obj: Any) -> DigestEntry:
             and type(generation) is int
             and type(version) is int
             and type(heartbeat) is int
-            and generation >= 0
-            and version >= 0
-            and heartbeat >= 0
+            and 0 <= generation <= MAX_COUNTER
+            and 0 <= version <= MAX_COUNTER
+            and 0 <= heartbeat <= MAX_COUNTER
             and (len(obj) == 4 or (type(obj[4]) is int and obj[4] == FLAG_LEFT))
         ):
             left = len(obj) == 5
@@ -445,9 +566,9 @@ def _digest_entry(obj: Any) -> DigestEntry:
     left = len(f) == 5 and _uint(f[4], "status flags", FLAG_LEFT, FLAG_LEFT) > 0
     return DigestEntry(
         _str(f[0], "node id", MAX_ID_LEN),
-        _uint(f[1], "generation"),
-        _uint(f[2], "version"),
-        _uint(f[3], "heartbeat"),
+        _counter(f[1], "generation"),
+        _counter(f[2], "version"),
+        _counter(f[3], "heartbeat"),
         left,
     )
 
@@ -484,7 +605,12 @@ def _decode_deltas(f: list[Any], cls: type[Ack | Hello | Welcome]) -> Message:
 
 def _decode_goodbye(f: list[Any]) -> Goodbye:
     _array(f, "Goodbye", 2)
-    return Goodbye(_str(f[0], "sender", MAX_ID_LEN), _uint(f[1], "generation"))
+    return Goodbye(_str(f[0], "sender", MAX_ID_LEN), _counter(f[1], "generation"))
+
+
+def _decode_bad_cluster(f: list[Any]) -> BadCluster:
+    _array(f, "BadCluster", 1)
+    return BadCluster(_str(f[0], "cluster", MAX_CLUSTER_LEN))
 
 
 _DECODERS: dict[MessageType, Any] = {
@@ -492,6 +618,7 @@ _DECODERS: dict[MessageType, Any] = {
     MessageType.SYN_ACK: _decode_syn_ack,
     MessageType.ACK: lambda f: _decode_deltas(f, Ack),
     MessageType.GOODBYE: _decode_goodbye,
+    MessageType.BAD_CLUSTER: _decode_bad_cluster,
     MessageType.HELLO: lambda f: _decode_deltas(f, Hello),
     MessageType.WELCOME: lambda f: _decode_deltas(f, Welcome),
 }

@@ -8,6 +8,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from pokan import Peer, Server, wire
+from pokan.envelope import Envelope
 from tests.support import (
     LogCatcher,
     everyone_knows,
@@ -398,16 +399,22 @@ class LargeClusterTests(unittest.TestCase):
         sliced: list[wire.Syn] = []
         sizes: list[int] = []
         encode = wire.encode
+        seal = Envelope.encode
 
-        def recording_encode(message: wire.Message, limit: int | None = None) -> bytes:
+        def recording_encode(
+            envelope: Envelope,
+            message: wire.Message,
+            now: float,
+            limit: int | None = None,
+        ) -> bytes:
             if isinstance(message, wire.Syn) and message.low is not None:
                 sliced.append(message)
-            data = encode(message, limit)
+            data = seal(envelope, message, now, limit)
             if not isinstance(message, wire.Hello | wire.Welcome):  # TCP only
                 sizes.append(len(data))
             return data
 
-        self.patch(wire, "encode", recording_encode)
+        self.patch(Envelope, "encode", recording_encode)
         servers = yield start_cluster(self, 60, max_datagram=1400, gossip_interval=0.1)
         digest = tuple(
             wire.DigestEntry(s.id, s.me.generation, 1000, 100000) for s in servers

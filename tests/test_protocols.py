@@ -123,7 +123,7 @@ class GossipProtocolTests(unittest.TestCase):
             good[:2] + b"\x09" + good[3:],
             good[:3] + b"\x70" + good[4:],
             good[:4] + b"\x01" + good[5:],
-            good[:5] + b"\xc1",
+            good[:9] + b"\xc1",
             wire.encode(wire.Hello("a", ())),  # TCP only
         ]:
             self.proto.datagramReceived(data, SOURCE)
@@ -131,8 +131,8 @@ class GossipProtocolTests(unittest.TestCase):
         self.assertEqual(
             dict(self.reporter.counts),
             {
-                "truncated": 2,
-                "bad-magic": 2,
+                "truncated": 1,
+                "bad-magic": 3,
                 "wrong-version": 1,
                 "unknown-type": 1,
                 "sealed": 1,
@@ -176,7 +176,7 @@ class GossipProtocolTests(unittest.TestCase):
         # the drops not logged are summed up in the new window
         (summary,) = self.log.warnings("more bad inputs without a line each")
         self.assertEqual(summary["count"], 2000)
-        self.assertEqual(summary["reasons"], "truncated: 1999, bad-magic: 1")
+        self.assertEqual(summary["reasons"], "bad-magic: 2000")
         self.assertEqual(summary["sources"], 1)
         self.assertEqual(self.reporter.total, 2003)
 
@@ -490,7 +490,9 @@ class SyncClientTests(unittest.TestCase):
         self.assertEqual(line["limit"], 4096)
 
     def test_garbage_then_close(self) -> None:
-        self.proto.dataReceived(frame(b"PK\x01\x11\x00\xc1"))
+        self.proto.dataReceived(
+            frame(wire.header(wire.MessageType.WELCOME, wire.DEFAULT_CLUSTER) + b"\xc1")
+        )
         self.assertEqual(dict(self.reporter.counts), {"bad-body": 1})
         self.assertTrue(self.transport.disconnected)
         self.lose()

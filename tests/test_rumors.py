@@ -134,12 +134,20 @@ class SynWireTests(unittest.TestCase):
 
     def test_syn_without_deltas_field_still_decodes(self) -> None:
         body = msgpack.packb(["x", [["x", 1, 2, 3]], None, None])
-        syn = wire.decode(b"PK\x01\x01\x00" + body)
+        syn = wire.decode(wire.header(wire.MessageType(1), wire.DEFAULT_CLUSTER) + body)
         self.assertEqual(syn, wire.Syn("x", (wire.DigestEntry("x", 1, 2, 3),)))
 
     def test_bad_syn_deltas_are_rejected(self) -> None:
         for deltas in (7, [[1]], [None]):
             body = msgpack.packb(["x", [], None, None, deltas])
-            self.assertRaises(DecodeError, wire.decode, b"PK\x01\x01\x00" + body)
+            self.assertRaises(
+                DecodeError,
+                wire.decode,
+                wire.header(wire.MessageType(1), wire.DEFAULT_CLUSTER) + body,
+            )
         body = msgpack.packb(["x", [], None, None, [], "extra"])
-        self.assertRaises(DecodeError, wire.decode, b"PK\x01\x01\x00" + body)
+        self.assertRaises(
+            DecodeError,
+            wire.decode,
+            wire.header(wire.MessageType(1), wire.DEFAULT_CLUSTER) + body,
+        )

@@ -18,7 +18,7 @@ from pokan.wire import Ack, DigestEntry, Goodbye, Hello, Syn, SynAck, Welcome
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True)
 
-uints = st.integers(0, wire.MAX_UINT64)
+uints = st.integers(0, wire.MAX_COUNTER)
 ids = st.text(min_size=1, max_size=40)
 infos = st.builds(
     NodeInfo,
@@ -67,9 +67,14 @@ messages = st.one_of(
 )
 
 
-def envelope(kind: int, body: Any, version: int = 1, flags: int = 0) -> bytes:
+def envelope(
+    kind: int, body: Any, version: int = wire.PROTOCOL_VERSION, flags: int = 0
+) -> bytes:
     return (
-        b"PK" + bytes((version, kind, flags)) + msgpack.packb(body, use_bin_type=True)
+        b"PK"
+        + bytes((version, kind, flags))
+        + wire.cluster_tag(wire.DEFAULT_CLUSTER)
+        + msgpack.packb(body, use_bin_type=True)
     )
 
 
@@ -152,17 +157,20 @@ class HostileInputTests(unittest.TestCase):
             b"": "truncated",
             good[:4]: "truncated",
             b"XX" + good[2:]: "bad-magic",
-            good[:2] + b"\x02" + good[3:]: "wrong-version",
+            good[:2] + b"\x01" + good[3:]: "wrong-version",
             good[:2] + b"\x00" + good[3:]: "wrong-version",
             good[:3] + b"\x63" + good[4:]: "unknown-type",
             good[:3] + b"\x00" + good[4:]: "unknown-type",
             good[:4] + b"\x01" + good[5:]: "sealed",
             good[:4] + b"\x02" + good[5:]: "bad-flags",
             good[:4] + b"\x80" + good[5:]: "bad-flags",
-            good[:5]: "bad-body",
+            good[:5] + b"\x00" * 4 + good[9:]: "wrong-cluster",
+            wire.encode(Goodbye("a", 1), cluster="other"): "wrong-cluster",
+            good[:8]: "truncated",
+            good[:9]: "bad-body",
             good[:-1]: "bad-body",
             good + b"\x00": "bad-body",  # trailing bytes
-            good[:5] + b"\xc1": "bad-body",  # never-used msgpack byte
+            good[:9] + b"\xc1": "bad-body",  # never-used msgpack byte
             envelope(wire.MessageType.GOODBYE, {"a": 1}): "bad-body",  # no maps
         }
         for data, reason in cases.items():
@@ -225,9 +233,15 @@ class HostileInputTests(unittest.TestCase):
             self.assertEqual(self.reason(data), "bad-field", data)
 
     def test_oversized_integers(self) -> None:
-        # msgpack itself refuses integers beyond 64 bits: a body error
+        # msgpack itself refuses integers beyond 64 bits: a body error; the
+        # codec refuses counters above MAX_COUNTER (2**62)
+        header = wire.header(wire.MessageType.GOODBYE, wire.DEFAULT_CLUSTER)
         body = b"\x92\xa1a\xcf" + b"\xff" * 8  # ["a", 2**64 - 1]
-        self.assertIsInstance(wire.decode(b"PK\x01\x04\x00" + body), Goodbye)
+        self.assertEqual(self.reason(header + body), "bad-field")
+        at_cap = envelope(wire.MessageType.GOODBYE, ["a", wire.MAX_COUNTER])
+        self.assertIsInstance(wire.decode(at_cap), Goodbye)
+        above = envelope(wire.MessageType.GOODBYE, ["a", wire.MAX_COUNTER + 1])
+        self.assertEqual(self.reason(above), "bad-field")
         for huge in (2**64, -(2**63) - 1):
             try:
                 data = envelope(wire.MessageType.GOODBYE, ["a", huge])
@@ -240,7 +254,7 @@ class HostileInputTests(unittest.TestCase):
         )
 
     def test_huge_declared_lengths_fail_fast(self) -> None:
-        header = b"PK\x01\x03\x00"
+        header = wire.header(wire.MessageType(3), wire.DEFAULT_CLUSTER)
         n = 2**31
         crafted = [
             b"\xdd" + struct.pack(">I", n),  # array32 of 2**31 items
@@ -261,7 +275,7 @@ class HostileInputTests(unittest.TestCase):
 
     def test_bad_body_details_are_never_empty(self) -> None:
         # msgpack's FormatError and StackError carry no message of their own
-        header = b"PK\x01\x03\x00"
+        header = wire.header(wire.MessageType(3), wire.DEFAULT_CLUSTER)
         cases = {
             header + b"\xc1": "FormatError: not msgpack: a reserved type byte",
             header + b"\x91" * 100_000 + b"\xc0": "StackError: msgpack nested",
@@ -274,7 +288,11 @@ class HostileInputTests(unittest.TestCase):
 
     def test_deep_nesting(self) -> None:
         for depth in (1000, 100_000):
-            data = b"PK\x01\x03\x00" + b"\x91" * depth + b"\xc0"
+            data = (
+                wire.header(wire.MessageType(3), wire.DEFAULT_CLUSTER)
+                + b"\x91" * depth
+                + b"\xc0"
+            )
             self.assertIn(self.reason(data), ("bad-body", "bad-field"))
 
     def test_large_counts_within_the_data(self) -> None:
@@ -329,8 +347,8 @@ class FuzzTests(unittest.TestCase):
 
     @SETTINGS
     @given(st.binary(max_size=300))
-    @example(b"PK\x01\x01\x00")
-    @example(b"PK\x01\x02\x00\x93")
+    @example(wire.header(wire.MessageType(1), wire.DEFAULT_CLUSTER))
+    @example(wire.header(wire.MessageType(2), wire.DEFAULT_CLUSTER) + b"\x93")
     def test_arbitrary_bytes(self, data: bytes) -> None:
         self.check(data)
 
@@ -338,7 +356,7 @@ class FuzzTests(unittest.TestCase):
     @given(st.binary(max_size=300))
     def test_arbitrary_body(self, body: bytes) -> None:
         for kind in wire.MessageType:
-            self.check(b"PK\x01" + bytes((kind, 0)) + body)
+            self.check(wire.header(kind, wire.DEFAULT_CLUSTER) + body)
 
     @SETTINGS
     @given(mutated())
