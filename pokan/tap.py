@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 from typing import Any
 
@@ -108,6 +109,21 @@ class Options(HandlerOptions):
             "Testing only: share of datagrams to drop on purpose (0-1).",
         ],
         [
+            "cluster",
+            None,
+            wire.DEFAULT_CLUSTER,
+            "Name of the cluster: messages of other clusters are dropped, and"
+            " their sender told (letters, digits, '.', '_', '-').",
+        ],
+        [
+            "key-file",
+            None,
+            None,
+            "Seal all gossip with the keys in this file (mode 0600; one base64"
+            " 32-byte key per line, the first seals, all open; make one with"
+            " `pokan keygen`). SIGHUP reads it again. See docs/security.md.",
+        ],
+        [
             "redis",
             None,
             None,
@@ -160,6 +176,10 @@ class Options(HandlerOptions):
             self["gossip-interval"] = check_interval(self["gossip-interval"])
             self["max-datagram"] = check_max_datagram(self["max-datagram"])
             self["gossip-fanout"] = check_fanout(self["gossip-fanout"])
+            try:
+                self["cluster"] = wire.check_cluster(self["cluster"])
+            except ConfigurationError as e:
+                raise ConfigurationError(f"--cluster: {e}") from None
             self["idle-interval"] = check_idle_interval(
                 self["idle-interval"], self["gossip-interval"]
             )
@@ -228,6 +248,24 @@ class DaemonService(service.MultiService):
         starting = False
         if at_once:  # failed at once: before the reactor runs, exit cleanly
             self._fail_at_once(_message(at_once[0].value))
+        self._reload_on_sighup()
+
+    def _reload_on_sighup(self) -> None:
+        """SIGHUP reads the key file again (in the reactor thread)."""
+        reactor = reactors.global_reactor()
+
+        def hangup(signum: int, frame: Any) -> None:
+            log.info("SIGHUP: reloading the gossip keys")
+            reactor.callFromThread(self.server.reload_keys)
+
+        self._previous_sighup = signal.signal(signal.SIGHUP, hangup)
+
+    def stopService(self) -> Any:
+        previous = getattr(self, "_previous_sighup", None)
+        if previous is not None:
+            signal.signal(signal.SIGHUP, previous)
+            self._previous_sighup = None
+        return super().stopService()
 
     def _failed_later(self, failure: Failure) -> None:
         log.critical("pokan: {error}", error=_message(failure.value))
@@ -288,21 +326,10 @@ def check_store(store: Any, server: Server) -> None:
 
 def makeService(options: Options) -> service.IService:
     store = redis_store(options)
-    server = Server(
-        options["address"],
-        gossip_with=options["gossip-with"] or None,
-        tcp_port=options["tcp-port"],
-        udp_port=options["udp-port"],
-        gossip_interval=options["gossip-interval"],
-        max_datagram=options["max-datagram"],
-        phi_threshold=options["phi-threshold"],
-        tombstone_ttl=options["tombstone-ttl"],
-        dead_node_ttl=options["dead-node-ttl"],
-        gossip_fanout=options["gossip-fanout"],
-        idle_interval=options["idle-interval"],
-        drop_rate=options["drop-rate"],
-        store=store,
-    )
+    try:
+        server = _server(options, store)
+    except ConfigurationError as e:  # e.g. a key file refused
+        raise SystemExit(f"pokan: {e}") from None
     if store is not None:
         check_store(store, server)
     if options["epoll"]:
@@ -316,3 +343,23 @@ def makeService(options: Options) -> service.IService:
     twistd = getattr(options, "parent", None)  # twistd's own options
     daemonized = twistd is not None and not twistd.get("nodaemon", True)
     return DaemonService(server, daemonized)
+
+
+def _server(options: Options, store: Any) -> Server:
+    return Server(
+        options["address"],
+        gossip_with=options["gossip-with"] or None,
+        tcp_port=options["tcp-port"],
+        udp_port=options["udp-port"],
+        gossip_interval=options["gossip-interval"],
+        max_datagram=options["max-datagram"],
+        phi_threshold=options["phi-threshold"],
+        tombstone_ttl=options["tombstone-ttl"],
+        dead_node_ttl=options["dead-node-ttl"],
+        gossip_fanout=options["gossip-fanout"],
+        idle_interval=options["idle-interval"],
+        drop_rate=options["drop-rate"],
+        store=store,
+        cluster=options["cluster"],
+        key_file=options["key-file"],
+    )
