@@ -76,6 +76,18 @@ class GossipProtocol(DatagramProtocol):
             if e.reason == "wrong-cluster":
                 self._tell_other_cluster(source, addr, len(data), now)
             return
+        sender = getattr(message, "sender", source)
+        if sender != source:
+            # a node always gossips from the socket its id names: anything
+            # else is a forgery, or a capture replayed from elsewhere
+            self.bad_input.report(
+                "udp",
+                source,
+                "wrong-source",
+                f"{type(message).__name__} of {sender!r} from {source}",
+                host=addr[0],
+            )
+            return
         self.received += 1
         if isinstance(message, wire.BadCluster):
             self.bad_input.report(

@@ -185,7 +185,8 @@ class GossipProtocolTests(unittest.TestCase):
             raise Boom("core bug")
 
         self.proto.receive = broken
-        self.proto.datagramReceived(wire.encode(wire.Goodbye("a", 1)), SOURCE)
+        goodbye = wire.Goodbye("10.0.0.2:5555", 1)
+        self.proto.datagramReceived(wire.encode(goodbye), SOURCE)
         self.assertEqual(len(self.flushLoggedErrors(Boom)), 1)
         self.assertEqual(self.reporter.total, 0)
 
