@@ -340,7 +340,8 @@ class DaemonRotationTests(unittest.TestCase):
                 timeout=10,
                 message=lambda: daemons[0].output(),
             )
-            yield wait_until(lambda: knows(ports[2], new if done > 1 else old, roles))
+            sealing = new if done > 1 else old
+            yield wait_until(lambda k=sealing: knows(ports[2], k, roles))
         for port in ports:  # every daemon seals with, and opens, the new key
             yield wait_until(lambda p=port: knows(p, new, roles), timeout=10)
         for daemon in daemons:
