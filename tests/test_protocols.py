@@ -285,7 +285,14 @@ class SyncServerTests(unittest.TestCase):
 
     def test_stalls_logged_once_per_host(self) -> None:
         log = LogCapture(self)
-        factory = SyncServerFactory(self.on_hello, self.reporter, 4096, 5.0)
+        factory = SyncServerFactory(
+            self.on_hello,
+            self.reporter,
+            4096,
+            5.0,
+            max_connections=1000,
+            max_per_host=1000,
+        )
         for port in range(4001, 4901):
             peer = IPv4Address("TCP", "10.0.0.2", port)
             proto = factory.buildProtocol(peer)
