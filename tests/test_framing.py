@@ -37,7 +37,9 @@ class FrameReaderTests(unittest.TestCase):
         for c in chunks:
             self.assertEqual(reader.feed(c), [])
         self.assertEqual(len(reader._chunks), 50)
-        self.assertTrue(all(a is b for a, b in zip(reader._chunks, chunks)))
+        self.assertTrue(
+            all(a is b for a, b in zip(reader._chunks, chunks, strict=True))
+        )
         self.assertEqual(reader.buffered, 50_000)
         self.assertEqual(reader.copied, 0)
 
