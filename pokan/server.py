@@ -129,7 +129,7 @@ def check_max_datagram(size: object) -> int:
     return size
 
 
-#: Int32StringReceiver's length prefix: four bytes, unsigned
+#: the TCP frame's length prefix (pokan.framing): four bytes, unsigned
 MAX_FRAME_LIMIT = 2**32 - 1
 
 

@@ -12,6 +12,7 @@ from twisted.trial import unittest
 
 from pokan import wire
 from pokan.errors import DecodeError
+from pokan.protocols import _decode_frame
 from pokan.state import Entry, NodeDelta, NodeInfo
 from pokan.streamdecode import BodyReader, decode_stream_body
 
@@ -164,3 +165,34 @@ class JunkTests(unittest.TestCase):
     def test_not_a_stream_message(self) -> None:
         with self.assertRaises(DecodeError):
             decode_stream_body(wire.MessageType.SYN, b"\x92\xa1a\x90")
+
+
+class DecodeFrameTests(unittest.TestCase):
+    """protocols._decode_frame: the envelope's checks, then the stream decode."""
+
+    def test_a_valid_frame(self) -> None:
+        hello = wire.Hello("a", ())
+        self.assertEqual(_decode_frame(wire.encode(hello), frozenset({HELLO})), hello)
+
+    def test_header_checks_come_first(self) -> None:
+        good = wire.encode(wire.Hello("a", ()))
+        for data, reason in [
+            (b"PK", "truncated"),
+            (b"XX" + good[2:], "bad-magic"),
+            (good[:2] + b"\x09" + good[3:], "wrong-version"),
+            (good[:3] + b"\x70" + good[4:], "unknown-type"),
+            (wire.encode(wire.Welcome("a", ())), "unexpected-type"),
+            (good[:4] + b"\x01" + good[5:], "sealed"),
+            (good[:4] + b"\x04" + good[5:], "bad-flags"),
+        ]:
+            with self.assertRaises(DecodeError) as caught:
+                _decode_frame(data, frozenset({HELLO}))
+            self.assertEqual(caught.exception.reason, reason)
+
+    def test_an_8_mib_frame_of_empty_arrays(self) -> None:
+        n = 8 * 1024 * 1024
+        body = b"\x92\xa1a" + array32(n) + b"\x90" * n
+        data = wire.encode(wire.Hello("a", ()))[: wire.HEADER_SIZE] + body
+        with self.assertRaises(DecodeError) as caught:
+            _decode_frame(data, frozenset({HELLO}))
+        self.assertIn("deltas cannot fit", caught.exception.detail)
