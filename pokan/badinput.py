@@ -62,6 +62,9 @@ class BadInputReporter:
             return
         self._logged_hosts.add(host)
         self._lines += 1
+        self._log_line(channel, source, reason, detail)
+
+    def _log_line(self, channel: str, source: str, reason: str, detail: str) -> None:
         log.warn(
             "dropped bad {channel} input from {source}: {reason} ({detail})",
             channel=channel,
@@ -74,10 +77,7 @@ class BadInputReporter:
         """Sum up the last window's unlogged drops, if any; start a new one."""
         if self._suppressed and self._window_start is not None:
             sources = len(self._suppressed_hosts)
-            log.warn(
-                "dropped {count} more bad inputs without a line each in the {interval}s"
-                " window that began {ago}s ago ({reasons}; from {sources} source"
-                " address{plural}); the dropped_by_reason stats count every one",
+            self._log_summary(
                 count=sum(self._suppressed.values()),
                 interval=self.interval,
                 ago=round(now - self._window_start, 1),
@@ -92,3 +92,36 @@ class BadInputReporter:
         self._logged_hosts.clear()
         self._suppressed.clear()
         self._suppressed_hosts.clear()
+
+    def _log_summary(self, **fields: object) -> None:
+        log.warn(
+            "dropped {count} more bad inputs without a line each in the {interval}s"
+            " window that began {ago}s ago ({reasons}; from {sources} source"
+            " address{plural}); the dropped_by_reason stats count every one",
+            **fields,
+        )
+
+
+class SendErrorReporter(BadInputReporter):
+    """Failed sends, throttled as bad input: one line per destination per window.
+
+    ``report(kind, to, error_type, error)``: the message kind, the destination
+    ``host:port`` (the throttle goes by it), the exception's type (counted in
+    ``counts``) and its text.
+    """
+
+    def _log_line(self, channel: str, source: str, reason: str, detail: str) -> None:
+        log.warn(
+            "could not send {kind} to {to}: {error}",
+            kind=channel,
+            to=source,
+            error=f"{reason}: {detail}" if detail else reason,
+        )
+
+    def _log_summary(self, **fields: object) -> None:
+        log.warn(
+            "could not send {count} more messages, without a line each, in the"
+            " {interval}s window that began {ago}s ago ({reasons}; to {sources}"
+            " destination address{plural})",
+            **fields,
+        )

@@ -6,25 +6,51 @@ given. All protocol logic lives in :mod:`pokan.node`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
-from twisted.protocols.basic import Int32StringReceiver
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from pokan import wire
 from pokan.address import format_host_port
-from pokan.badinput import BadInputReporter
+from pokan.badinput import BadInputReporter, SendErrorReporter
 from pokan.envelope import Envelope
 from pokan.errors import DecodeError, EncodeError
+from pokan.framing import PREFIX, BufferBudget, FrameReader, FrameRefused
 from pokan.fullsync import join_pieces, too_big_to_gossip, welcome_frames
 from pokan.node import Address
+from pokan.streamdecode import decode_stream_body
 
 log = Logger()
+
+#: the largest Hello a node reads: a joiner's own view, far below a Welcome
+DEFAULT_MAX_HELLO = 1024 * 1024
+#: inbound sync connections at once, in all and from one source address
+DEFAULT_MAX_SYNC_CONNECTIONS = 64
+DEFAULT_MAX_SYNC_PER_HOST = 4
+#: bytes of partial frames held across all inbound sync connections
+DEFAULT_MAX_SYNC_BUFFER = 64 * 1024 * 1024
+
+
+_PLAINTEXT = Envelope()
+
+
+def _decode_frame(
+    frame: bytes,
+    expected: frozenset[wire.MessageType],
+    envelope: Envelope = _PLAINTEXT,
+    now: float = 0.0,
+) -> wire.Message:
+    """A TCP frame's message: its envelope opened, its body read with care."""
+    kind, body = envelope.open(frame, expected, now)
+    if kind == wire.MessageType.BAD_CLUSTER:
+        return wire.decode_body(kind, body)
+    return decode_stream_body(kind, body)
 
 
 def oversized_detail(size: int, max_datagram: int) -> str:
@@ -46,12 +72,18 @@ class GossipProtocol(DatagramProtocol):
         receive: Callable[[wire.Message, Address], None],
         bad_input: BadInputReporter,
         max_datagram: int,
+        send_failures: SendErrorReporter | None = None,
+        *,
         envelope: Envelope | None = None,
     ) -> None:
         self.receive = receive
         self.bad_input = bad_input
         self.max_datagram = max_datagram
         self.envelope = envelope if envelope is not None else Envelope()
+        #: logs failed sends, throttled per destination as bad input is
+        self.send_failures = send_failures or SendErrorReporter(
+            bad_input.clock, bad_input.interval
+        )
         self.sent = 0
         self.received = 0
         self.bytes_sent = 0
@@ -121,7 +153,12 @@ class GossipProtocol(DatagramProtocol):
                 return
 
     def send(self, address: Address, message: wire.Message) -> bool:
-        """Send one message; False (and a log line) if it could not be."""
+        """Send one message; False if it could not be. Never raises.
+
+        Whatever goes wrong (a peer's address that is not an IP of this
+        socket's family, a message over the limit, an OSError...) is counted
+        in ``send_errors`` and logged, throttled per destination.
+        """
         if self.transport is None:
             return False
         envelope = self.envelope
@@ -130,13 +167,10 @@ class GossipProtocol(DatagramProtocol):
             now = self.bad_input.clock.seconds()
             data = envelope.encode(message, now, limit)
             self.transport.write(data, address)
-        except (EncodeError, OSError) as e:
+        except Exception as e:  # one bad peer must never end a round
             self.send_errors += 1
-            log.warn(
-                "could not send {kind} to {to}: {error}",
-                kind=type(message).__name__,
-                to=format_host_port(*address),
-                error=e,
+            self.send_failures.report(
+                type(message).__name__, _destination(address), type(e).__name__, str(e)
             )
             return False
         self.sent += 1
@@ -144,17 +178,27 @@ class GossipProtocol(DatagramProtocol):
         return True
 
 
+def _destination(address: object) -> str:
+    """``host:port`` for a log line, even of an address that is no pair."""
+    try:
+        return format_host_port(*address)  # type: ignore[misc]
+    except Exception:
+        return repr(address)
+
+
 #: the most frames a joiner takes of one Welcome (1 GiB at 16 MiB frames)
 MAX_WELCOME_FRAMES = 64
 
 
-class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
-    """Length-prefixed frames of the TCP sync, with a size limit and a timeout."""
+class _FrameProtocol(Protocol, TimeoutMixin):
+    """Length-prefixed frames of the TCP sync, with size limits and a timeout.
+
+    The timeout runs from the connection until the frames this side reads are
+    all in: bytes that trickle in do not extend it.
+    """
 
     expected: frozenset[wire.MessageType] = frozenset()
     transport: Any
-    #: whether each frame restarts the timeout (else it bounds the whole sync)
-    timeout_per_frame = True
 
     def __init__(
         self,
@@ -162,13 +206,20 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
         max_frame: int,
         timeout: float,
         max_datagram: int | None = None,
+        *,
+        max_read: int | None = None,
+        budget: BufferBudget | None = None,
         envelope: Envelope | None = None,
     ):
         self.bad_input = bad_input
+        #: the largest frame this side sends
         self.MAX_LENGTH = max_frame
         self.timeout = timeout
         #: when set, a full state from the peer is checked against it
         self.max_datagram = max_datagram
+        self.reader = FrameReader(max_frame if max_read is None else max_read, budget)
+        #: False once this side reads no more (done, or cut off)
+        self.reading = True
         self.envelope = envelope if envelope is not None else Envelope()
         #: why this connection's peer was not listened to, if it was not
         self.refusal: str | None = None
@@ -181,34 +232,56 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
     def connectionMade(self) -> None:
         self.setTimeout(self.timeout)
 
-    def stringReceived(self, frame: bytes) -> None:
-        if self.timeout_per_frame:
-            self.resetTimeout()
+    def dataReceived(self, data: bytes) -> None:
+        if not self.reading:
+            return
         try:
-            message = self.envelope.decode(frame, self.expected, self._now())
+            frames = self.reader.feed(data)
+        except FrameRefused as e:
+            self._refuse(e.reason, e.detail)
+            return
+        for frame in frames:
+            if not self.reading:
+                return
+            self.frameReceived(frame)
+
+    def frameReceived(self, frame: bytes) -> None:
+        now = self._now()
+        try:
+            message = _decode_frame(frame, self.expected, self.envelope, now)
         except DecodeError as e:
-            self._report(e.reason, e.detail)
             self.refusal = f"its answer was dropped: {e}"
             if e.reason == "wrong-cluster" and self.envelope.should_tell(
-                self.transport.getPeer().host, self._now()
+                self.transport.getPeer().host, now
             ):
-                self.sendString(self.envelope.bad_cluster_reply())
+                self._report(e.reason, e.detail)
+                self.reading = False
+                self.reader.close()
+                self.sendFrame(self.envelope.bad_cluster_reply())
                 self.transport.loseConnection()
                 return
-            self.transport.abortConnection()
+            self._refuse(e.reason, e.detail)
             return
         if isinstance(message, wire.BadCluster):
-            self.otherCluster(message)
+            self.refusal = _other_cluster(message, self.envelope)
+            self._refuse("told-other-cluster", self.refusal)
             return
         self.messageReceived(message)
 
     def _now(self) -> float:
         return self.bad_input.clock.seconds()
 
-    def otherCluster(self, message: wire.BadCluster) -> None:
-        """The peer says this node is not of its cluster."""
-        self.refusal = _other_cluster(message, self.envelope)
-        self._report("told-other-cluster", self.refusal)
+    def sendFrame(self, data: bytes) -> None:
+        self.transport.write(PREFIX.pack(len(data)) + data)
+
+    def _refuse(self, reason: str, detail: str) -> None:
+        """Count bad input from the peer and cut the connection."""
+        self._report(reason, detail)
+        self._abort()
+
+    def _abort(self) -> None:
+        self.reading = False
+        self.reader.close()
         self.transport.abortConnection()
 
     def _report(self, reason: str, detail: str) -> None:
@@ -237,20 +310,21 @@ class _FrameProtocol(Int32StringReceiver, TimeoutMixin):
                 size=size,
             )
 
-    def lengthLimitExceeded(self, length: int) -> None:
-        self._report("oversized", f"frame of {length} > {self.MAX_LENGTH}")
-        self.transport.abortConnection()
-
     def timeoutConnection(self) -> None:
-        self._report("stalled", f"nothing for {self.timeout}s")
-        self.transport.abortConnection()
+        self._refuse("stalled", f"not done within {self.timeout}s")
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.reading = False
+        self.reader.close()
         self.setTimeout(None)
 
 
 class SyncServerProtocol(_FrameProtocol):
-    """Answers a joining node's Hello with this node's full state."""
+    """Answers a joining node's Hello with this node's full state.
+
+    It reads one frame, the Hello, of at most ``max_hello`` bytes, which must
+    arrive within the timeout; anything the peer sends after it is ignored.
+    """
 
     expected = frozenset({wire.MessageType.HELLO, wire.MessageType.BAD_CLUSTER})
 
@@ -261,14 +335,28 @@ class SyncServerProtocol(_FrameProtocol):
         max_frame: int,
         timeout: float,
         max_datagram: int | None = None,
+        *,
+        max_hello: int = DEFAULT_MAX_HELLO,
+        budget: BufferBudget | None = None,
+        on_lost: Callable[[], None] | None = None,
         envelope: Envelope | None = None,
     ) -> None:
-        super().__init__(bad_input, max_frame, timeout, max_datagram, envelope)
+        super().__init__(
+            bad_input,
+            max_frame,
+            timeout,
+            max_datagram,
+            max_read=min(max_hello, max_frame),
+            budget=budget,
+            envelope=envelope,
+        )
         self.on_hello = on_hello
+        self.on_lost = on_lost
         self.sender = ""  # the joining node's id, once its Hello is in
 
     def messageReceived(self, message: wire.Message) -> None:
         assert isinstance(message, wire.Hello)
+        self.reading = False  # one Hello per connection
         self.setTimeout(None)  # our turn now
         self.sender = message.sender
         self.check_datagram_fit(message)
@@ -298,7 +386,7 @@ class SyncServerProtocol(_FrameProtocol):
             self.transport.loseConnection()
             return
         for data in frames:
-            self.sendString(data)
+            self.sendFrame(data)
         self.setTimeout(self.timeout)  # a client that never reads is cut off
         self.transport.loseConnection()
 
@@ -306,8 +394,38 @@ class SyncServerProtocol(_FrameProtocol):
         log.failure("could not answer the sync of {sender}", failure, sender=sender)
         self.transport.abortConnection()
 
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        super().connectionLost(reason)
+        if self.on_lost is not None:
+            on_lost, self.on_lost = self.on_lost, None
+            on_lost()
+
+
+class _Refused(Protocol):
+    """A sync connection over a cap: counted as bad input and cut at once."""
+
+    transport: Any
+
+    def __init__(self, bad_input: BadInputReporter, detail: str) -> None:
+        self.bad_input = bad_input
+        self.detail = detail
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        source = format_host_port(peer.host, peer.port)
+        self.bad_input.report(
+            "tcp", source, "too-many-connections", self.detail, host=peer.host
+        )
+        self.transport.abortConnection()
+
 
 class SyncServerFactory(Factory):
+    """Builds the protocol of each inbound sync, within the caps.
+
+    At most ``max_connections`` connections at once, ``max_per_host`` from one
+    source address; their partial frames hold at most ``max_buffer`` bytes.
+    """
+
     noisy = False  # no "Starting factory" log lines
 
     def __init__(
@@ -317,6 +435,11 @@ class SyncServerFactory(Factory):
         max_frame: int,
         timeout: float,
         max_datagram: int | None = None,
+        *,
+        max_hello: int = DEFAULT_MAX_HELLO,
+        max_connections: int = DEFAULT_MAX_SYNC_CONNECTIONS,
+        max_per_host: int = DEFAULT_MAX_SYNC_PER_HOST,
+        max_buffer: int = DEFAULT_MAX_SYNC_BUFFER,
         envelope: Envelope | None = None,
     ) -> None:
         self.on_hello = on_hello
@@ -324,17 +447,44 @@ class SyncServerFactory(Factory):
         self.max_frame = max_frame
         self.timeout = timeout
         self.max_datagram = max_datagram
+        self.max_hello = max_hello
+        self.max_connections = max_connections
+        self.max_per_host = max_per_host
+        self.budget = BufferBudget(max_buffer)
+        #: open connections by source address
+        self.connections: Counter[str] = Counter()
         self.envelope = envelope
 
-    def buildProtocol(self, addr: object) -> SyncServerProtocol:
+    @property
+    def max_buffer(self) -> int:
+        return self.budget.limit
+
+    def buildProtocol(self, addr: Any) -> Protocol:
+        host = str(getattr(addr, "host", addr))
+        total = sum(self.connections.values())
+        if total >= self.max_connections:
+            return _Refused(self.bad_input, f"{total} sync connections open")
+        if self.connections[host] >= self.max_per_host:
+            return _Refused(
+                self.bad_input, f"{self.connections[host]} sync connections from it"
+            )
+        self.connections[host] += 1
         return SyncServerProtocol(
             self.on_hello,
             self.bad_input,
             self.max_frame,
             self.timeout,
             self.max_datagram,
-            self.envelope,
+            max_hello=self.max_hello,
+            budget=self.budget,
+            on_lost=lambda: self._closed(host),
+            envelope=self.envelope,
         )
+
+    def _closed(self, host: str) -> None:
+        self.connections[host] -= 1
+        if self.connections[host] <= 0:
+            del self.connections[host]
 
 
 class SyncClientProtocol(_FrameProtocol):
@@ -344,11 +494,12 @@ class SyncClientProtocol(_FrameProtocol):
     and in at most ``MAX_WELCOME_FRAMES`` frames: a seed that goes on longer
     is cut off, and what came is merged (any leading run of frames is a
     valid state; gossip brings the rest). So a broken or hostile seed cannot
-    hold a joiner's memory or its sync forever.
+    hold a joiner's memory or its sync forever. The Hello is at most
+    ``max_hello`` bytes, what a seed reads: a larger state goes as this
+    node's own record only, or none of it.
     """
 
     expected = frozenset({wire.MessageType.WELCOME, wire.MessageType.BAD_CLUSTER})
-    timeout_per_frame = False
 
     def __init__(
         self,
@@ -357,33 +508,45 @@ class SyncClientProtocol(_FrameProtocol):
         max_frame: int,
         timeout: float,
         max_datagram: int | None = None,
+        *,
+        max_hello: int = DEFAULT_MAX_HELLO,
         envelope: Envelope | None = None,
     ) -> None:
-        super().__init__(bad_input, max_frame, timeout, max_datagram, envelope)
+        super().__init__(bad_input, max_frame, timeout, max_datagram, envelope=envelope)
         self.hello = hello
+        self.max_hello = min(max_hello, max_frame)
         self.welcome: defer.Deferred[wire.Welcome] = defer.Deferred()
         self.frames: list[wire.Welcome] = []
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self.sendFrame(self._hello_data())
+
+    def _hello_data(self) -> bytes:
+        """The Hello, or the most of it that fits ``max_hello``."""
         now = self._now()
         data = self.envelope.encode(self.hello, now)
-        if len(data) > self.MAX_LENGTH:
-            log.warn(
-                "this node's full state is {size} bytes, over the frame limit of"
-                " {limit} (max_frame): the Hello of the full sync carries none of"
-                " it, and the peer gets it by UDP gossip only (see 'How much state'"
-                " in docs/operations.md)",
-                size=len(data),
-                limit=self.MAX_LENGTH,
-            )
-            data = self.envelope.encode(wire.Hello(self.hello.sender, ()), now)
-        self.sendString(data)
+        if len(data) <= self.max_hello:
+            return data
+        own = tuple(d for d in self.hello.deltas if d.info.id == self.hello.sender)
+        smaller = self.envelope.encode(wire.Hello(self.hello.sender, own), now)
+        carries = "only this node's own record"
+        if len(smaller) > self.max_hello:
+            smaller = self.envelope.encode(wire.Hello(self.hello.sender, ()), now)
+            carries = "none of it"
+        log.warn(
+            "this node's full state is {size} bytes, over the Hello limit of"
+            " {limit} (max_hello): the Hello of the full sync carries {carries},"
+            " and the peer gets the rest by UDP gossip (see 'How much state' in"
+            " docs/operations.md)",
+            size=len(data),
+            limit=self.max_hello,
+            carries=carries,
+        )
+        return smaller
 
     def messageReceived(self, message: wire.Message) -> None:
         assert isinstance(message, wire.Welcome)
-        if len(self.frames) >= MAX_WELCOME_FRAMES:
-            return  # cut off below; the connection is closing
         self.frames.append(message)  # the seed closes after the last
         if len(self.frames) == MAX_WELCOME_FRAMES:
             log.warn(
@@ -392,7 +555,7 @@ class SyncClientProtocol(_FrameProtocol):
                 peer=self.peer_name,
                 frames=MAX_WELCOME_FRAMES,
             )
-            self.transport.abortConnection()
+            self._abort()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         super().connectionLost(reason)

@@ -51,6 +51,9 @@ from pokan.memory import release_free_heap
 from pokan.node import Address, GossipNode
 from pokan.peer import Peer
 from pokan.protocols import (
+    DEFAULT_MAX_HELLO,
+    DEFAULT_MAX_SYNC_CONNECTIONS,
+    DEFAULT_MAX_SYNC_PER_HOST,
     GossipProtocol,
     SyncClientFactory,
     SyncClientProtocol,
@@ -128,7 +131,7 @@ def check_max_datagram(size: object) -> int:
     return size
 
 
-#: Int32StringReceiver's length prefix: four bytes, unsigned
+#: the TCP frame's length prefix (pokan.framing): four bytes, unsigned
 MAX_FRAME_LIMIT = 2**32 - 1
 
 
@@ -143,6 +146,25 @@ def check_max_frame(size: object, max_datagram: int) -> int:
             " hold any one write"
         )
     return size
+
+
+def check_max_hello(size: object, max_datagram: int, max_frame: int) -> int:
+    """The largest Hello read: room for one write, at most a frame."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ConfigurationError(f"max hello must be a number of bytes, got {size!r}")
+    if not max_datagram <= size <= max_frame:
+        raise ConfigurationError(
+            f"max hello must be from the max datagram ({max_datagram}) to the max"
+            f" frame ({max_frame}) bytes, got {size}"
+        )
+    return size
+
+
+def check_sync_cap(count: object, what: str) -> int:
+    """A cap on inbound sync connections: a whole number from 1."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigurationError(f"{what} must be a whole number from 1, got {count!r}")
+    return count
 
 
 class Server(service.Service):
@@ -164,6 +186,9 @@ class Server(service.Service):
         max_datagram: int = wire.DEFAULT_MAX_DATAGRAM,
         max_frame: int = wire.DEFAULT_MAX_FRAME,
         sync_timeout: float = 10.0,
+        max_hello: int | None = None,
+        max_sync_connections: int = DEFAULT_MAX_SYNC_CONNECTIONS,
+        max_sync_per_host: int = DEFAULT_MAX_SYNC_PER_HOST,
         store: IStore | None = None,
         reactor: Any = None,
         rng: random.Random | None = None,
@@ -185,6 +210,17 @@ class Server(service.Service):
         self._max_datagram = check_max_datagram(max_datagram)
         self._max_frame = check_max_frame(max_frame, self._max_datagram)
         self._sync_timeout = check_seconds(sync_timeout, "sync timeout")
+        self._max_hello = check_max_hello(
+            min(DEFAULT_MAX_HELLO, self._max_frame) if max_hello is None else max_hello,
+            self._max_datagram,
+            self._max_frame,
+        )
+        self._max_sync_connections = check_sync_cap(
+            max_sync_connections, "max sync connections"
+        )
+        self._max_sync_per_host = check_sync_cap(
+            max_sync_per_host, "max sync connections per host"
+        )
         self._seeds: list[tuple[str, int]] = []
         if gossip_with is not None:
             self.gossip_with(gossip_with)
@@ -672,7 +708,7 @@ class Server(service.Service):
 
     def _listen(self, reactor: Any, bad_input: BadInputReporter) -> None:
         self._gossip = GossipProtocol(
-            self._receive, bad_input, self._max_datagram, self.envelope
+            self._receive, bad_input, self._max_datagram, envelope=self.envelope
         )
         factory = SyncServerFactory(
             self._on_hello,
@@ -680,7 +716,10 @@ class Server(service.Service):
             self._max_frame,
             self._sync_timeout,
             self._max_datagram,
-            self.envelope,
+            max_hello=self._max_hello,
+            max_connections=self._max_sync_connections,
+            max_per_host=self._max_sync_per_host,
+            envelope=self.envelope,
         )
         try:
             udp = reactor.listenUDP(
@@ -972,7 +1011,8 @@ class Server(service.Service):
             self._max_frame,
             self._sync_timeout,
             self._max_datagram,
-            self.envelope,
+            max_hello=self._max_hello,
+            envelope=self.envelope,
         )
         endpoint = _client_endpoint(reactor, host, port, self._sync_timeout)
         connected: defer.Deferred[Any] = endpoint.connect(SyncClientFactory(proto))
@@ -1228,4 +1268,6 @@ __all__ = [
     "check_idle_interval",
     "check_interval",
     "check_max_datagram",
+    "check_max_hello",
+    "check_sync_cap",
 ]

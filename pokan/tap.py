@@ -29,6 +29,11 @@ from pokan.membership import (
     DEFAULT_TOMBSTONE_TTL,
     check_membership_options,
 )
+from pokan.protocols import (
+    DEFAULT_MAX_HELLO,
+    DEFAULT_MAX_SYNC_CONNECTIONS,
+    DEFAULT_MAX_SYNC_PER_HOST,
+)
 from pokan.server import (
     DEFAULT_FANOUT,
     ListenError,
@@ -37,6 +42,8 @@ from pokan.server import (
     check_idle_interval,
     check_interval,
     check_max_datagram,
+    check_max_hello,
+    check_sync_cap,
 )
 
 log = Logger()
@@ -70,6 +77,24 @@ class Options(HandlerOptions):
             str(wire.DEFAULT_MAX_DATAGRAM),
             f"Largest datagram sent, in bytes ({wire.MIN_DATAGRAM}-"
             f"{wire.MAX_UDP_PAYLOAD}); the same on every node.",
+        ],
+        [
+            "max-hello",
+            None,
+            str(DEFAULT_MAX_HELLO),
+            "Largest Hello (a joiner's state) read from a full sync, in bytes.",
+        ],
+        [
+            "max-sync-connections",
+            None,
+            str(DEFAULT_MAX_SYNC_CONNECTIONS),
+            "Inbound full-sync connections open at once.",
+        ],
+        [
+            "max-sync-per-host",
+            None,
+            str(DEFAULT_MAX_SYNC_PER_HOST),
+            "Inbound full-sync connections open at once from one address.",
         ],
         [
             "gossip-fanout",
@@ -175,6 +200,13 @@ class Options(HandlerOptions):
             self["udp-port"] = check_port(self["udp-port"], "--udp-port")
             self["gossip-interval"] = check_interval(self["gossip-interval"])
             self["max-datagram"] = check_max_datagram(self["max-datagram"])
+            self["max-hello"] = check_max_hello(
+                _whole(self["max-hello"], "--max-hello"),
+                self["max-datagram"],
+                wire.DEFAULT_MAX_FRAME,
+            )
+            for cap in ("max-sync-connections", "max-sync-per-host"):
+                self[cap] = check_sync_cap(_whole(self[cap], f"--{cap}"), f"--{cap}")
             self["gossip-fanout"] = check_fanout(self["gossip-fanout"])
             try:
                 self["cluster"] = wire.check_cluster(self["cluster"])
@@ -204,6 +236,15 @@ class Options(HandlerOptions):
                 reactors.install_epoll()
         except ConfigurationError as e:
             raise usage.UsageError(str(e)) from None
+
+
+def _whole(value: str, option: str) -> int:
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise ConfigurationError(
+            f"{option} must be a whole number, got {value!r}"
+        ) from None
 
 
 class DaemonService(service.MultiService):
@@ -353,6 +394,9 @@ def _server(options: Options, store: Any) -> Server:
         udp_port=options["udp-port"],
         gossip_interval=options["gossip-interval"],
         max_datagram=options["max-datagram"],
+        max_hello=options["max-hello"],
+        max_sync_connections=options["max-sync-connections"],
+        max_sync_per_host=options["max-sync-per-host"],
         phi_threshold=options["phi-threshold"],
         tombstone_ttl=options["tombstone-ttl"],
         dead_node_ttl=options["dead-node-ttl"],

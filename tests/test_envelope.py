@@ -165,7 +165,7 @@ class OtherClusterOverUDPTests(unittest.TestCase):
             lambda m, a: self.received.append(m),
             self.reporter,
             1400,
-            Envelope("prod"),
+            envelope=Envelope("prod"),
         )
         self.transport = FakeDatagramTransport()
         self.proto.transport = self.transport  # type: ignore[assignment]

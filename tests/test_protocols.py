@@ -208,6 +208,62 @@ class GossipProtocolTests(unittest.TestCase):
         self.assertFalse(self.proto.send(SOURCE, wire.Goodbye("a", 1)))
         self.assertEqual(self.proto.send_errors, 1)
 
+    def test_one_bad_destination_does_not_stop_the_others(self) -> None:
+        """Whatever a write raises for one peer, the round goes on."""
+        from twisted.internet.error import InvalidAddressError
+
+        bad = {
+            ("not-an-ip", 5555): InvalidAddressError("not-an-ip", "not an IPv4"),
+            ("::1", 5555): InvalidAddressError("::1", "IPv6 on an IPv4 port"),
+            ("10.0.0.9", 70000): OverflowError("port must be 0-65535"),
+            ("10.0.0.8", 5555): Boom("anything"),
+        }
+
+        class Picky(FakeDatagramTransport):
+            def write(self, data: bytes, addr: tuple[str, int]) -> None:
+                if addr in bad:
+                    raise bad[addr]
+                super().write(data, addr)
+
+        transport = Picky()
+        self.proto.transport = transport  # type: ignore[assignment]
+        good = [("10.0.0.2", 5555), ("10.0.0.3", 5555)]
+        message = wire.Goodbye("a", 1)
+        results = [self.proto.send(a, message) for a in [*bad, *good]]
+        self.assertEqual(results, [False] * 4 + [True] * 2)
+        self.assertEqual([a for _, a in transport.written], good)
+        self.assertEqual((self.proto.send_errors, self.proto.sent), (4, 2))
+        lines = self.log.warnings("could not send {kind}")
+        self.assertEqual(
+            sorted(line["to"] for line in lines),
+            ["10.0.0.8:5555", "10.0.0.9:70000", "[::1]:5555", "not-an-ip:5555"],
+        )
+        self.assertIn("InvalidAddressError", str(lines[0]["error"]))
+
+    def test_send_of_an_unencodable_message_or_address(self) -> None:
+        message = wire.Goodbye("a", 2**64)  # msgpack cannot pack it
+        self.assertFalse(self.proto.send(SOURCE, message))
+        self.transport.error = TypeError("not a (host, port) pair")
+        self.assertFalse(self.proto.send("nonsense", wire.Goodbye("a", 1)))  # type: ignore[arg-type]
+        self.assertEqual(self.proto.send_errors, 2)
+        lines = self.log.warnings("could not send {kind}")
+        self.assertEqual(lines[1]["to"], "'nonsense'")
+
+    def test_failed_sends_are_logged_throttled(self) -> None:
+        self.transport.error = OSError(101, "Network is unreachable")
+        message = wire.Goodbye("a", 1)
+        for i in range(1000):
+            self.proto.send((f"10.0.{i % 3}.1", 5555), message)
+        self.assertEqual(self.proto.send_errors, 1000)
+        self.assertEqual(len(self.log.warnings("could not send {kind}")), 3)
+        self.clock.advance(10)
+        self.proto.send(SOURCE, message)
+        (summary,) = self.log.warnings("more messages, without a line each")
+        self.assertEqual(summary["count"], 997)
+        self.assertEqual(summary["sources"], 3)
+        self.assertEqual(summary["reasons"], "OSError: 997")
+        self.assertEqual(len(self.log.warnings("could not send {kind}")), 4)
+
     def test_send_without_transport(self) -> None:
         proto = GossipProtocol(self.record, self.reporter, 1400)
         self.assertFalse(proto.send(SOURCE, wire.Goodbye("a", 1)))
@@ -286,7 +342,14 @@ class SyncServerTests(unittest.TestCase):
 
     def test_stalls_logged_once_per_host(self) -> None:
         log = LogCapture(self)
-        factory = SyncServerFactory(self.on_hello, self.reporter, 4096, 5.0)
+        factory = SyncServerFactory(
+            self.on_hello,
+            self.reporter,
+            4096,
+            5.0,
+            max_connections=1000,
+            max_per_host=1000,
+        )
         for port in range(4001, 4901):
             peer = IPv4Address("TCP", "10.0.0.2", port)
             proto = factory.buildProtocol(peer)

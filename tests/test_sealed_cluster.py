@@ -55,7 +55,7 @@ class Wiretap:
         self.datagrams: list[bytes] = []
         self.frames: list[bytes] = []
         gossip_send = GossipProtocol.send
-        send_string = _FrameProtocol.sendString
+        send_string = _FrameProtocol.sendFrame
         tap = self
 
         def send(proto: GossipProtocol, address: Any, message: Any) -> bool:
@@ -76,7 +76,7 @@ class Wiretap:
             send_string(proto, data)
 
         test.patch(GossipProtocol, "send", send)
-        test.patch(_FrameProtocol, "sendString", frame)
+        test.patch(_FrameProtocol, "sendFrame", frame)
 
 
 class SealedClusterTests(unittest.TestCase):
