@@ -272,7 +272,7 @@ class _FrameProtocol(Protocol, TimeoutMixin):
         return self.bad_input.clock.seconds()
 
     def sendFrame(self, data: bytes) -> None:
-        self.transport.write(PREFIX.pack(len(data)) + data)
+        self.transport.writeSequence([PREFIX.pack(len(data)), data])  # no copy
 
     def _refuse(self, reason: str, detail: str) -> None:
         """Count bad input from the peer and cut the connection."""
