@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ class SeedSync:
         sync: Callable[[str, int], defer.Deferred[Any]],
         first_delay: float = 1.0,
         max_delay: float = 60.0,
+        rng: random.Random | None = None,
     ) -> None:
         self.clock = clock
         self.seeds = seeds
@@ -41,6 +43,9 @@ class SeedSync:
         self.delay = first_delay
         self.first_delay = first_delay
         self.max_delay = max_delay
+        #: spreads each retry over +-25% of its delay, so that joiners
+        #: refused together (a seed's per-host cap) do not retry in step
+        self.rng = rng
         self.attempts = 0
         self.synced_with: str | None = None
         self._retry: IDelayedCall | None = None
@@ -108,7 +113,10 @@ class SeedSync:
             errors="; ".join(errors),
             delay=self.delay,
         )
-        self._retry = self.clock.callLater(self.delay, self._attempt)
+        delay = self.delay
+        if self.rng is not None:
+            delay *= self.rng.uniform(0.75, 1.25)
+        self._retry = self.clock.callLater(delay, self._attempt)
         self.delay = min(self.delay * 2, self.max_delay)
 
 

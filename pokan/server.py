@@ -825,7 +825,9 @@ class Server(service.Service):
         self.events.fire("start")
         if seeds:
             self._learn_seed_addresses(seeds)
-            self._sync = SeedSync(self._get_reactor(), seeds, self._sync_with)
+            self._sync = SeedSync(
+                self._get_reactor(), seeds, self._sync_with, rng=self._rng
+            )
             self._sync.start()
 
     def _learn_seed_addresses(self, seeds: list[tuple[str, int]]) -> None:

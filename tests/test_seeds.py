@@ -49,6 +49,7 @@ class SeedSyncTests(unittest.TestCase):
             delays.append(call.getTime() - self.clock.seconds())
             self.clock.advance(delays[-1])
         self.assertEqual(delays, [1, 2, 4, 4, 4])
+
         self.assertEqual(seeds.attempts, 6)
         self.assertEqual(len(self.calls), 12)
         warning = self.warnings()[0]
@@ -60,6 +61,31 @@ class SeedSyncTests(unittest.TestCase):
         self.clock.advance(4)
         self.assertEqual(seeds.synced_with, "10.0.0.1:5555")
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_retries_are_spread_with_an_rng(self) -> None:
+        import random
+
+        spreads = []
+        for seed in (1, 2):
+            clock = task.Clock()
+            seeds = SeedSync(
+                clock,
+                [A],
+                self.sync,
+                first_delay=1,
+                max_delay=4,
+                rng=random.Random(seed),
+            )
+            seeds.start()
+            delays = []
+            for _ in range(4):
+                (call,) = clock.getDelayedCalls()
+                delays.append(call.getTime() - clock.seconds())
+                clock.advance(delays[-1])
+            for delay, base in zip(delays, [1, 2, 4, 4], strict=True):
+                self.assertTrue(0.75 * base <= delay <= 1.25 * base, delays)
+            spreads.append(delays)
+        self.assertNotEqual(spreads[0], spreads[1])
 
     def test_stop_cancels_retry(self) -> None:
         seeds = SeedSync(self.clock, [A], self.sync)
