@@ -149,10 +149,8 @@ def live_idle_cpu(n: int, window: float, key_file: str | None = None) -> float:
     plain = cluster.command
 
     def command(impl: str, port: int, interval: float) -> list[str]:
-        argv = plain(impl, port, interval)
-        if key_file is None:
-            return argv
-        return [argv[0], __file__, "--node", key_file, *argv[2:]]
+        argv = plain(impl, port, interval)  # both through this file, alike
+        return [argv[0], __file__, "--node", key_file or "-", *argv[2:]]
 
     cluster.command = command
     nodes = cluster.Cluster("pokan", 1.0)
@@ -173,11 +171,15 @@ def live_idle_cpu(n: int, window: float, key_file: str | None = None) -> float:
     return sum(spent) / n / window
 
 
-def run_sealed_node(key_file: str, argv: list[str]) -> None:
-    """In a node process: bench/cluster_node.py, its Server given ``key_file``."""
+def run_node(key_file: str, argv: list[str]) -> None:
+    """In a node process: bench/cluster_node.py, its Server given ``key_file``.
+
+    ``-``: no key file, plain gossip.
+    """
     import pokan
 
-    pokan.Server = functools.partial(pokan.Server, key_file=key_file)  # type: ignore[misc]
+    if key_file != "-":
+        pokan.Server = functools.partial(pokan.Server, key_file=key_file)  # type: ignore[misc]
     sys.argv = [str(HERE / "cluster_node.py"), *argv]
     runpy.run_path(sys.argv[0], run_name="__main__")
 
@@ -204,7 +206,7 @@ def main() -> int:
     parser.add_argument("--node", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.node:
-        run_sealed_node(args.node[0], args.node[1:])
+        run_node(args.node[0], args.node[1:])
         return 0
     sealer = Sealer(Keyring((os.urandom(32),)))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
