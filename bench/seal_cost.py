@@ -1,6 +1,7 @@
 """What sealing gossip costs: CPU per datagram, bytes per datagram, idle share.
 
-    PYTHONPATH=. .venv/bin/python bench/seal_cost.py [--live 10] [--window 20]
+    PYTHONPATH=. .venv/bin/python bench/seal_cost.py [--live 10] [--window 30] \
+        [--runs 2]
 
 Prints, in one run:
 
@@ -15,23 +16,28 @@ Prints, in one run:
     seal + open cost measured on datagrams of those sizes, in a loop and
     cold (after a sleep, as an idle node pays it: what sealing adds to the
     encode + decode of a datagram in one wakeup); in microseconds per
-    second, as a share of one core, and (unless ``--live 0``) as a share of
-    the idle CPU of a real node, measured from /proc over ``--window``
-    seconds of ``--live`` idle pokan processes at the defaults (as
-    bench/cluster.py runs them).
+    second, and as a share of one core;
+(d) unless ``--live 0``: the idle CPU of real nodes, measured from /proc over
+    ``--window`` seconds of ``--live`` idle pokan processes at the defaults
+    (as bench/cluster.py runs them), plain and then sealed with one key
+    (``Server(key_file=...)``), ``--runs`` interleaved runs of each.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import runpy
 import sys
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 from bench.micro import rate
 from pokan import wire
-from pokan.keyring import SEAL_OVERHEAD, Keyring, Sealer
+from pokan.keyring import SEAL_OVERHEAD, Keyring, Sealer, generate_key
 from pokan.node import Address
 from pokan.simulate import Config, Simulation, node_info
 from pokan.wire import DigestEntry, Syn
@@ -39,6 +45,7 @@ from pokan.wire import DigestEntry, Syn
 #: the cluster name and envelope header the lead binds as associated data
 AAD = wire.MAGIC + bytes((2, wire.MessageType.SYN, wire.FLAG_SEALED)) + b"pokan"
 SIZES = (100, 600, 1400)
+HERE = Path(__file__).parent
 HEADER = wire.HEADER_SIZE
 
 
@@ -132,10 +139,20 @@ def idle_datagrams(n: int = 30, seconds: float = 60.0) -> tuple[float, list[byte
     return per_node, sample
 
 
-def live_idle_cpu(n: int, window: float) -> float:
-    """Mean CPU seconds per second of ``n`` idle pokan processes, defaults."""
+def live_idle_cpu(n: int, window: float, key_file: str | None = None) -> float:
+    """Mean CPU seconds per second of ``n`` idle pokan processes, defaults.
+
+    With ``key_file``, every node seals with the keys in it.
+    """
     import bench.cluster as cluster
 
+    plain = cluster.command
+
+    def command(impl: str, port: int, interval: float) -> list[str]:
+        argv = plain(impl, port, interval)  # both through this file, alike
+        return [argv[0], __file__, "--node", key_file or "-", *argv[2:]]
+
+    cluster.command = command
     nodes = cluster.Cluster("pokan", 1.0)
     try:
         for _ in range(n):
@@ -150,14 +167,47 @@ def live_idle_cpu(n: int, window: float) -> float:
         ]
     finally:
         nodes.stop()
+        cluster.command = plain
     return sum(spent) / n / window
+
+
+def run_node(key_file: str, argv: list[str]) -> None:
+    """In a node process: bench/cluster_node.py, its Server given ``key_file``.
+
+    ``-``: no key file, plain gossip.
+    """
+    import pokan
+
+    if key_file != "-":
+        pokan.Server = functools.partial(pokan.Server, key_file=key_file)  # type: ignore[misc]
+    sys.argv = [str(HERE / "cluster_node.py"), *argv]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+
+
+def live_comparison(
+    n: int, window: float, runs: int
+) -> tuple[list[float], list[float]]:
+    """Idle CPU per node, plain and sealed, in ``runs`` interleaved runs of each."""
+    key_file = Path(tempfile.mkdtemp()) / "keys"
+    key_file.write_text(generate_key() + "\n")
+    key_file.chmod(0o600)
+    plain, sealed = [], []
+    for _ in range(runs):
+        plain.append(live_idle_cpu(n, window))
+        sealed.append(live_idle_cpu(n, window, str(key_file)))
+    return plain, sealed
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--live", type=int, default=10, help="processes; 0: skip")
-    parser.add_argument("--window", type=float, default=20.0)
+    parser.add_argument("--window", type=float, default=30.0)
+    parser.add_argument("--runs", type=int, default=2, help="live runs of each")
+    parser.add_argument("--node", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.node:
+        run_node(args.node[0], args.node[1:])
+        return 0
     sealer = Sealer(Keyring((os.urandom(32),)))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
 
@@ -204,14 +254,22 @@ def main() -> int:
         f" core), cold {cold_node_us:.0f} us/s ({cold_node_us / 1e4:.4f}%)"
     )
     if args.live:
-        idle = live_idle_cpu(args.live, args.window)
-        print(
-            f"idle CPU of a real node ({args.live} processes, {args.window:.0f} s):"
-            f" {idle * 1e6:.0f} us/s = {idle * 100:.3f}% of a core"
+        plains, sealeds = live_comparison(args.live, args.window, args.runs)
+        plain, sealed = sum(plains) / args.runs, sum(sealeds) / args.runs
+        runs = ", ".join(
+            f"{p * 1e6:.0f}/{s * 1e6:.0f}" for p, s in zip(plains, sealeds, strict=True)
         )
         print(
-            f"sealing as a share of that idle CPU: {per_node_us / (idle * 1e6):.1%},"
-            f" cold {cold_node_us / (idle * 1e6):.1%}"
+            f"idle CPU per real node ({args.live} processes, {args.window:.0f} s,"
+            f" {args.runs} runs each, plain/sealed us/s: {runs}):"
+            f" plain {plain * 1e6:.0f} us/s ({plain:.3%} of a core),"
+            f" sealed {sealed * 1e6:.0f} us/s ({sealed:.3%})"
+        )
+        print(
+            f"sealing as a share of the plain idle CPU: estimated"
+            f" {per_node_us / (plain * 1e6):.1%} (loop) to"
+            f" {cold_node_us / (plain * 1e6):.1%} (cold);"
+            f" measured {(sealed - plain) / plain:+.1%}"
         )
     return 0
 

@@ -290,7 +290,9 @@ def _read_private_file(path: str) -> bytes:
             )
         mode = stat.S_IMODE(info.st_mode)
         if mode & 0o077:
-            opened = "readable" if mode & 0o044 else "writable"
+            opened = (
+                "readable" if mode & 0o044 else "writable" if mode & 0o022 else "usable"
+            )
             raise KeyFileError(
                 path,
                 f"{opened} by group or others (mode {mode:04o}): run chmod 600 {shown}",

@@ -343,6 +343,14 @@ class KeyFileTests(unittest.TestCase):
             "readable by group or others (mode 0644): run chmod 600",
             self.refused(self.write(b64(KEY_A), 0o644)),
         )
+        self.assertIn(
+            "writable by group or others (mode 0620)",
+            self.refused(self.write(b64(KEY_A), 0o620)),
+        )
+        self.assertIn(
+            "usable by group or others (mode 0610)",
+            self.refused(self.write(b64(KEY_A), 0o610)),
+        )
         for mode in (0o600, 0o400):
             self.assertEqual(read_key_file(self.write(b64(KEY_A), mode)).keys, (KEY_A,))
 
