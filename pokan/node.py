@@ -276,7 +276,7 @@ class GossipNode:
         reply no bigger than that, and no push; every source gets at most
         ``MAX_REPLIES_PER_SOURCE`` replies per round.
         """
-        member = self._member(message, source)
+        member = self.is_member(message, source)
         budget = self.budget
         if not member and size is not None:
             budget = min(budget, reconcile.message_budget(size, self.state.me.info.id))
@@ -305,7 +305,7 @@ class GossipNode:
         self._reasserted = True
         return self.state.reassert()
 
-    def _member(self, message: wire.Message, source: Address) -> bool:
+    def is_member(self, message: wire.Message, source: Address) -> bool:
         """Whether ``source`` is the socket of a node we track, not left."""
         node = self.state.nodes.get(getattr(message, "sender", ""))
         return (

@@ -237,9 +237,11 @@ class ClusterState:
         #: view (:mod:`pokan.peerview`) last looked: id -> the status before
         #: (None: the node was not known); bounded by the node count
         self.view_news: dict[str, Status | None] = {}
-        #: the driver's clock (seconds since the epoch) when it last fed us a
-        #: message: generations more than a day ahead of it are refused
-        #: (None: unchecked, as in the simulator)
+        #: the newest generation merges take (:func:`plausible.max_generation`
+        #: of the driver's wall clock, set by it; None: unchecked)
+        self.max_generation: int | None = None
+        #: the driver's clock (seconds) when it last fed us a message, for the
+        #: timestamps of re-asserted tombstones (None: 0)
         self.now: float | None = None
         #: nodes tracked at most; new ones beyond are refused, none evicted
         self.max_nodes = plausible.DEFAULT_MAX_NODES
@@ -249,6 +251,8 @@ class ClusterState:
         self.claims = Claims()
         #: nodes added by merges so far (to bound new nodes per source)
         self.added = 0
+        #: times this node re-asserted its own state over a forgery
+        self.reasserts = 0
         #: new nodes the merge under way may still add (None: no limit)
         self._room: int | None = None
 
@@ -341,7 +345,7 @@ class ClusterState:
         """
         changes: list[KeyChange] = []
         nodes: dict[str, NodeRecord] = {}
-        newest = None if self.now is None else plausible.max_generation(self.now)
+        newest = self.max_generation
         self._room = new_limit
         for delta in deltas:
             reason = plausible.check_counters(delta, newest)
@@ -502,6 +506,7 @@ class ClusterState:
         if not claims:
             return Batch()
         self.claims = Claims()
+        self.reasserts += 1
         me = self.me
         half = MAX_COUNTER // 2
         fresh = claims.left or claims.version > half or claims.heartbeat > half
