@@ -290,7 +290,7 @@ class GossipNode:
     def _finish(self, result: Result) -> Result:
         """Add what was refused, and our re-asserted state if it is due."""
         reasserted = self.reassert()
-        if not (self.state.rejected or reasserted):
+        if not (self.state.has_rejected or reasserted):
             return result
         return attrs.evolve(
             result,

@@ -247,6 +247,7 @@ class ClusterState:
         self.max_nodes = plausible.DEFAULT_MAX_NODES
         #: what merges refused since last drained: (reason, detail)
         self.rejected: list[tuple[str, str]] = []
+        self._rejected_more: dict[str, int] = {}
         #: forged claims about our own record, for :meth:`reassert`
         self.claims = Claims()
         #: nodes added by merges so far (to bound new nodes per source)
@@ -332,10 +333,20 @@ class ClusterState:
         """Note something refused, for the driver to count and log."""
         if len(self.rejected) < MAX_REJECTED:
             self.rejected.append((reason, detail))
+        else:  # counted still, without details
+            self._rejected_more[reason] = self._rejected_more.get(reason, 0) + 1
+
+    @property
+    def has_rejected(self) -> bool:
+        return bool(self.rejected or self._rejected_more)
 
     def drain_rejected(self) -> tuple[tuple[str, str], ...]:
-        rejected, self.rejected = tuple(self.rejected), []
-        return rejected
+        """What was refused since last drained: one (reason, detail) each."""
+        rejected, self.rejected = self.rejected, []
+        for reason, count in self._rejected_more.items():
+            rejected.extend([(reason, "")] * count)
+        self._rejected_more = {}
+        return tuple(rejected)
 
     def merge(self, deltas: Iterable[NodeDelta], new_limit: int | None = None) -> Batch:
         """Apply deltas from the network; return what changed.
