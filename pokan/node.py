@@ -82,6 +82,8 @@ class GossipNode:
         #: rounds run, and those that opened no exchange because idle
         self.rounds = 0
         self.idle_skipped = 0
+        #: replies (SynAcks, Acks) one source address gets per round at most
+        self.max_replies = plausible.MAX_REPLIES_PER_SOURCE
         #: replies sent per source address this round
         self._replies: dict[Address, int] = {}
         #: nodes new to us brought per source host this round
@@ -319,8 +321,8 @@ class GossipNode:
         """Count a reply to ``source``; False if over its share this round."""
         sent = self._replies.get(source)
         if sent is None and len(self._replies) >= 4 * self.state.max_nodes:
-            sent = plausible.MAX_REPLIES_PER_SOURCE  # a flood of sources
-        if sent is not None and sent >= plausible.MAX_REPLIES_PER_SOURCE:
+            sent = self.max_replies  # a flood of sources
+        if sent is not None and sent >= self.max_replies:
             self.state.reject("rate-limited", "reply withheld")
             return False
         self._replies[source] = (sent or 0) + 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import task
 from twisted.trial import unittest
 
@@ -362,3 +364,77 @@ class TransitionLogTests(unittest.TestCase):
         for i in range(5):
             reporter.report("udp", f"10.0.0.{i}:1", "x", host=f"10.0.0.{i}")
         self.assertEqual(reporter.counts["x"], 5)
+
+
+counters = st.one_of(
+    st.integers(0, 2**64 - 1),
+    st.sampled_from([0, 1, MAX_COUNTER // 2, MAX_COUNTER - 1, MAX_COUNTER]),
+    st.integers(GENERATION - 5, GENERATION + plausible.MAX_FUTURE + 5),
+)
+hosts = st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3", "127.0>0.1", "::1"])
+ports = st.sampled_from([0, 1, 5555, 65536])
+
+
+@st.composite
+def forged_infos(draw: st.DrawFn) -> NodeInfo:
+    host, port = draw(hosts), draw(ports)
+    node_id = draw(st.sampled_from([f"{host}:{port}", f"{host}:5555", "x\ny"]))
+    return NodeInfo(node_id, draw(counters), host, draw(ports), port)
+
+
+@st.composite
+def forged_deltas(draw: st.DrawFn) -> NodeDelta:
+    entries = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["a", "b", "k"]),
+                st.builds(
+                    Entry,
+                    st.sampled_from([None, "1", "evil"]),
+                    counters,
+                    st.sampled_from([0.0, 10.0, 1e12]),
+                ),
+            ),
+            max_size=3,
+        )
+    )
+    return NodeDelta(
+        draw(forged_infos()),
+        draw(counters),
+        draw(counters),
+        draw(counters),
+        tuple(entries),
+        draw(st.booleans()),
+    )
+
+
+class PropertyTests(unittest.TestCase):
+    @settings(max_examples=150, deadline=None, derandomize=True)
+    @given(st.lists(st.lists(forged_deltas(), max_size=4), max_size=6))
+    def test_no_forged_sequence_breaks_a_bound(self, messages: list) -> None:
+        state = ClusterState(real(1))
+        state.max_generation = plausible.max_generation(NOW)
+        state.now = NOW
+        state.write("a", "1", 10.0)
+        for deltas in messages:
+            state.merge(deltas)
+            state.reassert()
+            state.drain_rejected()
+        me = state.me
+        self.assertLessEqual(
+            me.info.generation, state.max_generation + len(messages) + 1
+        )
+        self.assertEqual(me.entries["a"].value, "1")
+        self.assertFalse(state.claims)
+        for tracked in state.nodes.values():
+            self.assertIsNone(plausible.check_info(tracked.info), tracked.info)
+            for counter in (
+                tracked.info.generation,
+                tracked.version,
+                tracked.heartbeat,
+            ):
+                self.assertLessEqual(counter, MAX_COUNTER)
+            for entry in tracked.entries.values():
+                self.assertLessEqual(entry.version, MAX_COUNTER)
+        self.assertLessEqual(me.version, MAX_COUNTER // 2 + 16)
+        self.assertLessEqual(me.heartbeat, MAX_COUNTER // 2 + 16)
