@@ -350,6 +350,12 @@ class GossipNode:
             if entry.node_id == me.id and entry.generation == me.generation:
                 self.state.claim(entry.version, entry.heartbeat, entry.left)
 
+    def _observe(self, digest: Iterable[wire.DigestEntry]) -> None:
+        """Take a digest's heartbeats without answering it (as replies do)."""
+        observe = self.state.observe_heartbeat
+        for entry in digest:
+            observe(entry.node_id, entry.generation, entry.heartbeat)
+
     def _handle(
         self, message: wire.Message, source: Address, budget: int, member: bool
     ) -> Result:
@@ -359,6 +365,7 @@ class GossipNode:
             self._claims_in(message.digest)
             batch = self._merge(message.deltas, source)
             if budget < 0 or not self._may_reply(source):
+                self._observe(message.digest)
                 return Result(batch=batch)
             news = self.rumours.select(self.state, budget // 2, known=message.deltas)
             deltas, differing = reconcile.respond_to_syn(
@@ -382,6 +389,7 @@ class GossipNode:
             batch = self._merge(message.deltas, source)
             exchanged = self.state.nodes.get(message.sender)
             if budget < 0 or not self._may_reply(source):
+                self._observe(message.digest)
                 return Result(batch=batch, exchanged_with=exchanged)
             news = self.rumours.select(self.state, budget // 2, known=message.deltas)
             deltas = reconcile.respond_to_syn_ack(
