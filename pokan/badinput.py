@@ -16,6 +16,45 @@ MAX_LINES = 10
 MAX_SOURCES = 4096
 
 
+class LogWindow:
+    """Time cut into windows of ``interval`` seconds, ``max_lines`` lines each.
+
+    :meth:`admit` says whether one more line may be logged now; what it
+    refuses is counted by kind, and :meth:`roll` hands those counts over
+    (once) when a window ends, for one summary line.
+    """
+
+    def __init__(self, clock: IReactorTime, interval: float, max_lines: int) -> None:
+        self.clock = clock
+        self.interval = interval
+        self.max_lines = max_lines
+        self.start: float | None = None
+        self.lines = 0
+        self.suppressed: Counter[str] = Counter()
+
+    def roll(self) -> tuple[Counter[str], float] | None:
+        """Start a new window if the last one ended: its unlogged counts and
+        how long ago it began, if it left any; else None."""
+        now = self.clock.seconds()
+        if self.start is not None and now - self.start < self.interval:
+            return None
+        left = None
+        if self.suppressed and self.start is not None:
+            left = (self.suppressed, round(now - self.start, 1))
+        self.start = now
+        self.lines = 0
+        self.suppressed = Counter()
+        return left
+
+    def admit(self, kind: str) -> bool:
+        """Whether a line of ``kind`` may be logged (False: counted instead)."""
+        if self.lines >= self.max_lines:
+            self.suppressed[kind] += 1
+            return False
+        self.lines += 1
+        return True
+
+
 class BadInputReporter:
     """Counts every drop by reason; logs a few of them.
 
@@ -33,10 +72,8 @@ class BadInputReporter:
         self.interval = interval
         self.max_lines = max_lines
         self.counts: Counter[str] = Counter()
-        self._window_start: float | None = None
-        self._lines = 0
+        self._window = LogWindow(clock, interval, max_lines)
         self._logged_hosts: set[str] = set()
-        self._suppressed: Counter[str] = Counter()
         self._suppressed_hosts: set[str] = set()
 
     @property
@@ -51,17 +88,18 @@ class BadInputReporter:
         ``host`` is the address the throttle goes by (``source`` if not given).
         """
         self.counts[reason] += 1
-        now = self.clock.seconds()
-        if self._window_start is None or now - self._window_start >= self.interval:
-            self._new_window(now)
+        window = self._window
+        window.interval, window.max_lines = self.interval, self.max_lines
+        if window.start is None or self.clock.seconds() - window.start >= self.interval:
+            self._new_window()
         host = host or source
-        if host in self._logged_hosts or self._lines >= self.max_lines:
-            self._suppressed[reason] += 1
+        if host in self._logged_hosts or not window.admit(reason):
+            if host in self._logged_hosts:
+                window.suppressed[reason] += 1
             if len(self._suppressed_hosts) < MAX_SOURCES:
                 self._suppressed_hosts.add(host)
             return
         self._logged_hosts.add(host)
-        self._lines += 1
         self._log_line(channel, source, reason, detail)
 
     def _log_line(self, channel: str, source: str, reason: str, detail: str) -> None:
@@ -73,24 +111,23 @@ class BadInputReporter:
             detail=detail or "no detail",
         )
 
-    def _new_window(self, now: float) -> None:
+    def _new_window(self) -> None:
         """Sum up the last window's unlogged drops, if any; start a new one."""
-        if self._suppressed and self._window_start is not None:
+        left = self._window.roll()
+        if left is not None:
+            suppressed, ago = left
             sources = len(self._suppressed_hosts)
             self._log_summary(
-                count=sum(self._suppressed.values()),
+                count=sum(suppressed.values()),
                 interval=self.interval,
-                ago=round(now - self._window_start, 1),
+                ago=ago,
                 reasons=", ".join(
-                    f"{reason}: {n}" for reason, n in self._suppressed.most_common()
+                    f"{reason}: {n}" for reason, n in suppressed.most_common()
                 ),
                 sources=f"{sources}+" if sources >= MAX_SOURCES else sources,
                 plural="" if sources == 1 else "es",
             )
-        self._window_start = now
-        self._lines = 0
         self._logged_hosts.clear()
-        self._suppressed.clear()
         self._suppressed_hosts.clear()
 
     def _log_summary(self, **fields: object) -> None:

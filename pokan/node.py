@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from pokan import reconcile, wire
+from pokan import plausible, reconcile, wire
 from pokan.peerview import PeerView
 from pokan.rumors import RumourQueue, Selection
 from pokan.state import Batch, ClusterState, NodeDelta, NodeState
@@ -38,6 +38,11 @@ class Result:
     batch: Batch = attrs.field(factory=Batch)
     #: the peer an exchange this node opened just completed with
     exchanged_with: NodeState | None = None
+    #: what was refused: (reason, detail), for the driver to count and log
+    rejected: tuple[tuple[str, str], ...] = ()
+    #: this node's own state written again over a forgery: to persist,
+    #: announce and push like a local write (see :meth:`GossipNode.wrote`)
+    reasserted: Batch = attrs.field(factory=Batch)
 
 
 def address_of(node: NodeState) -> Address:
@@ -77,6 +82,14 @@ class GossipNode:
         #: rounds run, and those that opened no exchange because idle
         self.rounds = 0
         self.idle_skipped = 0
+        #: replies (SynAcks, Acks) one source address gets per round at most
+        self.max_replies = plausible.MAX_REPLIES_PER_SOURCE
+        #: replies sent per source address this round
+        self._replies: dict[Address, int] = {}
+        #: nodes new to us brought per source host this round
+        self._new_from: dict[str, int] = {}
+        #: whether this round re-asserted our state already (one per round)
+        self._reasserted = False
 
     @property
     def budget(self) -> int:
@@ -94,6 +107,7 @@ class GossipNode:
         """
         self.rounds += 1
         self.rumours.tick()
+        self._new_round()
         fanout = self.fanout
         if self.idle_rounds > 1:
             if self._news or len(self.rumours):
@@ -128,6 +142,13 @@ class GossipNode:
             self.rounds += count
             self.idle_skipped += count
             self.rumours.tick()
+            self._new_round()
+
+    def _new_round(self) -> None:
+        """Per-round limits start again."""
+        self._replies.clear()
+        self._new_from.clear()
+        self._reasserted = False
 
     @property
     def awaiting(self) -> bool:
@@ -247,50 +268,135 @@ class GossipNode:
 
     # -- messages ---------------------------------------------------------------
 
-    def receive(self, message: wire.Message, source: Address) -> Result:
-        """Handle one datagram's message from ``source``."""
-        result = self._handle(message, source)
+    def receive(
+        self, message: wire.Message, source: Address, size: int | None = None
+    ) -> Result:
+        """Handle one datagram's message from ``source``.
+
+        ``size``: the datagram's length in bytes. A source that is not a
+        member (no node we track that has not left gossips from it) gets a
+        reply no bigger than that, and no push; every source gets at most
+        ``MAX_REPLIES_PER_SOURCE`` replies per round.
+        """
+        member = self.is_member(message, source)
+        budget = self.budget
+        if not member and size is not None:
+            budget = min(budget, reconcile.message_budget(size, self.state.me.info.id))
+        result = self._handle(message, source, budget, member)
         if not self._news and (
             result.batch or any(_teaches(o.message) for o in result.outgoing)
         ):
             self._news = True  # keep the fast pace while peers catch up
-        return result
+        return self._finish(result)
 
-    def _handle(self, message: wire.Message, source: Address) -> Result:
+    def _finish(self, result: Result) -> Result:
+        """Add what was refused, and our re-asserted state if it is due."""
+        reasserted = self.reassert()
+        if not (self.state.has_rejected or reasserted):
+            return result
+        return attrs.evolve(
+            result,
+            rejected=result.rejected + self.state.drain_rejected(),
+            reasserted=reasserted,
+        )
+
+    def reassert(self) -> Batch:
+        """Undo forged claims about us, once a round at most (coalesced)."""
+        if self._reasserted or not self.state.claims:
+            return Batch()
+        self._reasserted = True
+        return self.state.reassert()
+
+    def is_member(self, message: wire.Message, source: Address) -> bool:
+        """Whether ``source`` is the socket of a node we track, not left."""
+        node = self.state.nodes.get(getattr(message, "sender", ""))
+        return (
+            node is not None
+            and node is not self.state.me
+            and node.status != "left"
+            and address_of(node) == source
+        )
+
+    def _may_reply(self, source: Address) -> bool:
+        """Count a reply to ``source``; False if over its share this round."""
+        sent = self._replies.get(source)
+        if sent is None and len(self._replies) >= 4 * self.state.max_nodes:
+            sent = self.max_replies  # a flood of sources
+        if sent is not None and sent >= self.max_replies:
+            self.state.reject("rate-limited", "reply withheld")
+            return False
+        self._replies[source] = (sent or 0) + 1
+        return True
+
+    def _merge(self, deltas: Iterable[NodeDelta], source: Address) -> Batch:
+        """Merge a datagram's deltas, within the new nodes its source may add."""
+        host = source[0]
+        brought = self._new_from.get(host, 0)
+        if brought == 0 and len(self._new_from) >= self.state.max_nodes:
+            brought = plausible.MAX_NEW_PER_SOURCE
+        limit = min(
+            plausible.MAX_NEW_PER_MESSAGE, plausible.MAX_NEW_PER_SOURCE - brought
+        )
+        before = self.state.added
+        batch = self.rumours.merge(self.state, deltas, new_limit=limit)
+        if self.state.added != before:
+            self._new_from[host] = brought + self.state.added - before
+        return batch
+
+    def _claims_in(self, digest: Iterable[wire.DigestEntry]) -> None:
+        """Note what a digest says of our own record (see ClusterState.claim)."""
+        me = self.state.me.info
+        for entry in digest:
+            if entry.node_id == me.id and entry.generation == me.generation:
+                self.state.claim(entry.version, entry.heartbeat, entry.left)
+
+    def _observe(self, digest: Iterable[wire.DigestEntry]) -> None:
+        """Take a digest's heartbeats without answering it (as replies do)."""
+        observe = self.state.observe_heartbeat
+        for entry in digest:
+            observe(entry.node_id, entry.generation, entry.heartbeat)
+
+    def _handle(
+        self, message: wire.Message, source: Address, budget: int, member: bool
+    ) -> Result:
         if isinstance(message, wire.Syn):
             # a fresh heartbeat in the reply: peers hear it more than once a round
             self.state.me.heartbeat += 1
-            batch = self.rumours.merge(self.state, message.deltas)
-            news = self.rumours.select(
-                self.state, self.budget // 2, known=message.deltas
-            )
+            self._claims_in(message.digest)
+            batch = self._merge(message.deltas, source)
+            if budget < 0 or not self._may_reply(source):
+                self._observe(message.digest)
+                return Result(batch=batch)
+            news = self.rumours.select(self.state, budget // 2, known=message.deltas)
             deltas, differing = reconcile.respond_to_syn(
-                self.state, message, self.budget - news.size
+                self.state, message, budget - news.size
             )
             if not deltas and news.deltas:
                 # a delta too big to share the datagram with rumours goes alone
-                alone = reconcile.respond_to_syn(self.state, message, self.budget)
+                alone = reconcile.respond_to_syn(self.state, message, budget)
                 if alone[0]:
                     (deltas, differing), news = alone, Selection()
             self.rumours.sent(self.state, news)
             reply = wire.SynAck(
                 self.state.me.info.id, (*news.deltas, *deltas), tuple(differing)
             )
-            return Result((Outgoing(source, reply), *self._pushes(source)), batch)
+            pushes = self._pushes(source) if member else []
+            return Result((Outgoing(source, reply), *pushes), batch)
         if isinstance(message, wire.SynAck):
             if source == self._awaiting:
                 self._awaiting = None
-            batch = self.rumours.merge(self.state, message.deltas)
-            news = self.rumours.select(
-                self.state, self.budget // 2, known=message.deltas
-            )
+            self._claims_in(message.digest)
+            batch = self._merge(message.deltas, source)
+            exchanged = self.state.nodes.get(message.sender)
+            if budget < 0 or not self._may_reply(source):
+                self._observe(message.digest)
+                return Result(batch=batch, exchanged_with=exchanged)
+            news = self.rumours.select(self.state, budget // 2, known=message.deltas)
             deltas = reconcile.respond_to_syn_ack(
-                self.state, message.digest, self.budget - news.size
+                self.state, message.digest, budget - news.size
             )
             if not deltas and news.deltas:
-                whole = reconcile.respond_to_syn_ack(
-                    self.state, message.digest, self.budget
-                )
+                whole = reconcile.respond_to_syn_ack(self.state, message.digest, budget)
                 if whole:
                     deltas, news = whole, Selection()
             self.rumours.sent(self.state, news)
@@ -300,19 +406,25 @@ class GossipNode:
                 if deltas
                 else ()
             )
-            return Result(
-                (*out, *self._pushes(source)),
-                batch,
-                self.state.nodes.get(message.sender),
-            )
+            pushes = self._pushes(source) if member else []
+            return Result((*out, *pushes), batch, exchanged)
         if isinstance(message, wire.Ack):
-            batch = self.rumours.merge(self.state, message.deltas)
-            return Result(tuple(self._pushes(source)), batch)
+            batch = self._merge(message.deltas, source)
+            pushes = self._pushes(source) if member else []
+            return Result(tuple(pushes), batch)
         if isinstance(message, wire.Goodbye):
-            return Result(
-                batch=self.state.mark(message.sender, message.generation, "left")
-            )
+            return self._goodbye(message, source)
         return Result()  # TCP-only messages are not handled here
+
+    def _goodbye(self, message: wire.Goodbye, source: Address) -> Result:
+        """Believe a Goodbye only from the socket of the node it names."""
+        node = self.state.nodes.get(message.sender)
+        if node is None or node is self.state.me:
+            return Result()
+        if address_of(node) != source:
+            detail = f"for {message.sender!r} from {format_address(source)}"
+            return Result(rejected=(("forged-goodbye", detail),))
+        return Result(batch=self.state.mark(message.sender, message.generation, "left"))
 
     def goodbye(self) -> list[Outgoing]:
         """Goodbyes for the other nodes that have not left, to send when stopping.
@@ -331,12 +443,25 @@ class GossipNode:
     def full_state(self) -> tuple[NodeDelta, ...]:
         return tuple(self.state.full_deltas())
 
-    def merge_full(self, deltas: Iterable[NodeDelta]) -> Batch:
-        """Merge a full state; a few new nodes (a joiner) become rumours."""
-        batch = self.rumours.merge(self.state, deltas, max_new=32)
+    def merge_full(
+        self, deltas: Iterable[NodeDelta], new_limit: int | None = None
+    ) -> Batch:
+        """Merge a full state; a few new nodes (a joiner) become rumours.
+
+        ``new_limit``: nodes new to us it may add (a joiner's Hello: a few;
+        the Welcome answering our own Hello: None, up to ``max_nodes``).
+        What it refused waits in ``state.rejected``; call :meth:`reassert`
+        after it.
+        """
+        batch = self.rumours.merge(self.state, deltas, max_new=32, new_limit=new_limit)
         if batch:
             self._news = True
         return batch
+
+
+def format_address(address: Address) -> str:
+    """A source address for a log line (escaped: it may come from anywhere)."""
+    return repr(f"{address[0]}:{address[1]}")
 
 
 def _teaches(message: wire.Message) -> bool:

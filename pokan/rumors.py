@@ -115,15 +115,18 @@ class RumourQueue:
         state: ClusterState,
         deltas: Iterable[NodeDelta],
         max_new: int | None = None,
+        new_limit: int | None = None,
     ) -> Batch:
         """Merge deltas from the network; rumour what was news to us.
 
         With ``max_new``, a merge bringing more new nodes than that (this
         node catching up with a whole cluster, not news) rumours nothing.
+        ``new_limit`` bounds the nodes new to us the merge adds (see
+        :meth:`ClusterState.merge`).
         """
         deltas = list(deltas)
         unknown = {d.info.id for d in deltas if d.info.id not in state.nodes}
-        batch = state.merge(deltas)
+        batch = state.merge(deltas, new_limit)
         if max_new is not None and len(unknown) > max_new:
             return batch
         for record in batch.nodes:

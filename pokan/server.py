@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pokan import gc, reactors, reconcile, wire
+from pokan import gc, plausible, reactors, reconcile, wire
 from pokan.address import (
     DEFAULT_PORT,
     check_ip,
@@ -73,6 +73,7 @@ from pokan.state import (
 )
 from pokan.store import IStore, MemoryStore, Snapshot
 from pokan.store.interface import IAttachedStore, snapshot_of
+from pokan.transitionlog import Seconds, TransitionLog
 from pokan.wire import check_cluster
 
 log = Logger()
@@ -201,6 +202,7 @@ class Server(service.Service):
         idle_interval: float | None = None,
         cluster: str = wire.DEFAULT_CLUSTER,
         key_file: str | None = None,
+        max_nodes: int = plausible.DEFAULT_MAX_NODES,
     ) -> None:
         self._address = check_ip(address)
         self._tcp_port = check_port(tcp_port, "tcp port", allow_any=True)
@@ -234,6 +236,8 @@ class Server(service.Service):
         self._before = registrar(self.events, "before_", BEFORE_EVENTS)
         self._after = registrar(self.events, "after_", AFTER_EVENTS)
         self._state = ClusterState(self._identity(generation=0))
+        self._state.max_nodes = plausible.check_max_nodes(max_nodes)
+        self._transition_log = TransitionLog(Seconds(self._now))
         self._node = GossipNode(self._state, self._rng, self._max_datagram)
         self._node.fanout = check_fanout(gossip_fanout)
         self._node.idle_rounds = self._idle_rounds()
@@ -564,6 +568,7 @@ class Server(service.Service):
             "dropped_on_purpose": self.faults.dropped,
             "sealed": self.envelope.sealed,
             "cluster": self.envelope.cluster,
+            "reasserts": self._state.reasserts,
         }
 
     def _check_key(self, key: object) -> None:
@@ -612,12 +617,7 @@ class Server(service.Service):
         transitions = self._membership.settle(batch, self._now())
         for event, node in transitions:
             note = self._membership.note(node.info.id)
-            log.info(
-                "peer {peer} {event}{note}",
-                peer=node.info.id,
-                event=event[5:],
-                note=f" ({note})" if note else "",
-            )
+            self._transition_log.line(event[5:], node.info.id, note)
         d = defer.maybeDeferred(self._store.persist, batch)
         d.addErrback(self._persist_failed, batch)
         if transitions:
@@ -952,10 +952,17 @@ class Server(service.Service):
         if self._gossip is not None and not self.faults.drops(address):
             self._gossip.send(address, message)
 
-    def _receive(self, message: wire.Message, source: Address) -> None:
+    def _receive(
+        self, message: wire.Message, source: Address, size: int | None = None
+    ) -> None:
         if self.faults.blocks(source):
             return
-        result = self._node.receive(message, source)
+        now = self._now()
+        self._plausible_now(now)
+        if size is None and not self._node.is_member(message, source):
+            size = _encoded_size(message)  # the datagram's, until it is passed in
+        result = self._node.receive(message, source, size)
+        self._refused("udp", format_host_port(*source), source[0], result.rejected)
         for out in result.outgoing:
             self._send(out.address, out.message)
         if self._retry is not None and not self._node.awaiting:
@@ -964,9 +971,10 @@ class Server(service.Service):
             self._retry = None
         self._wake()
         digest = getattr(message, "digest", ())
-        now = self._now()
         batch = result.batch + self._membership.observe(now, digest)
         d = self._commit(batch)
+        if result.reasserted:
+            self._commit(self._wrote(result.reasserted))
         if isinstance(message, wire.Syn | wire.SynAck):
             self._reset_if_behind(message.sender, digest, now)
         if result.exchanged_with is not None and self.events.has_handlers(
@@ -974,6 +982,20 @@ class Server(service.Service):
         ):
             peer = Peer(result.exchanged_with)
             d.addCallback(lambda _: self.events.fire("after_gossip", peer, peer=peer))
+
+    def _plausible_now(self, now: float) -> None:
+        """Tell the core the time: generations are wall-clock microseconds."""
+        self._state.now = now
+        self._state.max_generation = plausible.max_generation(time.time())
+
+    def _refused(
+        self, channel: str, source: str, host: str, rejected: Iterable[tuple[str, str]]
+    ) -> None:
+        """Count (and log, throttled) what the core refused."""
+        if self.bad_input is None:
+            return
+        for reason, detail in rejected:
+            self.bad_input.report(channel, source, reason, detail, host=host)
 
     def _reset_if_behind(self, sender: str, digest: Any, now: float) -> None:
         """A peer behind our GC point of some node gets a full sync (a reset)."""
@@ -993,13 +1015,26 @@ class Server(service.Service):
             )
         )
 
-    def _merge_full(self, deltas: Iterable[Any]) -> defer.Deferred[None]:
-        batch = self._node.merge_full(deltas)
-        return self._commit(batch + self._membership.observe(self._now()))
+    def _merge_full(
+        self,
+        deltas: Iterable[Any],
+        new_limit: int | None = None,
+        peer: str = "a full sync",
+    ) -> defer.Deferred[None]:
+        self._plausible_now(self._now())
+        batch = self._node.merge_full(deltas, new_limit)
+        self._refused("tcp", peer, peer, self._state.drain_rejected())
+        reasserted = self._node.reassert()
+        d = self._commit(batch + self._membership.observe(self._now()))
+        if reasserted:
+            self._commit(self._wrote(reasserted))
+        return d
 
     def _on_hello(self, hello: wire.Hello) -> defer.Deferred[wire.Welcome]:
-        d = self._merge_full(hello.deltas)
-        log.info("full sync with {peer}", peer=hello.sender)
+        # a joiner brings itself and a few more: not a cluster of its own
+        peer = repr(hello.sender)
+        d = self._merge_full(hello.deltas, plausible.MAX_NEW_PER_MESSAGE, peer)
+        log.info("full sync with {peer}", peer=peer)
         return d.addCallback(lambda _: wire.Welcome(self.id, self._node.full_state()))
 
     def _sync_with(self, host: str, port: int) -> defer.Deferred[Peer | None]:
@@ -1165,6 +1200,14 @@ def _header(info: NodeInfo) -> Any:
     from pokan.state import NodeDelta
 
     return NodeDelta(info, 2**32, 2**32, 2**32, ())
+
+
+def _encoded_size(message: wire.Message) -> int:
+    """The size of ``message`` encoded, as its datagram had it (unsealed)."""
+    try:
+        return len(wire.encode(message, wire.MAX_UDP_PAYLOAD))
+    except Exception:
+        return 0  # cannot be re-encoded: no reply to a stranger
 
 
 def _largest_identity(info: NodeInfo) -> NodeInfo:

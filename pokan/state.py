@@ -23,12 +23,18 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from pokan import plausible
+
 if TYPE_CHECKING:
     from pokan.store.interface import Snapshot
 
 Value = str | bytes
 Role = Literal["seed", "peer"]
 Status = Literal["alive", "dead", "left"]
+
+#: the highest generation, version or heartbeat a node takes from the network
+#: or reaches itself: far below 2**64, so nothing done on receipt can overflow
+MAX_COUNTER = 2**62
 
 ROLES: tuple[Role, ...] = ("seed", "peer")
 STATUSES: tuple[Status, ...] = ("alive", "dead", "left")
@@ -151,6 +157,31 @@ class NodeDelta:
 
 
 @attrs.define
+class Claims:
+    """What the network claims of this node's own record that it never did.
+
+    Gathered at merge, undone by :meth:`ClusterState.reassert`.
+    """
+
+    version: int = 0
+    heartbeat: int = 0
+    #: keys claimed at writes this node never made (bounded)
+    keys: set[str] = attrs.field(factory=set)
+    #: claimed to have left: only a new generation undoes it
+    left: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.version or self.heartbeat or self.keys or self.left)
+
+
+#: forged keys remembered per re-assert at most (a re-assert per round)
+MAX_CLAIMED_KEYS = 1024
+
+#: what a merge refused, kept until drained, at most
+MAX_REJECTED = 256
+
+
+@attrs.define
 class NodeState:
     """What this node knows of one node (itself included)."""
 
@@ -206,6 +237,25 @@ class ClusterState:
         #: view (:mod:`pokan.peerview`) last looked: id -> the status before
         #: (None: the node was not known); bounded by the node count
         self.view_news: dict[str, Status | None] = {}
+        #: the newest generation merges take (:func:`plausible.max_generation`
+        #: of the driver's wall clock, set by it; None: unchecked)
+        self.max_generation: int | None = None
+        #: the driver's clock (seconds) when it last fed us a message, for the
+        #: timestamps of re-asserted tombstones (None: 0)
+        self.now: float | None = None
+        #: nodes tracked at most; new ones beyond are refused, none evicted
+        self.max_nodes = plausible.DEFAULT_MAX_NODES
+        #: what merges refused since last drained: (reason, detail)
+        self.rejected: list[tuple[str, str]] = []
+        self._rejected_more: dict[str, int] = {}
+        #: forged claims about our own record, for :meth:`reassert`
+        self.claims = Claims()
+        #: nodes added by merges so far (to bound new nodes per source)
+        self.added = 0
+        #: times this node re-asserted its own state over a forgery
+        self.reasserts = 0
+        #: new nodes the merge under way may still add (None: no limit)
+        self._room: int | None = None
 
     # -- identity -------------------------------------------------------------
 
@@ -279,11 +329,40 @@ class ClusterState:
 
     # -- merging what others send ---------------------------------------------
 
-    def merge(self, deltas: Iterable[NodeDelta]) -> Batch:
-        """Apply deltas from the network; return what changed."""
+    def reject(self, reason: str, detail: str) -> None:
+        """Note something refused, for the driver to count and log."""
+        if len(self.rejected) < MAX_REJECTED:
+            self.rejected.append((reason, detail))
+        else:  # counted still, without details
+            self._rejected_more[reason] = self._rejected_more.get(reason, 0) + 1
+
+    @property
+    def has_rejected(self) -> bool:
+        return bool(self.rejected or self._rejected_more)
+
+    def drain_rejected(self) -> tuple[tuple[str, str], ...]:
+        """What was refused since last drained: one (reason, detail) each."""
+        rejected, self.rejected = self.rejected, []
+        for reason, count in self._rejected_more.items():
+            rejected.extend([(reason, "")] * count)
+        self._rejected_more = {}
+        return tuple(rejected)
+
+    def merge(self, deltas: Iterable[NodeDelta], new_limit: int | None = None) -> Batch:
+        """Apply deltas from the network; return what changed.
+
+        Implausible deltas are dropped and noted in :attr:`rejected`; at most
+        ``new_limit`` nodes new to us are added (None: up to ``max_nodes``).
+        """
         changes: list[KeyChange] = []
         nodes: dict[str, NodeRecord] = {}
+        newest = self.max_generation
+        self._room = new_limit
         for delta in deltas:
+            reason = plausible.check_counters(delta, newest)
+            if reason is not None:
+                self.reject(reason, plausible.describe(delta.info))
+                continue
             one = self._merge_one(delta)
             changes.extend(one.changes)
             for record in one.nodes:
@@ -295,7 +374,7 @@ class ClusterState:
     def _merge_one(self, delta: NodeDelta) -> Batch:
         info = delta.info
         if info.id == self.me.info.id:
-            return self._outlive(info)
+            return self._outlive(delta)
         node = self.nodes.get(info.id)
         changes: list[KeyChange] = []
         dropped: dict[str, Entry] = {}
@@ -303,6 +382,8 @@ class ClusterState:
         if node is None:
             if info.generation <= self.forgotten.get(info.id, -1):
                 return Batch()  # forgotten: only a newer generation comes back
+            if not self._admit(info):
+                return Batch()
             node = self.nodes[info.id] = NodeState(info)
             self._add_sorted_id(info.id)
             self.note_status(info.id, None)
@@ -310,6 +391,9 @@ class ClusterState:
         elif info.generation < node.info.generation:
             return Batch()  # the old incarnation of a restarted node
         elif info.generation > node.info.generation:
+            if (reason := plausible.check_info(info)) is not None:
+                self.reject(reason, plausible.describe(info))
+                return Batch()
             node = self.writable(node)
             self.note_status(info.id, node.status)
             dropped = self._reset(node, info)
@@ -343,6 +427,22 @@ class ClusterState:
             return Batch()
         return Batch(tuple(changes), (node.record(),))
 
+    def _admit(self, info: NodeInfo) -> bool:
+        """Whether a node new to us may be tracked (noting why not)."""
+        reason = plausible.check_info(info)
+        if reason is None and len(self.nodes) >= self.max_nodes:
+            reason = "too-many-nodes"
+        if reason is None and self._room is not None:
+            if self._room <= 0:
+                reason = "too-many-new-nodes"
+            else:
+                self._room -= 1
+        if reason is not None:
+            self.reject(reason, plausible.describe(info))
+            return False
+        self.added += 1
+        return True
+
     def _add_sorted_id(self, node_id: str) -> None:
         """Keep the sorted ids up to date for a new node, without a full sort.
 
@@ -354,15 +454,100 @@ class ClusterState:
             insort(ids, node_id)
             self._sorted_ids = ids
 
-    def _outlive(self, info: NodeInfo) -> Batch:
-        """Nobody knows us better than we do: ignore deltas about us, except
-        that an incarnation of our id at a newer generation (our clock
-        stepped back across a restart) makes us move above it, or the others
-        would keep ignoring us as the older one."""
-        if info.generation <= self.me.info.generation:
+    def _outlive(self, delta: NodeDelta) -> Batch:
+        """Nobody knows us better than we do: deltas about us change nothing
+        here, but claims of writes we never made are noted for
+        :meth:`reassert`; an incarnation of our id at a newer (plausible)
+        generation (our clock stepped back across a restart) makes us move
+        above it, or the others would keep ignoring us as the older one."""
+        generation = delta.info.generation
+        me = self.me
+        if generation < me.info.generation:
             return Batch()
-        self.me.info = attrs.evolve(self.me.info, generation=info.generation + 1)
-        return Batch((), (self.me.record(),))
+        if generation == me.info.generation:
+            self.claim(delta.version, delta.heartbeat, delta.left)
+            self._claim_entries(delta.entries)
+            return Batch()
+        if generation >= MAX_COUNTER:
+            self.reject("counter-out-of-range", plausible.describe(delta.info))
+            return Batch()
+        me.info = attrs.evolve(me.info, generation=generation + 1)
+        return Batch((), (me.record(),))
+
+    def claim(self, version: int, heartbeat: int, left: bool = False) -> None:
+        """Note what a peer holds of our record at our generation, if forged."""
+        me, claims = self.me, self.claims
+        if version > me.version and version > claims.version:
+            claims.version = min(version, MAX_COUNTER)
+        if heartbeat > me.heartbeat and heartbeat > claims.heartbeat:
+            claims.heartbeat = min(heartbeat, MAX_COUNTER)
+        if left and me.status != "left":
+            claims.left = True
+
+    def _claim_entries(self, entries: Iterable[tuple[str, Entry]]) -> None:
+        """Note the writes of ours in ``entries`` that we never made."""
+        me, claims = self.me, self.claims
+        for key, entry in entries:
+            mine = me.entries.get(key)
+            if mine is None:
+                forged = entry.version > me.gc_point
+            elif entry.version != mine.version:
+                forged = entry.version > mine.version
+            else:
+                forged = (
+                    type(entry.value) is not type(mine.value)
+                    or entry.value != mine.value
+                    or entry.timestamp != mine.timestamp
+                )
+            if forged:
+                claims.version = max(claims.version, min(entry.version, MAX_COUNTER))
+                if len(claims.keys) < MAX_CLAIMED_KEYS:
+                    claims.keys.add(key)
+
+    def reassert(self) -> Batch:
+        """Undo what the network claims of us that we never did.
+
+        Our version (and heartbeat) jump above the claimed ones and every
+        entry of ours is written again above them (a tombstone for each
+        forged key we do not hold), so our true state wins everywhere. A
+        claim above ``MAX_COUNTER // 2`` (or that we left) is answered with a
+        new generation instead: no counter of ours can be walked to the cap.
+        """
+        claims = self.claims
+        if not claims:
+            return Batch()
+        self.claims = Claims()
+        self.reasserts += 1
+        me = self.me
+        half = MAX_COUNTER // 2
+        fresh = claims.left or claims.version > half or claims.heartbeat > half
+        if fresh:
+            me.info = attrs.evolve(me.info, generation=me.info.generation + 1)
+            version, me.heartbeat = 0, 0
+        else:
+            version = max(me.version, claims.version) + 1
+            me.heartbeat = max(me.heartbeat, claims.heartbeat) + 1
+        entries = me.own_entries()
+        changes: list[KeyChange] = []
+        stamp = 0.0 if self.now is None else self.now
+        for key, old in me.entries_since(0):
+            if fresh and old.deleted:
+                del entries[key]  # a new generation starts without tombstones
+                changes.append(KeyChange(me.info.id, key, old, None))
+                continue
+            version += 1
+            new = entries[key] = Entry(old.value, version, old.timestamp)
+            changes.append(KeyChange(me.info.id, key, old, new))
+        if not fresh:
+            for key in claims.keys:
+                if key not in entries:
+                    version += 1
+                    tomb = entries[key] = Entry(None, version, stamp)
+                    changes.append(KeyChange(me.info.id, key, None, tomb))
+        if fresh:
+            me.gc_point = 0
+        me.version = version
+        return Batch(tuple(changes), (me.record(),))
 
     @staticmethod
     def _reset(node: NodeState, info: NodeInfo) -> dict[str, Entry]:
@@ -381,7 +566,13 @@ class ClusterState:
     def observe_heartbeat(self, node_id: str, generation: int, heartbeat: int) -> bool:
         """Take a heartbeat seen in a digest; True if it was news."""
         node = self.nodes.get(node_id)
-        if node is None or node is self.me or node.info.generation != generation:
+        if node is None or node.info.generation != generation:
+            return False
+        if heartbeat > MAX_COUNTER:
+            self.reject("counter-out-of-range", f"heartbeat of {node_id!r}")
+            return False
+        if node is self.me:
+            self.claim(0, heartbeat)
             return False
         if heartbeat > node.heartbeat:
             self.writable(node).heartbeat = heartbeat

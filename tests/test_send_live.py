@@ -7,7 +7,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from pokan.state import NodeDelta, NodeInfo
+from pokan.state import NodeDelta, NodeInfo, NodeState
 
 from .support import LogCatcher, everyone_knows, missing, start_cluster, wait_until
 
@@ -27,7 +27,13 @@ class UnsendableAddressTests(unittest.TestCase):
             server.store("k", "before")
         yield wait_until(lambda: everyone_knows(servers, "k"), timeout=4)
         first = servers[0]
-        first._state.merge([unreachable("not-an-ip"), unreachable("::1")])
+        # an IPv6 peer in an IPv4 cluster passes the merge's checks (a valid
+        # IP), and no IPv4 socket can send to it; a record whose address is
+        # no IP at all (one a store restored, say) goes in by hand
+        first._state.merge([unreachable("::1")])
+        bad = unreachable("not-an-ip")
+        first._state.nodes[bad.info.id] = NodeState(bad.info)
+        first._state.note_status(bad.info.id, None)
         yield wait_until(lambda: first._gossip.send_errors >= 4, timeout=3)
         for server in servers:
             server.store("k", "after")

@@ -1,0 +1,58 @@
+"""The "peer X joined / dead / alive / left" log lines, throttled.
+
+A flood of forged nodes must not flood the log: at most ``max_lines`` lines
+per window of ``interval`` seconds, then one line summing up how many more of
+each transition there were (the first transition after the window ends logs
+it). Events still fire for every transition; only the lines are throttled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.logger import Logger
+
+from pokan.badinput import LogWindow
+
+log = Logger()
+
+#: transition lines at most per window
+MAX_LINES = 10
+
+
+class Seconds:
+    """An ``IReactorTime``-like ``seconds()`` over any clock function."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self.seconds = now
+
+
+class TransitionLog:
+    """Logs membership transitions, a few per window, the rest summed up."""
+
+    def __init__(
+        self, clock: Seconds, interval: float = 10.0, max_lines: int = MAX_LINES
+    ) -> None:
+        self._window = LogWindow(clock, interval, max_lines)  # type: ignore[arg-type]
+
+    def line(self, event: str, peer: str, note: str = "") -> None:
+        """Log ``peer`` (a validated node id) going through ``event``."""
+        window = self._window
+        left = window.roll()
+        if left is not None:
+            suppressed, ago = left
+            log.info(
+                "{count} more peer transitions without a line each in the"
+                " {interval}s window that began {ago}s ago ({kinds})",
+                count=sum(suppressed.values()),
+                interval=window.interval,
+                ago=ago,
+                kinds=", ".join(f"{k}: {n}" for k, n in suppressed.most_common()),
+            )
+        if window.admit(event):
+            log.info(
+                "peer {peer} {event}{note}",
+                peer=peer,
+                event=event,
+                note=f" ({note})" if note else "",
+            )
