@@ -7,14 +7,14 @@ extreme fields; tests/test_fuzz_merge.py feeds them to the merge.
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import msgpack
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.internet import task
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from pokan import wire
@@ -327,8 +327,9 @@ class DatagramEdge(unittest.TestCase):
 
     def setUp(self) -> None:
         self.lines: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.lines.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.lines.append)
+        observer = cast(ILogObserver, self.lines.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
 
     @settings(FUZZ, max_examples=100)
     @given(st.lists(st.tuples(datagrams, sources, st.floats(0, 3)), max_size=30))

@@ -15,7 +15,7 @@ from twisted.trial import unittest
 from pokan import wire
 from pokan.errors import DecodeError, EncodeError
 from pokan.membership import Membership
-from pokan.node import Address, GossipNode
+from pokan.node import Address, GossipNode, Outgoing
 from pokan.state import ClusterState, Entry, NodeDelta, NodeInfo
 from tests.simnet import SimCluster
 from tests.test_fuzz_codec import (
@@ -131,12 +131,12 @@ class OneNode(unittest.TestCase):
         membership = Membership(state, 1.0)
         node.merge_full([NodeDelta(PEER, 1, 0, 0, ())])
         for raw, source in traffic:
+            outgoing: tuple[Outgoing, ...] = ()
             message = as_received(raw)
             if message is None:
                 continue
             if isinstance(message, wire.Hello | wire.Welcome):
                 node.merge_full(message.deltas)
-                outgoing = ()
             else:
                 result = node.receive(message, source)
                 outgoing = result.outgoing
