@@ -367,6 +367,8 @@ class Run:
         self.rng = random.Random(args.seed)
         self.workdir = Path(tempfile.mkdtemp(prefix="pokan-fuzz-"))
         self.nodes: list[Node] = []
+        #: nodes started for the checks, stopped with the others
+        self.joiners: list[Node] = []
         self.held: list[socket.socket] = []
         self.failures: list[str] = []
         self.sent: collections.Counter[str] = collections.Counter()
@@ -470,6 +472,7 @@ class Run:
                 later[node.id] = full_state(node.port)
             except Exception:
                 later[node.id] = ()
+        t0 = time.monotonic()  # the spread counts from the start of the process
         fresh = Node(
             self.workdir,
             "fresh",
@@ -478,6 +481,7 @@ class Run:
             "--store",
             "fresh=1",
         )
+        self.joiners.append(fresh)
         started = wait_for(fresh.listening, 30)
 
         def fresh_everywhere() -> bool:
@@ -489,7 +493,6 @@ class Run:
             except Exception:
                 return False
 
-        t0 = time.monotonic()
         spread = started and wait_for(fresh_everywhere, self.args.spread_limit)
         took = time.monotonic() - t0
         for node in self.nodes:
@@ -501,7 +504,6 @@ class Run:
             else "did NOT reach every node"
         )
         self.verdict("fresh write", bool(spread), line)
-        fresh.stop()
 
     def check_node(
         self,
@@ -597,7 +599,7 @@ class Run:
         finally:
             for sock in self.held:
                 sock.close()
-            for node in self.nodes:
+            for node in (*self.nodes, *self.joiners):
                 node.stop()
         took = time.monotonic() - self.start
         if self.failures:
