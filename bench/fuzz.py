@@ -371,6 +371,8 @@ class Run:
         self.joiners: list[Node] = []
         self.held: list[socket.socket] = []
         self.failures: list[str] = []
+        #: why a node's full sync could not be read, by node id
+        self.sync_errors: dict[str, str] = {}
         self.sent: collections.Counter[str] = collections.Counter()
 
     def out_of_time(self) -> bool:
@@ -464,14 +466,15 @@ class Run:
                 states[node.id] = full_state(node.port)
             except Exception as e:
                 states[node.id] = ()
-                self.say(f"{node.id}: no full sync ({type(e).__name__}: {e})")
+                self.sync_errors[node.id] = f"{type(e).__name__}: {e}"
         time.sleep(2.0)  # ten gossip rounds: every live node's heartbeat rises
         later = {}
         for node in self.nodes:
             try:
                 later[node.id] = full_state(node.port)
-            except Exception:
+            except Exception as e:
                 later[node.id] = ()
+                self.sync_errors.setdefault(node.id, f"{type(e).__name__}: {e}")
         t0 = time.monotonic()  # the spread counts from the start of the process
         fresh = Node(
             self.workdir,
@@ -515,11 +518,12 @@ class Run:
     ) -> None:
         name = node.id
         answers = bool(after[name])
+        sync = "answered" if answers else f"NOT read ({self.sync_errors.get(name)})"
         self.verdict(
             f"{name} alive",
             node.alive() and answers,
             f"{name}: process {'running' if node.alive() else 'EXITED'},"
-            f" full sync {'answered' if answers else 'NOT answered'}",
+            f" full sync {sync}",
         )
         beats = [
             _heartbeat(before[o.id], name) < _heartbeat(after[o.id], name)
