@@ -14,7 +14,7 @@ from collections.abc import Callable
 from twisted.internet import task
 from twisted.trial import unittest
 
-from pokan import wire
+from pokan import plausible, wire
 from pokan.membership import Membership
 from pokan.node import Address, GossipNode
 from pokan.state import Batch, ClusterState, NodeInfo
@@ -76,12 +76,20 @@ class SimNode:
     def receive(self, message: wire.Message, source: Address) -> None:
         if not self.running:
             return
+        now = self.sim.clock.seconds()
+        # as the Server does: the core's clock bounds generations
+        self.state.now = now
+        self.state.max_generation = plausible.max_generation(now)
         result = self.node.receive(message, source)
         for out in result.outgoing:
             self.sim.send(self.address, out.address, out.message)
         digest = getattr(message, "digest", ())
-        batch = result.batch + self.membership.observe(self.sim.clock.seconds(), digest)
+        batch = result.batch + self.membership.observe(now, digest)
         self.commit(batch)
+        if result.reasserted:  # a forgery of us heard: our true state again
+            for out in self.node.wrote(result.reasserted):
+                self.sim.send(self.address, out.address, out.message)
+            self.commit(result.reasserted)
 
     def status_of(self, other: SimNode) -> str | None:
         node = self.state.nodes.get(other.id)
