@@ -15,7 +15,7 @@ from twisted.trial import unittest
 from pokan import Server, wire
 from pokan.badinput import BadInputReporter
 from pokan.envelope import Envelope
-from pokan.keyring import Keyring, Sealer, generate_key
+from pokan.keyring import Keyring, Sealer, generate_key, read_key_file
 from pokan.protocols import GossipProtocol, SyncClientProtocol, _FrameProtocol
 from tests.support import (
     ROOT,
@@ -26,6 +26,7 @@ from tests.support import (
     free_port,
     global_reactor,
     missing,
+    run,
     start_cluster,
     start_server,
     temp_dir,
@@ -358,3 +359,34 @@ class DaemonRotationTests(unittest.TestCase):
             timeout=10,
         )
         yield wait_until(lambda: knows(ports[1], new, roles), timeout=10)
+
+
+class InstalledCommandsTests(unittest.TestCase):
+    """What a user runs after `pip install .`: the console script and twistd."""
+
+    def test_pokan_keygen_makes_a_key_twistd_takes(self) -> None:
+        pokan = os.path.join(os.path.dirname(TWISTD), "pokan")
+        result = run([pokan, "keygen"], cwd=ROOT)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        (line,) = result.stdout.splitlines()
+        self.assertEqual(len(key_bytes(line)), 32)
+        path = write_keys(os.path.join(temp_dir(self), "keys"), line)
+        self.assertEqual(len(read_key_file(path).keys), 1)
+
+    def test_twistd_refuses_a_key_file_others_can_read(self) -> None:
+        path = write_keys(os.path.join(temp_dir(self), "keys"), generate_key())
+        os.chmod(path, 0o644)
+        args = [TWISTD, "-n", "--pidfile=", "pokan", "--address", "127.0.0.1"]
+        port = str(free_port())
+        result = run([*args, "-t", port, "-u", port, "--key-file", path], cwd=ROOT)
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        output = (result.stdout + result.stderr).strip().splitlines()
+        self.assertEqual(len(output), 1, output)
+        self.assertIn("pokan:", output[0])
+        self.assertIn("chmod 600", output[0])
+
+    def test_twistd_refuses_a_bad_cluster_name(self) -> None:
+        args = [TWISTD, "-n", "--pidfile=", "pokan", "--address", "127.0.0.1"]
+        result = run([*args, "--cluster", "no spaces"], cwd=ROOT)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("--cluster: cluster name must be", result.stdout + result.stderr)

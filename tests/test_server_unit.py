@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import random
 import struct
 from typing import Any
@@ -294,6 +296,34 @@ class StartLogTests(ServerTestCase):
         )
         self.assertEqual(server.me.role, "peer")
         self.assertIsNotNone(server._sync)
+
+
+class UnauthenticatedWarningTests(ServerTestCase):
+    def test_a_node_off_loopback_without_a_key_is_warned_of_once(self) -> None:
+        logs = LogCatcher(self)
+        self.start()
+        (line,) = logs.matching("gossip is unauthenticated")
+        self.assertIn("anyone who can reach 10.0.0.1", line)
+        self.assertIn("docs/security.md", line)
+        self.assertIn(
+            "cluster pokan, gossip unauthenticated", logs.matching("listening on")[0]
+        )
+
+    def test_with_a_key_the_banner_names_its_fingerprint(self) -> None:
+        from pokan.keyring import Keyring, generate_key
+
+        logs = LogCatcher(self)
+        path = os.path.join(self.mktemp())
+        key = generate_key()
+        with open(path, "w") as f:
+            f.write(key + "\n")
+        os.chmod(path, 0o600)
+        self.start(key_file=path, cluster="prod")
+        self.assertEqual(logs.matching("gossip is unauthenticated"), [])
+        banner = logs.matching("listening on")[0]
+        (fingerprint,) = Keyring((base64.b64decode(key),)).fingerprints
+        self.assertIn(f"cluster prod, gossip sealed with 1 key: {fingerprint}", banner)
+        self.assertNotIn(key, " ".join(logs.lines()))
 
 
 class MembershipLogTests(ServerTestCase):
