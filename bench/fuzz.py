@@ -37,6 +37,7 @@ from typing import Any
 import attrs
 import msgpack
 
+from bench.cluster import free_port
 from pokan import wire
 from pokan.errors import DecodeError
 from pokan.fullsync import join_pieces
@@ -51,20 +52,6 @@ RSS_CEILING_MB = 2048.0
 EXTREMES = (0, 2**62, 2**63, 2**64 - 1)
 #: log lines that say a node cannot speak
 MUTE_MARKS = ("OverflowError", "could not send")
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = u.getsockname()[1]
-            with socket.socket() as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
 
 
 class Node:
@@ -179,7 +166,7 @@ def _int_paths(obj: Any, path: tuple[int, ...] = ()) -> Iterator[tuple[int, ...]
 def set_integer(data: bytes, rng: random.Random, value: int) -> bytes:
     """``data`` with one integer of its body, picked at random, set to ``value``."""
     try:
-        body = msgpack.unpackb(data[header_size() :], raw=False)
+        body = msgpack.unpackb(data[wire.HEADER_SIZE :], raw=False)
     except ValueError:  # not a plain body (sealed?): nothing to set
         return data
     paths = list(_int_paths(body))
@@ -190,7 +177,7 @@ def set_integer(data: bytes, rng: random.Random, value: int) -> bytes:
     for i in parents:
         target = target[i]
     target[last] = value
-    return data[: header_size()] + msgpack.packb(body, use_bin_type=True)
+    return data[: wire.HEADER_SIZE] + msgpack.packb(body, use_bin_type=True)
 
 
 GARBAGE_IDS = ("127.0>0.1:17102", "a\nforged line", "x" * 300, "", "::1:0", "\x1b[31m")
@@ -276,33 +263,15 @@ def mutate(data: bytes, pool: list[bytes], rng: random.Random) -> bytes:
     return data  # the realistic message itself, forged fields and all
 
 
-#: the smallest message of each type, and its body as msgpack packs it
-_SMALLEST: dict[wire.MessageType, tuple[wire.Message, list[Any]]] = {
-    wire.MessageType.SYN: (wire.Syn("a", ()), ["a", [], None, None, []]),
-    wire.MessageType.SYN_ACK: (wire.SynAck("a", (), ()), ["a", [], []]),
-    wire.MessageType.ACK: (wire.Ack("a", ()), ["a", []]),
-    wire.MessageType.GOODBYE: (wire.Goodbye("a", 0), ["a", 0]),
-    wire.MessageType.HELLO: (wire.Hello("a", ()), ["a", []]),
-    wire.MessageType.WELCOME: (wire.Welcome("a", ()), ["a", []]),
-}
-
-
 def envelope(kind: wire.MessageType) -> bytes:
-    """The envelope ``wire.encode`` puts before a body of type ``kind``
-    (whatever its layout: read off a real encoding)."""
-    message, body = _SMALLEST[kind]
-    return wire.encode(message)[: -len(msgpack.packb(body))]
-
-
-def header_size() -> int:
-    """The bytes of the envelope before every body."""
-    return len(envelope(wire.MessageType.GOODBYE))
+    """The plaintext envelope before a body of type ``kind``."""
+    return wire.header(kind, wire.DEFAULT_CLUSTER)
 
 
 def random_datagram(rng: random.Random) -> bytes:
     body = rng.randbytes(rng.randrange(0, 1400))
     if rng.random() < 0.5:  # past the envelope check, into the body decoder
-        return envelope(rng.choice(list(_SMALLEST))) + body
+        return envelope(rng.choice(list(wire.MessageType))) + body
     return body
 
 

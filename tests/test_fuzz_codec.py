@@ -167,7 +167,7 @@ def _int_paths(obj: Any, path: tuple[int, ...] = ()) -> list[tuple[int, ...]]:
 def set_integer(data: bytes, which: int, value: int) -> bytes:
     """``data`` with one integer of its body (the ``which``-th) set to ``value``."""
     try:
-        body = msgpack.unpackb(data[header_size() :], raw=False)
+        body = msgpack.unpackb(data[wire.HEADER_SIZE :], raw=False)
     except ValueError:  # not a plain body (sealed?): nothing to set
         return data
     paths = _int_paths(body)
@@ -178,7 +178,7 @@ def set_integer(data: bytes, which: int, value: int) -> bytes:
     for i in parents:
         target = target[i]
     target[last] = value
-    return data[: header_size()] + msgpack.packb(body, use_bin_type=True)
+    return data[: wire.HEADER_SIZE] + msgpack.packb(body, use_bin_type=True)
 
 
 @st.composite
@@ -212,33 +212,15 @@ def encodings(m: st.SearchStrategy[wire.Message]) -> st.SearchStrategy[bytes]:
     return m.map(wire.encode)
 
 
-#: the smallest message of each type, and its body as msgpack packs it
-_SMALLEST: dict[wire.MessageType, tuple[wire.Message, list[Any]]] = {
-    wire.MessageType.SYN: (wire.Syn("a", ()), ["a", [], None, None, []]),
-    wire.MessageType.SYN_ACK: (wire.SynAck("a", (), ()), ["a", [], []]),
-    wire.MessageType.ACK: (wire.Ack("a", ()), ["a", []]),
-    wire.MessageType.GOODBYE: (wire.Goodbye("a", 0), ["a", 0]),
-    wire.MessageType.HELLO: (wire.Hello("a", ()), ["a", []]),
-    wire.MessageType.WELCOME: (wire.Welcome("a", ()), ["a", []]),
-}
-
-
 def envelope(kind: wire.MessageType) -> bytes:
-    """The envelope ``wire.encode`` puts before a body of type ``kind``
-    (whatever its layout: read off a real encoding)."""
-    message, body = _SMALLEST[kind]
-    return wire.encode(message)[: -len(msgpack.packb(body))]
-
-
-def header_size() -> int:
-    """The bytes of the envelope before every body."""
-    return len(envelope(wire.MessageType.GOODBYE))
+    """The plaintext envelope before a body of type ``kind``."""
+    return wire.header(kind, wire.DEFAULT_CLUSTER)
 
 
 #: a datagram starting with a valid header of any type, then anything
 headed_bytes = st.builds(
     lambda t, body: envelope(t) + body,
-    st.sampled_from(list(_SMALLEST)),
+    st.sampled_from(list(wire.MessageType)),
     st.binary(max_size=200),
 )
 
@@ -299,7 +281,7 @@ class RoundTrip(unittest.TestCase):
 def _implausible(message: wire.Message) -> bool:
     """Whether any integer of ``message`` is above MAX_COUNTER, or a field
     is one hardening may refuse at decode (an id or address not canonical)."""
-    body = msgpack.unpackb(wire.encode(message)[header_size() :], raw=False)
+    body = msgpack.unpackb(wire.encode(message)[wire.HEADER_SIZE :], raw=False)
     ints = [_at(body, p) for p in _int_paths(body)]
     return any(n > MAX_COUNTER for n in ints) or _has_bad_identity(message)
 
