@@ -184,13 +184,23 @@ class GossipNode:
         """A Syn for each target: rumours first, the digest slice in the rest."""
         if not targets:
             return []
-        news, used = self.rumours.take(self.state, self.budget // 2)
+        # a target that may not know us (an unknown seed, a node not alive
+        # here) gets our identity too: it then counts us a member and its
+        # reply is not bounded by the size of our datagram
+        unsure = [p is None or p.status != "alive" for _, p in targets]
+        intro, room = self._introduction(self.budget) if any(unsure) else ([], 0)
+        budget = self.budget - room
+        news, used = self.rumours.take(self.state, budget // 2)
         syn, self._cursor = reconcile.make_syn(
-            self.state, self._cursor, self.budget - used - 5
+            self.state, self._cursor, budget - used - 5
         )
         if news:
             syn = attrs.evolve(syn, deltas=tuple(news))
-        return [Outgoing(address, syn, peer) for address, peer in targets]
+        introduced = attrs.evolve(syn, deltas=(*intro, *syn.deltas)) if intro else syn
+        return [
+            Outgoing(address, introduced if doubt else syn, peer)
+            for (address, peer), doubt in zip(targets, unsure, strict=True)
+        ]
 
     def wrote(self, batch: Batch) -> list[Outgoing]:
         """Rumour this node's own writes; the pushes to send for them now."""
@@ -280,9 +290,10 @@ class GossipNode:
         """
         member = self.is_member(message, source)
         budget = self.budget
-        if not member and size is not None:
+        stranger = not member and size is not None
+        if size is not None and stranger:
             budget = min(budget, reconcile.message_budget(size, self.state.me.info.id))
-        result = self._handle(message, source, budget, member)
+        result = self._handle(message, source, budget, member, stranger)
         if not self._news and (
             result.batch or any(_teaches(o.message) for o in result.outgoing)
         ):
@@ -356,8 +367,25 @@ class GossipNode:
         for entry in digest:
             observe(entry.node_id, entry.generation, entry.heartbeat)
 
+    def _introduction(self, budget: int) -> tuple[list[NodeDelta], int]:
+        """Our identity alone (no writes), for a bounded reply to a stranger.
+
+        It goes first so that the stranger learns who we are even when its
+        small datagram leaves no room for more: it then counts us a member,
+        and its replies (and so ours) are no longer bounded.
+        """
+        me = self.state.me
+        header = NodeDelta(me.info, me.heartbeat, 0, 0, ())
+        size = wire.packed_size(wire.pack_delta_header(header)) + 6
+        return ([header], size) if size <= budget else ([], 0)
+
     def _handle(
-        self, message: wire.Message, source: Address, budget: int, member: bool
+        self,
+        message: wire.Message,
+        source: Address,
+        budget: int,
+        member: bool,
+        stranger: bool = False,
     ) -> Result:
         if isinstance(message, wire.Syn):
             # a fresh heartbeat in the reply: peers hear it more than once a round
@@ -367,6 +395,8 @@ class GossipNode:
             if budget < 0 or not self._may_reply(source):
                 self._observe(message.digest)
                 return Result(batch=batch)
+            intro, used = self._introduction(budget) if stranger else ([], 0)
+            budget -= used
             news = self.rumours.select(self.state, budget // 2, known=message.deltas)
             deltas, differing = reconcile.respond_to_syn(
                 self.state, message, budget - news.size
@@ -378,7 +408,9 @@ class GossipNode:
                     (deltas, differing), news = alone, Selection()
             self.rumours.sent(self.state, news)
             reply = wire.SynAck(
-                self.state.me.info.id, (*news.deltas, *deltas), tuple(differing)
+                self.state.me.info.id,
+                (*intro, *news.deltas, *deltas),
+                tuple(differing),
             )
             pushes = self._pushes(source) if member else []
             return Result((Outgoing(source, reply), *pushes), batch)
@@ -391,6 +423,8 @@ class GossipNode:
             if budget < 0 or not self._may_reply(source):
                 self._observe(message.digest)
                 return Result(batch=batch, exchanged_with=exchanged)
+            intro, used = self._introduction(budget) if stranger else ([], 0)
+            budget -= used
             news = self.rumours.select(self.state, budget // 2, known=message.deltas)
             deltas = reconcile.respond_to_syn_ack(
                 self.state, message.digest, budget - news.size
@@ -400,7 +434,7 @@ class GossipNode:
                 if whole:
                     deltas, news = whole, Selection()
             self.rumours.sent(self.state, news)
-            deltas = [*news.deltas, *deltas]
+            deltas = [*intro, *news.deltas, *deltas]
             out = (
                 (Outgoing(source, wire.Ack(self.state.me.info.id, tuple(deltas))),)
                 if deltas

@@ -438,3 +438,20 @@ class PropertyTests(unittest.TestCase):
                 self.assertLessEqual(entry.version, MAX_COUNTER)
         self.assertLessEqual(me.version, MAX_COUNTER // 2 + 16)
         self.assertLessEqual(me.heartbeat, MAX_COUNTER // 2 + 16)
+
+
+class IntroductionTests(unittest.TestCase):
+    def test_a_syn_to_a_node_that_may_not_know_us_introduces_us(self) -> None:
+        n = node(1, seeds=[addr(9)])
+        (out,) = n.gossip_round()  # the only target: an unknown seed
+        assert isinstance(out.message, wire.Syn)
+        [intro] = out.message.deltas
+        self.assertEqual((intro.info, intro.version, intro.entries), (info(1), 0, ()))
+        self.assertLessEqual(len(wire.encode(out.message)), n.max_datagram)
+
+    def test_no_introduction_to_a_live_peer(self) -> None:
+        n = node(1)
+        n.state.merge([NodeDelta(info(2), 1, 0, 0, ())])
+        (out,) = n.gossip_round()
+        assert isinstance(out.message, wire.Syn)
+        self.assertEqual(out.message.deltas, ())

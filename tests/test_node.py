@@ -156,15 +156,19 @@ class ExchangeTests(unittest.TestCase):
         self.assertIsInstance(syn, wire.Syn)
 
         result = self.b.receive(syn, addr(1))
-        self.assertFalse(result.batch)  # a Syn changes nothing yet
+        # a Syn to a seed a does not know introduces a (its identity, no
+        # writes), so b counts a a member
+        self.assertFalse(result.batch.changes)
+        self.assertEqual([r.info.id for r in result.batch.nodes], [info(1).id])
         self.assertIsNone(result.exchanged_with)
         (reply,) = result.outgoing
         self.assertEqual(reply.address, addr(1))
         syn_ack = reply.message
         assert isinstance(syn_ack, wire.SynAck)
         self.assertEqual([d.info.id for d in syn_ack.deltas], [info(2).id])
-        # b did not know a: it asks for all of it
-        self.assertIn(wire.DigestEntry(info(1).id, 0, 0, 0), syn_ack.digest)
+        # b holds none of a's writes: it asks for all of them
+        [asked] = [e for e in syn_ack.digest if e.node_id == info(1).id]
+        self.assertEqual((asked.generation, asked.version), (1, 0))
 
         result = self.a.receive(syn_ack, addr(2))
         self.assertEqual(
