@@ -63,13 +63,17 @@ def oversized_detail(size: int, max_datagram: int) -> str:
 
 
 class GossipProtocol(DatagramProtocol):
-    """UDP: decode datagrams for ``receive``; encode and send messages."""
+    """UDP: decode datagrams for ``receive``; encode and send messages.
+
+    ``receive(message, source, size)`` gets each datagram's message, where it
+    came from and its size in bytes (a reply to a stranger is bounded by it).
+    """
 
     noisy = False  # no "Starting protocol" log line
 
     def __init__(
         self,
-        receive: Callable[[wire.Message, Address], None],
+        receive: Callable[[wire.Message, Address, int], None],
         bad_input: BadInputReporter,
         max_datagram: int,
         send_failures: SendErrorReporter | None = None,
@@ -131,7 +135,7 @@ class GossipProtocol(DatagramProtocol):
             )
             return
         try:
-            self.receive(message, (addr[0], addr[1]))
+            self.receive(message, (addr[0], addr[1]), len(data))
         except Exception:
             log.failure(
                 "error handling {kind} from {source}",
@@ -330,7 +334,7 @@ class SyncServerProtocol(_FrameProtocol):
 
     def __init__(
         self,
-        on_hello: Callable[[wire.Hello], defer.Deferred[wire.Welcome]],
+        on_hello: Callable[[wire.Hello, str], defer.Deferred[wire.Welcome]],
         bad_input: BadInputReporter,
         max_frame: int,
         timeout: float,
@@ -360,7 +364,8 @@ class SyncServerProtocol(_FrameProtocol):
         self.setTimeout(None)  # our turn now
         self.sender = message.sender
         self.check_datagram_fit(message)
-        d = defer.maybeDeferred(self.on_hello, message)
+        host = self.transport.getPeer().host
+        d = defer.maybeDeferred(self.on_hello, message, host)
         d.addCallback(self._reply)
         d.addErrback(self._failed, message.sender)
 
@@ -430,7 +435,7 @@ class SyncServerFactory(Factory):
 
     def __init__(
         self,
-        on_hello: Callable[[wire.Hello], defer.Deferred[wire.Welcome]],
+        on_hello: Callable[[wire.Hello, str], defer.Deferred[wire.Welcome]],
         bad_input: BadInputReporter,
         max_frame: int,
         timeout: float,

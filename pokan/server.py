@@ -39,6 +39,7 @@ from pokan.events import (
 )
 from pokan.failure import DEFAULT_THRESHOLD
 from pokan.faults import Faults
+from pokan.joinbudget import JoinBudget
 from pokan.logsetup import log_to_stderr
 from pokan.membership import (
     DEFAULT_DEAD_NODE_TTL,
@@ -257,6 +258,7 @@ class Server(service.Service):
         self._key_file = key_file
         self.envelope = Envelope(check_cluster(cluster), _sealer_for(key_file))
         self._reset_syncs: dict[str, float] = {}
+        self._join_budget = JoinBudget()
         #: TCP syncs under way, cancelled when the node stops
         self._syncing: dict[defer.Deferred[Any], SyncClientProtocol] = {}
         self._gossip: GossipProtocol | None = None
@@ -959,8 +961,6 @@ class Server(service.Service):
             return
         now = self._now()
         self._plausible_now(now)
-        if size is None and not self._node.is_member(message, source):
-            size = _encoded_size(message)  # the datagram's, until it is passed in
         result = self._node.receive(message, source, size)
         self._refused("udp", format_host_port(*source), source[0], result.rejected)
         for out in result.outgoing:
@@ -1030,10 +1030,17 @@ class Server(service.Service):
             self._commit(self._wrote(reasserted))
         return d
 
-    def _on_hello(self, hello: wire.Hello) -> defer.Deferred[wire.Welcome]:
-        # a joiner brings itself and a few more: not a cluster of its own
+    def _on_hello(
+        self, hello: wire.Hello, host: str = ""
+    ) -> defer.Deferred[wire.Welcome]:
+        # a joiner brings itself and a few more, a host's joiners a few a
+        # minute: not a cluster of their own
         peer = repr(hello.sender)
-        d = self._merge_full(hello.deltas, plausible.MAX_NEW_PER_MESSAGE, peer)
+        now = self._now()
+        known = len(self._state.nodes)
+        room = self._join_budget.available(host, now)
+        d = self._merge_full(hello.deltas, room, peer)
+        self._join_budget.spend(host, len(self._state.nodes) - known, now)
         log.info("full sync with {peer}", peer=peer)
         return d.addCallback(lambda _: wire.Welcome(self.id, self._node.full_state()))
 
@@ -1200,14 +1207,6 @@ def _header(info: NodeInfo) -> Any:
     from pokan.state import NodeDelta
 
     return NodeDelta(info, 2**32, 2**32, 2**32, ())
-
-
-def _encoded_size(message: wire.Message) -> int:
-    """The size of ``message`` encoded, as its datagram had it (unsealed)."""
-    try:
-        return len(wire.encode(message, wire.MAX_UDP_PAYLOAD))
-    except Exception:
-        return 0  # cannot be re-encoded: no reply to a stranger
 
 
 def _largest_identity(info: NodeInfo) -> NodeInfo:

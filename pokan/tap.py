@@ -13,7 +13,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from pokan import reactors, wire
+from pokan import plausible, reactors, wire
 from pokan.address import (
     DEFAULT_PORT,
     check_ip,
@@ -128,6 +128,13 @@ class Options(HandlerOptions):
             "Seconds a dead or left node is kept before it is forgotten.",
         ],
         [
+            "max-nodes",
+            None,
+            str(plausible.DEFAULT_MAX_NODES),
+            "Nodes tracked at most; beyond it new nodes are refused (room for"
+            " a 10,000-node cluster by default).",
+        ],
+        [
             "drop-rate",
             None,
             "0",
@@ -208,6 +215,15 @@ class Options(HandlerOptions):
             for cap in ("max-sync-connections", "max-sync-per-host"):
                 self[cap] = check_sync_cap(_whole(self[cap], f"--{cap}"), f"--{cap}")
             self["gossip-fanout"] = check_fanout(self["gossip-fanout"])
+            try:
+                self["max-nodes"] = plausible.check_max_nodes(
+                    int(self["max-nodes"]) if str(self["max-nodes"]).isdigit() else -1
+                )
+            except ConfigurationError:
+                raise ConfigurationError(
+                    "--max-nodes must be a whole number of at least 2, got"
+                    f" {self['max-nodes']!r}"
+                ) from None
             try:
                 self["cluster"] = wire.check_cluster(self["cluster"])
             except ConfigurationError as e:
@@ -406,4 +422,5 @@ def _server(options: Options, store: Any) -> Server:
         store=store,
         cluster=options["cluster"],
         key_file=options["key-file"],
+        max_nodes=options["max-nodes"],
     )

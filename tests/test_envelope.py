@@ -162,7 +162,7 @@ class OtherClusterOverUDPTests(unittest.TestCase):
         self.received: list[wire.Message] = []
         self.reporter = BadInputReporter(self.clock)
         self.proto = GossipProtocol(
-            lambda m, a: self.received.append(m),
+            lambda m, a, size: self.received.append(m),
             self.reporter,
             1400,
             envelope=Envelope("prod"),

@@ -208,44 +208,65 @@ class ForgeryTests(unittest.TestCase):
 
 class HelloFloodTests(unittest.TestCase):
     @defer.inlineCallbacks
-    def test_a_hello_of_5000_fake_nodes_adds_at_most_64(self) -> Any:
+    def flood(self, hellos: int) -> Any:
+        """``hellos`` Hellos of 5,000 fake nodes each (all new) to a node."""
         servers = yield start_cluster(self, 3)
         a = servers[0]
         yield wait_until(lambda: all(len(s.peers()) == 2 for s in servers))
-        fakes = tuple(
-            NodeDelta(
-                NodeInfo(
-                    f"127.1.{i // 250}.{i % 250 + 1}:5",
-                    1,
-                    f"127.1.{i // 250}.{i % 250 + 1}",
-                    5,
-                    5,
-                ),
-                0,
-                0,
-                0,
-                (),
+        for n in range(hellos):
+            fakes = tuple(
+                NodeDelta(
+                    NodeInfo(
+                        f"127.{n + 1}.{i // 250}.{i % 250 + 1}:5",
+                        1,
+                        f"127.{n + 1}.{i // 250}.{i % 250 + 1}",
+                        5,
+                        5,
+                    ),
+                    0,
+                    0,
+                    0,
+                    (),
+                )
+                for i in range(5000)
             )
-            for i in range(5000)
-        )
-        body = wire.encode(wire.Hello("127.1.0.1:5", fakes), wire.DEFAULT_MAX_FRAME)
-        frame = struct.pack(">I", len(body)) + body
+            body = wire.encode(wire.Hello("127.1.0.1:5", fakes), wire.DEFAULT_MAX_FRAME)
+            frame = struct.pack(">I", len(body)) + body
 
-        class Send(protocol.Protocol):
-            def connectionMade(self) -> None:
-                self.transport.write(frame)  # type: ignore[union-attr]
+            class Send(protocol.Protocol):
+                data = frame
 
-        endpoint = endpoints.TCP4ClientEndpoint(
-            global_reactor(), "127.0.0.1", a.tcp_port
-        )
-        client = yield endpoints.connectProtocol(endpoint, Send())
-        self.addCleanup(lambda: client.transport.loseConnection())
-        yield wait_until(lambda: a.stats["dropped"] >= 5000 - 64, timeout=20)
+                def connectionMade(self) -> None:
+                    self.transport.write(self.data)  # type: ignore[union-attr]
+
+            endpoint = endpoints.TCP4ClientEndpoint(
+                global_reactor(), "127.0.0.1", a.tcp_port
+            )
+            client = yield endpoints.connectProtocol(endpoint, Send())
+            self.addCleanup(client.transport.loseConnection)
+            yield wait_until(
+                lambda n=n: a.stats["dropped"] >= (n + 1) * (5000 - 64), timeout=20
+            )
+        return servers
+
+    @defer.inlineCallbacks
+    def test_a_hello_of_5000_fake_nodes_adds_at_most_64(self) -> Any:
+        servers = yield self.flood(1)
+        a = servers[0]
         self.assertLessEqual(len(a.peers()), 2 + 64)
         for server in servers[1:]:
             self.assertLessEqual(len(server.peers()), 2 + 64 + 1)
         yield a.store("k", "fresh")
         yield wait_until(lambda: everyone_knows(servers, "k"))
+
+    @defer.inlineCallbacks
+    def test_hellos_from_one_host_add_at_most_64_a_minute(self) -> Any:
+        servers = yield self.flood(4)
+        a = servers[0]
+        self.assertLessEqual(len(a.peers()), 2 + 64)
+        self.assertGreaterEqual(
+            a.stats["dropped_by_reason"]["too-many-new-nodes"], 4 * (5000 - 64)
+        )
 
 
 def attrs_evolve(info: NodeInfo, generation: int) -> NodeInfo:

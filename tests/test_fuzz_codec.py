@@ -352,8 +352,8 @@ class DatagramEdge(unittest.TestCase):
         state = ClusterState(ME)
         node = GossipNode(state, random.Random(1))
 
-        def receive(message: wire.Message, source: tuple[str, int]) -> None:
-            for out in node.receive(message, source).outgoing:
+        def receive(message: wire.Message, source: tuple[str, int], size: int) -> None:
+            for out in node.receive(message, source, size).outgoing:
                 protocol.send(out.address, out.message)
 
         protocol = GossipProtocol(receive, reporter, wire.DEFAULT_MAX_DATAGRAM)

@@ -104,7 +104,7 @@ class GossipProtocolTests(unittest.TestCase):
         self.proto.makeConnection(self.transport)  # type: ignore[arg-type]
         self.log = LogCapture(self)
 
-    def record(self, message: wire.Message, source: tuple[str, int]) -> None:
+    def record(self, message: wire.Message, source: tuple[str, int], size: int) -> None:
         self.received.append((message, source))
 
     def test_good_datagram(self) -> None:
@@ -181,7 +181,7 @@ class GossipProtocolTests(unittest.TestCase):
         self.assertEqual(self.reporter.total, 2003)
 
     def test_receive_callback_error_logged(self) -> None:
-        def broken(message: wire.Message, source: tuple[str, int]) -> None:
+        def broken(message: wire.Message, source: tuple[str, int], size: int) -> None:
             raise Boom("core bug")
 
         self.proto.receive = broken
@@ -283,7 +283,9 @@ class SyncServerTests(unittest.TestCase):
         )
         self.proto.makeConnection(self.transport)
 
-    def on_hello(self, hello: wire.Hello) -> defer.Deferred[wire.Welcome]:
+    def on_hello(
+        self, hello: wire.Hello, host: str = ""
+    ) -> defer.Deferred[wire.Welcome]:
         self.hellos.append(hello)
         if self.answer is not None:
             return self.answer

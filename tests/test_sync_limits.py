@@ -42,7 +42,9 @@ class ServerCapsTests(unittest.TestCase):
             max_buffer=10_000,
         )
 
-    def on_hello(self, hello: wire.Hello) -> defer.Deferred[wire.Welcome]:
+    def on_hello(
+        self, hello: wire.Hello, host: str = ""
+    ) -> defer.Deferred[wire.Welcome]:
         self.hellos.append(hello)
         return defer.succeed(WELCOME)
 

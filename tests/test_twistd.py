@@ -404,6 +404,26 @@ class GossipWithOptionTests(unittest.TestCase):
             self.assertIn(says, str(caught.exception), bad)
 
 
+class SecurityOptionTests(unittest.TestCase):
+    def parse(self, *args: str) -> tap.Options:
+        options = tap.Options()
+        options.parseOptions(["--address", "127.0.0.1", *args])
+        return options
+
+    def test_defaults(self) -> None:
+        options = self.parse()
+        self.assertEqual(options["cluster"], "pokan")
+        self.assertIsNone(options["key-file"])
+        self.assertEqual(options["max-nodes"], 20000)
+
+    def test_max_nodes(self) -> None:
+        self.assertEqual(self.parse("--max-nodes", "50")["max-nodes"], 50)
+        for bad in ("1", "x", "-5", "2.5"):
+            with self.assertRaises(usage.UsageError) as caught:
+                self.parse("--max-nodes", bad)
+            self.assertIn("--max-nodes must be", str(caught.exception))
+
+
 class RefusingReactor(MemoryReactorClock):
     def listenUDP(self, port: int, protocol: Any, **kw: Any) -> Any:
         reason = OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
