@@ -249,8 +249,12 @@ class DaemonizedTests(unittest.TestCase):
             timeout=10,
             message="the daemon to stop and remove its pid file",
         )
-        with open(logfile) as f:
-            self.assertIn("Server Shut Down", f.read())
+
+        def shut_down() -> bool:  # the pid file goes a moment before this line
+            with open(logfile) as f:
+                return "Server Shut Down" in f.read()
+
+        yield wait_until(shut_down, timeout=10, message="twistd's last log line")
 
     @defer.inlineCallbacks
     def test_daemon_with_its_port_in_use_fails_at_once(self) -> Any:
