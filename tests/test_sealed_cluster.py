@@ -323,7 +323,7 @@ class DaemonRotationTests(unittest.TestCase):
             args += ["--key-file", key_file, "--store", f"role=r{i}"]
             if i:
                 args += ["--gossip-with", f"127.0.0.1:{ports[0]}"]
-            daemons.append(Daemon(self, args, ROOT))
+            daemons.append(Daemon(self, args, cwd))
         roles = {f"127.0.0.1:{p}": f"r{i}" for i, p in enumerate(ports)}
         yield wait_until(
             lambda: knows(ports[2], old, roles),
