@@ -266,6 +266,7 @@ class Server(service.Service):
         self._resume: Any = None  # the IDelayedCall ending an idle pause
         self._sync: SeedSync | None = None
         self._blocking = False
+        self._stop_asked = False  # by stop() after start()
         self._startup_failure: Failure | None = None
         self.bad_input: BadInputReporter | None = None
         #: the handlers the start banner lists (see add_handler)
@@ -1088,44 +1089,83 @@ class Server(service.Service):
         self._node.seeds = seeds
 
     def stopService(self) -> defer.Deferred[None]:
-        """Say goodbye, close the ports and the store; fire when done."""
+        """Say goodbye, fire ``shutdown``, close the ports and the store.
+
+        Every step runs, whatever an earlier one raised (logged): a node
+        always says what goodbyes it can, fires ``shutdown`` and closes its
+        store. The Deferred fires when done; it never fails.
+        """
         if not self.running:
             return self._close_ports()  # any bound by privilegedStartService
         service.Service.stopService(self)
+        for step in (self._stop_timers, self._stop_syncs):
+            _logging_failure(step, "stopping {step}", step=step.__name__)
+        goodbyes = self._say_goodbye()
+        log.info(
+            "pokan node {id} stopping; said goodbye to {count} peer{s}",
+            id=self.id,
+            count=goodbyes,
+            s="" if goodbyes == 1 else "s",
+        )
+        me = self._state.me
+        # readers of the store see the node gone, as its peers do
+        gone = Batch((), (NodeRecord(me.info, me.version, "left"),))
+        d = self.events.fire("shutdown")  # never fails
+        for what, step in (
+            ("closing the ports", self._close_ports),
+            ("persisting the node's departure", lambda: self._store.persist(gone)),
+            ("closing the store", self._store.close),
+        ):
+            d.addCallback(lambda _, step=step: step())
+            d.addErrback(_log_stop_failure, what)
+        d.addCallback(lambda _: None)
+        return d
+
+    def _stop_timers(self) -> None:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        if self._resume is not None and self._resume.active():
-            self._resume.cancel()
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
+        for call in (self._resume, self._retry):
+            if call is not None and call.active():
+                call.cancel()
+
+    def _stop_syncs(self) -> None:
         if self._sync is not None:
             self._sync.stop()
         for d, proto in list(self._syncing.items()):
             if proto.transport is not None:
                 proto.transport.abortConnection()
             d.cancel()
-        goodbyes = self._node.goodbye()
+
+    def _say_goodbye(self) -> int:
+        """Send every goodbye that can be sent; how many were."""
+        try:
+            goodbyes = self._node.goodbye()
+        except Exception:
+            log.failure("could not say goodbye to any peer")
+            return 0
+        said = 0
         for out in goodbyes:
-            self._send(out.address, out.message)
-        log.info(
-            "pokan node {id} stopping; said goodbye to {count} peer{s}",
-            id=self.id,
-            count=len(goodbyes),
-            s="" if len(goodbyes) == 1 else "s",
-        )
-        me = self._state.me
-        # readers of the store see the node gone, as its peers do
-        gone = Batch((), (NodeRecord(me.info, me.version, "left"),))
-        d = self.events.fire("shutdown")
-        d.addCallback(lambda _: self._close_ports())
-        d.addCallback(lambda _: self._store.persist(gone))
-        d.addCallback(lambda _: self._store.close())
-        d.addCallback(lambda _: None)
-        return d
+            try:
+                self._send(out.address, out.message)
+            except Exception as e:
+                log.warn(
+                    "could not say goodbye to {peer}: {error}",
+                    peer=format_host_port(*out.address),
+                    error=f"{type(e).__name__}: {e}",
+                )
+                continue
+            said += 1
+        return said
 
     def _close_ports(self) -> defer.Deferred[None]:
+        """Close every port, even if closing one fails (logged)."""
         ports, self._ports = self._ports, []
-        closing = [defer.maybeDeferred(p.stopListening) for p in ports]
+        closing = [
+            defer.maybeDeferred(p.stopListening).addErrback(
+                _log_stop_failure, "closing a port"
+            )
+            for p in ports
+        ]
         return defer.gatherResults(closing).addCallback(lambda _: None)
 
     # -- blocking convenience of the original --------------------------------------
@@ -1137,6 +1177,13 @@ class Server(service.Service):
         (info and up). Raises StartupError if the node cannot start (e.g. a
         port in use).
         """
+        if self.running or self._blocking:
+            raise ConfigurationError(
+                f"node {self.id} is already started (by start(), or by the"
+                " application or MultiService it belongs to): stop it with"
+                " stopService() (or stop(), after start()) before starting it"
+                " again"
+            )
         if gossip_with is not None:
             self.gossip_with(gossip_with)
         if self._epoll:
@@ -1144,8 +1191,16 @@ class Server(service.Service):
         reactor = self._get_reactor()
         if not IReactorCore.providedBy(reactor):
             raise ConfigurationError("start() needs a real reactor; use startService()")
+        if reactor.running:
+            raise ConfigurationError(
+                "start() runs the reactor, and the reactor is running already:"
+                " call startService() instead (or add the node to your"
+                " application); it returns a Deferred that fires once the node"
+                " listens (see docs/api.md, Running)"
+            )
         log_to_stderr()  # unless the program logs itself
         self._blocking = True
+        self._stop_asked = False
         self._startup_failure = None
 
         def launch() -> None:
@@ -1154,7 +1209,7 @@ class Server(service.Service):
 
         def startup_failed(failure: Failure) -> None:
             self._startup_failure = failure  # raised below: not logged
-            reactor.stop()
+            self._stop_reactor()  # the one start() runs: never another
 
         reactor.callWhenRunning(launch)
         reactor.addSystemEventTrigger("before", "shutdown", self.stopService)
@@ -1172,15 +1227,41 @@ class Server(service.Service):
             self._startup_failure.raiseException()
 
     def stop(self) -> defer.Deferred[None] | None:
-        """Stop the node; after :meth:`start`, also stop the reactor."""
+        """Stop the node; after :meth:`start`, also stop the reactor.
+
+        Once stopping, calling it again does nothing. Without :meth:`start`,
+        the same as :meth:`stopService`: the reactor is left running.
+        """
         if self._blocking:
-            self._get_reactor().stop()
+            self._stop_reactor()
             return None
         return self.stopService()
+
+    def _stop_reactor(self) -> None:
+        """Stop the reactor :meth:`start` runs, once."""
+        if self._stop_asked:
+            return
+        self._stop_asked = True
+        try:
+            self._get_reactor().stop()
+        except error.ReactorNotRunning:
+            pass  # stopping already (a second SIGTERM, a handler's stop())
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<pokan.Server {self.id} {state}>"
+
+
+def _logging_failure(f: Callable[[], object], what: str, **fields: object) -> None:
+    """Call ``f``; log (never raise) what it raises."""
+    try:
+        f()
+    except Exception:
+        log.failure("while " + what, **fields)
+
+
+def _log_stop_failure(failure: Failure, what: str) -> None:
+    log.failure("while stopping: {what} failed", failure, what=what)
 
 
 def _is_loopback(address: str) -> bool:
