@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import math
@@ -14,7 +15,7 @@ import attrs
 from twisted.application import service
 from twisted.internet import defer, error, task
 from twisted.internet.interfaces import IReactorCore
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from pokan import gc, plausible, reactors, reconcile, wire
@@ -1110,16 +1111,16 @@ class Server(service.Service):
         me = self._state.me
         # readers of the store see the node gone, as its peers do
         gone = Batch((), (NodeRecord(me.info, me.version, "left"),))
-        d = self.events.fire("shutdown")  # never fails
-        for what, step in (
+        d: defer.Deferred[Any] = self.events.fire("shutdown")  # never fails
+        steps: list[tuple[str, Callable[[], Any]]] = [
             ("closing the ports", self._close_ports),
             ("persisting the node's departure", lambda: self._store.persist(gone)),
             ("closing the store", self._store.close),
-        ):
-            d.addCallback(lambda _, step=step: step())
+        ]
+        for what, step in steps:
+            d.addCallback(_then, step)
             d.addErrback(_log_stop_failure, what)
-        d.addCallback(lambda _: None)
-        return d
+        return d.addCallback(lambda _: None)
 
     def _stop_timers(self) -> None:
         if self._loop is not None and self._loop.running:
@@ -1242,10 +1243,9 @@ class Server(service.Service):
         if self._stop_asked:
             return
         self._stop_asked = True
-        try:
+        # stopping already: a second SIGTERM, a handler's stop()
+        with contextlib.suppress(error.ReactorNotRunning):
             self._get_reactor().stop()
-        except error.ReactorNotRunning:
-            pass  # stopping already (a second SIGTERM, a handler's stop())
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -1257,7 +1257,11 @@ def _logging_failure(f: Callable[[], object], what: str, **fields: object) -> No
     try:
         f()
     except Exception:
-        log.failure("while " + what, **fields)
+        log.failure("while " + what, None, LogLevel.critical, **fields)
+
+
+def _then(_: object, step: Callable[[], Any]) -> Any:
+    return step()
 
 
 def _log_stop_failure(failure: Failure, what: str) -> None:
