@@ -23,11 +23,14 @@ from pokan.address import (
     DEFAULT_PORT,
     check_ip,
     check_port,
+    check_seed_family,
+    family,
+    family_name,
     format_host_port,
     parse_host_port,
     parse_seeds,
 )
-from pokan.badinput import BadInputReporter
+from pokan.badinput import BadInputReporter, OtherFamilyReporter
 from pokan.durations import check_seconds
 from pokan.envelope import Envelope
 from pokan.errors import ConfigurationError, StartupError
@@ -270,6 +273,9 @@ class Server(service.Service):
         self._stop_asked = False  # by stop() after start()
         self._startup_failure: Failure | None = None
         self.bad_input: BadInputReporter | None = None
+        self._other_family = OtherFamilyReporter(
+            self._address, family_name(self._address)
+        )
         #: the handlers the start banner lists (see add_handler)
         self._handler_names: list[str] = []
 
@@ -395,9 +401,11 @@ class Server(service.Service):
         """Seeds (``HOST:PORT``, their TCP port) to join through; first that answers."""
         self._not_running("gossip_with")
         if isinstance(seeds, str):
-            self._seeds = parse_seeds(seeds)
+            parsed = parse_seeds(seeds)
         else:
-            self._seeds = [parse_host_port(s) for s in seeds]
+            parsed = [parse_host_port(s) for s in seeds]
+        check_seed_family(parsed, self._address)
+        self._seeds = parsed
         if hasattr(self, "_state"):
             self._state.rename_self(self._identity(0))
 
@@ -748,7 +756,13 @@ class Server(service.Service):
         if snapshot is not None:
             # a record with port 0 is this node before it bound "any free
             # port": never a peer (nobody can reach port 0)
-            nodes = tuple(r for r in snapshot.nodes if r.info.udp_port)
+            # nor one of the other address family (stored by an older pokan)
+            mine = family(self._address)
+            nodes = tuple(
+                r
+                for r in snapshot.nodes
+                if r.info.udp_port and family(r.info.address) == mine
+            )
             snapshot = Snapshot(nodes, snapshot.entries)
             previous = self._state.restore(snapshot)
         unbound_id = self._state.me.info.id
@@ -839,7 +853,7 @@ class Server(service.Service):
                 self._node.seeds.append((check_ip(host), port))
             except ConfigurationError:
                 d = self._get_reactor().resolve(host)
-                d.addCallback(lambda ip, port=port: self._node.seeds.append((ip, port)))
+                d.addCallback(self._learn_resolved_seed, host, port)
                 d.addErrback(
                     lambda f, host=host: log.warn(
                         "cannot resolve seed {host}: {error}",
@@ -847,6 +861,18 @@ class Server(service.Service):
                         error=f.getErrorMessage(),
                     )
                 )
+
+    def _learn_resolved_seed(self, ip: str, host: str, port: int) -> None:
+        if family(ip) != family(self._address):
+            log.warn(
+                "seed {host} resolves to {ip}, not an {family} address: not"
+                " gossiped with over UDP",
+                host=host,
+                ip=ip,
+                family=family_name(self._address),
+            )
+            return
+        self._node.seeds.append((ip, port))
 
     def _start_failed(self, failure: Failure) -> Failure:
         self._close_ports()
@@ -997,6 +1023,10 @@ class Server(service.Service):
         if self.bad_input is None:
             return
         for reason, detail in rejected:
+            if reason == "other-family":  # one warning per peer, not per source
+                self.bad_input.counts[reason] += 1
+                self._other_family.report(detail)
+                continue
             self.bad_input.report(channel, source, reason, detail, host=host)
 
     def _reset_if_behind(self, sender: str, digest: Any, now: float) -> None:
