@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, error
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
@@ -184,6 +184,29 @@ class StartMisuseTests(unittest.TestCase):
         self.assertEqual(calls, [True])
         # once by the first stop(); MemoryReactor.run() stops itself after
         self.assertEqual(len(stops), 2)
+
+
+class StrictReactor(UDPMemoryReactor):
+    """Stopping fires the shutdown triggers; a reactor not running refuses."""
+
+    def stop(self) -> None:
+        if not self.running:
+            raise error.ReactorNotRunning()
+        self.running = False
+        self.hasStopped = True
+        for f, args, kwargs in self.triggers.get("before", {}).get("shutdown", []):
+            f(*args, **kwargs)
+
+
+class StopDuringShutdownTests(unittest.TestCase):
+    def test_a_shutdown_handler_that_calls_stop_is_not_a_failure(self) -> None:
+        reactor = StrictReactor()
+        server = Server(ADDRESS, reactor=reactor)
+        server.on("shutdown", server.stop)  # the reactor is stopping already
+        server.start()  # MemoryReactor.run() stops the reactor once started
+        self.assertEqual(server.events.failures, 0)
+        self.assertFalse(server.running)
+        self.assertEqual(self.flushLoggedErrors(), [])
 
 
 class StopMisuseTests(ServerTestCase):
