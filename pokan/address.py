@@ -142,3 +142,34 @@ def _is_host(text: str) -> bool:
 def format_host_port(host: str, port: int) -> str:
     """The inverse of parse_host_port."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def family(address: str) -> int:
+    """The IP version (4 or 6) of an IP address literal."""
+    return ipaddress.ip_address(address.strip("[]")).version
+
+
+def family_name(address: str) -> str:
+    return f"IPv{family(address)}"
+
+
+def check_seed_family(seeds: list[tuple[str, int]], address: str) -> None:
+    """Refuse a seed given as an IP address of the other family than ``address``.
+
+    A node's UDP socket is bound to its own address: it cannot reach, nor be
+    reached by, a peer of the other address family. Host names are left to
+    resolve (their nodes of the other family are refused when learned).
+    """
+    mine = family(address)
+    for host, port in seeds:
+        try:
+            theirs = family(host)
+        except ValueError:
+            continue  # a host name
+        if theirs != mine:
+            raise ConfigurationError(
+                f"seed {format_host_port(host, port)} is an IPv{theirs} address,"
+                f" and this node's address {address} is IPv{mine}: a node"
+                " gossips with peers of its own address family only. Give every"
+                " node of a cluster an address of the same family"
+            )

@@ -162,3 +162,30 @@ class SendErrorReporter(BadInputReporter):
             " destination address{plural})",
             **fields,
         )
+
+
+class OtherFamilyReporter:
+    """Peers of the other address family, refused: one warning per peer, ever.
+
+    ``report(peer_id)`` logs the first refusal of each peer (of the first
+    ``MAX_SOURCES`` peers; the caller counts every refusal).
+    """
+
+    def __init__(self, address: str, family: str) -> None:
+        self.address = address
+        self.family = family
+        self._warned: set[str] = set()
+
+    def report(self, peer_id: str) -> None:
+        if peer_id in self._warned or len(self._warned) >= MAX_SOURCES:
+            return
+        self._warned.add(peer_id)
+        log.warn(
+            "refused peer {peer}: it is not an {family} node, and this node"
+            " ({address}) gossips over {family} only; it is not gossiped with"
+            " nor tracked. Give every node of a cluster an address of the same"
+            " family (see docs/membership.md)",
+            peer=peer_id,
+            family=self.family,
+            address=self.address,
+        )

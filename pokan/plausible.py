@@ -59,6 +59,21 @@ def check_info(info: NodeInfo) -> str | None:
     return None
 
 
+def check_family(info: NodeInfo, mine: str) -> str | None:
+    """``other-family`` if ``info``'s address is not of the family of ``mine``.
+
+    A node gossips over one UDP socket, bound to its own address: a peer of
+    the other address family can neither be reached nor reach it.
+    """
+    try:
+        ours = ipaddress.ip_address(mine).version
+    except ValueError:
+        return None  # not an IP address: a simulation's node, family-less
+    if ipaddress.ip_address(info.address).version != ours:
+        return "other-family"
+    return None
+
+
 def check_counters(delta: NodeDelta, newest: int | None) -> str | None:
     """Why ``delta``'s counters are out of range, or None.
 

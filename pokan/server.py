@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import math
@@ -14,7 +15,7 @@ import attrs
 from twisted.application import service
 from twisted.internet import defer, error, task
 from twisted.internet.interfaces import IReactorCore
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from pokan import gc, plausible, reactors, reconcile, wire
@@ -22,11 +23,14 @@ from pokan.address import (
     DEFAULT_PORT,
     check_ip,
     check_port,
+    check_seed_family,
+    family,
+    family_name,
     format_host_port,
     parse_host_port,
     parse_seeds,
 )
-from pokan.badinput import BadInputReporter
+from pokan.badinput import BadInputReporter, OtherFamilyReporter
 from pokan.durations import check_seconds
 from pokan.envelope import Envelope
 from pokan.errors import ConfigurationError, StartupError
@@ -268,8 +272,12 @@ class Server(service.Service):
         self._resume: Any = None  # the IDelayedCall ending an idle pause
         self._sync: SeedSync | None = None
         self._blocking = False
+        self._stop_asked = False  # by stop() after start()
         self._startup_failure: Failure | None = None
         self.bad_input: BadInputReporter | None = None
+        self._other_family = OtherFamilyReporter(
+            self._address, family_name(self._address)
+        )
         #: the handlers the start banner lists (see add_handler)
         self._handler_names: list[str] = []
 
@@ -395,9 +403,11 @@ class Server(service.Service):
         """Seeds (``HOST:PORT``, their TCP port) to join through; first that answers."""
         self._not_running("gossip_with")
         if isinstance(seeds, str):
-            self._seeds = parse_seeds(seeds)
+            parsed = parse_seeds(seeds)
         else:
-            self._seeds = [parse_host_port(s) for s in seeds]
+            parsed = [parse_host_port(s) for s in seeds]
+        check_seed_family(parsed, self._address)
+        self._seeds = parsed
         if hasattr(self, "_state"):
             self._state.rename_self(self._identity(0))
 
@@ -748,7 +758,13 @@ class Server(service.Service):
         if snapshot is not None:
             # a record with port 0 is this node before it bound "any free
             # port": never a peer (nobody can reach port 0)
-            nodes = tuple(r for r in snapshot.nodes if r.info.udp_port)
+            # nor one of the other address family (stored by an older pokan)
+            mine = family(self._address)
+            nodes = tuple(
+                r
+                for r in snapshot.nodes
+                if r.info.udp_port and family(r.info.address) == mine
+            )
             snapshot = Snapshot(nodes, snapshot.entries)
             previous = self._state.restore(snapshot)
         unbound_id = self._state.me.info.id
@@ -839,7 +855,7 @@ class Server(service.Service):
                 self._node.seeds.append((check_ip(host), port))
             except ConfigurationError:
                 d = self._get_reactor().resolve(host)
-                d.addCallback(lambda ip, port=port: self._node.seeds.append((ip, port)))
+                d.addCallback(self._learn_resolved_seed, host, port)
                 d.addErrback(
                     lambda f, host=host: log.warn(
                         "cannot resolve seed {host}: {error}",
@@ -847,6 +863,18 @@ class Server(service.Service):
                         error=f.getErrorMessage(),
                     )
                 )
+
+    def _learn_resolved_seed(self, ip: str, host: str, port: int) -> None:
+        if family(ip) != family(self._address):
+            log.warn(
+                "seed {host} resolves to {ip}, not an {family} address: not"
+                " gossiped with over UDP",
+                host=host,
+                ip=ip,
+                family=family_name(self._address),
+            )
+            return
+        self._node.seeds.append((ip, port))
 
     def _start_failed(self, failure: Failure) -> Failure:
         self._close_ports()
@@ -995,6 +1023,10 @@ class Server(service.Service):
         if self.bad_input is None:
             return
         for reason, detail in rejected:
+            if reason == "other-family":  # one warning per peer, not per source
+                self.bad_input.counts[reason] += 1
+                self._other_family.report(detail)
+                continue
             self.bad_input.report(channel, source, reason, detail, host=host)
 
     def _reset_if_behind(self, sender: str, digest: Any, now: float) -> None:
@@ -1095,44 +1127,83 @@ class Server(service.Service):
         self._node.seeds = seeds
 
     def stopService(self) -> defer.Deferred[None]:
-        """Say goodbye, close the ports and the store; fire when done."""
+        """Say goodbye, fire ``shutdown``, close the ports and the store.
+
+        Every step runs, whatever an earlier one raised (logged): a node
+        always says what goodbyes it can, fires ``shutdown`` and closes its
+        store. The Deferred fires when done; it never fails.
+        """
         if not self.running:
             return self._close_ports()  # any bound by privilegedStartService
         service.Service.stopService(self)
+        for step in (self._stop_timers, self._stop_syncs):
+            _logging_failure(step, "stopping {step}", step=step.__name__)
+        goodbyes = self._say_goodbye()
+        log.info(
+            "pokan node {id} stopping; said goodbye to {count} peer{s}",
+            id=self.id,
+            count=goodbyes,
+            s="" if goodbyes == 1 else "s",
+        )
+        me = self._state.me
+        # readers of the store see the node gone, as its peers do
+        gone = Batch((), (NodeRecord(me.info, me.version, "left"),))
+        d: defer.Deferred[Any] = self.events.fire("shutdown")  # never fails
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("closing the ports", self._close_ports),
+            ("persisting the node's departure", lambda: self._store.persist(gone)),
+            ("closing the store", self._store.close),
+        ]
+        for what, step in steps:
+            d.addCallback(_then, step)
+            d.addErrback(_log_stop_failure, what)
+        return d.addCallback(lambda _: None)
+
+    def _stop_timers(self) -> None:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        if self._resume is not None and self._resume.active():
-            self._resume.cancel()
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
+        for call in (self._resume, self._retry):
+            if call is not None and call.active():
+                call.cancel()
+
+    def _stop_syncs(self) -> None:
         if self._sync is not None:
             self._sync.stop()
         for d, proto in list(self._syncing.items()):
             if proto.transport is not None:
                 proto.transport.abortConnection()
             d.cancel()
-        goodbyes = self._node.goodbye()
+
+    def _say_goodbye(self) -> int:
+        """Send every goodbye that can be sent; how many were."""
+        try:
+            goodbyes = self._node.goodbye()
+        except Exception:
+            log.failure("could not say goodbye to any peer")
+            return 0
+        said = 0
         for out in goodbyes:
-            self._send(out.address, out.message)
-        log.info(
-            "pokan node {id} stopping; said goodbye to {count} peer{s}",
-            id=self.id,
-            count=len(goodbyes),
-            s="" if len(goodbyes) == 1 else "s",
-        )
-        me = self._state.me
-        # readers of the store see the node gone, as its peers do
-        gone = Batch((), (NodeRecord(me.info, me.version, "left"),))
-        d = self.events.fire("shutdown")
-        d.addCallback(lambda _: self._close_ports())
-        d.addCallback(lambda _: self._store.persist(gone))
-        d.addCallback(lambda _: self._store.close())
-        d.addCallback(lambda _: None)
-        return d
+            try:
+                self._send(out.address, out.message)
+            except Exception as e:
+                log.warn(
+                    "could not say goodbye to {peer}: {error}",
+                    peer=format_host_port(*out.address),
+                    error=f"{type(e).__name__}: {e}",
+                )
+                continue
+            said += 1
+        return said
 
     def _close_ports(self) -> defer.Deferred[None]:
+        """Close every port, even if closing one fails (logged)."""
         ports, self._ports = self._ports, []
-        closing = [defer.maybeDeferred(p.stopListening) for p in ports]
+        closing = [
+            defer.maybeDeferred(p.stopListening).addErrback(
+                _log_stop_failure, "closing a port"
+            )
+            for p in ports
+        ]
         return defer.gatherResults(closing).addCallback(lambda _: None)
 
     # -- blocking convenience of the original --------------------------------------
@@ -1144,6 +1215,13 @@ class Server(service.Service):
         (info and up). Raises StartupError if the node cannot start (e.g. a
         port in use).
         """
+        if self.running or self._blocking:
+            raise ConfigurationError(
+                f"node {self.id} is already started (by start(), or by the"
+                " application or MultiService it belongs to): stop it with"
+                " stopService() (or stop(), after start()) before starting it"
+                " again"
+            )
         if gossip_with is not None:
             self.gossip_with(gossip_with)
         if self._epoll:
@@ -1151,8 +1229,16 @@ class Server(service.Service):
         reactor = self._get_reactor()
         if not IReactorCore.providedBy(reactor):
             raise ConfigurationError("start() needs a real reactor; use startService()")
+        if reactor.running:
+            raise ConfigurationError(
+                "start() runs the reactor, and the reactor is running already:"
+                " call startService() instead (or add the node to your"
+                " application); it returns a Deferred that fires once the node"
+                " listens (see docs/api.md, Running)"
+            )
         log_to_stderr()  # unless the program logs itself
         self._blocking = True
+        self._stop_asked = False
         self._startup_failure = None
 
         def launch() -> None:
@@ -1161,7 +1247,7 @@ class Server(service.Service):
 
         def startup_failed(failure: Failure) -> None:
             self._startup_failure = failure  # raised below: not logged
-            reactor.stop()
+            self._stop_reactor()  # the one start() runs: never another
 
         reactor.callWhenRunning(launch)
         reactor.addSystemEventTrigger("before", "shutdown", self.stopService)
@@ -1179,15 +1265,44 @@ class Server(service.Service):
             self._startup_failure.raiseException()
 
     def stop(self) -> defer.Deferred[None] | None:
-        """Stop the node; after :meth:`start`, also stop the reactor."""
+        """Stop the node; after :meth:`start`, also stop the reactor.
+
+        Once stopping, calling it again does nothing. Without :meth:`start`,
+        the same as :meth:`stopService`: the reactor is left running.
+        """
         if self._blocking:
-            self._get_reactor().stop()
+            self._stop_reactor()
             return None
         return self.stopService()
+
+    def _stop_reactor(self) -> None:
+        """Stop the reactor :meth:`start` runs, once."""
+        if self._stop_asked:
+            return
+        self._stop_asked = True
+        # stopping already: a second SIGTERM, a handler's stop()
+        with contextlib.suppress(error.ReactorNotRunning):
+            self._get_reactor().stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<pokan.Server {self.id} {state}>"
+
+
+def _logging_failure(f: Callable[[], object], what: str, **fields: object) -> None:
+    """Call ``f``; log (never raise) what it raises."""
+    try:
+        f()
+    except Exception:
+        log.failure("while " + what, None, LogLevel.critical, **fields)
+
+
+def _then(_: object, step: Callable[[], Any]) -> Any:
+    return step()
+
+
+def _log_stop_failure(failure: Failure, what: str) -> None:
+    log.failure("while stopping: {what} failed", failure, what=what)
 
 
 def _is_loopback(address: str) -> bool:

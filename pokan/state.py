@@ -430,6 +430,11 @@ class ClusterState:
     def _admit(self, info: NodeInfo) -> bool:
         """Whether a node new to us may be tracked (noting why not)."""
         reason = plausible.check_info(info)
+        if reason is None:
+            reason = plausible.check_family(info, self.me.info.address)
+            if reason is not None:
+                self.reject(reason, info.id)  # one warning per peer: its id
+                return False
         if reason is None and len(self.nodes) >= self.max_nodes:
             reason = "too-many-nodes"
         if reason is None and self._room is not None:

@@ -436,3 +436,59 @@ class DroppedNodesWordingTests(unittest.TestCase):
         self.assertIn("learned again from the cluster: a;", said)
         self.assertNotIn("cluster: a, me", said)
         self.assertIn("this node's own record dropped too", said)
+
+
+class ShutdownReactor:
+    """The global reactor, with a shutdown event of its own that a test fires.
+
+    Its triggers are Twisted's own three-phase event, so removing one that
+    already ran fails as it does in a real reactor.
+    """
+
+    def __init__(self) -> None:
+        from twisted.internet import reactor
+        from twisted.internet.base import _ThreePhaseEvent
+
+        self._reactor = reactor
+        self._shutdown = _ThreePhaseEvent()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
+
+    def addSystemEventTrigger(
+        self, phase: str, event: str, f: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        assert event == "shutdown"
+        return event, self._shutdown.addTrigger(phase, f, *args, **kwargs)
+
+    def removeSystemEventTrigger(self, trigger: Any) -> None:
+        self._shutdown.removeTrigger(trigger[1])
+
+    def shut_down(self) -> None:
+        self._shutdown.fireEvent()
+
+
+class ReactorShutdownTests(StoreCase):
+    @defer.inlineCallbacks
+    def test_reactor_shutdown_stops_the_worker_without_an_error(self) -> Any:
+        """A store the node could not close: the reactor's shutdown stops its
+        worker thread (it used to fail: list.remove(x): x not in list)."""
+        reactor = ShutdownReactor()
+        store = self.make_store(reactor=reactor)
+        yield store.open()
+        pool = store._pool
+        assert pool is not None
+        reactor.shut_down()
+        self.assertIsNone(store._pool)
+        self.assertFalse(pool.started)
+        self.assertEqual(reactor._shutdown.after, [])
+        yield store.close()  # a close after it changes nothing
+
+    @defer.inlineCallbacks
+    def test_close_removes_the_shutdown_trigger(self) -> Any:
+        reactor = ShutdownReactor()
+        store = self.make_store(reactor=reactor)
+        yield store.open()
+        yield store.close()
+        self.assertEqual(reactor._shutdown.after, [])
+        reactor.shut_down()

@@ -201,6 +201,17 @@ class RedisStore:
         if trigger is not None:
             self._get_reactor().removeSystemEventTrigger(trigger)
 
+    def _reactor_shut_down(self) -> None:
+        """The reactor stopped before the store was closed: stop the worker.
+
+        The trigger that calls this has run: it is no longer the reactor's
+        to remove (removing it would raise ValueError).
+        """
+        self._shutdown_trigger = None
+        self._cancel_timers()
+        self._status = CLOSED
+        self._stop_pool()
+
     # -- IStore ---------------------------------------------------------------
 
     def open(self) -> defer.Deferred[Snapshot | None]:
@@ -212,7 +223,7 @@ class RedisStore:
         self._pool.start()
         # never leave the worker thread behind, even if close() is not called
         self._shutdown_trigger = reactor.addSystemEventTrigger(
-            "after", "shutdown", self._stop_pool
+            "after", "shutdown", self._reactor_shut_down
         )
         self._broken = False
         d: defer.Deferred[Any] = self._run(
@@ -354,16 +365,19 @@ class RedisStore:
         if self._pool is None:
             self._status = CLOSED
             return defer.succeed(None)
-        for call in (self._probe_call, self._health_call):
-            if call is not None and call.active():
-                call.cancel()
-        self._probe_call = self._health_call = None
+        self._cancel_timers()
         self._status = CLOSED
         # let the worker finish what it has (what fails is kept as pending)
         d = self._run(lambda: None)
         d.addCallback(lambda _: self._write_last())
         d.addBoth(lambda _: self._stop_pool())
         return d
+
+    def _cancel_timers(self) -> None:
+        for call in (self._probe_call, self._health_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._probe_call = self._health_call = None
 
     def _write_last(self) -> defer.Deferred[None]:
         queued = list(self._queue)
