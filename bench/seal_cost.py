@@ -5,7 +5,7 @@
 
 Prints, in one run:
 
-(a) CPU per seal + open (pokan.keyring.Sealer, XChaCha20-Poly1305) of Syn
+(a) CPU per seal + open (pokan.keyring.Sealer, ChaCha20-Poly1305) of Syn
     datagrams of about 100, 600 and 1400 bytes, beside encode + decode of the
     same message (pokan.wire), and the ratio;
 (b) the bytes a seal adds to a datagram (SEAL_OVERHEAD) as a share of 1400;

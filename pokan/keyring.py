@@ -8,7 +8,10 @@ every key opens, so a cluster can rotate keys without downtime (see
     nonce      24 bytes   (16-byte random prefix per Sealer + 8-byte counter)
     ciphertext            (the plaintext's length, then the 16-byte tag)
 
-sealed with XChaCha20-Poly1305 (IETF) from PyNaCl; the key id is bound as
+sealed with ChaCha20-Poly1305 (RFC 8439, from ``cryptography``) extended to
+the 24-byte nonce as XChaCha20 does with HChaCha20: the subkey is BLAKE2b of
+the 16-byte prefix keyed with the key (:func:`subkey`), and the 12-byte nonce
+under it is 4 zero bytes and the 8-byte counter. The key id is bound as
 associated data after the caller's own. Sans-IO apart from reading the key
 file: no reactor, no clock; the nonce source is passed in.
 """
@@ -20,14 +23,12 @@ import binascii
 import hashlib
 import os
 import stat
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 import attrs
-from nacl.bindings import (
-    crypto_aead_xchacha20poly1305_ietf_decrypt,
-    crypto_aead_xchacha20poly1305_ietf_encrypt,
-)
-from nacl.exceptions import CryptoError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from pokan.errors import ConfigurationError, DecodeError
 
@@ -45,7 +46,13 @@ _COUNTER_LIMIT = 2 ** (8 * NONCE_COUNTER_SIZE)
 #: a key file larger than this is refused unread (it holds a few short lines)
 MAX_KEY_FILE_SIZE = 64 * 1024
 
+#: the (key, prefix) ciphers an opener keeps, least recently used dropped
+OPEN_CACHE_SIZE = 4096
+
 _KEY_ID_PERSON = b"pokan-key-id"
+_SUBKEY_PERSON = b"pokan-subkey"
+#: what precedes the counter in the 12-byte ChaCha20-Poly1305 nonce
+_INNER_NONCE_PAD = bytes(12 - NONCE_COUNTER_SIZE)
 
 
 class KeyFileError(ConfigurationError):
@@ -72,6 +79,21 @@ def generate_key() -> str:
 def key_id(key: bytes) -> bytes:
     """The KEY_ID_SIZE bytes naming ``key`` on the wire: a digest, not the key."""
     return hashlib.blake2b(key, digest_size=KEY_ID_SIZE, person=_KEY_ID_PERSON).digest()
+
+
+def subkey(key: bytes, prefix: bytes) -> bytes:
+    """The ChaCha20-Poly1305 key of the nonces of ``prefix`` under ``key``.
+
+    BLAKE2b keyed with ``key`` as a PRF of the prefix, 32 bytes: the extended
+    nonce construction (XChaCha20 uses HChaCha20 in this place).
+    """
+    return hashlib.blake2b(
+        prefix, key=key, digest_size=KEY_SIZE, person=_SUBKEY_PERSON
+    ).digest()
+
+
+def _cipher(key: bytes, prefix: bytes) -> ChaCha20Poly1305:
+    return ChaCha20Poly1305(subkey(key, prefix))
 
 
 def _as_key_tuple(keys: Iterable[bytes]) -> tuple[bytes, ...]:
@@ -140,15 +162,32 @@ class Sealer:
 
     ``keyring`` may be replaced at any time (a key reload): the nonce prefix
     and counter stay, so no nonce repeats under a key kept across reloads.
+
+    The cipher of a (key, prefix) is built once: this Sealer's own, and on
+    the opening side up to :data:`OPEN_CACHE_SIZE` of the senders' (least
+    recently used dropped), each kept only once a message under it opens, so
+    forged prefixes cost a derivation each and hold no memory.
     """
 
     def __init__(
         self, keyring: Keyring, random_bytes: Callable[[int], bytes] = os.urandom
     ) -> None:
-        self.keyring = keyring
         self._random_bytes = random_bytes
         self._prefix = self._draw_prefix()
         self._counter = 0
+        self.keyring = keyring
+
+    @property
+    def keyring(self) -> Keyring:
+        return self._keyring
+
+    @keyring.setter
+    def keyring(self, keyring: Keyring) -> None:
+        self._keyring = keyring
+        self._sealing: ChaCha20Poly1305 | None = None
+        self._opening: OrderedDict[tuple[bytes, bytes], ChaCha20Poly1305] = (
+            OrderedDict()
+        )
 
     def _draw_prefix(self) -> bytes:
         prefix = self._random_bytes(NONCE_PREFIX_SIZE)
@@ -161,6 +200,7 @@ class Sealer:
     def _next_nonce(self) -> bytes:
         if self._counter == _COUNTER_LIMIT:  # 2^64 seals: never in practice
             self._prefix, self._counter = self._draw_prefix(), 0
+            self._sealing = None
         nonce = self._prefix + self._counter.to_bytes(NONCE_COUNTER_SIZE, "big")
         self._counter += 1
         return nonce
@@ -170,13 +210,14 @@ class Sealer:
 
         ``aad`` is authenticated, not sent: the opener must pass the same.
         """
-        ring = self.keyring
+        ring = self._keyring
         kid = ring.primary_id
         nonce = self._next_nonce()
-        sealed = crypto_aead_xchacha20poly1305_ietf_encrypt(
-            plaintext, aad + kid, nonce, ring.primary
-        )
-        return kid + nonce + sealed
+        cipher = self._sealing
+        if cipher is None:
+            cipher = self._sealing = _cipher(ring.primary, self._prefix)
+        inner = _INNER_NONCE_PAD + nonce[NONCE_PREFIX_SIZE:]
+        return kid + nonce + cipher.encrypt(inner, plaintext, aad + kid)
 
     def open(self, aad: bytes, sealed: bytes) -> tuple[bytes, bytes]:
         """``(plaintext, nonce)`` of a sealed blob; SealError if it does not open."""
@@ -187,21 +228,30 @@ class Sealer:
             )
         kid = sealed[:KEY_ID_SIZE]
         nonce = sealed[KEY_ID_SIZE : KEY_ID_SIZE + NONCE_SIZE]
-        keys = self.keyring.keys_with_id(kid)
+        keys = self._keyring.keys_with_id(kid)
         if not keys:
             raise SealError(
                 "unknown-key",
                 f"sealed with key {kid.hex()}, which this node lacks"
-                f" (it has {', '.join(self.keyring.fingerprints)})",
+                f" (it has {', '.join(self._keyring.fingerprints)})",
             )
+        prefix = nonce[:NONCE_PREFIX_SIZE]
+        inner = _INNER_NONCE_PAD + nonce[NONCE_PREFIX_SIZE:]
         ciphertext = sealed[KEY_ID_SIZE + NONCE_SIZE :]
+        cache = self._opening
         for key in keys:
+            known = cache.get((key, prefix))
+            cipher = _cipher(key, prefix) if known is None else known
             try:
-                plain = crypto_aead_xchacha20poly1305_ietf_decrypt(
-                    ciphertext, aad + kid, nonce, key
-                )
-            except CryptoError:
+                plain = cipher.decrypt(inner, ciphertext, aad + kid)
+            except InvalidTag:
                 continue
+            if known is None:
+                cache[key, prefix] = cipher
+                if len(cache) > OPEN_CACHE_SIZE:
+                    cache.popitem(last=False)
+            else:
+                cache.move_to_end((key, prefix))
             return plain, nonce
         raise SealError("unauthenticated", f"the tag fails under key {kid.hex()}")
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import os
 from collections.abc import Callable
 from unittest import mock
 
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from twisted.trial import unittest
 
 from pokan import keyring
@@ -16,6 +18,7 @@ from pokan.keyring import (
     KEY_ID_SIZE,
     KEY_SIZE,
     NONCE_SIZE,
+    OPEN_CACHE_SIZE,
     SEAL_OVERHEAD,
     KeyFileError,
     Keyring,
@@ -23,6 +26,7 @@ from pokan.keyring import (
     SealError,
     generate_key,
     read_key_file,
+    subkey,
 )
 
 AAD = b"PK\x02\x01\x01pokan"
@@ -277,6 +281,137 @@ class NonceTests(unittest.TestCase):
         nonce = b"p" * 16 + (2**40 + 3).to_bytes(8, "big")
         self.assertEqual(Sealer.nonce_parts(nonce), (b"p" * 16, 2**40 + 3))
         self.assertRaises(ValueError, Sealer.nonce_parts, nonce[:-1])
+
+
+class CipherTests(unittest.TestCase):
+    """The extended nonce: a BLAKE2b subkey per (key, prefix), ChaCha20-Poly1305."""
+
+    PREFIX = bytes(range(0xA0, 0xB0))
+    COUNTER = 0x0102030405060708
+    PLAIN = b"pokan known answer"
+    #: KEY_A, PREFIX, COUNTER, PLAIN, AAD sealed: the wire format, fixed
+    KNOWN = bytes.fromhex(
+        "a527997b"  # key id of KEY_A
+        "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf0102030405060708"  # prefix, counter
+        "62026e902a2040c7b03b0179d6581b3d4126"  # ciphertext
+        "a4f34e431346f819c19d5a70c63a8d84"  # tag
+    )
+
+    def known_sealer(self) -> Sealer:
+        sealer = Sealer(Keyring((KEY_A,)), lambda n: self.PREFIX)
+        sealer._counter = self.COUNTER
+        return sealer
+
+    def test_known_answer(self) -> None:
+        sealed = self.known_sealer().seal(AAD, self.PLAIN)
+        self.assertEqual(sealed, self.KNOWN)
+        self.assertEqual(Sealer(Keyring((KEY_A,))).open(AAD, sealed)[0], self.PLAIN)
+
+    def test_known_answer_from_the_plain_primitives(self) -> None:
+        kid = hashlib.blake2b(KEY_A, digest_size=4, person=b"pokan-key-id").digest()
+        key = hashlib.blake2b(
+            self.PREFIX, key=KEY_A, digest_size=32, person=b"pokan-subkey"
+        ).digest()
+        counter = self.COUNTER.to_bytes(8, "big")
+        body = ChaCha20Poly1305(key).encrypt(bytes(4) + counter, self.PLAIN, AAD + kid)
+        self.assertEqual(kid + self.PREFIX + counter + body, self.KNOWN)
+
+    def test_the_subkey_differs_per_prefix_and_per_key(self) -> None:
+        prefixes = [bytes(16), b"\x01" + bytes(15), bytes(15) + b"\x01", b"p" * 16]
+        keys = (KEY_A, KEY_B, KEY_C)
+        subkeys = {subkey(k, p) for k in keys for p in prefixes}
+        self.assertEqual(len(subkeys), len(keys) * len(prefixes))
+        self.assertEqual(subkey(KEY_A, b"p" * 16), subkey(KEY_A, b"p" * 16))
+        self.assertEqual({len(k) for k in subkeys}, {32})
+        self.assertNotIn(KEY_A, subkeys)
+
+
+def sender(number: int, key: bytes = KEY_A) -> Sealer:
+    """A Sealer whose prefix is ``number``: one sender's start."""
+    return Sealer(Keyring((key,)), lambda n: number.to_bytes(n, "big"))
+
+
+class CipherCacheTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.built: list[tuple[bytes, bytes]] = []
+        real = keyring._cipher
+
+        def counting(key: bytes, prefix: bytes) -> ChaCha20Poly1305:
+            self.built.append((key, prefix))
+            return real(key, prefix)
+
+        patcher = mock.patch.object(keyring, "_cipher", counting)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+    def test_the_senders_cipher_is_built_once_per_primary_key(self) -> None:
+        sealer = sender(1)
+        for _ in range(10):
+            sealer.seal(AAD, b"x")
+        self.assertEqual(self.built, [(KEY_A, sender(1)._prefix)])
+        sealer.keyring = Keyring((KEY_B, KEY_A))
+        for _ in range(10):
+            sealer.open(AAD, sealer.seal(AAD, b"x"))
+        self.assertEqual([k for k, _ in self.built], [KEY_A, KEY_B, KEY_B])
+
+    def test_a_new_prefix_after_the_counter_wraps_gets_a_new_cipher(self) -> None:
+        sealer = Sealer(Keyring((KEY_A,)), counting_bytes())
+        sealer._counter = 2**64 - 1
+        last = sealer.seal(AAD, b"x")
+        after = sealer.seal(AAD, b"x")
+        self.assertEqual(len({p for _, p in self.built}), 2)
+        opener = Sealer(Keyring((KEY_A,)))
+        self.assertEqual([opener.open(AAD, s)[0] for s in (last, after)], [b"x"] * 2)
+
+    def test_an_opener_builds_one_cipher_per_sender(self) -> None:
+        opener = Sealer(Keyring((KEY_A,)))
+        senders = [sender(n) for n in range(3)]
+        sealed = [[one.seal(AAD, b"hi") for _ in range(5)] for one in senders]
+        self.built.clear()
+        for batch in zip(*sealed, strict=True):
+            for blob in batch:
+                self.assertEqual(opener.open(AAD, blob)[0], b"hi")
+        self.assertEqual(self.built, [(KEY_A, one._prefix) for one in senders])
+
+    def test_the_cache_is_bounded_least_recently_used_dropped(self) -> None:
+        opener = Sealer(Keyring((KEY_A,)))
+        first, second = sender(0), sender(1)
+        for one in (first, second):
+            opener.open(AAD, one.seal(AAD, b"x"))
+        for number in range(2, OPEN_CACHE_SIZE + 1):
+            opener.open(AAD, sender(number).seal(AAD, b"x"))
+        self.assertEqual(len(opener._opening), OPEN_CACHE_SIZE)
+        self.built.clear()
+        opener.open(AAD, second.seal(AAD, b"x"))  # still cached: used later
+        self.assertEqual(self.built, [])
+        opener.open(AAD, first.seal(AAD, b"x"))  # dropped: built again
+        self.assertEqual(self.built, [(KEY_A, first._prefix)])
+        self.assertEqual(len(opener._opening), OPEN_CACHE_SIZE)
+
+    def test_forged_prefixes_are_not_cached(self) -> None:
+        opener = Sealer(Keyring((KEY_A,)))
+        real = sender(1)
+        opener.open(AAD, real.seal(AAD, b"x"))
+        template = bytearray(real.seal(AAD, b"x"))
+        for number in range(2000):
+            forged = bytearray(template)
+            forged[KEY_ID_SIZE : KEY_ID_SIZE + 16] = (number + 7).to_bytes(16, "big")
+            with self.assertRaises(SealError) as caught:
+                opener.open(AAD, bytes(forged))
+            self.assertEqual(caught.exception.reason, "unauthenticated")
+        self.assertEqual(list(opener._opening), [(KEY_A, real._prefix)])
+        self.built.clear()
+        self.assertEqual(opener.open(AAD, real.seal(AAD, b"ok"))[0], b"ok")
+        self.assertEqual(self.built, [])
+
+    def test_replacing_the_keyring_drops_the_ciphers_of_old_keys(self) -> None:
+        opener = Sealer(Keyring((KEY_A,)))
+        opener.open(AAD, sender(1).seal(AAD, b"x"))
+        opener.keyring = Keyring((KEY_B,))
+        self.assertEqual(len(opener._opening), 0)
+        with self.assertRaises(SealError) as caught:
+            opener.open(AAD, sender(1).seal(AAD, b"x"))
+        self.assertEqual(caught.exception.reason, "unknown-key")
 
 
 def b64(key: bytes) -> str:
