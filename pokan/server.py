@@ -259,6 +259,9 @@ class Server(service.Service):
         self._reset_syncs: dict[str, float] = {}
         #: TCP syncs under way, cancelled when the node stops
         self._syncing: dict[defer.Deferred[Any], SyncClientProtocol] = {}
+        #: the store had no record of this node: its first full sync takes
+        #: back what the cluster holds of it (docs/redis.md)
+        self._take_back = False
         self._gossip: GossipProtocol | None = None
         self._ports: list[Any] = []
         self._loop: task.LoopingCall | None = None
@@ -749,6 +752,7 @@ class Server(service.Service):
             nodes = tuple(r for r in snapshot.nodes if r.info.udp_port)
             snapshot = Snapshot(nodes, snapshot.entries)
             previous = self._state.restore(snapshot)
+        self._take_back = not previous and not isinstance(self._store, MemoryStore)
         unbound_id = self._state.me.info.id
         generation = max(time.time_ns() // 1000, previous + 1)
         self._state.rename_self(self._identity(generation))
@@ -1022,13 +1026,34 @@ class Server(service.Service):
         peer: str = "a full sync",
     ) -> defer.Deferred[None]:
         self._plausible_now(self._now())
+        self._state.adopt_previous, self._take_back = self._take_back, False
         batch = self._node.merge_full(deltas, new_limit)
+        self._state.adopt_previous = False
+        self._note_taken_back(peer)
         self._refused("tcp", peer, peer, self._state.drain_rejected())
         reasserted = self._node.reassert()
         d = self._commit(batch + self._membership.observe(self._now()))
         if reasserted:
             self._commit(self._wrote(reasserted))
         return d
+
+    def _note_taken_back(self, peer: str) -> None:
+        count, self._state.adopted = self._state.adopted, None
+        if count:
+            log.info(
+                "the store had no record of this node: took back {count} of its"
+                " keys from the cluster (through {peer})",
+                count=count,
+                peer=peer,
+            )
+
+    def _own_full_state(self) -> tuple[Any, ...]:
+        """What a Hello sends: not our own record while we would take it back
+        (the peer would drop its view of us on seeing our new generation)."""
+        deltas = self._node.full_state()
+        if not self._take_back:
+            return deltas
+        return tuple(d for d in deltas if d.info.id != self.id)
 
     def _on_hello(self, hello: wire.Hello) -> defer.Deferred[wire.Welcome]:
         # a joiner brings itself and a few more: not a cluster of its own
@@ -1043,7 +1068,7 @@ class Server(service.Service):
         seed = format_host_port(host, port)
         self.events.fire("before_sync", seed, peer=seed)
         proto = SyncClientProtocol(
-            wire.Hello(self.id, self._node.full_state()),
+            wire.Hello(self.id, self._own_full_state()),
             self.bad_input,  # type: ignore[arg-type]
             self._max_frame,
             self._sync_timeout,
