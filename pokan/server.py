@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pokan import gc, plausible, reactors, reconcile, wire
+from pokan import bounds, gc, plausible, reactors, reconcile, wire
 from pokan.address import (
     DEFAULT_PORT,
     check_ip,
@@ -27,7 +27,6 @@ from pokan.address import (
     parse_seeds,
 )
 from pokan.badinput import BadInputReporter
-from pokan.durations import check_seconds
 from pokan.envelope import Envelope
 from pokan.errors import ConfigurationError, StartupError
 from pokan.events import (
@@ -83,37 +82,23 @@ DEFAULT_INTERVAL = 1.0
 DEFAULT_FANOUT = 3
 
 
-def check_interval(seconds: object) -> float:
-    """A gossip interval: a positive, finite number of seconds."""
-    return check_seconds(seconds, "gossip interval")
+def check_interval(seconds: object, name: str = "gossip_interval=") -> float:
+    """A gossip interval within :data:`pokan.bounds.GOSSIP_INTERVAL`."""
+    return bounds.GOSSIP_INTERVAL.check(seconds, name)
 
 
-def check_fanout(fanout: object) -> int:
-    """Live peers per round: a whole number from 1 to 16."""
-    if isinstance(fanout, bool) or not isinstance(fanout, int | str):
-        raise ConfigurationError(f"gossip fanout must be 1 to 16, got {fanout!r}")
-    try:
-        value = int(fanout)
-    except ValueError:
-        raise ConfigurationError(
-            f"gossip fanout must be 1 to 16, got {fanout!r}"
-        ) from None
-    if not 1 <= value <= 16:
-        raise ConfigurationError(f"gossip fanout must be 1 to 16, got {fanout!r}")
-    return value
+def check_fanout(fanout: object, name: str = "gossip_fanout=") -> int:
+    """Live peers per round: a whole number within :data:`pokan.bounds.FANOUT`."""
+    return bounds.check_fanout(fanout, name)
 
 
-def check_idle_interval(seconds: object, interval: float) -> float | None:
-    """An idle interval: None (the gossip interval), or at least that long."""
+def check_idle_interval(
+    seconds: object, interval: float, name: str = "idle_interval="
+) -> float | None:
+    """An idle interval: None (the gossip interval), or from that to 300 s."""
     if seconds is None:
         return None
-    idle = check_seconds(seconds, "idle interval")
-    if idle < interval:
-        raise ConfigurationError(
-            f"idle interval ({idle}s) must not be shorter than the gossip"
-            f" interval ({interval}s)"
-        )
-    return idle
+    return bounds.check_idle(seconds, name, interval)
 
 
 def check_max_datagram(size: object) -> int:
@@ -211,7 +196,7 @@ class Server(service.Service):
         self._idle_interval = check_idle_interval(idle_interval, self._interval)
         self._max_datagram = check_max_datagram(max_datagram)
         self._max_frame = check_max_frame(max_frame, self._max_datagram)
-        self._sync_timeout = check_seconds(sync_timeout, "sync timeout")
+        self._sync_timeout = bounds.SYNC_TIMEOUT.check(sync_timeout, "sync_timeout=")
         self._max_hello = check_max_hello(
             min(DEFAULT_MAX_HELLO, self._max_frame) if max_hello is None else max_hello,
             self._max_datagram,
@@ -319,8 +304,8 @@ class Server(service.Service):
 
     def gossip_every(self, seconds: float) -> None:
         """Gossip with a random peer every ``seconds`` (default 1)."""
-        interval = check_interval(seconds)
-        check_idle_interval(self._idle_interval, interval)
+        interval = check_interval(seconds, "gossip_every()")
+        check_idle_interval(self._idle_interval, interval, "the idle interval")
         self._interval = interval
         self._interval_changed()
 
@@ -332,7 +317,9 @@ class Server(service.Service):
         writes still go out at once, and rounds with news keep the gossip
         interval. The failure detector takes the idle interval as its pace.
         """
-        self._idle_interval = check_idle_interval(seconds, self._interval)
+        self._idle_interval = check_idle_interval(
+            seconds, self._interval, "idle_every()"
+        )
         self._interval_changed()
 
     def _idle_rounds(self) -> int:

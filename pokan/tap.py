@@ -198,7 +198,9 @@ class Options(HandlerOptions):
             self["address"] = check_ip(self["address"], "--address")
             self["tcp-port"] = check_port(self["tcp-port"], "--tcp-port")
             self["udp-port"] = check_port(self["udp-port"], "--udp-port")
-            self["gossip-interval"] = check_interval(self["gossip-interval"])
+            self["gossip-interval"] = check_interval(
+                self["gossip-interval"], "--gossip-interval"
+            )
             self["max-datagram"] = check_max_datagram(self["max-datagram"])
             self["max-hello"] = check_max_hello(
                 _whole(self["max-hello"], "--max-hello"),
@@ -207,20 +209,25 @@ class Options(HandlerOptions):
             )
             for cap in ("max-sync-connections", "max-sync-per-host"):
                 self[cap] = check_sync_cap(_whole(self[cap], f"--{cap}"), f"--{cap}")
-            self["gossip-fanout"] = check_fanout(self["gossip-fanout"])
+            self["gossip-fanout"] = check_fanout(
+                self["gossip-fanout"], "--gossip-fanout"
+            )
             try:
                 self["cluster"] = wire.check_cluster(self["cluster"])
             except ConfigurationError as e:
                 raise ConfigurationError(f"--cluster: {e}") from None
             self["idle-interval"] = check_idle_interval(
-                self["idle-interval"], self["gossip-interval"]
+                self["idle-interval"], self["gossip-interval"], "--idle-interval"
             )
             (
                 self["phi-threshold"],
                 self["tombstone-ttl"],
                 self["dead-node-ttl"],
             ) = check_membership_options(
-                self["phi-threshold"], self["tombstone-ttl"], self["dead-node-ttl"]
+                self["phi-threshold"],
+                self["tombstone-ttl"],
+                self["dead-node-ttl"],
+                ("--phi-threshold", "--tombstone-ttl", "--dead-node-ttl"),
             )
             try:
                 self["drop-rate"] = check_drop_rate(self["drop-rate"])
