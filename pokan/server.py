@@ -101,17 +101,17 @@ def check_idle_interval(
     return bounds.check_idle(seconds, name, interval)
 
 
-def check_max_datagram(size: object) -> int:
+def check_max_datagram(size: object, name: str = "max_datagram=") -> int:
     if isinstance(size, bool) or not isinstance(size, int):
         try:
             size = int(str(size), 10)
         except ValueError:
             raise ConfigurationError(
-                f"max datagram must be a number of bytes, got {size!r}"
+                f"{name} must be a number of bytes, got {size!r}"
             ) from None
     if not wire.MIN_DATAGRAM <= size <= wire.MAX_UDP_PAYLOAD:
         raise ConfigurationError(
-            f"max datagram must be from {wire.MIN_DATAGRAM} to"
+            f"{name} must be from {wire.MIN_DATAGRAM} to"
             f" {wire.MAX_UDP_PAYLOAD} bytes, got {size}"
         )
     return size
@@ -124,23 +124,25 @@ MAX_FRAME_LIMIT = 2**32 - 1
 def check_max_frame(size: object, max_datagram: int) -> int:
     """A TCP sync frame limit: room for any one write (a datagram's worth)."""
     if isinstance(size, bool) or not isinstance(size, int):
-        raise ConfigurationError(f"max frame must be a number of bytes, got {size!r}")
+        raise ConfigurationError(f"max_frame= must be a number of bytes, got {size!r}")
     if not max_datagram <= size <= MAX_FRAME_LIMIT:
         raise ConfigurationError(
-            f"max frame must be from the max datagram ({max_datagram}) to"
+            f"max_frame= must be from the max datagram ({max_datagram}) to"
             f" {MAX_FRAME_LIMIT} bytes, got {size}: a frame of the full sync must"
             " hold any one write"
         )
     return size
 
 
-def check_max_hello(size: object, max_datagram: int, max_frame: int) -> int:
+def check_max_hello(
+    size: object, max_datagram: int, max_frame: int, name: str = "max_hello="
+) -> int:
     """The largest Hello read: room for one write, at most a frame."""
     if isinstance(size, bool) or not isinstance(size, int):
-        raise ConfigurationError(f"max hello must be a number of bytes, got {size!r}")
+        raise ConfigurationError(f"{name} must be a number of bytes, got {size!r}")
     if not max_datagram <= size <= max_frame:
         raise ConfigurationError(
-            f"max hello must be from the max datagram ({max_datagram}) to the max"
+            f"{name} must be from the max datagram ({max_datagram}) to the max"
             f" frame ({max_frame}) bytes, got {size}"
         )
     return size

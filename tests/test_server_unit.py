@@ -358,7 +358,7 @@ class GossipLoopTests(ServerTestCase):
         for bad in (0, 100, 1399, 2**32, "big", True, None, 4096.0):
             with self.assertRaises(ConfigurationError) as caught:
                 Server(ADDRESS, max_frame=bad)
-            self.assertIn("max frame must be", str(caught.exception))
+            self.assertIn("max_frame= must be", str(caught.exception))
         self.assertRaises(
             ConfigurationError, Server, ADDRESS, max_frame=3000, max_datagram=4000
         )
