@@ -40,6 +40,75 @@ MAX_LOGGED_LINES = 100
 SHELL = "/bin/sh"
 
 
+#: first words the shell runs itself (builtins, keywords): never looked up
+SHELL_WORDS = frozenset(
+    [
+        "!",
+        ".",
+        ":",
+        "[",
+        "alias",
+        "break",
+        "case",
+        "cd",
+        "command",
+        "continue",
+        "echo",
+        "eval",
+        "exec",
+        "exit",
+        "export",
+        "false",
+        "for",
+        "if",
+        "kill",
+        "printf",
+        "pwd",
+        "read",
+        "readonly",
+        "return",
+        "set",
+        "shift",
+        "test",
+        "times",
+        "trap",
+        "true",
+        "type",
+        "ulimit",
+        "umask",
+        "unset",
+        "wait",
+        "while",
+        "until",
+    ]
+)
+#: characters that make the first word the shell's business (expansions...)
+SHELL_SYNTAX = set("$`(){}<>|;&*?[]~'\"\\")
+
+
+def cannot_run(command: str) -> str | None:
+    """Why the program a command starts with cannot run, or None.
+
+    Only a plain first word is checked: a path must be an executable file, a
+    bare name must be in PATH. Builtins, assignments and anything with shell
+    syntax are left to the shell.
+    """
+    first = command.split(None, 1)[0] if command.split() else ""
+    if not first or first in SHELL_WORDS or "=" in first:
+        return None
+    if any(c in SHELL_SYNTAX for c in first):
+        return None
+    if "/" in first:
+        if not os.path.exists(first):
+            return f"{first} not found"
+        if os.path.isdir(first) or not os.access(first, os.X_OK):
+            return f"{first} is not executable"
+        return None
+    if shutil.which(first) is None:
+        return f"{first!r} not found in PATH (nor a shell builtin)"
+    return None
+
+
 @attrs.frozen
 class CommandSpec:
     """A parsed ``EVENTS[:KEY_PATTERN]=COMMAND``."""

@@ -14,10 +14,13 @@ from typing import Any, TypeVar
 
 import attrs
 from twisted.internet import defer
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 log = Logger()
+
+#: handlers whose first traceback is remembered, at most (then each is logged)
+MAX_TRACED = 1024
 
 ON_EVENTS = (
     "new_key",
@@ -107,6 +110,8 @@ class EventDispatcher:
         self._events = events
         self._handlers: dict[str, list[_Registered]] = {e: [] for e in events}
         self.failures = 0
+        #: handlers whose traceback was logged (the first failure of each)
+        self._traced: set[int] = set()
 
     def register(self, event: str, handler: Handler) -> Handler:
         if event not in self._handlers:
@@ -141,10 +146,23 @@ class EventDispatcher:
         return defer.gatherResults(pending).addCallback(lambda _: None)
 
     def _handler_failed(self, failure: Failure, event: str, handler: Handler) -> None:
+        """One line per failure; the traceback of a handler's first, at debug."""
         self.failures += 1
+        log.warn(
+            "handler {handler!r} for event {event} failed: {error}; gossip goes on",
+            handler=handler,
+            event=event,
+            error=f"{type(failure.value).__name__}: {failure.getErrorMessage()}",
+        )
+        key = id(handler)
+        if key in self._traced:
+            return
+        if len(self._traced) < MAX_TRACED:
+            self._traced.add(key)
         log.failure(
-            "handler {handler!r} for event {event} failed; gossip goes on",
+            "traceback of handler {handler!r} for event {event} (its first failure)",
             failure,
+            level=LogLevel.debug,
             handler=handler,
             event=event,
         )

@@ -57,9 +57,16 @@ class HandlerOptions(usage.Options):
     def opt_on_event(self, value: str) -> None:
         """EVENTS[:KEY_PATTERN]=COMMAND, run through /bin/sh; repeatable."""
         try:
-            self["on-event"].append(CommandSpec.parse(value))
+            spec = CommandSpec.parse(value)
         except ConfigurationError as e:
             raise usage.UsageError(str(e)) from None
+        why = commands.cannot_run(spec.command)
+        if why is not None:
+            raise usage.UsageError(
+                f"--on-event {value!r}: {why} (commands run through /bin/sh, from"
+                " the node's working directory)"
+            )
+        self["on-event"].append(spec)
 
     def check_handler_options(self) -> None:
         try:

@@ -23,10 +23,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from pokan import gc
-from pokan.durations import check_seconds
-from pokan.errors import ConfigurationError
-from pokan.failure import DEFAULT_THRESHOLD, PhiAccrualDetector, check_threshold
+from pokan import bounds, gc
+from pokan.failure import DEFAULT_THRESHOLD, PhiAccrualDetector
 from pokan.state import Batch, ClusterState, NodeState, Status
 from pokan.wire import DigestEntry
 
@@ -40,22 +38,25 @@ Transition = tuple[str, NodeState]
 
 
 def check_ttl(value: object, what: str) -> float:
-    """A TTL: a positive, finite number of seconds."""
-    return check_seconds(value, what)
+    """A TTL within :data:`pokan.bounds.TTL`."""
+    return bounds.TTL.check(value, what)
+
+
+#: the API's names of the membership settings, for its messages
+API_NAMES = ("phi_threshold=", "tombstone_ttl=", "dead_node_ttl=")
 
 
 def check_membership_options(
-    phi_threshold: object, tombstone_ttl: object, dead_node_ttl: object
+    phi_threshold: object,
+    tombstone_ttl: object,
+    dead_node_ttl: object,
+    names: tuple[str, str, str] = API_NAMES,
 ) -> tuple[float, float, float]:
     """Validate the membership settings; ConfigurationError names the bad one."""
-    try:
-        phi = check_threshold(phi_threshold)
-    except ValueError as e:
-        raise ConfigurationError(str(e)) from None
     return (
-        phi,
-        check_ttl(tombstone_ttl, "tombstone TTL"),
-        check_ttl(dead_node_ttl, "dead node TTL"),
+        bounds.PHI_THRESHOLD.check(phi_threshold, names[0]),
+        check_ttl(tombstone_ttl, names[1]),
+        check_ttl(dead_node_ttl, names[2]),
     )
 
 

@@ -492,6 +492,43 @@ class SyncServerFactory(Factory):
             del self.connections[host]
 
 
+class NotAPokanNode(ConnectionError):
+    """The seed answered, but not as a pokan node: its first bytes say so."""
+
+    def __init__(self, peer: str, answered: str) -> None:
+        super().__init__(f"{peer} does not answer as a pokan node: {answered}")
+        self.peer = peer
+
+
+#: bytes that start every pokan frame: its length, then the envelope's magic
+FRAME_START = PREFIX.size + len(wire.MAGIC)
+
+#: what answers first with these bytes, when it is not pokan
+KNOWN_ANSWERS = (
+    (b"HTTP/", "an HTTP server"),
+    (b"SSH-", "an SSH server"),
+    (b"-ERR", "a Redis server"),
+    (b"-NOAUTH", "a Redis server"),
+    (b"-WRONGPASS", "a Redis server"),
+    (b"-DENIED", "a Redis server"),
+    (b"+OK", "a Redis server"),
+    (b"+PONG", "a Redis server"),
+    (b"\x15\x03", "a TLS server"),
+    (b"\x16\x03", "a TLS server"),
+)
+
+
+def describe_answer(head: bytes) -> str:
+    """What the first bytes of a foreign answer say of who answered."""
+    for start, who in KNOWN_ANSWERS:
+        if head.startswith(start):
+            if who == "a TLS server":
+                return f"it answered like {who} (a TLS record)"
+            line = head.split(b"\r\n", 1)[0].split(b"\n", 1)[0][:60]
+            return f"it answered like {who} ({line.decode('ascii', 'replace')!r})"
+    return f"its first bytes were {head[:16]!r}"
+
+
 class SyncClientProtocol(_FrameProtocol):
     """Sends a Hello; ``welcome`` fires with the answer or fails.
 
@@ -522,6 +559,10 @@ class SyncClientProtocol(_FrameProtocol):
         self.max_hello = min(max_hello, max_frame)
         self.welcome: defer.Deferred[wire.Welcome] = defer.Deferred()
         self.frames: list[wire.Welcome] = []
+        #: the first bytes back, until there are enough to tell a pokan frame
+        self._head: bytes | None = b""
+        #: set when those bytes were not the start of a pokan frame
+        self.not_pokan: NotAPokanNode | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -550,6 +591,28 @@ class SyncClientProtocol(_FrameProtocol):
         )
         return smaller
 
+    def dataReceived(self, data: bytes) -> None:
+        if self._head is not None:  # not yet known to be a pokan node
+            self._head += data
+            if len(self._head) < FRAME_START and not self._oversized(self._head):
+                return
+            data, self._head = self._head, None
+            if (
+                len(data) >= FRAME_START
+                and data[PREFIX.size : FRAME_START] != wire.MAGIC
+            ):
+                self.not_pokan = NotAPokanNode(self.peer_name, describe_answer(data))
+                self._abort()
+                return
+        super().dataReceived(data)
+
+    def _oversized(self, head: bytes) -> bool:
+        """A length prefix over the limit: the reader refuses it as such."""
+        if len(head) < PREFIX.size:
+            return False
+        (length,) = PREFIX.unpack_from(head)
+        return bool(length > self.reader.max_length)
+
     def messageReceived(self, message: wire.Message) -> None:
         assert isinstance(message, wire.Welcome)
         self.frames.append(message)  # the seed closes after the last
@@ -565,6 +628,9 @@ class SyncClientProtocol(_FrameProtocol):
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         super().connectionLost(reason)
         if self.welcome.called:
+            return
+        if self.not_pokan is not None:
+            self.welcome.errback(self.not_pokan)
             return
         if not self.frames:
             why = self.refusal

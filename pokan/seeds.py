@@ -11,8 +11,14 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from pokan.address import format_host_port
+from pokan.protocols import NotAPokanNode
 
 log = Logger()
+
+
+#: the shortest wait before trying again when every seed answered as
+#: something else than pokan (a wrong port): no use asking it every second
+NOT_POKAN_DELAY = 30.0
 
 
 class SeedIsSelf(Exception):
@@ -51,6 +57,8 @@ class SeedSync:
         self._retry: IDelayedCall | None = None
         self._stopped = False
         self._running = False
+        #: seeds already said not to answer as pokan nodes (said once each)
+        self._told: set[tuple[str, int]] = set()
 
     def start(self) -> None:
         self._attempt()
@@ -85,6 +93,7 @@ class SeedSync:
         self._retry = None
         self.attempts += 1
         errors = []
+        foreign = 0
         for host, port in self.seeds:
             if self._stopped:
                 return
@@ -98,6 +107,19 @@ class SeedSync:
                     seed=name,
                     rest="" if self.seeds else NO_OTHER_SEED,
                 )
+                continue
+            except NotAPokanNode as e:
+                foreign += 1
+                errors.append(f"{name}: not a pokan node")
+                if (host, port) not in self._told:
+                    self._told.add((host, port))
+                    log.warn(
+                        "seed {seed}: {error}; is it the TCP port of a pokan"
+                        " node? Trying it again every {slow:g}s or more",
+                        seed=name,
+                        error=str(e),
+                        slow=NOT_POKAN_DELAY,
+                    )
                 continue
             except Exception as e:
                 errors.append(f"{name}: {e}")
@@ -113,6 +135,8 @@ class SeedSync:
             errors="; ".join(errors),
             delay=self.delay,
         )
+        if foreign == len(errors):  # none is down: all are something else
+            self.delay = max(self.delay, min(NOT_POKAN_DELAY, self.max_delay))
         delay = self.delay
         if self.rng is not None:
             delay *= self.rng.uniform(0.75, 1.25)

@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from pokan import gc, plausible, reactors, reconcile, wire
+from pokan import bounds, gc, plausible, reactors, reconcile, wire
 from pokan.address import (
     DEFAULT_PORT,
     check_ip,
@@ -31,7 +31,6 @@ from pokan.address import (
     parse_seeds,
 )
 from pokan.badinput import BadInputReporter, OtherFamilyReporter
-from pokan.durations import check_seconds
 from pokan.envelope import Envelope
 from pokan.errors import ConfigurationError, StartupError
 from pokan.events import (
@@ -88,50 +87,36 @@ DEFAULT_INTERVAL = 1.0
 DEFAULT_FANOUT = 3
 
 
-def check_interval(seconds: object) -> float:
-    """A gossip interval: a positive, finite number of seconds."""
-    return check_seconds(seconds, "gossip interval")
+def check_interval(seconds: object, name: str = "gossip_interval=") -> float:
+    """A gossip interval within :data:`pokan.bounds.GOSSIP_INTERVAL`."""
+    return bounds.GOSSIP_INTERVAL.check(seconds, name)
 
 
-def check_fanout(fanout: object) -> int:
-    """Live peers per round: a whole number from 1 to 16."""
-    if isinstance(fanout, bool) or not isinstance(fanout, int | str):
-        raise ConfigurationError(f"gossip fanout must be 1 to 16, got {fanout!r}")
-    try:
-        value = int(fanout)
-    except ValueError:
-        raise ConfigurationError(
-            f"gossip fanout must be 1 to 16, got {fanout!r}"
-        ) from None
-    if not 1 <= value <= 16:
-        raise ConfigurationError(f"gossip fanout must be 1 to 16, got {fanout!r}")
-    return value
+def check_fanout(fanout: object, name: str = "gossip_fanout=") -> int:
+    """Live peers per round: a whole number within :data:`pokan.bounds.FANOUT`."""
+    return bounds.check_fanout(fanout, name)
 
 
-def check_idle_interval(seconds: object, interval: float) -> float | None:
-    """An idle interval: None (the gossip interval), or at least that long."""
+def check_idle_interval(
+    seconds: object, interval: float, name: str = "idle_interval="
+) -> float | None:
+    """An idle interval: None (the gossip interval), or from that to 300 s."""
     if seconds is None:
         return None
-    idle = check_seconds(seconds, "idle interval")
-    if idle < interval:
-        raise ConfigurationError(
-            f"idle interval ({idle}s) must not be shorter than the gossip"
-            f" interval ({interval}s)"
-        )
-    return idle
+    return bounds.check_idle(seconds, name, interval)
 
 
-def check_max_datagram(size: object) -> int:
+def check_max_datagram(size: object, name: str = "max_datagram=") -> int:
     if isinstance(size, bool) or not isinstance(size, int):
         try:
             size = int(str(size), 10)
         except ValueError:
             raise ConfigurationError(
-                f"max datagram must be a number of bytes, got {size!r}"
+                f"{name} must be a number of bytes, got {size!r}"
             ) from None
     if not wire.MIN_DATAGRAM <= size <= wire.MAX_UDP_PAYLOAD:
         raise ConfigurationError(
-            f"max datagram must be from {wire.MIN_DATAGRAM} to"
+            f"{name} must be from {wire.MIN_DATAGRAM} to"
             f" {wire.MAX_UDP_PAYLOAD} bytes, got {size}"
         )
     return size
@@ -144,23 +129,25 @@ MAX_FRAME_LIMIT = 2**32 - 1
 def check_max_frame(size: object, max_datagram: int) -> int:
     """A TCP sync frame limit: room for any one write (a datagram's worth)."""
     if isinstance(size, bool) or not isinstance(size, int):
-        raise ConfigurationError(f"max frame must be a number of bytes, got {size!r}")
+        raise ConfigurationError(f"max_frame= must be a number of bytes, got {size!r}")
     if not max_datagram <= size <= MAX_FRAME_LIMIT:
         raise ConfigurationError(
-            f"max frame must be from the max datagram ({max_datagram}) to"
+            f"max_frame= must be from the max datagram ({max_datagram}) to"
             f" {MAX_FRAME_LIMIT} bytes, got {size}: a frame of the full sync must"
             " hold any one write"
         )
     return size
 
 
-def check_max_hello(size: object, max_datagram: int, max_frame: int) -> int:
+def check_max_hello(
+    size: object, max_datagram: int, max_frame: int, name: str = "max_hello="
+) -> int:
     """The largest Hello read: room for one write, at most a frame."""
     if isinstance(size, bool) or not isinstance(size, int):
-        raise ConfigurationError(f"max hello must be a number of bytes, got {size!r}")
+        raise ConfigurationError(f"{name} must be a number of bytes, got {size!r}")
     if not max_datagram <= size <= max_frame:
         raise ConfigurationError(
-            f"max hello must be from the max datagram ({max_datagram}) to the max"
+            f"{name} must be from the max datagram ({max_datagram}) to the max"
             f" frame ({max_frame}) bytes, got {size}"
         )
     return size
@@ -216,7 +203,7 @@ class Server(service.Service):
         self._idle_interval = check_idle_interval(idle_interval, self._interval)
         self._max_datagram = check_max_datagram(max_datagram)
         self._max_frame = check_max_frame(max_frame, self._max_datagram)
-        self._sync_timeout = check_seconds(sync_timeout, "sync timeout")
+        self._sync_timeout = bounds.SYNC_TIMEOUT.check(sync_timeout, "sync_timeout=")
         self._max_hello = check_max_hello(
             min(DEFAULT_MAX_HELLO, self._max_frame) if max_hello is None else max_hello,
             self._max_datagram,
@@ -265,6 +252,9 @@ class Server(service.Service):
         self._join_budget = JoinBudget()
         #: TCP syncs under way, cancelled when the node stops
         self._syncing: dict[defer.Deferred[Any], SyncClientProtocol] = {}
+        #: the store had no record of this node: its first full sync takes
+        #: back what the cluster holds of it (docs/redis.md)
+        self._take_back = False
         self._gossip: GossipProtocol | None = None
         self._ports: list[Any] = []
         self._loop: task.LoopingCall | None = None
@@ -326,8 +316,8 @@ class Server(service.Service):
 
     def gossip_every(self, seconds: float) -> None:
         """Gossip with a random peer every ``seconds`` (default 1)."""
-        interval = check_interval(seconds)
-        check_idle_interval(self._idle_interval, interval)
+        interval = check_interval(seconds, "gossip_every()")
+        check_idle_interval(self._idle_interval, interval, "the idle interval")
         self._interval = interval
         self._interval_changed()
 
@@ -339,7 +329,9 @@ class Server(service.Service):
         writes still go out at once, and rounds with news keep the gossip
         interval. The failure detector takes the idle interval as its pace.
         """
-        self._idle_interval = check_idle_interval(seconds, self._interval)
+        self._idle_interval = check_idle_interval(
+            seconds, self._interval, "idle_every()"
+        )
         self._interval_changed()
 
     def _idle_rounds(self) -> int:
@@ -767,6 +759,7 @@ class Server(service.Service):
             )
             snapshot = Snapshot(nodes, snapshot.entries)
             previous = self._state.restore(snapshot)
+        self._take_back = not previous and not isinstance(self._store, MemoryStore)
         unbound_id = self._state.me.info.id
         generation = max(time.time_ns() // 1000, previous + 1)
         self._state.rename_self(self._identity(generation))
@@ -1054,13 +1047,34 @@ class Server(service.Service):
         peer: str = "a full sync",
     ) -> defer.Deferred[None]:
         self._plausible_now(self._now())
+        self._state.adopt_previous, self._take_back = self._take_back, False
         batch = self._node.merge_full(deltas, new_limit)
+        self._state.adopt_previous = False
+        self._note_taken_back(peer)
         self._refused("tcp", peer, peer, self._state.drain_rejected())
         reasserted = self._node.reassert()
         d = self._commit(batch + self._membership.observe(self._now()))
         if reasserted:
             self._commit(self._wrote(reasserted))
         return d
+
+    def _note_taken_back(self, peer: str) -> None:
+        count, self._state.adopted = self._state.adopted, None
+        if count:
+            log.info(
+                "the store had no record of this node: took back {count} of its"
+                " keys from the cluster (through {peer})",
+                count=count,
+                peer=peer,
+            )
+
+    def _own_full_state(self) -> tuple[Any, ...]:
+        """What a Hello sends: not our own record while we would take it back
+        (the peer would drop its view of us on seeing our new generation)."""
+        deltas = self._node.full_state()
+        if not self._take_back:
+            return deltas
+        return tuple(d for d in deltas if d.info.id != self.id)
 
     def _on_hello(
         self, hello: wire.Hello, host: str = ""
@@ -1082,7 +1096,7 @@ class Server(service.Service):
         seed = format_host_port(host, port)
         self.events.fire("before_sync", seed, peer=seed)
         proto = SyncClientProtocol(
-            wire.Hello(self.id, self._node.full_state()),
+            wire.Hello(self.id, self._own_full_state()),
             self.bad_input,  # type: ignore[arg-type]
             self._max_frame,
             self._sync_timeout,

@@ -256,6 +256,11 @@ class ClusterState:
         self.reasserts = 0
         #: new nodes the merge under way may still add (None: no limit)
         self._room: int | None = None
+        #: our store had no record of us: take back, once, the keys the
+        #: cluster still holds of our previous incarnation (see :meth:`_adopt`)
+        self.adopt_previous = False
+        #: keys taken back so, for the driver to report (None: none yet)
+        self.adopted: int | None = None
 
     # -- identity -------------------------------------------------------------
 
@@ -468,7 +473,7 @@ class ClusterState:
         generation = delta.info.generation
         me = self.me
         if generation < me.info.generation:
-            return Batch()
+            return self._adopt(delta) if self.adopt_previous else Batch()
         if generation == me.info.generation:
             self.claim(delta.version, delta.heartbeat, delta.left)
             self._claim_entries(delta.entries)
@@ -478,6 +483,28 @@ class ClusterState:
             return Batch()
         me.info = attrs.evolve(me.info, generation=generation + 1)
         return Batch((), (me.record(),))
+
+    def _adopt(self, delta: NodeDelta) -> Batch:
+        """Take as ours the live keys of our previous incarnation in ``delta``.
+
+        Only once, and only keys we do not hold (what we wrote since we
+        started, or hold a tombstone of, stays ours); each is written anew
+        under our generation, so the cluster keeps it.
+        """
+        self.adopt_previous = False
+        me = self.me
+        entries = me.own_entries()
+        changes: list[KeyChange] = []
+        for key, old in delta.entries:
+            if old.deleted or key in entries:
+                continue
+            me.version += 1
+            new = entries[key] = Entry(old.value, me.version, old.timestamp)
+            changes.append(KeyChange(me.info.id, key, None, new))
+        self.adopted = len(changes)
+        if not changes:
+            return Batch()
+        return Batch(tuple(changes), (me.record(),))
 
     def claim(self, version: int, heartbeat: int, left: bool = False) -> None:
         """Note what a peer holds of our record at our generation, if forged."""

@@ -55,6 +55,10 @@ GOSSIP_WITH_HELP = (
 )
 
 
+#: what a refused option's message ends with
+USAGE_HINT = "(see `twistd pokan --help`)"
+
+
 class Options(HandlerOptions):
     synopsis = "--address IP [--gossip-with HOST[:PORT][,HOST[:PORT]...]] [options]"
     longdesc = (
@@ -180,6 +184,27 @@ class Options(HandlerOptions):
         self["store"] = []
         self.docs["gossip-with"] = GOSSIP_WITH_HELP
 
+    def parseOptions(self, options: Any = None) -> None:
+        """Parse; a bad option is one line, with a hint, not the whole usage.
+
+        twistd prints the usage (:meth:`getUsage`) before the error: after an
+        error that usage is empty, and the error says where to find it.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            self.failed = True
+            twistd: Any = getattr(self, "parent", None)
+            if twistd is not None:
+                # twistd prints its synopsis ("Usage: twistd [options]") too
+                twistd.synopsis = ""
+            raise usage.UsageError(f"{e} {USAGE_HINT}") from None
+
+    def getUsage(self, width: int | None = None) -> str:
+        if getattr(self, "failed", False):
+            return ""
+        return str(super().getUsage(width))
+
     def opt_gossip_with(self, value: str) -> None:
         """A seed's HOST[:PORT]; see GOSSIP_WITH_HELP."""
         try:
@@ -205,16 +230,23 @@ class Options(HandlerOptions):
             self["address"] = check_ip(self["address"], "--address")
             self["tcp-port"] = check_port(self["tcp-port"], "--tcp-port")
             self["udp-port"] = check_port(self["udp-port"], "--udp-port")
-            self["gossip-interval"] = check_interval(self["gossip-interval"])
-            self["max-datagram"] = check_max_datagram(self["max-datagram"])
+            self["gossip-interval"] = check_interval(
+                self["gossip-interval"], "--gossip-interval"
+            )
+            self["max-datagram"] = check_max_datagram(
+                self["max-datagram"], "--max-datagram"
+            )
             self["max-hello"] = check_max_hello(
                 _whole(self["max-hello"], "--max-hello"),
                 self["max-datagram"],
                 wire.DEFAULT_MAX_FRAME,
+                "--max-hello",
             )
             for cap in ("max-sync-connections", "max-sync-per-host"):
                 self[cap] = check_sync_cap(_whole(self[cap], f"--{cap}"), f"--{cap}")
-            self["gossip-fanout"] = check_fanout(self["gossip-fanout"])
+            self["gossip-fanout"] = check_fanout(
+                self["gossip-fanout"], "--gossip-fanout"
+            )
             try:
                 self["max-nodes"] = plausible.check_max_nodes(
                     int(self["max-nodes"]) if str(self["max-nodes"]).isdigit() else -1
@@ -229,14 +261,17 @@ class Options(HandlerOptions):
             except ConfigurationError as e:
                 raise ConfigurationError(f"--cluster: {e}") from None
             self["idle-interval"] = check_idle_interval(
-                self["idle-interval"], self["gossip-interval"]
+                self["idle-interval"], self["gossip-interval"], "--idle-interval"
             )
             (
                 self["phi-threshold"],
                 self["tombstone-ttl"],
                 self["dead-node-ttl"],
             ) = check_membership_options(
-                self["phi-threshold"], self["tombstone-ttl"], self["dead-node-ttl"]
+                self["phi-threshold"],
+                self["tombstone-ttl"],
+                self["dead-node-ttl"],
+                ("--phi-threshold", "--tombstone-ttl", "--dead-node-ttl"),
             )
             try:
                 self["drop-rate"] = check_drop_rate(self["drop-rate"])
@@ -395,11 +430,23 @@ def makeService(options: Options) -> service.IService:
         try:
             server.store(key, value)
         except (TypeError, ValueError) as e:
-            raise SystemExit(f"pokan: --store {key}=...: {e}") from None
+            raise SystemExit(f"pokan: --store {key}=...: {as_options(e)}") from None
     install_handlers(server, options)
     twistd = getattr(options, "parent", None)  # twistd's own options
     daemonized = twistd is not None and not twistd.get("nodaemon", True)
     return DaemonService(server, daemonized)
+
+
+#: the API's argument names in messages, as twistd's options
+OPTION_NAMES = {"max_datagram=": "--max-datagram ", "max_datagram": "--max-datagram"}
+
+
+def as_options(error: Exception) -> str:
+    """An API error's message, naming options as twistd users type them."""
+    message = str(error)
+    for name, option in OPTION_NAMES.items():
+        message = message.replace(name, option)
+    return message
 
 
 def _server(options: Options, store: Any) -> Server:

@@ -212,12 +212,30 @@ class IsolationTests(unittest.TestCase):
         )
         self.assertEqual(calls, [("k", "v")])
         self.assertEqual(self.dispatcher.failures, 1)
+        # one line, and the traceback only at debug level
+        (line,) = [e for e in self.log.events if e["log_level"] == LogLevel.warn]
+        self.assertIs(line["handler"], bad)
+        self.assertEqual(line["event"], "new_key")
+        self.assertEqual(line["error"], "Boom: handler bug")
+        self.assertNotIn("log_failure", line)
         (event,) = self.log.failures()
-        self.assertEqual(event["log_level"], LogLevel.critical)
-        self.assertIs(event["handler"], bad)
-        self.assertEqual(event["event"], "new_key")
+        self.assertEqual(event["log_level"], LogLevel.debug)
         self.assertTrue(event["log_failure"].check(Boom))
         self.assertEqual(len(self.flushLoggedErrors(Boom)), 1)
+
+    def test_a_handler_failing_again_logs_one_line_each_time(self) -> None:
+        def bad(key: str) -> None:
+            raise Boom("handler bug")
+
+        self.dispatcher.register("new_key", bad)
+        for _ in range(7):
+            self.dispatcher.fire("new_key", "k", "v")
+        lines = [e for e in self.log.events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(len(lines), 7)
+        self.assertTrue(all("log_failure" not in e for e in lines))
+        # the traceback of its first failure, not of each
+        self.assertEqual(len(self.log.failures()), 1)
+        self.flushLoggedErrors(Boom)
 
     def test_failing_deferred_isolated(self) -> None:
         later: defer.Deferred[None] = defer.Deferred()

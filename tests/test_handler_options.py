@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from twisted.python import usage
 from twisted.trial import unittest
 
@@ -23,6 +25,11 @@ class HandlerOptionsTests(unittest.TestCase):
         self.assertEqual(options["handler-queue"], 100)
 
     def test_repeatable_and_installed(self) -> None:
+        for script in ("a", "b"):  # in the working directory, as ./a and ./b
+            with open(script, "w") as f:
+                f.write("#!/bin/sh\n")
+            os.chmod(script, 0o755)
+            self.addCleanup(os.remove, script)
         options = parse(
             "--handler", "log=start",
             "--handler", "log=new_key",
@@ -57,6 +64,32 @@ class HandlerOptionsTests(unittest.TestCase):
             with self.assertRaises(usage.UsageError) as caught:
                 parse(*args)
             self.assertIn(message, str(caught.exception), args)
+
+    def test_a_command_that_cannot_run_is_refused_at_start(self) -> None:
+        with open("not-executable", "w") as f:
+            f.write("#!/bin/sh\n")
+        self.addCleanup(os.remove, "not-executable")
+        cases = [
+            ("shutdown=./no-such-script", "./no-such-script not found"),
+            ("shutdown=/no/such/dir/x --flag", "/no/such/dir/x not found"),
+            ("shutdown=./not-executable", "./not-executable is not executable"),
+            ("start=no-such-program-pokan arg", "'no-such-program-pokan' not found"),
+        ]
+        for value, message in cases:
+            with self.assertRaises(usage.UsageError) as caught:
+                parse("--on-event", value)
+            self.assertIn(f"--on-event {value!r}: {message}", str(caught.exception))
+
+    def test_builtins_and_shell_syntax_are_left_to_the_shell(self) -> None:
+        for command in (
+            "echo bye > out",
+            "sh ./x.sh",
+            "VAR=1 ./whatever",
+            "$HOME/bin/x",
+            "cd /tmp && ./x",
+            "(./x)",
+        ):
+            parse("--on-event", f"shutdown={command}")
 
     def test_factory_errors_end_the_process_plainly(self) -> None:
         options = parse("--handler", "log=nonsense")

@@ -19,6 +19,7 @@ from pokan.fullsync import join_pieces, too_big_to_gossip, welcome_frames
 from pokan.protocols import (
     MAX_WELCOME_FRAMES,
     GossipProtocol,
+    NotAPokanNode,
     SyncClientProtocol,
     SyncServerFactory,
     SyncServerProtocol,
@@ -497,6 +498,37 @@ class SyncClientTests(unittest.TestCase):
             got.deltas,
             join_pieces(d for f in frames[:2] for d in wire.decode(f).deltas),  # type: ignore[union-attr]
         )
+
+    def test_an_http_server_is_named_at_once(self) -> None:
+        self.proto.dataReceived(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n")
+        self.assertTrue(self.transport.disconnecting)
+        self.lose()
+        error = self.failureResultOf(self.proto.welcome, NotAPokanNode).value
+        self.assertEqual(
+            str(error),
+            "10.0.0.1:5555 does not answer as a pokan node: it answered like an"
+            " HTTP server ('HTTP/1.1 400 Bad Request')",
+        )
+        self.assertEqual(dict(self.reporter.counts), {})
+
+    def test_a_redis_server_is_named(self) -> None:
+        self.proto.dataReceived(b"-ERR unknown command 'x'\r\n")
+        self.lose()
+        error = self.failureResultOf(self.proto.welcome, NotAPokanNode).value
+        self.assertIn("like a Redis server (\"-ERR unknown command 'x'\")", str(error))
+
+    def test_unknown_bytes_are_shown(self) -> None:
+        self.proto.dataReceived(b"\x00\x00\x00\x05zzzzz")
+        self.lose()
+        error = self.failureResultOf(self.proto.welcome, NotAPokanNode).value
+        self.assertIn("its first bytes were b'\\x00\\x00\\x00\\x05zz", str(error))
+
+    def test_a_welcome_in_tiny_pieces_is_still_a_welcome(self) -> None:
+        welcome = wire.Welcome("10.0.0.1:5555", (DELTA,))
+        for byte in frame(wire.encode(welcome)):
+            self.proto.dataReceived(bytes([byte]))
+        self.lose()
+        self.assertEqual(self.successResultOf(self.proto.welcome), welcome)
 
     def test_closed_before_welcome(self) -> None:
         self.lose()

@@ -8,7 +8,8 @@ from twisted.internet import defer, task
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
-from pokan.seeds import SeedIsSelf, SeedSync
+from pokan.protocols import NotAPokanNode
+from pokan.seeds import NOT_POKAN_DELAY, SeedIsSelf, SeedSync
 
 A, B = ("10.0.0.1", 5555), ("10.0.0.2", 5555)
 
@@ -39,6 +40,31 @@ class SeedSyncTests(unittest.TestCase):
         self.assertEqual(self.calls, [A, B])
         self.assertEqual(seeds.synced_with, "10.0.0.2:5555")
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_seed_that_is_not_pokan_is_said_at_once_and_retried_slowly(
+        self,
+    ) -> None:
+        self.answers[A] = NotAPokanNode("10.0.0.1:5555", "it answered like X")
+        seeds = SeedSync(self.clock, [A], self.sync, first_delay=1, max_delay=60)
+        seeds.start()
+        (said,) = [w for w in self.warnings() if "not answer" in str(w.get("error"))]
+        self.assertEqual(said["seed"], "10.0.0.1:5555")
+        delays = []
+        for _ in range(3):
+            (call,) = self.clock.getDelayedCalls()
+            delays.append(call.getTime() - self.clock.seconds())
+            self.clock.advance(delays[-1])
+        self.assertEqual(delays, [NOT_POKAN_DELAY, 60, 60])
+        # said once per seed, not at every retry
+        told = [w for w in self.warnings() if "not answer" in str(w.get("error"))]
+        self.assertEqual(len(told), 1)
+
+    def test_one_seed_not_pokan_among_others_down_keeps_the_pace(self) -> None:
+        self.answers[A] = NotAPokanNode("10.0.0.1:5555", "it answered like X")
+        seeds = SeedSync(self.clock, [A, B], self.sync, first_delay=1, max_delay=60)
+        seeds.start()
+        (call,) = self.clock.getDelayedCalls()
+        self.assertEqual(call.getTime() - self.clock.seconds(), 1)
 
     def test_retry_with_capped_backoff(self) -> None:
         seeds = SeedSync(self.clock, [A, B], self.sync, first_delay=1, max_delay=4)

@@ -210,6 +210,64 @@ class RestartTests(ServerCase):
         yield wait_for(lambda: self.converged(a2, b, c))
 
 
+class FlushedRestartTests(ServerCase):
+    @defer.inlineCallbacks
+    def test_restart_on_a_flushed_redis_takes_its_keys_back_from_the_cluster(
+        self,
+    ) -> Any:
+        b = yield self.node()
+        c = yield self.node(seed=b)
+        a = yield self.node(self.redis_store(), seed=b)
+        yield a.store("role", "worker")
+        yield a.store("gone", "x")
+        yield a.delete("gone")
+        yield wait_for(lambda: self.converged(a, b, c))
+        ports = {"tcp_port": a.tcp_port, "udp_port": a.udp_port}
+        yield a.stopService()
+        yield wait_for(lambda: b.peer(a.id).is_left and c.peer(a.id).is_left)
+        self.plain.flushall()
+
+        logs = LogCapture(self)
+        a2 = yield self.node(self.redis_store(), seed=b, **ports)
+        self.assertEqual(a2.id, a.id)
+        yield wait_for(lambda: a2.items() == {"role": "worker"})
+
+        def everyone_has_it() -> bool:
+            return all(
+                s.peer(a.id) is not None
+                and s.peer(a.id).is_alive
+                and s.peer(a.id).generation == a2.me.generation
+                and s.peer(a.id).items() == {"role": "worker"}
+                for s in (b, c)
+            )
+
+        yield wait_for(everyone_has_it)
+        yield wait_for(
+            lambda: read_cluster(self.plain, f"pokan:{a.id}")["keys"].get(a.id, {})
+        )
+        stored = read_cluster(self.plain, f"pokan:{a.id}")["keys"][a.id]
+        self.assertEqual({k: v[0] for k, v in stored.items()}, {"role": "worker"})
+        self.assertEqual(len(logs.matching("took back 1 of its")), 1)
+
+    @defer.inlineCallbacks
+    def test_a_node_whose_store_has_its_record_keeps_its_own_view(self) -> Any:
+        b = yield self.node()
+        a = yield self.node(self.redis_store(), seed=b)
+        yield a.store("role", "worker")
+        yield wait_for(lambda: self.converged(a, b))
+        ports = {"tcp_port": a.tcp_port, "udp_port": a.udp_port}
+        yield a.stopService()
+        yield wait_for(lambda: b.peer(a.id).is_left)
+        # the node deleted its key while its peers did not hear of it
+        raw = self.plain.hgetall(f"pokan:{a.id}:keys:{a.id}")
+        self.assertIn(b"role", raw)
+        self.plain.hdel(f"pokan:{a.id}:keys:{a.id}", "role")
+        a2 = yield self.node(self.redis_store(), seed=b, **ports)
+        yield wait_for(lambda: b.peer(a.id).generation == a2.me.generation)
+        self.assertEqual(a2.items(), {})
+        self.assertEqual(b.peer(a.id).items(), {})
+
+
 class RedisLostTests(ServerCase):
     @defer.inlineCallbacks
     def test_sigkill_while_updates_flow(self) -> Any:

@@ -453,6 +453,45 @@ class RestoreTests(unittest.TestCase):
         self.assertEqual(state.nodes[OTHER.id].entries, {})
 
 
+class TakeBackTests(unittest.TestCase):
+    """A node whose store lost its record takes its keys back, once."""
+
+    def previous(self) -> NodeDelta:
+        return delta(
+            info(ME.id, 3),
+            0,
+            9,
+            ("role", Entry("worker", 4, 1.0)),
+            ("gone", Entry(None, 6, 2.0)),
+            ("mine", Entry("old", 9, 3.0)),
+        )
+
+    def test_the_previous_incarnation_s_live_keys_become_ours(self) -> None:
+        state = ClusterState(info(ME.id, 5))
+        state.write("mine", "new", 4.0)
+        state.adopt_previous = True
+        batch = state.merge([self.previous()])
+        me = state.me
+        self.assertEqual(me.info.generation, 5)
+        self.assertEqual(
+            {k: e.value for k, e in me.entries.items()},
+            {"mine": "new", "role": "worker"},
+        )
+        self.assertEqual(me.entries["role"], Entry("worker", 2, 1.0))
+        self.assertEqual(me.version, 2)
+        self.assertEqual(events(batch), [("role", "new_key")])
+        self.assertEqual(batch.nodes, (me.record(),))
+        self.assertEqual((state.adopted, state.adopt_previous), (1, False))
+        # once only
+        self.assertEqual(state.merge([self.previous()]), Batch())
+
+    def test_without_the_flag_an_old_incarnation_changes_nothing(self) -> None:
+        state = ClusterState(info(ME.id, 5))
+        self.assertEqual(state.merge([self.previous()]), Batch())
+        self.assertEqual(state.me.entries, {})
+        self.assertIsNone(state.adopted)
+
+
 class IdentityTests(unittest.TestCase):
     def test_rename_self(self) -> None:
         state = ClusterState(ME)

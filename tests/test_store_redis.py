@@ -414,6 +414,36 @@ class OutageTests(StoreCase):
         self.assertTrue(store.available)
 
     @defer.inlineCallbacks
+    def test_flushall_while_idle_gets_the_state_again_without_a_write(self) -> Any:
+        logs = LogCapture(self)
+        store, _ = yield self.opened(health_interval=0.05)
+        yield store.persist(self.state.merge([other_delta(("a", Entry("1", 3, 7.0)))]))
+        yield store.persist(self.state.write("role", "worker", 0.0))
+        self.plain.flushall()  # the same server: its run_id does not change
+        yield wait_for(lambda: logs.matching("whole state was rewritten"))
+        got = read_cluster(self.plain, "t")
+        self.assertEqual(got["keys"][ME.id], {"role": ("worker", 1, 0.0)})
+        self.assertEqual(got["keys"][OTHER.id], {"a": ("1", 3, 7.0)})
+        self.assertEqual(self.plain.hgetall("t:meta")[b"node"], ME.id.encode())
+        self.assertEqual(len(logs.matching("lost the keys under prefix t")), 1)
+        self.assertTrue(store.available)
+
+    @defer.inlineCallbacks
+    def test_deleted_prefix_after_a_write_is_rewritten_whole(self) -> Any:
+        logs = LogCapture(self)
+        store, _ = yield self.opened(health_interval=0.05)
+        yield store.persist(self.state.write("role", "worker", 0.0))
+        self.plain.delete("t:meta", "t:nodes", *self.plain.keys("t:node*"))
+        # a write after the loss recreates some keys, but not the meta
+        yield store.persist(self.state.write("other", "x", 1.0))
+        yield wait_for(lambda: logs.matching("whole state was rewritten"))
+        got = read_cluster(self.plain, "t")
+        self.assertEqual(
+            got["keys"][ME.id], {"role": ("worker", 1, 0.0), "other": ("x", 2, 1.0)}
+        )
+        self.assertIn(b"schema", self.plain.hgetall("t:meta"))
+
+    @defer.inlineCallbacks
     def test_close_while_down(self) -> Any:
         logs = LogCapture(self)
         store, _ = yield self.opened()

@@ -216,7 +216,7 @@ class OptionsTests(unittest.TestCase):
         defaults.parseOptions(["--address=127.0.0.1"])
         self.assertEqual(defaults["max-hello"], 1024 * 1024)
         for bad, says in [
-            ("--max-hello=12", "max hello must be from the max datagram"),
+            ("--max-hello=12", "--max-hello must be from the max datagram"),
             ("--max-sync-connections=x", "--max-sync-connections must be a whole"),
             ("--max-sync-per-host=0", "--max-sync-per-host must be a whole"),
         ]:

@@ -308,6 +308,29 @@ class UsageTests(unittest.TestCase):
     def test_missing_address(self) -> None:
         self.assertUsageError([], "--address is required")
 
+    def test_the_error_comes_alone_with_a_hint_not_after_the_usage(self) -> None:
+        for args, expected in (
+            (["--address", "127.0.0.1", "--udp-port", "70000"], "--udp-port must be"),
+            (["--address", "127.0.0.1", "--no-such-option"], "no-such-option"),
+            (["--address", "127.0.0.1", "--max-datagram", "10"], "--max-datagram must"),
+        ):
+            result = run(
+                [TWISTD, "-n", "--pidfile=", "pokan", *args],
+                cwd=temp_dir(self),
+                timeout=30,
+            )
+            output = (result.stdout + result.stderr).strip()
+            self.assertNotEqual(result.returncode, 0, output)
+            self.assertNotIn("Usage:", output)
+            self.assertNotIn("--tombstone-ttl", output)  # no list of options
+            (line,) = output.splitlines()
+            self.assertIn(expected, line)
+            self.assertIn("(see `twistd pokan --help`)", line)
+
+    def test_help_still_lists_the_options(self) -> None:
+        result = run([TWISTD, "pokan", "--help"], cwd=temp_dir(self), timeout=30)
+        self.assertIn("--tombstone-ttl", result.stdout)
+
     def test_address_not_an_ip(self) -> None:
         self.assertUsageError(["--address", "example"], "--address", "'example'")
 
@@ -328,15 +351,16 @@ class UsageTests(unittest.TestCase):
             )
 
     def test_non_positive_gossip_interval(self) -> None:
-        for bad in ("0", "-1", "soon", "inf"):
+        for bad in ("0", "-1", "soon", "inf", "1e-9"):
             self.assertUsageError(
-                ["--address", "127.0.0.1", "--gossip-interval", bad], "gossip interval"
+                ["--address", "127.0.0.1", "--gossip-interval", bad],
+                "--gossip-interval must be",
             )
 
     def test_bad_max_datagram(self) -> None:
         for bad in ("100", "70000", "big"):
             self.assertUsageError(
-                ["--address", "127.0.0.1", "--max-datagram", bad], "max datagram"
+                ["--address", "127.0.0.1", "--max-datagram", bad], "--max-datagram must"
             )
 
     def test_bad_store(self) -> None:
@@ -349,7 +373,8 @@ class UsageTests(unittest.TestCase):
         self.assertUsageError(
             ["--address", "127.0.0.1", "--store", "k=" + "x" * 3000],
             "--store k=...",
-            "max_datagram=1400",
+            "with --max-datagram 1400",
+            "raise --max-datagram on every node",
         )
 
     def test_help_lists_the_options(self) -> None:

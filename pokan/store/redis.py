@@ -9,7 +9,9 @@ When Redis goes away the node carries on from memory: each batch is folded
 into :class:`~pokan.store.pending.Pending` (the latest change per key) and
 ``persist()`` fires at once. A probe runs every ``retry_interval`` seconds;
 once Redis answers, the pending changes are written, or, if Redis restarted
-(its ``run_id`` changed), the node's whole state is written afresh.
+(its ``run_id`` changed) or lost the prefix (its ``meta`` key is gone: a
+FLUSHALL, a FLUSHDB, a deleted prefix), the node's whole state is written
+afresh.
 """
 
 from __future__ import annotations
@@ -445,20 +447,23 @@ class RedisStore:
         if self._status != UP:  # down or recovering: the probes look after it
             self._schedule_health_check()
             return
-        d = self._run(self._marking_failure, redis_io.run_id, self._client)
+        assert self._keys is not None
+        d = self._run(self._marking_failure, redis_io.health, self._client, self._keys)
         d.addCallbacks(self._healthy, self._went_down)
         d.addBoth(lambda _: self._schedule_health_check())
 
-    def _healthy(self, run_id: str) -> None:
-        if self._status == UP and run_id != self._run_id:
+    def _healthy(self, found: redis_io.Health) -> None:
+        if self._status != UP or (found.kept and found.run_id == self._run_id):
+            return
+        if found.run_id != self._run_id:
             log.warn(
                 "Redis at {url} restarted while this node wrote nothing;"
                 " writing its state again",
                 url=self.url,
             )
-            self._recovered = 0
-            self._rewrote = False
-            self._reachable(run_id)
+        self._recovered = 0
+        self._rewrote = False
+        self._reachable(found)
 
     def _schedule_probe(self) -> None:
         if self._status == CLOSED:
@@ -474,16 +479,27 @@ class RedisStore:
         d = self._run(self._probe_in_worker)
         d.addCallbacks(self._reachable, lambda _: self._schedule_probe())
 
-    def _probe_in_worker(self) -> str:
+    def _probe_in_worker(self) -> redis_io.Health:
         self._client.connection_pool.disconnect()
-        found = redis_io.run_id(self._client)
+        assert self._keys is not None
+        found = redis_io.health(self._client, self._keys)
         self._broken = False
         return found
 
-    def _reachable(self, run_id: str) -> None:
+    def _reachable(self, found: redis_io.Health) -> None:
         if self._status == CLOSED:
             return
         self._status = RECOVERING
+        run_id = found.run_id
+        if not found.kept and run_id == self._run_id:  # the same server
+            log.warn(
+                "Redis at {url} lost the keys under prefix {prefix} (a FLUSHALL,"
+                " a FLUSHDB or a deleted prefix); writing this node's whole"
+                " state again",
+                url=self.url,
+                prefix=self.prefix,
+            )
+            self._run_id = ""  # as for a restarted Redis: rewrite everything
         if run_id != self._run_id and self._state_of_node is not None:
             # Redis restarted: what it holds (if anything) may be older than
             # what we wrote; write everything again

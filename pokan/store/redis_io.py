@@ -62,6 +62,21 @@ def run_id(client: redis.Redis) -> str:
     return str(info["run_id"])
 
 
+@attrs.frozen
+class Health:
+    """What a health check or a probe found."""
+
+    run_id: str
+    #: the prefix's meta key is there (else a FLUSHALL, a FLUSHDB or a
+    #: deleted prefix lost what this node wrote)
+    kept: bool
+
+
+def health(client: redis.Redis, keys: Keys) -> Health:
+    """The server's run id, and whether the prefix still holds its meta."""
+    return Health(run_id(client), bool(client.exists(keys.meta)))
+
+
 def load(client: redis.Redis, keys: Keys, node_id: str) -> Loaded:
     """Read what the prefix holds; mark it as this node's if it held nothing.
 
