@@ -175,16 +175,24 @@ class Envelope:
                 raise DecodeError("bad-flags", "a BadCluster is never sealed")
             return head.kind, data[wire.HEADER_SIZE :]
         if head.tag != self.tag:
-            raise DecodeError("wrong-cluster", f"not of cluster {self.cluster!r}")
+            raise DecodeError(
+                "wrong-cluster",
+                f"of another cluster than this node's {self.cluster!r}: give every"
+                " node of one cluster the same --cluster",
+            )
         if self.sealer is None:
             if head.sealed:
                 raise DecodeError(
-                    "sealed", "a sealed message, and this node has no key (--key-file)"
+                    "sealed",
+                    "a sealed message, and this node has no key: give it the"
+                    " sender's --key-file",
                 )
             return head.kind, data[wire.HEADER_SIZE :]
         if not head.sealed:
             raise DecodeError(
-                "unsealed", "a plaintext message, and this node's gossip is sealed"
+                "unsealed",
+                "a plaintext message, and this node's gossip is sealed: give the"
+                " sender this node's --key-file",
             )
         aad = data[: wire.HEADER_SIZE] + self._cluster_bytes
         plaintext, nonce = self.sealer.open(aad, data[wire.HEADER_SIZE :])

@@ -556,6 +556,9 @@ class SyncClientProtocol(_FrameProtocol):
     ) -> None:
         super().__init__(bad_input, max_frame, timeout, max_datagram, envelope=envelope)
         self.hello = hello
+        #: what this seed said last time it refused us (another cluster),
+        #: told once an hour only: the reason a silent close then has
+        self.earlier_refusal: str | None = None
         self.max_hello = min(max_hello, max_frame)
         self.welcome: defer.Deferred[wire.Welcome] = defer.Deferred()
         self.frames: list[wire.Welcome] = []
@@ -633,11 +636,16 @@ class SyncClientProtocol(_FrameProtocol):
             self.welcome.errback(self.not_pokan)
             return
         if not self.frames:
-            why = self.refusal
+            why = self.refusal or self.earlier_refusal
             if why is None and self.envelope.sealed:
                 why = (
-                    "a seed whose keys differ from this node's drops its Hello:"
-                    " check that both have the same key in their --key-file"
+                    "the seed dropped this node's Hello: one of another cluster"
+                    " (--cluster) or whose keys differ (--key-file) does"
+                )
+            elif why is None:
+                why = (
+                    "if the seed seals its gossip (--key-file) or is of another"
+                    " cluster (--cluster), it drops a plaintext Hello"
                 )
             self.welcome.errback(
                 ConnectionError(

@@ -77,7 +77,7 @@ from pokan.state import (
 )
 from pokan.store import IStore, MemoryStore, Snapshot
 from pokan.store.interface import IAttachedStore, snapshot_of
-from pokan.transitionlog import Seconds, TransitionLog
+from pokan.transitionlog import Seconds, ThrottledLines, TransitionLog
 from pokan.wire import check_cluster
 
 log = Logger()
@@ -230,6 +230,9 @@ class Server(service.Service):
         self._state = ClusterState(self._identity(generation=0))
         self._state.max_nodes = plausible.check_max_nodes(max_nodes)
         self._transition_log = TransitionLog(Seconds(self._now))
+        #: lines any peer can cause: full syncs answered, forgeries undone
+        self._sync_log = ThrottledLines(Seconds(self._now), "full sync")
+        self._forgery_log = ThrottledLines(Seconds(self._now), "re-assert")
         self._node = GossipNode(self._state, self._rng, self._max_datagram)
         self._node.fanout = check_fanout(gossip_fanout)
         self._node.idle_rounds = self._idle_rounds()
@@ -250,6 +253,8 @@ class Server(service.Service):
         self.envelope = Envelope(check_cluster(cluster), _sealer_for(key_file))
         self._reset_syncs: dict[str, float] = {}
         self._join_budget = JoinBudget()
+        #: seeds that said this node is of another cluster: seed -> why
+        self._refusals: dict[str, str] = {}
         #: TCP syncs under way, cancelled when the node stops
         self._syncing: dict[defer.Deferred[Any], SyncClientProtocol] = {}
         #: the store had no record of this node: its first full sync takes
@@ -995,6 +1000,7 @@ class Server(service.Service):
         batch = result.batch + self._membership.observe(now, digest)
         d = self._commit(batch)
         if result.reasserted:
+            self._reasserting(format_host_port(*source))
             self._commit(self._wrote(result.reasserted))
         if isinstance(message, wire.Syn | wire.SynAck):
             self._reset_if_behind(message.sender, digest, now)
@@ -1055,8 +1061,21 @@ class Server(service.Service):
         reasserted = self._node.reassert()
         d = self._commit(batch + self._membership.observe(self._now()))
         if reasserted:
+            self._reasserting(peer)
             self._commit(self._wrote(reasserted))
         return d
+
+    def _reasserting(self, source: str) -> None:
+        self._forgery_log.emit(
+            "re-assert",
+            "a message from {source} (or one it passed on) claimed a version,"
+            " write, heartbeat or status of this node that it never had; wrote"
+            " its true state again above it ({count} re-asserts so far). Often"
+            " a forgery: give every node a key (docs/security.md)",
+            warn=True,
+            source=source,
+            count=self._state.reasserts,
+        )
 
     def _note_taken_back(self, peer: str) -> None:
         count, self._state.adopted = self._state.adopted, None
@@ -1087,7 +1106,12 @@ class Server(service.Service):
         room = self._join_budget.available(host, now)
         d = self._merge_full(hello.deltas, room, peer)
         self._join_budget.spend(host, len(self._state.nodes) - known, now)
-        log.info("full sync with {peer}", peer=peer)
+        self._sync_log.emit(
+            "full sync",
+            "full sync with {peer} (from {host})",
+            peer=peer,
+            host=host or "?",
+        )
         return d.addCallback(lambda _: wire.Welcome(self.id, self._node.full_state()))
 
     def _sync_with(self, host: str, port: int) -> defer.Deferred[Peer | None]:
@@ -1104,6 +1128,7 @@ class Server(service.Service):
             max_hello=self._max_hello,
             envelope=self.envelope,
         )
+        proto.earlier_refusal = self._refusals.get(seed)
         endpoint = _client_endpoint(reactor, host, port, self._sync_timeout)
         connected: defer.Deferred[Any] = endpoint.connect(SyncClientFactory(proto))
         self._syncing[connected] = proto
@@ -1127,6 +1152,10 @@ class Server(service.Service):
 
         def finished(result: Any) -> Any:
             self._syncing.pop(connected, None)
+            if proto.refusal is not None and proto.refusal.startswith("it is of"):
+                self._refusals[seed] = proto.refusal  # told once an hour only
+            elif not isinstance(result, Failure):
+                self._refusals.pop(seed, None)
             return result
 
         return connected.addCallback(merged).addBoth(finished)

@@ -56,3 +56,40 @@ class TransitionLog:
                 event=event,
                 note=f" ({note})" if note else "",
             )
+
+
+class ThrottledLines:
+    """Any kind of line a peer can make a node log: a few per window.
+
+    ``what`` names them in the summary line ("full sync", ...).
+    """
+
+    def __init__(
+        self,
+        clock: Seconds,
+        what: str,
+        interval: float = 10.0,
+        max_lines: int = MAX_LINES,
+    ) -> None:
+        self.what = what
+        self._window = LogWindow(clock, interval, max_lines)  # type: ignore[arg-type]
+
+    def emit(
+        self, kind: str, format: str, warn: bool = False, **fields: object
+    ) -> None:
+        """Log ``format`` with ``fields`` unless this window had its lines."""
+        window = self._window
+        left = window.roll()
+        if left is not None:
+            suppressed, ago = left
+            log.info(
+                "{count} more {what} lines without a line each in the {interval}s"
+                " window that began {ago}s ago ({kinds})",
+                count=sum(suppressed.values()),
+                what=self.what,
+                interval=window.interval,
+                ago=ago,
+                kinds=", ".join(f"{k}: {n}" for k, n in suppressed.most_common()),
+            )
+        if window.admit(kind):
+            (log.warn if warn else log.info)(format, **fields)

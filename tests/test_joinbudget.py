@@ -29,3 +29,23 @@ class JoinBudgetTests(unittest.TestCase):
         for second in range(60):  # one joiner a second, each bringing itself
             self.assertGreaterEqual(budget.available("h", float(second)), 1)
             budget.spend("h", 1, float(second))
+
+
+class ThrottledLinesTests(unittest.TestCase):
+    def test_a_few_lines_a_window_then_a_summary(self) -> None:
+        from twisted.internet import task
+
+        from pokan.transitionlog import Seconds, ThrottledLines
+        from tests.support import LogCatcher
+
+        clock = task.Clock()
+        logs = LogCatcher(self)
+        lines = ThrottledLines(Seconds(clock.seconds), "full sync", max_lines=3)
+        for i in range(300):
+            lines.emit("full sync", "full sync with {peer}", peer=f"p{i}")
+        self.assertEqual(len(logs.matching("full sync with")), 3)
+        clock.advance(10)
+        lines.emit("full sync", "full sync with {peer}", peer="late")
+        (summary,) = logs.matching("more full sync lines")
+        self.assertIn("297 more", summary)
+        self.assertEqual(len(logs.matching("full sync with")), 4)
