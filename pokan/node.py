@@ -283,17 +283,21 @@ class GossipNode:
     ) -> Result:
         """Handle one datagram's message from ``source``.
 
-        ``size``: the datagram's length in bytes. A source that is not a
-        member (no node we track that has not left gossips from it) gets a
-        reply no bigger than that, and no push; every source gets at most
+        ``size``: the datagram's length in bytes, less the seal's (the reply
+        is sealed too, or not, alike). A source that is not a member (no node
+        we track that has not left gossips from it) gets a reply no bigger
+        than that, and no push; every source gets at most
         ``MAX_REPLIES_PER_SOURCE`` replies per round.
         """
         member = self.is_member(message, source)
         budget = self.budget
         stranger = not member and size is not None
         if size is not None and stranger:
-            budget = min(budget, reconcile.message_budget(size, self.state.me.info.id))
-        result = self._handle(message, source, budget, member, stranger)
+            budget = min(budget, reconcile.reply_room(size, self.state.me.info.id))
+        # a node we hold as left or dead knows us: the room goes to what we
+        # hold of it (how it learns that it is held left, and re-asserts)
+        introduce = stranger and not self._tracks(message, source)
+        result = self._handle(message, source, budget, member, introduce)
         if not self._news and (
             result.batch or any(_teaches(o.message) for o in result.outgoing)
         ):
@@ -327,6 +331,11 @@ class GossipNode:
             and node.status != "left"
             and address_of(node) == source
         )
+
+    def _tracks(self, message: wire.Message, source: Address) -> bool:
+        """Whether the sender is a node we track, at that source, any status."""
+        node = self.state.nodes.get(getattr(message, "sender", ""))
+        return node is not None and address_of(node) == source
 
     def _may_reply(self, source: Address) -> bool:
         """Count a reply to ``source``; False if over its share this round."""

@@ -135,13 +135,17 @@ class GossipProtocol(DatagramProtocol):
             )
             return
         try:
-            self.receive(message, (addr[0], addr[1]), len(data))
+            self.receive(message, (addr[0], addr[1]), self._plain_size(data))
         except Exception:
             log.failure(
                 "error handling {kind} from {source}",
                 kind=type(message).__name__,
                 source=source,
             )
+
+    def _plain_size(self, data: bytes) -> int:
+        """A datagram's size less its seal: what a reply to it may take."""
+        return len(data) - (wire.SEAL_HEADROOM if self.envelope.sealed else 0)
 
     def _tell_other_cluster(
         self, source: str, addr: Address, size: int, now: float

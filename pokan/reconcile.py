@@ -26,6 +26,12 @@ def message_budget(max_datagram: int, sender_id: str) -> int:
     return max_datagram - overhead
 
 
+def reply_room(size: int, sender_id: str) -> int:
+    """Bytes the lists of a reply may use so that it is no bigger than a
+    message of ``size`` bytes (both in the same envelope, sealed or not)."""
+    return size - (wire.HEADER_SIZE + 8 + wire.packed_size(sender_id))
+
+
 def entry_room(max_datagram: int, sender_id: str, header: NodeDelta) -> int:
     """Bytes one write may take, packed, in a datagram from ``sender_id``
     carrying the delta of ``header``'s node alone (a write that does not fit

@@ -275,6 +275,24 @@ class NodeTests(unittest.TestCase):
         member = self.node.receive(wire.Syn(info(2).id, ()), addr(2), size=size)
         self.assertGreater(len(wire.encode(member.outgoing[0].message)), 10 * size)
 
+    def test_a_node_held_left_learns_it_even_from_a_small_syn(self) -> None:
+        # a forged goodbye (e.g. from a spoofed source address) had us hold
+        # node 2 left; its next Syn, small in a small cluster, must draw the
+        # claim back to it, or it can never re-assert
+        self.state.merge([NodeDelta(info(2), 1, 0, 0, (), left=True)])
+        self.assertEqual(self.state.nodes[info(2).id].status, "left")
+        own = wire.DigestEntry(info(2).id, info(2).generation, 0, 5)
+        me = self.state.me
+        ours = wire.DigestEntry(me.info.id, me.info.generation, me.version, 1)
+        third = wire.DigestEntry(info(3).id, info(3).generation, 0, 3)
+        syn = wire.Syn(info(2).id, (own, ours, third))  # a 3-node cluster's
+        size = len(wire.encode(syn))
+        (reply,) = self.node.receive(syn, addr(2), size=size).outgoing
+        self.assertLessEqual(len(wire.encode(reply.message)), size)
+        assert isinstance(reply.message, wire.SynAck)
+        (claim,) = [e for e in reply.message.digest if e.node_id == info(2).id]
+        self.assertTrue(claim.left)
+
     def test_replies_rate_limited_per_source(self) -> None:
         syn = wire.Syn(info(2).id, ())
         replied = [bool(self.node.receive(syn, addr(2)).outgoing) for _ in range(20)]
