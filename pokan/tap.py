@@ -406,4 +406,5 @@ def _server(options: Options, store: Any) -> Server:
         store=store,
         cluster=options["cluster"],
         key_file=options["key-file"],
+        handler_timeout=options["handler-timeout"],
     )
