@@ -72,7 +72,9 @@ class _Registered:
     bounded: bool = True  # waited for at most the dispatcher's timeout
 
     @classmethod
-    def adapt(cls, handler: Handler, name: str = "", bounded: bool = True) -> _Registered:
+    def adapt(
+        cls, handler: Handler, name: str = "", bounded: bool = True
+    ) -> _Registered:
         name = name or handler_name(handler)
         try:
             params = list(inspect.signature(handler).parameters.values())
@@ -130,12 +132,10 @@ class _Registered:
 def handler_name(handler: Handler) -> str:
     """A readable name for the log: ``module.Class.method``, ``module.<lambda>``."""
     target = getattr(handler, "__func__", handler)
-    qualname = getattr(target, "__qualname__", None)
-    if qualname is None:  # a callable object
-        qualname = type(handler).__qualname__
-        module = type(handler).__module__
-    else:
-        module = getattr(target, "__module__", None)
+    if not hasattr(target, "__qualname__"):  # a callable object
+        target = type(handler)
+    qualname = str(target.__qualname__)
+    module = getattr(target, "__module__", None)
     return f"{module}.{qualname}" if module else qualname
 
 

@@ -827,6 +827,7 @@ class Server(service.Service):
                 seed=format_host_port(self._address, self._tcp_port),
                 rest="" if seeds else NO_OTHER_SEED,
             )
+        self._membership.start(self._now())  # a late first round is a pause
         self._start_rounds(now=False)
         release_free_heap()  # what starting left free
         self.events.fire("start")
