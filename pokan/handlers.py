@@ -38,7 +38,7 @@ def register_handler(
 ) -> list[str]:
     """Register every handler method of ``handler``; return the event names.
 
-    ``name`` names it in the log (``NAME.shutdown`` for its shutdown method).
+    ``name`` names it in the log: ``NAME (Class.shutdown)`` for its shutdown.
 
     Methods for events the dispatcher does not fire (membership events on a
     server without them) are skipped, and logged at debug level.
@@ -59,7 +59,8 @@ def register_handler(
                 event=event,
             )
             continue
-        dispatcher.register(event, method, name=f"{name}.{event}" if name else "")
+        label = f"{name} ({type(handler).__name__}.{event})" if name else ""
+        dispatcher.register(event, method, name=label)
         registered.append(event)
     return registered
 

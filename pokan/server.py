@@ -72,6 +72,7 @@ from pokan.state import (
     NodeRecord,
     Value,
 )
+from pokan.stopping import SecondSignal, exit_with_signal
 from pokan.store import IStore, MemoryStore, Snapshot
 from pokan.store.interface import IAttachedStore, snapshot_of
 from pokan.transitionlog import Seconds, TransitionLog
@@ -1174,7 +1175,10 @@ class Server(service.Service):
             self._startup_failure = failure  # raised below: not logged
             reactor.stop()
 
+        # a second Ctrl-C (or SIGTERM) while the node stops ends the process
+        second = SecondSignal(reactor)
         reactor.callWhenRunning(launch)
+        reactor.addSystemEventTrigger("before", "shutdown", second.arm)
         reactor.addSystemEventTrigger("before", "shutdown", self.stopService)
         try:
             reactor.run()
@@ -1186,6 +1190,9 @@ class Server(service.Service):
             ) from None
         finally:
             self._blocking = False
+            second.disarm()
+        if second.received is not None:
+            exit_with_signal(second.received)
         if self._startup_failure is not None:
             self._startup_failure.raiseException()
 
