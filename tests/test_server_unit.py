@@ -555,6 +555,43 @@ class SyncTests(ServerTestCase):
         self.assertEqual(len(dead), 5)
 
 
+class HandlerTimeoutTests(ServerTestCase):
+    """handler_timeout bounds what a Python handler can hold up."""
+
+    def test_a_handler_that_never_finishes_holds_store_up_only_so_long(self) -> None:
+        server = self.make(handler_timeout=5)
+        server.on("new_key", lambda key: defer.Deferred())
+        logs = LogCatcher(self)
+        stored = server.store("k", "v")
+        self.reactor.advance(4.9)
+        self.assertNoResult(stored)
+        self.reactor.advance(0.1)
+        self.successResultOf(stored)
+        self.assertEqual(server.stats["handler_timeouts"], 1)
+        self.assertEqual(server.stats["handler_failures"], 0)
+        (line,) = logs.matching("for event new_key did not finish within 5 s")
+        self.assertIn("handler tests.test_server_unit.", line)
+
+    def test_a_shutdown_that_never_fires_holds_the_stop_up_only_so_long(
+        self,
+    ) -> None:
+        server = self.start()  # the default: 60 s
+        server.on("shutdown", lambda: defer.Deferred())
+        stopped = server.stopService()
+        self.reactor.advance(59)
+        self.assertNoResult(stopped)
+        self.reactor.advance(1)
+        self.successResultOf(stopped)
+        self.assertFalse(self.reactor.udpPorts[0].listening, "ports closed")
+
+    def test_the_timeout_is_checked(self) -> None:
+        for bad in (0, -1, "soon", float("inf")):
+            e = self.assertRaises(
+                ConfigurationError, Server, ADDRESS, handler_timeout=bad
+            )
+            self.assertIn("handler timeout", str(e))
+
+
 class EntityTests(ServerTestCase):
     def test_store_and_read(self) -> None:
         server = self.make()
