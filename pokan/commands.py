@@ -24,12 +24,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pokan.errors import ConfigurationError
-from pokan.events import ALL_EVENTS
+from pokan.events import ALL_EVENTS, DEFAULT_HANDLER_TIMEOUT
 
 log = Logger()
 
 KEY_EVENTS = ("new_key", "key_changed", "key_removed")
-DEFAULT_TIMEOUT = 60.0
+DEFAULT_TIMEOUT = DEFAULT_HANDLER_TIMEOUT
 DEFAULT_QUEUE = 100
 #: seconds between SIGTERM and SIGKILL for a command that timed out
 KILL_GRACE = 2.0
@@ -260,7 +260,8 @@ class CommandHandler:
         for event in self.spec.events:
             if event != "shutdown":
                 server.events.register(event, self._handler_for(event))
-        server.events.register("shutdown", self.shutdown)
+        # bounded by this handler's own timeout and kill grace: not cancelled
+        server.events.register("shutdown", self.shutdown, bounded=False)
 
     def _resume(self) -> None:
         """A server started again after a stop: take events again."""

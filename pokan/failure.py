@@ -15,9 +15,12 @@ A node is convicted once ``phi > threshold``: with the default threshold of
 chance of e^-8, about 3 in 10,000 silences). Time is passed in.
 
 A node never convicts after its own event loop stalled (a long GC pause, a
-suspended VM): :meth:`PhiAccrualDetector.tick` is called once per gossip
-round and, when rounds were delayed by far more than the interval, every
-window restarts from ``now`` instead of counting the stall as silence.
+suspended VM, a handler that blocked): :meth:`PhiAccrualDetector.tick` is
+called once per gossip round and, when rounds were delayed by far more than
+the interval, every window restarts from ``now`` instead of counting the
+stall as silence. That holds from the first round: the first tick is
+measured from :meth:`~PhiAccrualDetector.start` (or, without it, from the
+first window opened).
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ class PhiAccrualDetector:
         self.pauses = 0
         self._windows: dict[str, _Window] = {}
         self._last_tick: float | None = None
+        #: when the first window opened: pause detection before any tick
+        self._first_window: float | None = None
 
     def __contains__(self, node_id: str) -> bool:
         return node_id in self._windows
@@ -107,6 +112,8 @@ class PhiAccrualDetector:
         window = self._windows.get(node_id)
         if window is None:
             self._windows[node_id] = self._new_window(now)
+            if self._first_window is None:
+                self._first_window = now
             return
         elapsed = now - window.last
         if elapsed < 0:
@@ -151,6 +158,11 @@ class PhiAccrualDetector:
     def forget(self, node_id: str) -> None:
         self._windows.pop(node_id, None)
 
+    def start(self, now: float) -> None:
+        """This node's rounds start now: the first :meth:`tick` is measured
+        from here, so a stall before the first round is a pause too."""
+        self._last_tick = now
+
     def tick(self, now: float) -> bool:
         """Note one of our own rounds; False (and windows reset) after a pause.
 
@@ -159,6 +171,8 @@ class PhiAccrualDetector:
         for the silence this node caused itself.
         """
         last, self._last_tick = self._last_tick, now
+        if last is None:  # not started: measured from its first window on
+            last = self._first_window
         if last is None or now - last <= self.pause_factor * self.interval:
             return True
         self.pauses += 1

@@ -24,7 +24,8 @@ class HandlerOptions(usage.Options):
             "handler-timeout",
             None,
             str(commands.DEFAULT_TIMEOUT),
-            "Seconds an --on-event command may run before it is killed.",
+            "Seconds a handler may take: an --on-event command is killed after"
+            " it, a --handler plugin's Deferred cancelled (and logged).",
         ],
         [
             "handler-queue",

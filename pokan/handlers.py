@@ -33,8 +33,12 @@ def handler_methods(handler: object) -> dict[str, Callable[..., Any]]:
     return found
 
 
-def register_handler(dispatcher: EventDispatcher, handler: object) -> list[str]:
+def register_handler(
+    dispatcher: EventDispatcher, handler: object, name: str = ""
+) -> list[str]:
     """Register every handler method of ``handler``; return the event names.
+
+    ``name`` names it in the log: ``NAME (Class.shutdown)`` for its shutdown.
 
     Methods for events the dispatcher does not fire (membership events on a
     server without them) are skipped, and logged at debug level.
@@ -47,16 +51,17 @@ def register_handler(dispatcher: EventDispatcher, handler: object) -> list[str]:
         )
     known = dispatcher.known_events
     registered = []
-    for name, method in methods.items():
-        if name not in known:
+    for event, method in methods.items():
+        if event not in known:
             log.debug(
                 "handler {handler!r}: this server fires no {event} event",
                 handler=handler,
-                event=name,
+                event=event,
             )
             continue
-        dispatcher.register(name, method)
-        registered.append(name)
+        label = f"{name} ({type(handler).__name__}.{event})" if name else ""
+        dispatcher.register(event, method, name=label)
+        registered.append(event)
     return registered
 
 

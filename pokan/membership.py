@@ -117,6 +117,11 @@ class Membership:
             self._announced[node.info.id] = (node.info.generation, node.status)
             self._status_since.setdefault(node.info.id, now)
 
+    def start(self, now: float) -> None:
+        """The rounds start now: a first round late by a stall (a handler
+        that blocked during the join) convicts nobody, as later ones."""
+        self.detector.start(now)
+
     # -- feeding ----------------------------------------------------------------
 
     def observe(self, now: float, digest: Iterable[DigestEntry] = ()) -> Batch:

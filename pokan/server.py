@@ -31,11 +31,13 @@ from pokan.address import (
     parse_seeds,
 )
 from pokan.badinput import BadInputReporter, OtherFamilyReporter
+from pokan.durations import check_seconds
 from pokan.envelope import Envelope
 from pokan.errors import ConfigurationError, StartupError
 from pokan.events import (
     AFTER_EVENTS,
     BEFORE_EVENTS,
+    DEFAULT_HANDLER_TIMEOUT,
     ON_EVENTS,
     EventDispatcher,
     registrar,
@@ -75,6 +77,7 @@ from pokan.state import (
     NodeRecord,
     Value,
 )
+from pokan.stopping import SecondSignal, exit_with_signal
 from pokan.store import IStore, MemoryStore, Snapshot
 from pokan.store.interface import IAttachedStore, snapshot_of
 from pokan.transitionlog import Seconds, ThrottledLines, TransitionLog
@@ -195,6 +198,7 @@ class Server(service.Service):
         cluster: str = wire.DEFAULT_CLUSTER,
         key_file: str | None = None,
         max_nodes: int = plausible.DEFAULT_MAX_NODES,
+        handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
     ) -> None:
         self._address = check_ip(address)
         self._tcp_port = check_port(tcp_port, "tcp port", allow_any=True)
@@ -223,7 +227,10 @@ class Server(service.Service):
         self._clock = clock  # IReactorTime: timestamps, rounds, checks; or reactor
         self._epoll = False
         self._rng = rng if rng is not None else random.Random()
-        self.events = EventDispatcher()
+        self.events = EventDispatcher(
+            timeout=check_seconds(handler_timeout, "handler timeout"),
+            clock=self._timer,
+        )
         self._on = registrar(self.events, "", ON_EVENTS)
         self._before = registrar(self.events, "before_", BEFORE_EVENTS)
         self._after = registrar(self.events, "after_", AFTER_EVENTS)
@@ -466,8 +473,9 @@ class Server(service.Service):
         """
         from pokan.handlers import register_handler
 
-        register_handler(self.events, handler)
-        self._list_handler(name or type(handler).__name__)
+        label = name or type(handler).__name__
+        register_handler(self.events, handler, label)
+        self._list_handler(label)
         return handler
 
     def _list_handler(self, name: str) -> None:
@@ -570,6 +578,7 @@ class Server(service.Service):
             "dropped": self.bad_input.total if self.bad_input else 0,
             "dropped_by_reason": dict(self.bad_input.counts) if self.bad_input else {},
             "handler_failures": self.events.failures,
+            "handler_timeouts": self.events.timeouts,
             "nodes": len(self._state.nodes),
             "convictions": self._membership.convictions,
             "pauses": self._membership.detector.pauses,
@@ -836,6 +845,7 @@ class Server(service.Service):
                 seed=format_host_port(self._address, self._tcp_port),
                 rest="" if seeds else NO_OTHER_SEED,
             )
+        self._membership.start(self._now())  # a late first round is a pause
         self._start_rounds(now=False)
         release_free_heap()  # what starting left free
         self.events.fire("start")
@@ -1114,11 +1124,12 @@ class Server(service.Service):
         )
         return d.addCallback(lambda _: wire.Welcome(self.id, self._node.full_state()))
 
-    def _sync_with(self, host: str, port: int) -> defer.Deferred[Peer | None]:
+    def _sync_with(self, host: str, port: int) -> defer.Deferred[Peer]:
         """One full push-pull sync over TCP with the node at host:port."""
         reactor = self._get_reactor()
         seed = format_host_port(host, port)
-        self.events.fire("before_sync", seed, peer=seed)
+        before = self._peer_at(host, port)
+        self.events.fire("before_sync", before, peer=before)
         proto = SyncClientProtocol(
             wire.Hello(self.id, self._own_full_state()),
             self.bad_input,  # type: ignore[arg-type]
@@ -1134,7 +1145,7 @@ class Server(service.Service):
         self._syncing[connected] = proto
         connected.addCallback(lambda _: proto.welcome)
 
-        def merged(welcome: wire.Welcome) -> defer.Deferred[Peer | None]:
+        def merged(welcome: wire.Welcome) -> defer.Deferred[Peer]:
             if welcome.sender == self.id:  # a seed name that resolves to us
                 ours = {self._address, host}
                 self._node.seeds = [
@@ -1144,7 +1155,8 @@ class Server(service.Service):
             d = self._merge_full(welcome.deltas)
             release_free_heap()  # what the frames and their decoding left free
             node = self._state.nodes.get(welcome.sender)
-            peer = Peer(node) if node is not None else None
+            # before_sync's kind: a Peer, as known once merged (if it can be)
+            peer = Peer(node) if node is not None else self._peer_at(host, port)
             if node is not None:
                 self._seed_synced(host, port, node.info)
             d.addCallback(lambda _: self.events.fire("after_sync", peer, peer=peer))
@@ -1159,6 +1171,14 @@ class Server(service.Service):
             return result
 
         return connected.addCallback(merged).addBoth(finished)
+
+    def _peer_at(self, host: str, tcp_port: int) -> Peer:
+        """The Peer synced with at host:port: the node known there, if any,
+        else a seed known only by that address (generation 0)."""
+        for node in self._state.others():
+            if node.info.address == host and node.info.tcp_port == tcp_port:
+                return Peer(node)
+        return Peer.unknown_seed(host, tcp_port)
 
     def _seed_synced(self, host: str, tcp_port: int, info: NodeInfo) -> None:
         """Gossip with a synced seed on its UDP port, not the TCP port given."""
@@ -1292,7 +1312,10 @@ class Server(service.Service):
             self._startup_failure = failure  # raised below: not logged
             self._stop_reactor()  # the one start() runs: never another
 
+        # a second Ctrl-C (or SIGTERM) while the node stops ends the process
+        second = SecondSignal(reactor)
         reactor.callWhenRunning(launch)
+        reactor.addSystemEventTrigger("before", "shutdown", second.arm)
         reactor.addSystemEventTrigger("before", "shutdown", self.stopService)
         try:
             reactor.run()
@@ -1304,6 +1327,9 @@ class Server(service.Service):
             ) from None
         finally:
             self._blocking = False
+            second.disarm()
+        if second.received is not None:
+            exit_with_signal(second.received)
         if self._startup_failure is not None:
             self._startup_failure.raiseException()
 

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from twisted.application import service
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -45,6 +46,7 @@ from pokan.server import (
     check_max_hello,
     check_sync_cap,
 )
+from pokan.stopping import arm_while_stopping
 
 log = Logger()
 
@@ -357,7 +359,10 @@ class DaemonService(service.MultiService):
         if previous is not None:
             signal.signal(signal.SIGHUP, previous)
             self._previous_sighup = None
-        return super().stopService()
+        # a second SIGTERM (or Ctrl-C) while the node stops: out at once
+        disarm = arm_while_stopping(reactors.global_reactor())
+        d = defer.maybeDeferred(super().stopService)
+        return d.addBoth(lambda result: (disarm(), result)[1])
 
     def _failed_later(self, failure: Failure) -> None:
         log.critical("pokan: {error}", error=_message(failure.value))
@@ -470,4 +475,5 @@ def _server(options: Options, store: Any) -> Server:
         cluster=options["cluster"],
         key_file=options["key-file"],
         max_nodes=options["max-nodes"],
+        handler_timeout=options["handler-timeout"],
     )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import defer
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.internet import defer, task
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from pokan.events import (
@@ -267,3 +267,126 @@ class IsolationTests(unittest.TestCase):
         self.dispatcher.register("start", cancelled)
         self.assertIsNone(self.successResultOf(self.dispatcher.fire("start")))
         self.assertEqual(len(self.flushLoggedErrors(defer.CancelledError)), 1)
+
+
+class PeerEventArgumentTests(unittest.TestCase):
+    """Events whose argument is the peer: it is not given twice."""
+
+    def setUp(self) -> None:
+        self.dispatcher = EventDispatcher()
+        self.calls: list[Any] = []
+
+    def fire(self, event: str, handler: Any) -> Any:
+        self.calls.clear()
+        self.dispatcher = EventDispatcher()
+        self.dispatcher.register(event, handler)
+        peer = object()  # as the server fires them: the Peer both ways
+        self.successResultOf(self.dispatcher.fire(event, peer, peer=peer))
+        (call,) = self.calls
+        return peer, call
+
+    def test_a_default_after_peer_is_kept(self) -> None:
+        def with_extra(peer: Any, extra: str = "x") -> None:
+            self.calls.append((peer, extra))
+
+        for event in ("peer_joined", "peer_dead", "after_gossip", "before_sync"):
+            peer, call = self.fire(event, with_extra)
+            self.assertEqual(call, (peer, "x"), event)
+
+    def test_the_loop_idiom_keeps_its_bound_name(self) -> None:
+        handlers = [
+            lambda peer, _n=name: self.calls.append((_n, peer)) for name in ("a", "b")
+        ]
+        peer, call = self.fire("peer_left", handlers[1])
+        self.assertEqual(call, ("b", peer))
+
+    def test_a_parameter_not_named_peer_still_gets_it(self) -> None:
+        peer, call = self.fire(
+            "peer_alive", lambda p, extra=1: self.calls.append((p, extra))
+        )
+        self.assertEqual(call, (peer, 1))
+        # a first parameter takes the argument; ``peer`` after it the peer
+        peer, call = self.fire(
+            "after_sync", lambda p, peer=None: self.calls.append((p, peer))
+        )
+        self.assertEqual(call, (peer, peer))
+
+    def test_key_events_still_fill_defaults_from_arguments_left(self) -> None:
+        """The owner is not one of a key event's arguments: a parameter after
+        ``peer`` gets the key (an argument is left for it)."""
+        self.dispatcher.register(
+            "new_key",
+            lambda peer, key, extra="x": self.calls.append((peer, key, extra)),
+        )
+        self.successResultOf(self.dispatcher.fire("new_key", "k", "v", peer="P"))
+        self.assertEqual(self.calls, [("P", "k", "v")])
+
+
+class TimeoutTests(unittest.TestCase):
+    """A handler's Deferred is waited for at most the timeout."""
+
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.dispatcher = EventDispatcher(timeout=5.0, clock=lambda: self.clock)
+        self.log = CapturedLog(self)
+
+    def warnings(self) -> list[str]:
+        return [
+            formatEvent(e) for e in self.log.events if e["log_level"] == LogLevel.warn
+        ]
+
+    def test_a_late_handler_is_logged_by_name_and_cancelled(self) -> None:
+        never: defer.Deferred[None] = defer.Deferred()
+        cancelled: list[bool] = []
+        pending: defer.Deferred[None] = defer.Deferred(lambda d: cancelled.append(True))
+
+        class Plugin:
+            def shutdown(self) -> defer.Deferred[None]:
+                return pending
+
+        self.dispatcher.register("shutdown", Plugin().shutdown, name="hang.shutdown")
+        self.dispatcher.register("shutdown", lambda: never)
+        done = self.dispatcher.fire("shutdown")
+        self.clock.advance(4.9)
+        self.assertNoResult(done)
+        self.clock.advance(0.1)
+        self.assertIsNone(self.successResultOf(done))
+        self.assertEqual(cancelled, [True])
+        self.assertEqual(self.dispatcher.timeouts, 2)
+        self.assertEqual(self.dispatcher.failures, 0)
+        self.assertEqual(self.log.failures(), [], "no traceback for a late handler")
+        first, second = self.warnings()
+        self.assertIn("handler hang.shutdown for event shutdown did not finish", first)
+        self.assertIn("within 5 s; cancelled", first)
+        self.assertIn("tests.test_events.TimeoutTests", second)
+        self.assertIn("<lambda>", second)
+
+    def test_a_handler_in_time_is_not_touched(self) -> None:
+        later: defer.Deferred[str] = defer.Deferred()
+        self.dispatcher.register("start", lambda: later)
+        done = self.dispatcher.fire("start")
+        self.clock.advance(4)
+        later.callback("ok")
+        self.successResultOf(done)
+        self.clock.advance(10)
+        self.assertEqual((self.dispatcher.timeouts, self.warnings()), (0, []))
+        self.assertEqual(self.clock.getDelayedCalls(), [], "the timer was cancelled")
+
+    def test_its_own_failure_is_still_a_failure(self) -> None:
+        later: defer.Deferred[None] = defer.Deferred()
+        self.dispatcher.register("start", lambda: later)
+        done = self.dispatcher.fire("start")
+        later.errback(Boom("late but failed"))
+        self.successResultOf(done)
+        self.assertEqual((self.dispatcher.failures, self.dispatcher.timeouts), (1, 0))
+        self.assertEqual(len(self.flushLoggedErrors(Boom)), 1)
+
+    def test_unbounded_handlers_are_waited_for(self) -> None:
+        """A command handler bounds its own runs: it is not cancelled."""
+        later: defer.Deferred[None] = defer.Deferred()
+        self.dispatcher.register("shutdown", lambda: later, bounded=False)
+        done = self.dispatcher.fire("shutdown")
+        self.clock.advance(60)
+        self.assertNoResult(done)
+        later.callback(None)
+        self.successResultOf(done)

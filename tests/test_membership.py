@@ -133,6 +133,29 @@ class TransitionTests(unittest.TestCase):
         self.assertEqual(self.settle(self.membership.tick(self.now)), [])
         self.assertEqual(self.membership.detector.pauses, 1)
 
+    def test_a_late_first_round_convicts_nobody(self) -> None:
+        """The guard holds from the first round: measured from start()."""
+        self.membership.start(self.now)
+        self.merge(*(delta(n, 1) for n in range(2, 7)))  # the join's sync
+        self.now += 15  # a handler blocked the loop: no round ran
+        self.assertEqual(self.settle(self.membership.tick(self.now)), [])
+        self.assertEqual(self.membership.detector.pauses, 1)
+        # silence from now on is silence: convicted after the threshold
+        self.assertEqual(len(self.advance(9.0)), 5)
+
+    def test_without_start_the_first_window_is_the_reference(self) -> None:
+        self.merge(*(delta(n, 1) for n in range(2, 7)))
+        self.now += 15
+        self.assertEqual(self.settle(self.membership.tick(self.now)), [])
+        self.assertEqual(self.membership.detector.pauses, 1)
+
+    def test_a_first_round_on_time_is_no_pause(self) -> None:
+        self.membership.start(self.now)
+        self.merge(delta(2, 1))
+        self.now += 1.0
+        self.assertEqual(self.settle(self.membership.tick(self.now)), [])
+        self.assertEqual(self.membership.detector.pauses, 0)
+
     def test_ticks_ask_about_nodes_only_when_one_could_be_dead(self) -> None:
         """Rounds skip the walk over the membership while every node was
         heard recently enough, yet convict a silent node on time."""

@@ -17,7 +17,7 @@ from twisted.trial import unittest
 from pokan import Peer, Server, wire
 from pokan.errors import ConfigurationError, StartupError
 from pokan.node import GossipNode
-from pokan.state import ClusterState, NodeDelta, NodeInfo
+from pokan.state import ClusterState, Entry, NodeDelta, NodeInfo
 from pokan.store import MemoryStore
 from tests.support import LogCatcher
 
@@ -499,6 +499,99 @@ class SyncTests(ServerTestCase):
             self.reactor.advance(1.0)
         addresses = {addr for _, addr in self.reactor.sent()}
         self.assertEqual(addresses, {("10.0.0.7", 9989)})
+
+    def test_before_and_after_sync_both_give_a_peer(self) -> None:
+        seed = NodeInfo("10.0.0.7:9989", 3, "10.0.0.7", 9876, 9989, "seed")
+        server = self.make(gossip_with="10.0.0.7:9876")
+        seen: list[tuple[str, Any]] = []
+        server.before("sync", lambda peer: seen.append(("before", peer)))
+        server.after("sync", lambda peer: seen.append(("after", peer)))
+        self.successResultOf(server.startService())
+        self.addCleanup(self.stop)
+        proto, _ = self.connect(9876)
+        welcome = wire.Welcome(seed.id, (NodeDelta(seed, 1, 0, 0, ()),))
+        data = wire.encode(welcome)
+        proto.dataReceived(struct.pack(">I", len(data)) + data)
+        proto.connectionLost(Failure(error.ConnectionDone()))
+        (_, before), (_, after) = seen
+        self.assertEqual([when for when, _ in seen], ["before", "after"])
+        self.assertIsInstance(before, Peer)
+        self.assertIsInstance(after, Peer)
+        # before: known by the address given only; after: as the seed said
+        self.assertEqual((before.id, before.generation), ("10.0.0.7:9876", 0))
+        self.assertEqual((after.id, after.generation), (seed.id, 3))
+        # a later sync with a node known at that address gives that node
+        self.assertEqual(server._peer_at("10.0.0.7", 9876), after)
+
+    def test_a_handler_blocking_15s_in_the_join_convicts_nobody(self) -> None:
+        """A handler that blocks the reactor during the join (membership.md,
+        Local pauses): the late first round convicts nobody."""
+        seed = NodeInfo("10.0.0.7:9989", 3, "10.0.0.7", 9876, 9989, "seed")
+        server = self.make(gossip_with="10.0.0.7:9876", gossip_interval=1.0)
+        blocked: list[str] = []
+
+        def blocking(key: str, peer: Peer) -> None:
+            if not blocked:  # time.sleep(15) in the reactor thread, as seen
+                blocked.append(peer.id)
+                self.reactor.rightNow += 15.0  # time passes, nothing runs
+
+        server.on("new_key", blocking)
+        dead: list[str] = []
+        server.on("peer_dead", lambda peer: dead.append(peer.id))
+        self.successResultOf(server.startService())
+        self.addCleanup(self.stop)
+        proto, _ = self.connect(9876)
+        deltas = [NodeDelta(seed, 1, 0, 1, (("role", Entry("seed", 1, 1.0)),))]
+        deltas += [NodeDelta(other_node(i), 1, 0, 0, ()) for i in range(2, 6)]
+        data = wire.encode(wire.Welcome(seed.id, tuple(deltas)))
+        proto.dataReceived(struct.pack(">I", len(data)) + data)
+        proto.connectionLost(Failure(error.ConnectionDone()))
+        self.assertEqual(blocked, [seed.id])
+        self.reactor.advance(0)  # the round due during the stall runs now
+        self.assertEqual(dead, [])
+        self.assertEqual(len(server.peers(status="alive")), 5)
+        self.assertEqual(server.stats["pauses"], 1)
+        # the guard does not hide real silence: 8 s more, all convicted
+        for _ in range(10):
+            self.reactor.advance(1.0)
+        self.assertEqual(len(dead), 5)
+
+
+class HandlerTimeoutTests(ServerTestCase):
+    """handler_timeout bounds what a Python handler can hold up."""
+
+    def test_a_handler_that_never_finishes_holds_store_up_only_so_long(self) -> None:
+        server = self.make(handler_timeout=5)
+        server.on("new_key", lambda key: defer.Deferred())
+        logs = LogCatcher(self)
+        stored = server.store("k", "v")
+        self.reactor.advance(4.9)
+        self.assertNoResult(stored)
+        self.reactor.advance(0.1)
+        self.successResultOf(stored)
+        self.assertEqual(server.stats["handler_timeouts"], 1)
+        self.assertEqual(server.stats["handler_failures"], 0)
+        (line,) = logs.matching("for event new_key did not finish within 5 s")
+        self.assertIn("handler tests.test_server_unit.", line)
+
+    def test_a_shutdown_that_never_fires_holds_the_stop_up_only_so_long(
+        self,
+    ) -> None:
+        server = self.start()  # the default: 60 s
+        server.on("shutdown", lambda: defer.Deferred())
+        stopped = server.stopService()
+        self.reactor.advance(59)
+        self.assertNoResult(stopped)
+        self.reactor.advance(1)
+        self.successResultOf(stopped)
+        self.assertFalse(self.reactor.udpPorts[0].listening, "ports closed")
+
+    def test_the_timeout_is_checked(self) -> None:
+        for bad in (0, -1, "soon", float("inf")):
+            e = self.assertRaises(
+                ConfigurationError, Server, ADDRESS, handler_timeout=bad
+            )
+            self.assertIn("handler timeout", str(e))
 
 
 class EntityTests(ServerTestCase):
