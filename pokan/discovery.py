@@ -176,7 +176,7 @@ def resolve(value: str, discovery: Callable[[], Discovery] = discover) -> Handle
     matches = found.plugins.get(spec, [])
     if not matches:
         raise ConfigurationError(
-            f"--handler {spec}: no handler plugin of that name.\n{found.describe()}"
+            f"--handler {spec}: no handler plugin of that name\n{found.describe()}"
         )
     if len(matches) > 1:
         modules = ", ".join(m.module for m in matches)

@@ -91,8 +91,8 @@ class HandlerOptions(usage.Options):
 def install_handlers(server: Any, options: Any, reactor: Any = None) -> None:
     """Register the --handler objects and --on-event commands on ``server``.
 
-    A handler whose factory rejects its argument ends the process with the
-    message (SystemExit), as other startup errors of ``twistd pokan`` do.
+    A handler whose factory rejects its argument raises ConfigurationError
+    (``--handler NAME: ...``), which makeService tells as an option error.
     """
     for spec in options["handler"]:
         try:
@@ -100,8 +100,8 @@ def install_handlers(server: Any, options: Any, reactor: Any = None) -> None:
             if spec.argument is not None:
                 label += f"={spec.argument}"
             server.add_handler(spec.make(server), name=label)
-        except (ConfigurationError, TypeError) as e:
-            raise SystemExit(f"pokan: {e}") from None
+        except TypeError as e:
+            raise ConfigurationError(f"--handler {spec.label}: {e}") from None
     if options["on-event"] and reactor is None:
         reactor = global_reactor()
     for command in options["on-event"]:

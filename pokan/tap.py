@@ -6,7 +6,7 @@ import atexit
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from twisted.application import service
 from twisted.internet import defer
@@ -200,7 +200,7 @@ class Options(HandlerOptions):
             if twistd is not None:
                 # twistd prints its synopsis ("Usage: twistd [options]") too
                 twistd.synopsis = ""
-            raise usage.UsageError(f"{e} {USAGE_HINT}") from None
+            raise usage.UsageError(with_hint(str(e))) from None
 
     def getUsage(self, width: int | None = None) -> str:
         if getattr(self, "failed", False):
@@ -218,8 +218,12 @@ class Options(HandlerOptions):
     def opt_store(self, value: str) -> None:
         """KEY=VALUE stored on this node at start; repeatable."""
         key, sep, val = value.partition("=")
-        if not sep or not key:
-            raise usage.UsageError(f"--store expects KEY=VALUE, got {value!r}")
+        if not sep:
+            raise usage.UsageError(f"--store {value}: expected KEY=VALUE")
+        if not key:
+            raise usage.UsageError(
+                f"--store {value}: expected KEY=VALUE, the key is empty"
+            )
         self["store"].append((key, val))
 
     def postOptions(self) -> None:
@@ -289,6 +293,20 @@ class Options(HandlerOptions):
                 reactors.install_epoll()
         except ConfigurationError as e:
             raise usage.UsageError(str(e)) from None
+
+
+def with_hint(message: str) -> str:
+    """An option error's text: its first line ends with the hint (details,
+    such as the handler plugins found, follow on the next lines)."""
+    first, newline, rest = message.partition("\n")
+    return f"{first} {USAGE_HINT}{newline}{rest}"
+
+
+def refuse_option(message: str) -> NoReturn:
+    """Refuse an option once makeService has the Server, as twistd refuses a
+    usage error: the same line on stdout, exit status 1."""
+    print(f"{' '.join(sys.argv[0:2])}: {with_hint(message)}")
+    raise SystemExit(1)
 
 
 def _whole(value: str, option: str) -> int:
@@ -435,8 +453,11 @@ def makeService(options: Options) -> service.IService:
         try:
             server.store(key, value)
         except (TypeError, ValueError) as e:
-            raise SystemExit(f"pokan: --store {key}=...: {as_options(e)}") from None
-    install_handlers(server, options)
+            refuse_option(f"--store {key}=...: {as_options(e)}")
+    try:
+        install_handlers(server, options)
+    except ConfigurationError as e:  # a handler factory refused its argument
+        refuse_option(str(e))
     twistd = getattr(options, "parent", None)  # twistd's own options
     daemonized = twistd is not None and not twistd.get("nodaemon", True)
     return DaemonService(server, daemonized)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 
 from twisted.python import usage
 from twisted.trial import unittest
@@ -93,11 +95,12 @@ class HandlerOptionsTests(unittest.TestCase):
 
     def test_factory_errors_end_the_process_plainly(self) -> None:
         options = parse("--handler", "log=nonsense")
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
         with self.assertRaises(SystemExit) as caught:
             makeService(options)
-        self.assertIn(
-            "pokan: --handler log: unknown events nonsense", str(caught.exception)
-        )
+        self.assertEqual(caught.exception.code, 1)
+        self.assertIn(": --handler log: unknown events nonsense", out.getvalue())
 
     def test_plugins_are_scanned_once(self) -> None:
         from pokan import handler_options

@@ -419,7 +419,7 @@ class TwistdTests(unittest.TestCase):
         self.assertNotEqual(result.returncode, 0)
         err = result.stdout + result.stderr
         self.assertIn(
-            "pokan: --handler members: the members file's directory"
+            " -n: --handler members: the members file's directory"
             " /nonexistent/dir does not exist; create it or name a file in an"
             " existing directory",
             err,
