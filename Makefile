@@ -13,12 +13,20 @@ $(BIN)/python:
 
 # A plain (not editable) install, as users do: it is what exposes
 # twisted/plugins/pokan_plugin.py and so `twistd pokan`.
+# `run` needs only pokan's own dependencies; `test` and `lint` the dev tools.
+$(VENV)/.installed-run: $(BIN)/python $(SOURCES)
+	$(BIN)/pip install -q .
+	touch $@
+
 $(VENV)/.installed: $(BIN)/python $(SOURCES)
 	$(BIN)/pip install -q '.[dev]'
 	touch $@
 
-run: $(VENV)/.installed
-	$(BIN)/twistd -n --pidfile= pokan --address 127.0.0.1 $(ARGS)
+# twistd ends a Ctrl-C by killing itself with SIGINT; the shell takes that
+# status (130) as a normal end, so make does not report "*** Interrupt".
+run: $(VENV)/.installed-run
+	@trap : INT; $(BIN)/twistd -n --pidfile= pokan --address 127.0.0.1 $(ARGS) \
+	  || [ $$? -eq 130 ]
 
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { \

@@ -67,6 +67,15 @@ class Discovery:
                 error=broken.error,
             )
 
+    def listing(self) -> list[str]:
+        """One line per plugin, by name: ``NAME  DESCRIPTION (MODULE)``."""
+        width = max((len(name) for name in self.plugins), default=0)
+        return [
+            f"{name:<{width}}  {found.factory.description} ({found.module})"
+            for name in sorted(self.plugins)
+            for found in self.plugins[name]
+        ]
+
     def describe(self) -> str:
         """What was found, for error messages."""
         lines = []

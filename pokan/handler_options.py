@@ -6,6 +6,7 @@ puts the handlers on the server :func:`pokan.tap.makeService` makes.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from twisted.python import usage
@@ -54,6 +55,15 @@ class HandlerOptions(usage.Options):
             self["handler"].append(resolve(value, self._discovery))
         except ConfigurationError as e:
             raise usage.UsageError(str(e)) from None
+
+    def opt_list_handlers(self) -> None:
+        """Print the installed handler plugins, one a line, and exit."""
+        found = self._discovery()
+        for line in found.listing():
+            print(line)
+        for broken in found.broken:
+            print(f"failed to load: {broken.where}: {broken.error}", file=sys.stderr)
+        sys.exit(0)
 
     def opt_on_event(self, value: str) -> None:
         """EVENTS[:KEY_PATTERN]=COMMAND, run through /bin/sh; repeatable."""

@@ -550,7 +550,12 @@ class Server(service.Service):
         return Peer(self._state.me)
 
     def peers(self, status: str | None = None, role: str | None = None) -> list[Peer]:
-        """The other known nodes, optionally only those of a status or role."""
+        """The other known nodes, sorted by id: by default of every status.
+
+        That is alive, dead and left (until their TTLs forget them);
+        ``peers("alive")`` gives the live ones only. ``role`` keeps only
+        seeds or peers.
+        """
         if status is not None and status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         if role is not None and role not in ROLES:

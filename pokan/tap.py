@@ -6,6 +6,7 @@ import atexit
 import os
 import signal
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NoReturn
 
 from twisted.application import service
@@ -14,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+import twisted
 from pokan import plausible, reactors, wire
 from pokan.address import (
     DEFAULT_PORT,
@@ -55,6 +57,16 @@ GOSSIP_WITH_HELP = (
     f"A seed to join through: HOST[:PORT], its TCP port (default {DEFAULT_PORT})."
     " Repeatable, or several separated by commas; the first that answers is used."
 )
+
+
+def pokan_version() -> str:
+    """The installed pokan's version (the source tree's if not installed)."""
+    try:
+        return version("pokan")
+    except PackageNotFoundError:
+        from pokan import __version__
+
+        return __version__
 
 
 #: what a refused option's message ends with
@@ -206,6 +218,12 @@ class Options(HandlerOptions):
         if getattr(self, "failed", False):
             return ""
         return str(super().getUsage(width))
+
+    def opt_version(self) -> None:
+        """Print pokan's and Twisted's versions and exit."""
+        print(f"pokan {pokan_version()}")
+        print(f"Twisted {twisted.__version__}")
+        sys.exit(0)
 
     def opt_gossip_with(self, value: str) -> None:
         """A seed's HOST[:PORT]; see GOSSIP_WITH_HELP."""

@@ -46,7 +46,8 @@ def main(argv: list[str]) -> int:
 
     @server.after("sync")
     def synced(peer: Peer) -> None:
-        print(f"synced with {peer.id}; {len(server.peers())} nodes known", flush=True)
+        alive = len(server.peers("alive"))
+        print(f"synced with {peer.id}; {alive} nodes alive", flush=True)
 
     @server.on("new_key")
     @server.on("key_changed")
