@@ -238,8 +238,8 @@ class Server(service.Service):
         self._state.max_nodes = plausible.check_max_nodes(max_nodes)
         self._transition_log = TransitionLog(Seconds(self._now))
         #: lines any peer can cause: full syncs answered, forgeries undone
-        self._sync_log = ThrottledLines(Seconds(self._now), "full sync")
-        self._forgery_log = ThrottledLines(Seconds(self._now), "re-assert")
+        self._sync_log = ThrottledLines(Seconds(self._now), "full syncs")
+        self._forgery_log = ThrottledLines(Seconds(self._now), "re-asserts")
         self._node = GossipNode(self._state, self._rng, self._max_datagram)
         self._node.fanout = check_fanout(gossip_fanout)
         self._node.idle_rounds = self._idle_rounds()

@@ -33,29 +33,17 @@ class TransitionLog:
     def __init__(
         self, clock: Seconds, interval: float = 10.0, max_lines: int = MAX_LINES
     ) -> None:
-        self._window = LogWindow(clock, interval, max_lines)  # type: ignore[arg-type]
+        self._lines = ThrottledLines(clock, "peer transitions", interval, max_lines)
 
     def line(self, event: str, peer: str, note: str = "") -> None:
         """Log ``peer`` (a validated node id) going through ``event``."""
-        window = self._window
-        left = window.roll()
-        if left is not None:
-            suppressed, ago = left
-            log.info(
-                "{count} more peer transitions without a line each in the"
-                " {interval}s window that began {ago}s ago ({kinds})",
-                count=sum(suppressed.values()),
-                interval=window.interval,
-                ago=ago,
-                kinds=", ".join(f"{k}: {n}" for k, n in suppressed.most_common()),
-            )
-        if window.admit(event):
-            log.info(
-                "peer {peer} {event}{note}",
-                peer=peer,
-                event=event,
-                note=f" ({note})" if note else "",
-            )
+        self._lines.emit(
+            event,
+            "peer {peer} {event}{note}",
+            peer=peer,
+            event=event,
+            note=f" ({note})" if note else "",
+        )
 
 
 class ThrottledLines:
@@ -83,7 +71,7 @@ class ThrottledLines:
         if left is not None:
             suppressed, ago = left
             log.info(
-                "{count} more {what} lines without a line each in the {interval}s"
+                "{count} more {what} without a line each in the {interval}s"
                 " window that began {ago}s ago ({kinds})",
                 count=sum(suppressed.values()),
                 what=self.what,

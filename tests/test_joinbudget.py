@@ -40,12 +40,12 @@ class ThrottledLinesTests(unittest.TestCase):
 
         clock = task.Clock()
         logs = LogCatcher(self)
-        lines = ThrottledLines(Seconds(clock.seconds), "full sync", max_lines=3)
+        lines = ThrottledLines(Seconds(clock.seconds), "full syncs", max_lines=3)
         for i in range(300):
             lines.emit("full sync", "full sync with {peer}", peer=f"p{i}")
         self.assertEqual(len(logs.matching("full sync with")), 3)
         clock.advance(10)
         lines.emit("full sync", "full sync with {peer}", peer="late")
-        (summary,) = logs.matching("more full sync lines")
+        (summary,) = logs.matching("more full syncs without a line each")
         self.assertIn("297 more", summary)
         self.assertEqual(len(logs.matching("full sync with")), 4)
