@@ -296,7 +296,7 @@ class GossipNode:
             budget = min(budget, reconcile.reply_room(size, self.state.me.info.id))
         # a node we hold as left or dead knows us: the room goes to what we
         # hold of it (how it learns that it is held left, and re-asserts)
-        introduce = stranger and not self._tracks(message, source)
+        introduce = stranger and self._tracked(message, source) is None
         result = self._handle(message, source, budget, member, introduce)
         if not self._news and (
             result.batch or any(_teaches(o.message) for o in result.outgoing)
@@ -324,18 +324,13 @@ class GossipNode:
 
     def is_member(self, message: wire.Message, source: Address) -> bool:
         """Whether ``source`` is the socket of a node we track, not left."""
-        node = self.state.nodes.get(getattr(message, "sender", ""))
-        return (
-            node is not None
-            and node is not self.state.me
-            and node.status != "left"
-            and address_of(node) == source
-        )
+        node = self._tracked(message, source)
+        return node is not None and node is not self.state.me and node.status != "left"
 
-    def _tracks(self, message: wire.Message, source: Address) -> bool:
-        """Whether the sender is a node we track, at that source, any status."""
+    def _tracked(self, message: wire.Message, source: Address) -> NodeState | None:
+        """The node the sender names, if we track it at that source (any status)."""
         node = self.state.nodes.get(getattr(message, "sender", ""))
-        return node is not None and address_of(node) == source
+        return node if node is not None and address_of(node) == source else None
 
     def _may_reply(self, source: Address) -> bool:
         """Count a reply to ``source``; False if over its share this round."""

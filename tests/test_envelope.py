@@ -201,3 +201,53 @@ class OtherClusterOverUDPTests(unittest.TestCase):
         self.assertEqual(self.received, [])
         self.assertEqual(self.reporter.counts["told-other-cluster"], 1)
         self.assertEqual(self.transport.written, [])
+
+
+class HostileEnvelopeFieldTests(unittest.TestCase):
+    """Fields of the envelope a peer controls, at their extremes."""
+
+    def test_extreme_counters_neither_crash_nor_lock_the_guard(self) -> None:
+        guard = ReplayGuard(window=300, counters=16)
+        for counter in (2**64 - 1, 0, 2**63):
+            guard.check(b"p", counter, NOW, NOW)
+        # another sender is not held back by one's extreme counter
+        self.assertIsNone(guard.check(b"q", 1, NOW, NOW))
+        # and the extreme one's replay is still refused
+        refused = guard.check(b"p", 2**64 - 1, NOW, NOW)
+        assert refused is not None
+        self.assertEqual(refused.reason, "replayed")
+
+    def test_any_send_time_is_refused_or_taken_never_raises(self) -> None:
+        for sent in (0, 2**32 - 1, 2**31):
+            receiver = sealed(KEY_A)
+            data = sealed(KEY_A).encode(ACK, float(sent))
+            try:
+                receiver.decode(data, None, NOW)
+            except DecodeError as e:
+                self.assertEqual(e.reason, "stale")
+
+    def test_a_bad_cluster_name_with_control_characters_is_logged_escaped(
+        self,
+    ) -> None:
+        from tests.support import LogCatcher
+
+        logs = LogCatcher(self)
+        clock = task.Clock()
+        clock.advance(NOW)
+        reporter = BadInputReporter(clock)
+        proto = GossipProtocol(
+            lambda m, a, size: None, reporter, 1400, envelope=Envelope("prod")
+        )
+        proto.transport = FakeDatagramTransport()  # type: ignore[assignment]
+        forged = wire.header(wire.MessageType.BAD_CLUSTER, "x") + b"\x91\xa4a\nb\x1b"
+        proto.datagramReceived(forged, SOURCE)
+        self.assertEqual(reporter.counts["told-other-cluster"], 1)
+        for line in logs.lines():
+            self.assertNotIn("\n", line)
+            self.assertNotIn("\x1b", line)
+        # a cluster name over 64 characters is refused at decode
+        long = wire.header(wire.MessageType.BAD_CLUSTER, "x")
+        long += b"\x91\xd9\x41" + b"a" * 65
+        proto.datagramReceived(long, SOURCE)
+        self.assertEqual(reporter.counts["bad-field"], 1)
+        self.assertEqual(proto.transport.written, [])  # type: ignore[attr-defined]
