@@ -1,0 +1,1 @@
+"""Operating a running node: the ``pokan`` command line."""
