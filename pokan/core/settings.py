@@ -86,6 +86,24 @@ def check_ttl(value: object, what: str) -> float:
     return bounds.TTL.check(value, what)
 
 
+#: the API's names of the membership settings, for its messages
+MEMBERSHIP_NAMES = ("phi_threshold=", "tombstone_ttl=", "dead_node_ttl=")
+
+
+def check_membership_options(
+    phi_threshold: object,
+    tombstone_ttl: object,
+    dead_node_ttl: object,
+    names: tuple[str, str, str] = MEMBERSHIP_NAMES,
+) -> tuple[float, float, float]:
+    """Validate the membership settings; ConfigurationError names the bad one."""
+    return (
+        bounds.PHI_THRESHOLD.check(phi_threshold, names[0]),
+        check_ttl(tombstone_ttl, names[1]),
+        check_ttl(dead_node_ttl, names[2]),
+    )
+
+
 def check_failure_detector(kind: object, name: str = "failure_detector=") -> str:
     """One of :data:`FAILURE_DETECTORS`."""
     if kind not in FAILURE_DETECTORS:

@@ -19,30 +19,31 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from pokan import wire
-from pokan.core import bounds, plausible, reconcile
+from pokan.core import plausible, reconcile
+from pokan.core import settings as settings_module
 from pokan.core.address import (
     DEFAULT_PORT,
     check_ip,
     check_port,
-    check_seed_family,
     family,
     family_name,
     format_host_port,
-    parse_host_port,
-    parse_seeds,
 )
 from pokan.core.detection import FailureDetector
-from pokan.core.durations import check_seconds
 from pokan.core.engine import Engine, Output
 from pokan.core.failure import DEFAULT_THRESHOLD
 from pokan.core.joinbudget import JoinBudget
 from pokan.core.membership import (
     DEFAULT_DEAD_NODE_TTL,
     DEFAULT_TOMBSTONE_TTL,
-    check_membership_options,
 )
 from pokan.core.node import Address, GossipNode
-from pokan.core.settings import EngineSettings
+from pokan.core.settings import (
+    check_fanout,
+    check_idle_interval,
+    check_interval,
+    check_max_datagram,
+)
 from pokan.core.state import (
     ROLES,
     STATUSES,
@@ -69,7 +70,6 @@ from pokan.net.events import (
 )
 from pokan.net.heap import release_free_heap
 from pokan.net.protocols import (
-    DEFAULT_MAX_HELLO,
     DEFAULT_MAX_SYNC_CONNECTIONS,
     DEFAULT_MAX_SYNC_PER_HOST,
     GossipProtocol,
@@ -78,92 +78,25 @@ from pokan.net.protocols import (
     SyncServerFactory,
 )
 from pokan.net.seeds import NO_OTHER_SEED, SeedIsSelf, SeedSync
+from pokan.net.settings import (
+    MAX_FRAME_LIMIT,
+    Settings,
+    check_max_frame,
+    check_max_hello,
+    check_seeds,
+    check_sync_cap,
+)
 from pokan.net.stopping import SecondSignal, exit_with_signal
 from pokan.peer import Peer
 from pokan.sim.faults import Faults
 from pokan.store import IStore, MemoryStore, Snapshot
 from pokan.store.interface import IAttachedStore, snapshot_of
-from pokan.wire import check_cluster
 from pokan.wire.envelope import Envelope
 
 log = Logger()
 
-DEFAULT_INTERVAL = 1.0
-#: live peers gossiped with per round (chitchat uses 3, Cassandra 1)
-DEFAULT_FANOUT = 3
-
-
-def check_interval(seconds: object, name: str = "gossip_interval=") -> float:
-    """A gossip interval within :data:`pokan.core.bounds.GOSSIP_INTERVAL`."""
-    return bounds.GOSSIP_INTERVAL.check(seconds, name)
-
-
-def check_fanout(fanout: object, name: str = "gossip_fanout=") -> int:
-    """Live peers per round: a whole number within :data:`pokan.core.bounds.FANOUT`."""
-    return bounds.check_fanout(fanout, name)
-
-
-def check_idle_interval(
-    seconds: object, interval: float, name: str = "idle_interval="
-) -> float | None:
-    """An idle interval: None (the gossip interval), or from that to 300 s."""
-    if seconds is None:
-        return None
-    return bounds.check_idle(seconds, name, interval)
-
-
-def check_max_datagram(size: object, name: str = "max_datagram=") -> int:
-    if isinstance(size, bool) or not isinstance(size, int):
-        try:
-            size = int(str(size), 10)
-        except ValueError:
-            raise ConfigurationError(
-                f"{name} must be a number of bytes, got {size!r}"
-            ) from None
-    if not wire.MIN_DATAGRAM <= size <= wire.MAX_UDP_PAYLOAD:
-        raise ConfigurationError(
-            f"{name} must be from {wire.MIN_DATAGRAM} to"
-            f" {wire.MAX_UDP_PAYLOAD} bytes, got {size}"
-        )
-    return size
-
-
-#: the TCP frame's length prefix (pokan.wire.framing): four bytes, unsigned
-MAX_FRAME_LIMIT = 2**32 - 1
-
-
-def check_max_frame(size: object, max_datagram: int) -> int:
-    """A TCP sync frame limit: room for any one write (a datagram's worth)."""
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise ConfigurationError(f"max_frame= must be a number of bytes, got {size!r}")
-    if not max_datagram <= size <= MAX_FRAME_LIMIT:
-        raise ConfigurationError(
-            f"max_frame= must be from the max datagram ({max_datagram}) to"
-            f" {MAX_FRAME_LIMIT} bytes, got {size}: a frame of the full sync must"
-            " hold any one write"
-        )
-    return size
-
-
-def check_max_hello(
-    size: object, max_datagram: int, max_frame: int, name: str = "max_hello="
-) -> int:
-    """The largest Hello read: room for one write, at most a frame."""
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise ConfigurationError(f"{name} must be a number of bytes, got {size!r}")
-    if not max_datagram <= size <= max_frame:
-        raise ConfigurationError(
-            f"{name} must be from the max datagram ({max_datagram}) to the max"
-            f" frame ({max_frame}) bytes, got {size}"
-        )
-    return size
-
-
-def check_sync_cap(count: object, what: str) -> int:
-    """A cap on inbound sync connections: a whole number from 1."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ConfigurationError(f"{what} must be a whole number from 1, got {count!r}")
-    return count
+DEFAULT_INTERVAL = settings_module.DEFAULT_INTERVAL
+DEFAULT_FANOUT = settings_module.DEFAULT_FANOUT
 
 
 class Server(service.Service):
@@ -203,62 +136,85 @@ class Server(service.Service):
         max_nodes: int = plausible.DEFAULT_MAX_NODES,
         handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
     ) -> None:
-        self._address = check_ip(address)
-        self._tcp_port = check_port(tcp_port, "tcp port", allow_any=True)
-        self._udp_port = check_port(udp_port, "udp port", allow_any=True)
-        interval = check_interval(gossip_interval)
-        self._max_datagram = check_max_datagram(max_datagram)
-        self._max_frame = check_max_frame(max_frame, self._max_datagram)
-        self._sync_timeout = bounds.SYNC_TIMEOUT.check(sync_timeout, "sync_timeout=")
-        self._max_hello = check_max_hello(
-            min(DEFAULT_MAX_HELLO, self._max_frame) if max_hello is None else max_hello,
-            self._max_datagram,
-            self._max_frame,
+        settings = Settings.checked(
+            address=address,
+            seeds=gossip_with,
+            tcp_port=tcp_port,
+            udp_port=udp_port,
+            gossip_interval=gossip_interval,
+            max_datagram=max_datagram,
+            max_frame=max_frame,
+            sync_timeout=sync_timeout,
+            max_hello=max_hello,
+            max_sync_connections=max_sync_connections,
+            max_sync_per_host=max_sync_per_host,
+            phi_threshold=phi_threshold,
+            tombstone_ttl=tombstone_ttl,
+            dead_node_ttl=dead_node_ttl,
+            fanout=gossip_fanout,
+            drop_rate=drop_rate,
+            idle_interval=idle_interval,
+            cluster=cluster,
+            key_file=key_file,
+            max_nodes=max_nodes,
+            handler_timeout=handler_timeout,
         )
-        self._max_sync_connections = check_sync_cap(
-            max_sync_connections, "max sync connections"
-        )
-        self._max_sync_per_host = check_sync_cap(
-            max_sync_per_host, "max sync connections per host"
-        )
-        self._seeds: list[tuple[str, int]] = []
-        if gossip_with is not None:
-            self.gossip_with(gossip_with)
+        self._configure(settings, store, reactor, rng, clock)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        store: IStore | None = None,
+        reactor: Any = None,
+        rng: random.Random | None = None,
+        clock: Any = None,
+    ) -> Server:
+        """A node of settings checked already (:meth:`Settings.checked`)."""
+        server = cls.__new__(cls)
+        server._configure(settings, store, reactor, rng, clock)
+        return server
+
+    def _configure(
+        self,
+        settings: Settings,
+        store: IStore | None,
+        reactor: Any,
+        rng: random.Random | None,
+        clock: Any,
+    ) -> None:
+        self._settings = settings
+        self._address = settings.address
+        self._tcp_port = settings.tcp_port
+        self._udp_port = settings.udp_port
+        self._max_datagram = settings.max_datagram
+        self._max_frame = settings.max_frame
+        self._sync_timeout = settings.sync_timeout
+        self._max_hello = settings.max_hello
+        self._max_sync_connections = settings.max_sync_connections
+        self._max_sync_per_host = settings.max_sync_per_host
+        self._seeds: list[tuple[str, int]] = list(settings.seeds)
         self._store: IStore = store if store is not None else MemoryStore()
         self._reactor = reactor
         self._clock = clock  # IReactorTime: timestamps, rounds, checks; or reactor
         self._epoll = False
         self._rng = rng if rng is not None else random.Random()
         self.events = EventDispatcher(
-            timeout=check_seconds(handler_timeout, "handler timeout"),
-            clock=self._timer,
+            timeout=settings.handler_timeout, clock=self._timer
         )
         self._on = registrar(self.events, "", ON_EVENTS)
         self._before = registrar(self.events, "before_", BEFORE_EVENTS)
         self._after = registrar(self.events, "after_", AFTER_EVENTS)
-        phi, tombstone_ttl, dead_node_ttl = check_membership_options(
-            phi_threshold, tombstone_ttl, dead_node_ttl
-        )
-        settings = EngineSettings(
-            gossip_interval=interval,
-            idle_interval=check_idle_interval(idle_interval, interval),
-            fanout=check_fanout(gossip_fanout),
-            max_datagram=self._max_datagram,
-            max_nodes=plausible.check_max_nodes(max_nodes),
-            phi_threshold=phi,
-            tombstone_ttl=tombstone_ttl,
-            dead_node_ttl=dead_node_ttl,
-            sync_timeout=self._sync_timeout,
-        )
-        self._engine = Engine(settings, self._identity(generation=0), self._rng)
+        self._engine = Engine(settings.engine, self._identity(generation=0), self._rng)
         self._transition_log = TransitionLog(Seconds(self._now))
         #: lines any peer can cause: full syncs answered, forgeries undone
         self._sync_log = ThrottledLines(Seconds(self._now), "full syncs")
         self._forgery_log = ThrottledLines(Seconds(self._now), "re-asserts")
         #: testing and benchmarks only: datagrams dropped on purpose
-        self.faults = Faults(drop_rate, random.Random(self._rng.random()))
-        self._key_file = key_file
-        self.envelope = Envelope(check_cluster(cluster), _sealer_for(key_file))
+        self.faults = Faults(settings.drop_rate, random.Random(self._rng.random()))
+        self._key_file = settings.key_file
+        self.envelope = Envelope(settings.cluster, _sealer_for(settings.key_file))
         self._join_budget = JoinBudget()
         #: seeds that said this node is of another cluster: seed -> why
         self._refusals: dict[str, str] = {}
@@ -303,6 +259,17 @@ class Server(service.Service):
         return self._engine.settings.idle_interval
 
     # -- configuration (before start) -------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """This node's configuration now (ports as bound, intervals as set)."""
+        return attrs.evolve(
+            self._settings,
+            tcp_port=self._tcp_port,
+            udp_port=self._udp_port,
+            seeds=tuple(self._seeds),
+            engine=self._engine.settings,
+        )
 
     @property
     def address(self) -> str:
@@ -418,14 +385,8 @@ class Server(service.Service):
     def gossip_with(self, seeds: str | Iterable[str]) -> None:
         """Seeds (``HOST:PORT``, their TCP port) to join through; first that answers."""
         self._not_running("gossip_with")
-        if isinstance(seeds, str):
-            parsed = parse_seeds(seeds)
-        else:
-            parsed = [parse_host_port(s) for s in seeds]
-        check_seed_family(parsed, self._address)
-        self._seeds = parsed
-        if hasattr(self, "_engine"):
-            self._state.rename_self(self._identity(0))
+        self._seeds = list(check_seeds(seeds, self._address))
+        self._state.rename_self(self._identity(0))
 
     @property
     def seeds(self) -> list[str]:
@@ -1476,12 +1437,15 @@ def _socket_reason(socket_error: object) -> str:
 
 
 __all__ = [
+    "MAX_FRAME_LIMIT",
     "ListenError",
     "Server",
+    "Settings",
     "check_fanout",
     "check_idle_interval",
     "check_interval",
     "check_max_datagram",
+    "check_max_frame",
     "check_max_hello",
     "check_sync_cap",
 ]
