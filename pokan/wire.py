@@ -65,6 +65,9 @@ class MessageType(enum.IntEnum):
     GOODBYE = 4
     #: "you are not of my cluster": any channel, never sealed, never merged
     BAD_CLUSTER = 5
+    # 6..12: reserved (liveness messages)
+    #: "forget this dead or left node": sent by a node told to forget it
+    FORGET = 13
     HELLO = 16
     WELCOME = 17
 
@@ -152,6 +155,19 @@ class BadCluster:
 
 
 @attrs.frozen
+class Forget:
+    """The sender forgot ``node_id`` at ``generation`` (an operator's ``forget``).
+
+    A receiver forgets that node too only if it holds it dead or left at that
+    generation: never a node it holds alive, whatever the sender says.
+    """
+
+    sender: str
+    node_id: str
+    generation: int
+
+
+@attrs.frozen
 class Hello:
     """TCP: a joining node's full state; the answer is a Welcome."""
 
@@ -167,7 +183,7 @@ class Welcome:
     deltas: tuple[NodeDelta, ...]
 
 
-Message = Syn | SynAck | Ack | Goodbye | BadCluster | Hello | Welcome
+Message = Syn | SynAck | Ack | Goodbye | BadCluster | Forget | Hello | Welcome
 
 _TYPES: dict[type, MessageType] = {
     Syn: MessageType.SYN,
@@ -175,6 +191,7 @@ _TYPES: dict[type, MessageType] = {
     Ack: MessageType.ACK,
     Goodbye: MessageType.GOODBYE,
     BadCluster: MessageType.BAD_CLUSTER,
+    Forget: MessageType.FORGET,
     Hello: MessageType.HELLO,
     Welcome: MessageType.WELCOME,
 }
@@ -185,6 +202,7 @@ DATAGRAM_TYPES = frozenset(
         MessageType.ACK,
         MessageType.GOODBYE,
         MessageType.BAD_CLUSTER,
+        MessageType.FORGET,
     }
 )
 STREAM_TYPES = frozenset(
@@ -279,6 +297,8 @@ def _body(message: Message) -> list[Any]:
         return [message.sender, message.generation]
     if isinstance(message, BadCluster):
         return [message.cluster]
+    if isinstance(message, Forget):
+        return [message.sender, message.node_id, message.generation]
     # Ack, Hello, Welcome
     return [message.sender, [pack_delta(d) for d in message.deltas]]
 
@@ -613,12 +633,22 @@ def _decode_bad_cluster(f: list[Any]) -> BadCluster:
     return BadCluster(_str(f[0], "cluster", MAX_CLUSTER_LEN))
 
 
+def _decode_forget(f: list[Any]) -> Forget:
+    _array(f, "Forget", 3)
+    return Forget(
+        _str(f[0], "sender", MAX_ID_LEN),
+        _str(f[1], "node id", MAX_ID_LEN),
+        _counter(f[2], "generation"),
+    )
+
+
 _DECODERS: dict[MessageType, Any] = {
     MessageType.SYN: _decode_syn,
     MessageType.SYN_ACK: _decode_syn_ack,
     MessageType.ACK: lambda f: _decode_deltas(f, Ack),
     MessageType.GOODBYE: _decode_goodbye,
     MessageType.BAD_CLUSTER: _decode_bad_cluster,
+    MessageType.FORGET: _decode_forget,
     MessageType.HELLO: lambda f: _decode_deltas(f, Hello),
     MessageType.WELCOME: lambda f: _decode_deltas(f, Welcome),
 }
