@@ -124,5 +124,8 @@ class ControlSite(server.Site):
     def close_connections(self) -> None:
         """Drop every open connection (the node stops)."""
         for channel in list(self.channels):
-            if channel.transport is not None:
-                channel.transport.abortConnection()
+            # Site's protocols wrap the HTTP/1.1 (or HTTP/2) channel
+            inner = getattr(channel, "_channel", channel)
+            transport = getattr(inner, "transport", None)
+            if transport is not None:
+                transport.abortConnection()
