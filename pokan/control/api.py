@@ -20,8 +20,8 @@ from pokan.control.jsonio import (
     query_one,
     read_json,
 )
+from pokan.core.state import ROLES, STATUSES
 from pokan.errors import ConfigurationError, NodeIsAlive
-from pokan.state import ROLES, STATUSES
 
 
 def _segment(path: bytes, what: str) -> str:

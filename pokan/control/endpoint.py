@@ -6,7 +6,7 @@ import ipaddress
 
 import attrs
 
-from pokan.address import check_port, format_host_port, parse_host_port
+from pokan.core.address import check_port, format_host_port, parse_host_port
 from pokan.errors import ConfigurationError
 
 #: the control port is the node's TCP port plus this: 5555 -> 7373 (Serf's port)

@@ -22,7 +22,7 @@ from zope.interface import implementer
 
 from pokan.control.jsonio import ApiError, error, query
 from pokan.control.views import encode_value
-from pokan.events import MEMBERSHIP_EVENTS
+from pokan.net.events import MEMBERSHIP_EVENTS
 
 log = Logger()
 
