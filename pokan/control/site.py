@@ -122,10 +122,11 @@ class ControlSite(server.Site):
         return channel
 
     def close_connections(self) -> None:
-        """Drop every open connection (the node stops)."""
+        """Close every open connection once what was written to it is sent
+        (the node stops: an event stream's last events, shutdown, arrive)."""
         for channel in list(self.channels):
             # Site's protocols wrap the HTTP/1.1 (or HTTP/2) channel
             inner = getattr(channel, "_channel", channel)
             transport = getattr(inner, "transport", None)
             if transport is not None:
-                transport.abortConnection()
+                transport.loseConnection()

@@ -18,9 +18,13 @@ from tests.support import global_reactor, start_server, wait_until
 class Collect(protocol.Protocol):
     def __init__(self) -> None:
         self.data = b""
+        self.ended = False
 
     def dataReceived(self, data: bytes) -> None:
         self.data += data
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.ended = True
 
 
 class LiveStreamTests(unittest.TestCase):
@@ -55,6 +59,18 @@ class LiveStreamTests(unittest.TestCase):
         self.assertEqual(data["value"], "blue")
         self.assertEqual(data["type"], "str")
         self.assertEqual(data["node"], a.id)
+
+    @defer.inlineCallbacks
+    def test_a_stopping_node_sends_shutdown_then_ends_the_stream(self) -> Any:
+        a = yield start_server(self, control="127.0.0.1:0")
+        url = f"{a.control_address}/v1/events"
+        response = yield Agent(global_reactor()).request(b"GET", url.encode())
+        body = Collect()
+        response.deliverBody(body)
+        yield wait_until(lambda: b"pokan event stream" in body.data)
+        yield a.stopService()
+        yield wait_until(lambda: body.ended, message="the stream to end")
+        self.assertIn(b"event: shutdown", body.data)
 
     @defer.inlineCallbacks
     def test_unknown_event_is_400(self) -> Any:
