@@ -68,6 +68,9 @@ class FailureDetector(Protocol):
     def receive(self, message: wire.Message, source: Address, now: float) -> Detected:
         """One of the detector's own messages, from ``source``."""
 
+    def forget(self, node_id: str, now: float, remember: bool = True) -> None:
+        """Forget a node now (an operator's forget, or a peer's Forget)."""
+
     def settle(self, batch: Batch, now: float) -> list[Transition]:
         """The membership events ``batch`` makes, each once per transition."""
 

@@ -203,6 +203,8 @@ class Engine:
             detected = self.detector.receive(message, source, now)
             return self._settled(now, detected.batch, sends=detected.sends)
         result = self.node.receive(message, source, size)
+        for node_id in result.batch.forgotten:  # a peer's Forget, checked
+            self.detector.forget(node_id, now)
         digest: tuple[wire.DigestEntry, ...] = getattr(message, "digest", ())
         batch = result.batch + self.detector.observe(now, digest)
         sends = result.outgoing
@@ -307,6 +309,15 @@ class Engine:
             reasserted=bool(reasserted),
             taken_back=taken_back,
         )
+
+    def forget(self, node_id: str, now: float, *, remember: bool = True) -> Output:
+        """Forget a node now (an operator's forget); the batch dropping it.
+
+        ``remember``: gossip about its current generation is ignored for a
+        dead-node TTL; without, its next gossip brings it back.
+        """
+        self.detector.forget(node_id, now, remember)
+        return self._settled(now, Batch((), (), (node_id,)))
 
     def push(self) -> Output:
         """Push the hot rumours (a joiner just merged) to a few peers now."""

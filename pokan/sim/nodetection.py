@@ -50,6 +50,11 @@ class NoDetection:
     def receive(self, message: wire.Message, source: Address, now: float) -> Detected:
         return Detected()
 
+    def forget(self, node_id: str, now: float, remember: bool = True) -> None:
+        from pokan.core import gc
+
+        gc.forget(self.state, node_id)
+
     def settle(self, batch: Batch, now: float) -> list[Transition]:
         return []
 

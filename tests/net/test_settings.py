@@ -14,7 +14,7 @@ from pokan.net.settings import Settings
 class SettingsTests(unittest.TestCase):
     def test_defaults_are_the_server_s(self) -> None:
         settings = Settings.checked(address="127.0.0.1")
-        self.assertEqual(settings, Server("127.0.0.1").settings)
+        self.assertEqual(settings, Server("127.0.0.1").configuration)
         self.assertEqual(settings.engine.fanout, 3)
         self.assertEqual(settings.max_hello, min(settings.max_frame, 2**20))
 
@@ -53,7 +53,7 @@ class SettingsTests(unittest.TestCase):
             idle_interval=2,
         )
         server = Server.from_settings(settings)
-        self.assertEqual(server.settings, settings)
+        self.assertEqual(server.configuration, settings)
         self.assertEqual(server.seeds, ["127.0.0.1:7000"])
         self.assertEqual(server.idle_interval, 2.0)
 
@@ -61,5 +61,5 @@ class SettingsTests(unittest.TestCase):
         server = Server("127.0.0.1")
         server.gossip_every(0.25)
         server.udp_port = 7001
-        self.assertEqual(server.settings.engine.gossip_interval, 0.25)
-        self.assertEqual(server.settings.udp_port, 7001)
+        self.assertEqual(server.configuration.engine.gossip_interval, 0.25)
+        self.assertEqual(server.configuration.udp_port, 7001)
