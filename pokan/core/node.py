@@ -532,7 +532,7 @@ class GossipNode:
         member: bool,
     ) -> Result:
         """Say whether a summary Syn matches our digest; rumours besides."""
-        if budget < 8:  # a stranger's tiny datagram: no room even for the verdict
+        if budget < 3:  # a stranger's tiny datagram: no room even for the verdict
             return Result(batch=batch)
         in_sync = member and reconcile.summary_matches(self.state, syn)
         news = self.rumours.select(self.state, budget // 2, known=syn.deltas)
