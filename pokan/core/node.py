@@ -85,7 +85,7 @@ class GossipNode:
         self._since_full = 0
         #: the cursor and peer of this round's summary Syn, to send the
         #: digest of the same range if the peer says it differs (once)
-        self._summarised: tuple[Address, int, NodeState | None] | None = None
+        self._summarised: tuple[Address, NodeState | None, int] | None = None
         #: exchanges opened with a summary, and those answered "in sync"
         self.summaries_sent = 0
         self.summaries_matched = 0
@@ -537,7 +537,7 @@ class GossipNode:
         in_sync = member and reconcile.summary_matches(self.state, syn)
         news = self.rumours.select(self.state, budget // 2, known=syn.deltas)
         self.rumours.sent(self.state, news)
-        reply = wire.SynAck(self.state.me.info.id, news.deltas, (), in_sync)
+        reply = wire.SynAck(self.state.me.info.id, tuple(news.deltas), (), in_sync)
         pushes = self._pushes(source) if member else []
         return Result((Outgoing(source, reply), *pushes), batch)
 

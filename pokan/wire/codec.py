@@ -98,6 +98,7 @@ def pack_digest_entry(entry: DigestEntry) -> tuple[Any, ...]:
 
 
 def _body(message: Message) -> list[Any]:
+    body: list[Any]
     if isinstance(message, Syn):
         body = [
             message.sender,

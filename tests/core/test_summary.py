@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from twisted.trial import unittest
@@ -94,7 +95,9 @@ class IdleExchangeTests(unittest.TestCase):
         )
         self.assertIsNotNone(sent[0][0].summary)  # type: ignore[union-attr]
         self.assertIsNone(sent[2][0].summary)  # type: ignore[union-attr]
-        self.assertEqual(a.state.nodes[b.state.me.info.id].entries["fresh"].value, "news")
+        self.assertEqual(
+            a.state.nodes[b.state.me.info.id].entries["fresh"].value, "news"
+        )
         # they differed: the next Syn lists the digest again, then summaries
         self.assertIsNone(net.round(a)[0][0].summary)  # type: ignore[union-attr]
         self.assertIsNotNone(net.round(a)[0][0].summary)  # type: ignore[union-attr]
@@ -102,10 +105,12 @@ class IdleExchangeTests(unittest.TestCase):
     def test_every_nth_syn_lists_the_digest(self) -> None:
         a, b = cluster(3)
         net = Net([a, b])
-        summaries = [net.round(a)[0][0].summary is not None for _ in range(3 * a.full_every)]
+        summaries = [
+            net.round(a)[0][0].summary is not None for _ in range(3 * a.full_every)
+        ]
         digests = [i for i, s in enumerate(summaries) if not s]
         self.assertEqual(digests[0], 0)
-        gaps = {j - i for i, j in zip(digests, digests[1:], strict=False)}
+        gaps = {j - i for i, j in itertools.pairwise(digests)}
         self.assertEqual(gaps, {a.full_every})
 
     def test_heartbeats_keep_the_digest_exchange(self) -> None:
@@ -129,7 +134,9 @@ class RangeTests(unittest.TestCase):
         self.assertGreater(cursor, 0)
         self.assertTrue(reconcile.summary_matches(b.state, syn))
         ids = b.state.sorted_ids()
-        inside = next(i for i in ids if syn.covers(i) and i not in (a.state.me.info.id,))
+        inside = next(
+            i for i in ids if syn.covers(i) and i not in (a.state.me.info.id,)
+        )
         outside = next(i for i in ids if not syn.covers(i) and i != a.state.me.info.id)
         b.state.nodes[outside].version += 1
         self.assertTrue(reconcile.summary_matches(b.state, syn))
@@ -162,7 +169,9 @@ class RangeTests(unittest.TestCase):
             reconcile.summary_hash(entries), reconcile.summary_hash(entries[::-1])
         )
         changed = [*entries[:-1], wire.DigestEntry("n9", 1, 9, 0, True)]
-        self.assertNotEqual(reconcile.summary_hash(entries), reconcile.summary_hash(changed))
+        self.assertNotEqual(
+            reconcile.summary_hash(entries), reconcile.summary_hash(changed)
+        )
 
 
 class ForgedVerdictTests(unittest.TestCase):
