@@ -215,5 +215,3 @@ def cluster_tag(name: str) -> bytes:
     return hashlib.blake2b(
         name.encode(), digest_size=TAG_SIZE, person=b"pokan-cluster"
     ).digest()
-
-
