@@ -28,7 +28,7 @@ HEADER = wire.header(wire.MessageType.SYN, wire.DEFAULT_CLUSTER)
 #: datagrams, each with the reason it must be counted under
 BAD_DATAGRAMS = {
     "bad-magic": b"GET / HTTP/1.0\r\n\r\n",
-    "truncated": b"PK\x02",
+    "truncated": wire.MAGIC + bytes((wire.PROTOCOL_VERSION,)),
     "oversized": HEADER + b"\x00" * 2000,
     "wrong-version": wire.MAGIC + bytes((99, 1, 0)) + msgpack.packb(["x", []]),
     "wrong-cluster": wire.encode(wire.Goodbye("127.0.0.1:1", 1), cluster="other"),
