@@ -1,0 +1,1 @@
+"""Operating a running node: its control API, metrics and the ``pokan`` command."""
