@@ -17,7 +17,13 @@ from twisted.web.server import Site
 from pokan import wire
 from pokan.control.metrics import MetricsResource
 from pokan.meters import Traffic
-from tests.support import ROOT, everyone_knows, global_reactor, start_cluster, wait_until
+from tests.support import (
+    ROOT,
+    everyone_knows,
+    global_reactor,
+    start_cluster,
+    wait_until,
+)
 
 #: every metric docs/operations.md promises, by family name (no _total)
 DOCUMENTED = {
@@ -64,7 +70,8 @@ def sample(found: dict[str, Any], name: str, suffix: str = "", **labels: str) ->
     values = [
         s.value
         for s in found[name].samples
-        if s.name == name + suffix and all(s.labels.get(k) == v for k, v in labels.items())
+        if s.name == name + suffix
+        and all(s.labels.get(k) == v for k, v in labels.items())
     ]
     if len(values) != 1:
         raise AssertionError(f"{len(values)} samples {name}{suffix} {labels}")
@@ -123,7 +130,9 @@ class MetricsLiveTests(unittest.TestCase):
                 sample(found, "pokan_received_bytes", "_total", type=kind_), 0, kind_
             )
         sent = sum(
-            s.value for s in found["pokan_sent_bytes"].samples if s.name.endswith("_total")
+            s.value
+            for s in found["pokan_sent_bytes"].samples
+            if s.name.endswith("_total")
         )
         # traffic by type adds up to the totals stats() keeps
         self.assertLessEqual(sent, first.stats["bytes_sent"])
@@ -225,6 +234,10 @@ class OperationsDocTests(unittest.TestCase):
         with open(os.path.join(ROOT, "docs", "operations.md"), encoding="utf-8") as f:
             text = f.read()
         listed = set(re.findall(r"^\| `(pokan_[a-z_]+)` \| (\w+) \|", text, flags=re.M))
-        wanted = {(n + ("_total" if k == "counter" else ""), k) for n, k in DOCUMENTED.items()}
-        wanted |= {(n + ("_total" if k == "counter" else ""), k) for n, k in REDIS_ONLY.items()}
+        wanted = {
+            (n + ("_total" if k == "counter" else ""), k) for n, k in DOCUMENTED.items()
+        }
+        wanted |= {
+            (n + ("_total" if k == "counter" else ""), k) for n, k in REDIS_ONLY.items()
+        }
         self.assertEqual(listed, wanted)

@@ -1,0 +1,119 @@
+"""Running the ``pokan`` command as a child process, from a Deferred test.
+
+The nodes of a test run in the test's own reactor; the command runs in a
+child process (as a user runs it), so the reactor stays free to serve its
+requests: no thread, no blocking call in the test.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import attrs
+from twisted.internet import defer, protocol
+from twisted.python.failure import Failure
+
+from tests.support import ROOT, global_reactor, subprocess_env
+
+#: the venv's installed console script (tests that must run *it* use this)
+POKAN_SCRIPT = os.path.join(os.path.dirname(sys.executable), "pokan")
+#: the command from this tree: ``python -m pokan.cli``
+FROM_TREE = (sys.executable, "-m", "pokan.cli")
+#: seconds any one command may take
+COMMAND_TIMEOUT = 60.0
+
+
+@attrs.frozen
+class Done:
+    """A finished command: its exit code and what it printed."""
+
+    code: int
+    out: bytes
+    err: bytes
+
+    @property
+    def text(self) -> str:
+        return self.out.decode("utf-8")
+
+    @property
+    def error(self) -> str:
+        return self.err.decode("utf-8")
+
+    def describe(self) -> str:
+        return f"exit {self.code}\n--- stdout ---\n{self.text}\n--- stderr ---\n{self.error}"
+
+
+class _Collect(protocol.ProcessProtocol):
+    def __init__(self, stdin: bytes, done: defer.Deferred[Done]) -> None:
+        self.stdin = stdin
+        self.done = done
+        self.out: list[bytes] = []
+        self.err: list[bytes] = []
+        self.timer: Any = None
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        if self.stdin:
+            self.transport.write(self.stdin)
+        self.transport.closeStdin()
+
+    def outReceived(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def errReceived(self, data: bytes) -> None:
+        self.err.append(data)
+
+    def processEnded(self, reason: Failure) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        code = getattr(reason.value, "exitCode", None)
+        signal = getattr(reason.value, "signal", None)
+        self.done.callback(
+            Done(
+                code if code is not None else -(signal or 1),
+                b"".join(self.out),
+                b"".join(self.err),
+            )
+        )
+
+
+def pokan(
+    *args: str,
+    stdin: bytes = b"",
+    script: tuple[str, ...] = FROM_TREE,
+    signal_after: float | None = None,
+    **env: str,
+) -> defer.Deferred[Done]:
+    """Run ``pokan ARGS`` to its end (bounded); fires with :class:`Done`.
+
+    ``signal_after``: send SIGINT after so many seconds (``watch``).
+    """
+    reactor = global_reactor()
+    done: defer.Deferred[Done] = defer.Deferred()
+    proto = _Collect(stdin, done)
+    environment = subprocess_env(**env)
+    for name in ("POKAN_CONTROL", "POKAN_TOKEN_FILE"):
+        if name not in env:
+            environment.pop(name, None)  # only what the test gives
+    if script == FROM_TREE:
+        environment["PYTHONPATH"] = ROOT
+    process = reactor.spawnProcess(
+        proto, script[0], [*script, *args], env=environment, path=ROOT
+    )
+
+    def stop(sig: str) -> None:
+        try:
+            process.signalProcess(sig)
+        except Exception:
+            return  # it ended already
+        if sig == "INT":
+            proto.timer = reactor.callLater(10.0, stop, "KILL")
+
+    proto.timer = reactor.callLater(
+        COMMAND_TIMEOUT if signal_after is None else signal_after,
+        stop,
+        "KILL" if signal_after is None else "INT",
+    )
+    return done
