@@ -42,7 +42,10 @@ class Done:
         return self.err.decode("utf-8")
 
     def describe(self) -> str:
-        return f"exit {self.code}\n--- stdout ---\n{self.text}\n--- stderr ---\n{self.error}"
+        return (
+            f"exit {self.code}\n--- stdout ---\n{self.text}"
+            f"\n--- stderr ---\n{self.error}"
+        )
 
 
 class _Collect(protocol.ProcessProtocol):
