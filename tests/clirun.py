@@ -82,17 +82,40 @@ class _Collect(protocol.ProcessProtocol):
         )
 
 
-def pokan(
+class Running:
+    """A ``pokan`` command running: what it printed so far; interrupt it."""
+
+    def __init__(self, proto: _Collect, process: Any) -> None:
+        self.proto = proto
+        self.process = process
+        self.done = proto.done
+
+    def output(self) -> bytes:
+        return b"".join(self.proto.out)
+
+    def signal(self, sig: str) -> None:
+        try:
+            self.process.signalProcess(sig)
+        except Exception:
+            return  # it ended already
+        if sig == "INT":  # then KILL if it does not end
+            self.proto.timer = global_reactor().callLater(10.0, self.signal, "KILL")
+
+    def interrupt(self) -> defer.Deferred[Done]:
+        """Ctrl-C; fires with :class:`Done` once it ended."""
+        if self.proto.timer is not None and self.proto.timer.active():
+            self.proto.timer.cancel()
+        self.signal("INT")
+        return self.done
+
+
+def pokan_process(
     *args: str,
     stdin: bytes = b"",
     script: tuple[str, ...] = FROM_TREE,
-    signal_after: float | None = None,
     **env: str,
-) -> defer.Deferred[Done]:
-    """Run ``pokan ARGS`` to its end (bounded); fires with :class:`Done`.
-
-    ``signal_after``: send SIGINT after so many seconds (``watch``).
-    """
+) -> Running:
+    """Start ``pokan ARGS``; killed after COMMAND_TIMEOUT seconds at most."""
     reactor = global_reactor()
     done: defer.Deferred[Done] = defer.Deferred()
     proto = _Collect(stdin, done)
@@ -105,18 +128,16 @@ def pokan(
     process = reactor.spawnProcess(
         proto, script[0], [*script, *args], env=environment, path=ROOT
     )
+    running = Running(proto, process)
+    proto.timer = reactor.callLater(COMMAND_TIMEOUT, running.signal, "KILL")
+    return running
 
-    def stop(sig: str) -> None:
-        try:
-            process.signalProcess(sig)
-        except Exception:
-            return  # it ended already
-        if sig == "INT":
-            proto.timer = reactor.callLater(10.0, stop, "KILL")
 
-    proto.timer = reactor.callLater(
-        COMMAND_TIMEOUT if signal_after is None else signal_after,
-        stop,
-        "KILL" if signal_after is None else "INT",
-    )
-    return done
+def pokan(
+    *args: str,
+    stdin: bytes = b"",
+    script: tuple[str, ...] = FROM_TREE,
+    **env: str,
+) -> defer.Deferred[Done]:
+    """Run ``pokan ARGS`` to its end (bounded); fires with :class:`Done`."""
+    return pokan_process(*args, stdin=stdin, script=script, **env).done
