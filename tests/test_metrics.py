@@ -241,3 +241,38 @@ class OperationsDocTests(unittest.TestCase):
             (n + ("_total" if k == "counter" else ""), k) for n, k in REDIS_ONLY.items()
         }
         self.assertEqual(listed, wanted)
+
+
+class RedisMetricsTests(unittest.TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        from tests.redisserver import RedisServer
+
+        self.redis = RedisServer()
+        self.addCleanup(self.redis.stop)
+
+    @defer.inlineCallbacks
+    def test_store_metrics_of_a_redis_node(self) -> Any:
+        from pokan.store.redis import RedisStore
+
+        store = RedisStore(self.redis.url, retry_interval=0.05)
+        (server,) = yield start_cluster(self, 1, store=store)
+        for i in range(3):
+            yield server.store(f"k{i}", "v")
+        found = families((yield scrape(MetricsResource(server.metrics), self))[2])
+        for name, kind in REDIS_ONLY.items():
+            self.assertEqual(found[name].type, kind, name)
+        self.assertEqual(sample(found, "pokan_store_up"), 1)
+        written = sample(found, "pokan_store_batches_written", "_total")
+        self.assertGreaterEqual(written, 3)
+        self.assertGreaterEqual(
+            sample(found, "pokan_redis_write_duration_seconds", "_count"), 1
+        )
+        self.assertEqual(sample(found, "pokan_store_pending_changes"), 0)
+        self.redis.kill()
+        yield wait_until(lambda: not store.available, timeout=20)
+        yield server.store("late", "v")
+        found = families((yield scrape(MetricsResource(server.metrics), self))[2])
+        self.assertEqual(sample(found, "pokan_store_up"), 0)
+        self.assertGreaterEqual(sample(found, "pokan_store_pending_changes"), 1)
