@@ -141,3 +141,39 @@ def pokan(
 ) -> defer.Deferred[Done]:
     """Run ``pokan ARGS`` to its end (bounded); fires with :class:`Done`."""
     return pokan_process(*args, stdin=stdin, script=script, **env).done
+
+
+def shell(
+    command: str, path_first: str, timeout: float = COMMAND_TIMEOUT, **env: str
+) -> defer.Deferred[Done]:
+    """Run one shell command line with ``bash -c`` (stderr merged into stdout).
+
+    ``path_first`` goes first on PATH (where a ``pokan`` of this tree is).
+    """
+    reactor = global_reactor()
+    done: defer.Deferred[Done] = defer.Deferred()
+    proto = _Collect(b"", done)
+    environment = subprocess_env(**env)
+    environment["PATH"] = (
+        f"{path_first}:{os.path.dirname(sys.executable)}:/usr/bin:/bin"
+    )
+    environment["PYTHONPATH"] = ROOT
+    process = reactor.spawnProcess(
+        proto,
+        "/bin/bash",
+        ["bash", "-c", f"{command} 2>&1"],
+        env=environment,
+        path=ROOT,
+    )
+    running = Running(proto, process)
+    proto.timer = reactor.callLater(timeout, running.signal, "KILL")
+    return done
+
+
+def tree_pokan_dir(folder: str) -> str:
+    """A folder holding a ``pokan`` that runs this tree's command."""
+    path = os.path.join(folder, "pokan")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f'#!/bin/sh\nexec "{sys.executable}" -m pokan.cli "$@"\n')
+    os.chmod(path, 0o755)
+    return folder
