@@ -35,11 +35,11 @@ class Done:
 
     @property
     def text(self) -> str:
-        return self.out.decode("utf-8")
+        return self.out.decode("utf-8", "replace")
 
     @property
     def error(self) -> str:
-        return self.err.decode("utf-8")
+        return self.err.decode("utf-8", "replace")
 
     def describe(self) -> str:
         return (
@@ -100,6 +100,14 @@ class Running:
             return  # it ended already
         if sig == "INT":  # then KILL if it does not end
             self.proto.timer = global_reactor().callLater(10.0, self.signal, "KILL")
+
+    def kill(self) -> defer.Deferred[Done]:
+        """End it (at a test's cleanup: it ended already, as a rule)."""
+        if self.proto.timer is not None and self.proto.timer.active():
+            self.proto.timer.cancel()
+        if not self.done.called:
+            self.signal("KILL")
+        return self.done
 
     def interrupt(self) -> defer.Deferred[Done]:
         """Ctrl-C; fires with :class:`Done` once it ended."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from typing import Any
 
 from twisted.internet import defer
@@ -246,6 +248,7 @@ class WatchTests(CliTestCase):
             process = pokan_process(
                 "watch", "new_key", "key_changed", *args, "--control", control_of(node)
             )
+            self.addCleanup(process.kill)
             n = [0]
 
             def seen(process: Any = process, n: list[int] = n) -> bool:
@@ -270,9 +273,12 @@ class WatchTests(CliTestCase):
     def test_watch_ends_with_3_when_the_node_stops(self) -> Any:
         (node,) = yield cluster(self, 1)
         process = pokan_process("watch", "--control", control_of(node))
+        self.addCleanup(process.kill)
+        n = [0]
 
         def connected() -> bool:
-            node.store("tick", "x")
+            n[0] += 1
+            node.store("tick", str(n[0]))
             return b"tick" in process.output()
 
         yield wait_until(connected, timeout=20, interval=0.1)
@@ -335,7 +341,10 @@ class JoinForgetInfoTests(CliTestCase):
 class ConnectionTests(CliTestCase):
     @defer.inlineCallbacks
     def test_over_a_unix_socket(self) -> Any:
-        path = os.path.join(temp_dir(self), "control.sock")
+        # a socket path is short (107 bytes at most): not under _trial_temp
+        folder = tempfile.mkdtemp(prefix="pokan-cli-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        path = os.path.join(folder, "control.sock")
         (node,) = yield cluster(self, 1, control=f"unix:{path}")
         yield self.run_ok("set", "color", "blue", "--control", f"unix:{path}")
         self.assertEqual(node.value("color"), "blue")
@@ -347,7 +356,7 @@ class ConnectionTests(CliTestCase):
         folder = temp_dir(self)
         token_file = os.path.join(folder, "token")
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600)
-        os.write(fd, b"s3cret-token\n")
+        os.write(fd, b"s3cret-token-0123456789\n")
         os.close(fd)
         (node,) = yield cluster(self, 1, control_token_file=token_file)
         target = control_of(node)
@@ -355,7 +364,7 @@ class ConnectionTests(CliTestCase):
         self.assertIn("(HTTP 401)", done.error)
         wrong = os.path.join(folder, "wrong")
         with open(wrong, "w") as f:
-            f.write("not-it\n")
+            f.write("not-the-token-0123456789\n")
         done = yield self.run_fails(
             4, "info", "--control", target, "--token-file", wrong
         )
