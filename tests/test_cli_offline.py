@@ -192,6 +192,14 @@ class ClientPartsTests(unittest.TestCase):
         self.assertEqual(render.short_value("x" * 100), "x" * 45 + "...")
         self.assertEqual(render.detector({"kind": "phi", "phi": 0.25}), "phi 0.25")
         self.assertEqual(
+            render.detector({"kind": "phi", "phi": 1.0, "threshold": 8.0}),
+            "phi 1 (dead at 8)",
+        )
+        self.assertEqual(
+            render.detector({"kind": "phi", "phi": None, "threshold": 8.0}),
+            "phi never heard (dead at 8)",
+        )
+        self.assertEqual(
             render.detector({"kind": "swim", "suspect": False, "incarnation": 3}),
             "swim incarnation=3 suspect=False",
         )

@@ -22,6 +22,7 @@ from tests.support import (
     everyone_knows,
     global_reactor,
     start_cluster,
+    temp_dir,
     wait_until,
 )
 
@@ -276,3 +277,46 @@ class RedisMetricsTests(unittest.TestCase):
         found = families((yield scrape(MetricsResource(server.metrics), self))[2])
         self.assertEqual(sample(found, "pokan_store_up"), 0)
         self.assertGreaterEqual(sample(found, "pokan_store_pending_changes"), 1)
+
+
+class ControlPortTests(unittest.TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def get(self, url: str, token: str | None = None) -> Any:
+        headers = Headers({})
+        if token is not None:
+            headers.addRawHeader(b"Authorization", f"Bearer {token}".encode())
+        response = yield Agent(global_reactor()).request(b"GET", url.encode(), headers)
+        body = yield readBody(response)
+        return response.code, body.decode("utf-8")
+
+    @defer.inlineCallbacks
+    def test_metrics_on_the_control_port(self) -> Any:
+        a, b = yield start_cluster(self, 2, control="127.0.0.1:0")
+        yield wait_until(lambda: a.meters.traffic.exchanges > 0, timeout=20)
+        code, text = yield self.get(f"{a.control_address}/metrics")
+        self.assertEqual(code, 200, text)
+        found = families(text)
+        self.assertEqual(set(DOCUMENTED) - set(found), set())
+        self.assertEqual(sample(found, "pokan_node", id=a.id), 1)
+        code, text = yield self.get(f"{b.control_address}/metrics")
+        self.assertEqual(sample(families(text), "pokan_node", id=b.id), 1)
+
+    @defer.inlineCallbacks
+    def test_metrics_need_the_token_too(self) -> Any:
+        token_file = os.path.join(temp_dir(self), "token")
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, b"metrics-token-0123456789\n")
+        os.close(fd)
+        (node,) = yield start_cluster(
+            self, 1, control="127.0.0.1:0", control_token_file=token_file
+        )
+        code, text = yield self.get(f"{node.control_address}/metrics")
+        self.assertEqual(code, 401, text)
+        self.assertNotIn("pokan_node", text)
+        code, text = yield self.get(
+            f"{node.control_address}/metrics", "metrics-token-0123456789"
+        )
+        self.assertEqual(code, 200, text)
+        self.assertIn("pokan_node", families(text))

@@ -230,14 +230,7 @@ def join(session: Session, address: str) -> None:
 @click.option("--force", is_flag=True, help="Forget it even if it looks alive.")
 def forget(session: Session, node: str, force: bool) -> None:
     """Drop a dead or left NODE's record everywhere (as serf force-leave)."""
-    try:
-        answer = session.client.post("/v1/forget", {"node": node, "force": force})
-    except ApiError as e:
-        if e.status == 409:
-            session.fail(
-                f"{e.message} (pass --force to forget it anyway)", Exit.REFUSED
-            )
-        raise
+    answer = session.client.post("/v1/forget", {"node": node, "force": force})
     if session.as_json:
         session.emit_json(answer)
         return

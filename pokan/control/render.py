@@ -61,18 +61,28 @@ def seconds(value: object) -> str:
 
 
 def detector(view: object) -> str:
-    """The failure detector's view of a node on one line: 'phi 0.3', ..."""
+    """The failure detector's view of a node on one line: 'phi 0.30 (dead at 8)'."""
     if not isinstance(view, dict) or not view:
         return "-"
     kind = view.get("kind")
+    rest = {k: v for k, v in view.items() if k != "kind"}
     parts = [str(kind)] if kind is not None else []
-    for name, value in sorted(view.items()):
-        if name == "kind":
-            continue
-        if isinstance(value, float):
-            value = f"{value:.2f}"
-        parts.append(str(value) if name == kind else f"{name}={value}")
+    if kind in rest:  # the detector's own figure: phi
+        value = rest.pop(kind)
+        parts.append("never heard" if value is None else _figure(value))
+    threshold = rest.pop("threshold", None)
+    parts.extend(f"{name}={_figure(value)}" for name, value in sorted(rest.items()))
+    if threshold is not None:
+        parts.append(f"(dead at {_figure(threshold)})")
     return " ".join(parts)
+
+
+def _figure(value: object) -> str:
+    return (
+        f"{value:.2f}".rstrip("0").rstrip(".")
+        if isinstance(value, float)
+        else str(value)
+    )
 
 
 def members_table(members: list[dict[str, Any]]) -> str:
