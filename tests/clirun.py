@@ -19,8 +19,8 @@ from tests.support import ROOT, global_reactor, subprocess_env
 
 #: the venv's installed console script (tests that must run *it* use this)
 POKAN_SCRIPT = os.path.join(os.path.dirname(sys.executable), "pokan")
-#: the command from this tree: ``python -m pokan.cli``
-FROM_TREE = (sys.executable, "-m", "pokan.cli")
+#: the command from this tree: ``python -m pokan.control.cli``
+FROM_TREE = (sys.executable, "-m", "pokan.control.cli")
 #: seconds any one command may take
 COMMAND_TIMEOUT = 60.0
 
@@ -182,6 +182,6 @@ def tree_pokan_dir(folder: str) -> str:
     """A folder holding a ``pokan`` that runs this tree's command."""
     path = os.path.join(folder, "pokan")
     with open(path, "w", encoding="utf-8") as f:
-        f.write(f'#!/bin/sh\nexec "{sys.executable}" -m pokan.cli "$@"\n')
+        f.write(f'#!/bin/sh\nexec "{sys.executable}" -m pokan.control.cli "$@"\n')
     os.chmod(path, 0o755)
     return folder

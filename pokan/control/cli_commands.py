@@ -11,7 +11,6 @@ from typing import Any, BinaryIO
 
 import click
 
-from pokan.address import DEFAULT_PORT, format_host_port, parse_host_port
 from pokan.control import render
 from pokan.control.cli_context import Exit, Session, control_command
 from pokan.control.client import (
@@ -22,9 +21,10 @@ from pokan.control.client import (
     key_path,
     node_keys_path,
 )
+from pokan.core.address import DEFAULT_PORT, format_host_port, parse_host_port
+from pokan.core.state import ROLES, STATUSES
 from pokan.errors import ConfigurationError
-from pokan.events import ON_EVENTS
-from pokan.state import ROLES, STATUSES
+from pokan.net.events import ON_EVENTS
 
 #: the most bytes ``set --file`` reads (the API takes bodies up to 1 MiB)
 MAX_VALUE_READ = 1024 * 1024

@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 import attrs
 from sseclient import SSEClient
 
-from pokan.address import format_host_port, parse_host_port
+from pokan.core.address import format_host_port, parse_host_port
 from pokan.errors import ConfigurationError
 
 #: where the CLI looks when given no --control and no POKAN_CONTROL

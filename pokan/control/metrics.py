@@ -24,7 +24,7 @@ from twisted.web import resource
 from twisted.web.iweb import IRequest
 
 if TYPE_CHECKING:
-    from pokan.server import Server
+    from pokan.net.server import Server
 
 #: ``Server.stats`` counters that become ``pokan_<name>_total`` as they are
 STATS_COUNTERS = {
