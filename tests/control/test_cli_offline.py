@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 
 from click.testing import CliRunner, Result
-from pokan.control.cli import main
 from twisted.trial import unittest
 
 from pokan.control import render
+from pokan.control.cli import main
 from pokan.control.client import (
     NoNode,
     NotPokan,
