@@ -9,6 +9,7 @@ clash. docs/operations.md lists every metric and the alerts worth setting.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -207,3 +208,14 @@ class MetricsResource(resource.Resource):
 
     def render_HEAD(self, request: IRequest) -> bytes:
         return self.render_GET(request)
+
+    def render(self, request: IRequest) -> bytes:
+        if request.method in (b"GET", b"HEAD"):
+            return super().render(request)
+        request.setResponseCode(405)
+        request.setHeader(b"Allow", b"GET, HEAD")
+        request.setHeader(b"Content-Type", b"application/json")
+        method = request.method.decode("ascii", "replace")
+        return json.dumps(
+            {"error": f"{method} is not allowed on /metrics; use GET"}
+        ).encode()

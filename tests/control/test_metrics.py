@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any
@@ -320,3 +321,18 @@ class ControlPortTests(unittest.TestCase):
         )
         self.assertEqual(code, 200, text)
         self.assertIn("pokan_node", families(text))
+
+
+class MetricsResourceTests(unittest.TestCase):
+    def test_other_methods_get_a_json_405(self) -> None:
+        from twisted.web.test.requesthelper import DummyRequest
+
+        from pokan import Server
+
+        request = DummyRequest([b""])
+        request.method = b"POST"
+        body = MetricsResource(Server("127.0.0.1").metrics).render(request)
+        self.assertEqual(request.responseCode, 405)
+        self.assertEqual(
+            json.loads(body), {"error": "POST is not allowed on /metrics; use GET"}
+        )
