@@ -27,3 +27,7 @@ class DecodeError(PokanError, ValueError):
 
 class EncodeError(PokanError, ValueError):
     """A message cannot be encoded within the configured limits."""
+
+
+class NodeIsAlive(PokanError, ValueError):
+    """A live node cannot be forgotten without ``force``; the message says so."""

@@ -203,6 +203,20 @@ class Membership:
         changes = [c for c in changes if c.node_id not in forgotten_set]
         return Batch(tuple(changes), (), tuple(forgotten))
 
+    def forget(self, node_id: str, now: float, remember: bool = True) -> None:
+        """Forget a node now (an operator's forget, or a peer's Forget).
+
+        ``remember``: gossip about its current generation is ignored for a
+        dead-node TTL (only a restart brings it back); without, its next
+        gossip brings it back (a live node forgotten by force).
+        """
+        gc.forget(self.state, node_id)
+        self._forget(node_id)
+        if remember:
+            self._forgotten_at[node_id] = now
+        else:
+            self.state.forgotten.pop(node_id, None)
+
     def _forget(self, node_id: str) -> None:
         self.detector.forget(node_id)
         self._announced.pop(node_id, None)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import attrs
 
 from pokan import wire
-from pokan.core import plausible, reconcile
+from pokan.core import gc, plausible, reconcile
 from pokan.core.peerview import PeerView
 from pokan.core.rumours import RumourQueue, Selection
 from pokan.core.state import Batch, ClusterState, NodeDelta, NodeState
@@ -453,6 +453,8 @@ class GossipNode:
             return Result(tuple(pushes), batch)
         if isinstance(message, wire.Goodbye):
             return self._goodbye(message, source)
+        if isinstance(message, wire.Forget):
+            return self._forget(message, source, member)
         return Result()  # TCP-only messages are not handled here
 
     def _goodbye(self, message: wire.Goodbye, source: Address) -> Result:
@@ -464,6 +466,29 @@ class GossipNode:
             detail = f"for {message.sender!r} from {format_address(source)}"
             return Result(rejected=(("forged-goodbye", detail),))
         return Result(batch=self.state.mark(message.sender, message.generation, "left"))
+
+    def _forget(self, message: wire.Forget, source: Address, member: bool) -> Result:
+        """Forget a node as a member asks, only if we hold it dead or left at
+        that generation: a live node is never removed by a message."""
+        node = self.state.nodes.get(message.node_id)
+        refused = None
+        if not member:
+            refused = "not from a member"
+        elif node is None:
+            return Result()  # forgotten here already, or never known
+        elif node is self.state.me:
+            refused = "names this node itself"
+        elif node.status == "alive":
+            refused = "names a node alive here"
+        elif node.info.generation != message.generation:
+            refused = "names another generation"
+        if refused is not None:
+            detail = (
+                f"of {message.node_id!r} from {format_address(source)}: {refused}"
+            )
+            return Result(rejected=(("forget-refused", detail),))
+        gc.forget(self.state, message.node_id)
+        return Result(batch=Batch((), (), (message.node_id,)))
 
     def goodbye(self) -> list[Outgoing]:
         """Goodbyes for the other nodes that have not left, to send when stopping.

@@ -48,3 +48,57 @@ def program_logs(beginner: LogBeginner, publisher: LogPublisher) -> bool:
     if temporary is None:
         return True
     return any(o is not temporary for o in getattr(publisher, "_observers", ()))
+
+
+#: what ``--log-level`` takes
+LOG_LEVELS = {
+    "debug": LogLevel.debug,
+    "info": LogLevel.info,
+    "warn": LogLevel.warn,
+    "error": LogLevel.error,
+}
+
+
+def check_log_level(name: object, option: str = "--log-level") -> LogLevel:
+    """A level name (debug, info, warn, error) as a LogLevel."""
+    level = LOG_LEVELS.get(str(name).lower()) if isinstance(name, str) else None
+    if level is None:
+        from pokan.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"{option} must be one of {', '.join(LOG_LEVELS)}, got {name!r}"
+        )
+    return level
+
+
+def level_filter(observer: Any, level: LogLevel) -> FilteringLogObserver:
+    """``observer``, seeing only events of ``level`` and up."""
+    return FilteringLogObserver(
+        observer, [LogLevelFilterPredicate(defaultLogLevel=level)]
+    )
+
+
+def filter_twistd_log(application: Any, twistd_config: Any, level: LogLevel) -> bool:
+    """Make twistd log ``level`` and up only, to where it would log anyway.
+
+    twistd takes an application's ILogObserver component as its observer
+    (unless given ``--logger``): this sets one, the observer twistd would
+    make (its --logfile, --syslog, stdout with -n) behind a level filter.
+    Returns whether it could (an application, twistd's options, no --logger).
+    """
+    from twisted.logger import ILogObserver
+
+    set_component = getattr(application, "setComponent", None)
+    if set_component is None or twistd_config is None:
+        return False
+    if twistd_config.get("logger"):
+        return False
+    from twisted.scripts._twistd_unix import UnixAppLogger
+
+    inner = UnixAppLogger(twistd_config)._getLogObserver()
+    if not ILogObserver.providedBy(inner):
+        from twisted.logger import LegacyLogObserverWrapper
+
+        inner = LegacyLogObserverWrapper(inner)
+    set_component(ILogObserver, level_filter(inner, level))
+    return True

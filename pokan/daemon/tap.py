@@ -31,6 +31,7 @@ from pokan.core.membership import (
     check_membership_options,
 )
 from pokan.daemon.handler_options import HandlerOptions, install_handlers
+from pokan.daemon.logsetup import check_log_level, filter_twistd_log
 from pokan.errors import ConfigurationError, PokanError, StartupError
 from pokan.net import reactors
 from pokan.net.protocols import (
@@ -188,10 +189,33 @@ class Options(HandlerOptions):
             None,
             "Prefix of the Redis keys this node writes (default pokan:<node id>).",
         ],
+        [
+            "control",
+            None,
+            None,
+            "Serve the control API (docs/control-api.md) on HOST:PORT or"
+            " unix:/path (default: 127.0.0.1 on the TCP port + 1818, so 7373"
+            " for 5555).",
+        ],
+        [
+            "control-token-file",
+            None,
+            None,
+            "Require 'Authorization: Bearer TOKEN' on the control API, TOKEN"
+            " being the first line of this file (mode 0600); needed to listen"
+            " beyond loopback.",
+        ],
+        [
+            "log-level",
+            None,
+            "info",
+            "Log this level and up: debug, info, warn or error.",
+        ],
     ]
     optFlags = [
         ["epoll", None, "Use the epoll reactor (Linux)."],
         ["redis-events", None, "Also publish key events on <prefix>:events."],
+        ["no-control", None, "Serve no control API."],
     ]
 
     def __init__(self) -> None:
@@ -309,10 +333,35 @@ class Options(HandlerOptions):
                 raise ConfigurationError(
                     "--redis-prefix and --redis-events need --redis"
                 )
+            self["log-level"] = check_log_level(self["log-level"])
+            self._check_control()
             if self["epoll"]:
                 reactors.install_epoll()
         except ConfigurationError as e:
             raise usage.UsageError(str(e)) from None
+
+
+    def _check_control(self) -> None:
+        """--control (or its default), --no-control, --control-token-file."""
+        from pokan.control.endpoint import default_control, parse_control
+        from pokan.control.service import TWISTD_NAMES, ControlListener
+
+        if self["no-control"]:
+            if self["control"] is not None or self["control-token-file"] is not None:
+                raise ConfigurationError(
+                    "--no-control cannot go with --control or --control-token-file"
+                )
+            self["control-endpoint"] = None
+            return
+        if self["control"] is None:
+            endpoint = default_control(self["tcp-port"])
+        else:
+            endpoint = parse_control(self["control"], "--control")
+        # checked now, to name the options: the token file, loopback
+        ControlListener.configure(
+            None, endpoint, self["control-token-file"], TWISTD_NAMES
+        )
+        self["control-endpoint"] = endpoint
 
 
 def with_hint(message: str) -> str:
@@ -341,11 +390,25 @@ def _whole(value: str, option: str) -> int:
 class DaemonService(service.MultiService):
     """Runs the node under twistd: a failed start ends the process, plainly."""
 
-    def __init__(self, server: Server, daemonized: bool = False) -> None:
+    def __init__(
+        self,
+        server: Server,
+        daemonized: bool = False,
+        log_level: Any = None,
+        twistd_config: Any = None,
+    ) -> None:
         super().__init__()
         self.server = server
         self.daemonized = daemonized
+        self.log_level = log_level
+        self.twistd_config = twistd_config
         server.setServiceParent(self)
+
+    def setServiceParent(self, parent: Any) -> None:
+        """twistd's application: it logs at --log-level and up only."""
+        if self.log_level is not None:
+            filter_twistd_log(parent, self.twistd_config, self.log_level)
+        super().setServiceParent(parent)
 
     def _fail_at_once(self, message: str) -> None:
         if self.daemonized:
@@ -416,6 +479,10 @@ TWISTD_OPTIONS = {"udp": "--udp-port", "tcp": "--tcp-port", "address": "--addres
 
 def _message(e: BaseException | None) -> str:
     """What a failed start says, naming twistd's options."""
+    from pokan.control.service import TWISTD_NAMES, ControlListenError
+
+    if isinstance(e, ControlListenError):
+        return e.describe(TWISTD_NAMES)
     return e.describe(TWISTD_OPTIONS) if isinstance(e, ListenError) else str(e)
 
 
@@ -480,7 +547,7 @@ def makeService(options: Options) -> service.IService:
         refuse_option(str(e))
     twistd = getattr(options, "parent", None)  # twistd's own options
     daemonized = twistd is not None and not twistd.get("nodaemon", True)
-    return DaemonService(server, daemonized)
+    return DaemonService(server, daemonized, options["log-level"], twistd)
 
 
 #: the API's argument names in messages, as twistd's options
@@ -517,4 +584,6 @@ def _server(options: Options, store: Any) -> Server:
         key_file=options["key-file"],
         max_nodes=options["max-nodes"],
         handler_timeout=options["handler-timeout"],
+        control=options["control-endpoint"],
+        control_token_file=options["control-token-file"],
     )

@@ -13,8 +13,9 @@ raises or fails is logged and isolated.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import attrs
@@ -59,6 +60,8 @@ ALL_EVENTS = (
 )
 
 Handler = Callable[..., Any]
+#: an observer of events: (event name, its arguments, its peer or None)
+Listener = Callable[[str, tuple[Any, ...], Any], None]
 H = TypeVar("H", bound=Handler)
 
 
@@ -169,6 +172,8 @@ class EventDispatcher:
         self.timeouts = 0
         #: handler calls made, every event and handler counted
         self.runs = 0
+        #: observers of events (see listen): event -> listeners
+        self._listeners: dict[str, list[Listener]] = {e: [] for e in events}
 
     def register(
         self,
@@ -198,7 +203,32 @@ class EventDispatcher:
         return self._events
 
     def has_handlers(self, event: str) -> bool:
-        return bool(self._handlers.get(event))
+        return bool(self._handlers.get(event)) or bool(self._listeners.get(event))
+
+    def listen(
+        self, listener: Listener, events: Iterable[str] | None = None
+    ) -> Callable[[], None]:
+        """Call ``listener(event, args, peer)`` on each of ``events`` (default all).
+
+        For observers, such as the control API's event stream: a listener
+        is called at once, before the event's handlers, and must not block;
+        what it raises is logged and ignored. Returns a function that stops
+        the listening.
+        """
+        names = list(self._events if events is None else events)
+        for name in names:
+            if name not in self._listeners:
+                known = ", ".join(self._events)
+                raise ValueError(f"unknown event {name!r}; valid events are: {known}")
+        for name in names:
+            self._listeners[name].append(listener)
+
+        def stop() -> None:
+            for name in names:
+                with contextlib.suppress(ValueError):
+                    self._listeners[name].remove(listener)
+
+        return stop
 
     def fire(self, event: str, *args: Any, peer: Any = None) -> defer.Deferred[None]:
         """Call every handler of ``event``; the Deferred fires when all are done.
@@ -206,6 +236,11 @@ class EventDispatcher:
         It never fails: a handler's exception or failed Deferred is logged; a
         handler late by the timeout is logged and cancelled.
         """
+        for listener in list(self._listeners.get(event, ())):
+            try:
+                listener(event, args, peer)
+            except Exception:
+                log.failure("event listener {listener!r} failed", listener=listener)
         pending = []
         peer_first = event in PEER_EVENTS
         for registered in self._handlers[event]:

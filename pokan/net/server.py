@@ -202,6 +202,8 @@ class Server(service.Service):
         key_file: str | None = None,
         max_nodes: int = plausible.DEFAULT_MAX_NODES,
         handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
+        control: str | None = None,
+        control_token_file: str | None = None,
     ) -> None:
         self._address = check_ip(address)
         self._tcp_port = check_port(tcp_port, "tcp port", allow_any=True)
@@ -288,6 +290,9 @@ class Server(service.Service):
         #: traffic by message type and timings, for /metrics
         self.meters = Meters()
         self._metrics: Any = None
+        self._control = self._configure_control(control, control_token_file)
+        #: a join() through the control API completed (health: synced)
+        self._joined = False
 
     # -- configuration (before start) -------------------------------------------
 
@@ -787,6 +792,12 @@ class Server(service.Service):
         # port 0 asks for any free port: advertise the one we got
         self._udp_port = udp.getHost().port
         self._tcp_port = tcp.getHost().port
+        if self._control is not None:
+            try:
+                self._ports.append(self._control.listen(reactor, self._timer()))
+            except StartupError:
+                self._close_ports()
+                raise
 
     def _restore(self, snapshot: Snapshot | None) -> None:
         """Start a new generation, keeping what the store persisted before."""
@@ -831,7 +842,7 @@ class Server(service.Service):
             "pokan node {id} listening on {address} udp {udp} tcp {tcp}; gossip"
             " every {interval}s{idle} to {fanout} peers; phi threshold {phi:g};"
             " max datagram {max_datagram}; seeds: {seeds}; store: {store};"
-            " handlers: {handlers}; cluster {cluster}, gossip {seal}",
+            " handlers: {handlers}; cluster {cluster}, gossip {seal}{control}",
             id=self.id,
             address=self._address,
             udp=self._udp_port,
@@ -854,6 +865,11 @@ class Server(service.Service):
                 f"sealed with {self.envelope.sealer.keyring.describe()}"
                 if self.envelope.sealer is not None
                 else "unauthenticated"
+            ),
+            control=(
+                ""
+                if self._control is None
+                else f"; control API on {self._control.address}"
             ),
         )
         if self.envelope.sealer is None and not _is_loopback(self._address):
@@ -1028,6 +1044,8 @@ class Server(service.Service):
         now = self._now()
         self._plausible_now(now)
         result = self._node.receive(message, source, size)
+        for node_id in result.batch.forgotten:  # a peer's Forget, checked
+            self._membership.forget(node_id, now)
         self._refused("udp", format_host_port(*source), source[0], result.rejected)
         for out in result.outgoing:
             self._send(out.address, out.message)
@@ -1247,6 +1265,7 @@ class Server(service.Service):
         gone = Batch((), (NodeRecord(me.info, me.version, "left"),))
         d: defer.Deferred[Any] = self.events.fire("shutdown")  # never fails
         steps: list[tuple[str, Callable[[], Any]]] = [
+            ("closing the control API's connections", self._stop_control),
             ("closing the ports", self._close_ports),
             ("persisting the node's departure", lambda: self._store.persist(gone)),
             ("closing the store", self._store.close),
@@ -1396,6 +1415,193 @@ class Server(service.Service):
 
             self._metrics = node_registry(self, self._store)
         return self._metrics
+    # -- operating a running node: what the control API uses -------------------
+
+    def _configure_control(self, control: Any, token_file: str | None) -> Any:
+        if control is None:
+            if token_file is not None:
+                raise ConfigurationError(
+                    "control_token_file= needs control= (where the control API"
+                    " listens, such as 127.0.0.1:7373)"
+                )
+            return None
+        from pokan.control.service import ControlListener
+
+        return ControlListener.configure(self, control, token_file)
+
+    def _stop_control(self) -> None:
+        if self._control is not None:
+            self._control.close_connections()
+
+    @property
+    def control(self) -> Any:
+        """The control API (a :class:`pokan.control.service.ControlListener`),
+        or None when off. ``control.root.putChild(name, resource)`` serves
+        more resources on its port, behind its token."""
+        return self._control
+
+    @property
+    def control_address(self) -> str | None:
+        """Where the control API listens: ``http://127.0.0.1:7373`` (the port
+        bound, once started), ``unix:/path``; None when off."""
+        return None if self._control is None else self._control.address
+
+    @property
+    def generation(self) -> int:
+        """This node's generation (set at start: microseconds since the epoch)."""
+        return self._state.me.info.generation
+
+    def health(self) -> dict[str, Any]:
+        """``{"listening", "synced", "reason"}``: reason None when healthy.
+
+        Healthy once the node listens and gossips and, when it has seeds
+        other than itself, has synced with one of them (or joined a node
+        through :meth:`join`) at least once.
+        """
+        listening = self.running and self._loop is not None
+        seeds = self._other_seeds()
+        synced = (
+            not seeds
+            or self._joined
+            or (self._sync is not None and self._sync.synced_with is not None)
+        )
+        reason = None
+        if not listening:
+            reason = "not listening yet: the node is starting, or stopped"
+        elif not synced:
+            reason = (
+                "not yet synced with any seed ("
+                + ", ".join(format_host_port(*s) for s in seeds)
+                + "): is one of them running?"
+            )
+        return {"listening": listening, "synced": bool(synced), "reason": reason}
+
+    def settings(self) -> dict[str, Any]:
+        """The node's settings, as plain data (for ``GET /v1/info``)."""
+        detector = self._membership.detector
+        return {
+            "gossip_interval": self._interval,
+            "idle_interval": self.idle_interval,
+            "gossip_fanout": self._node.fanout,
+            "max_datagram": self._max_datagram,
+            "max_frame": self._max_frame,
+            "max_hello": self._max_hello,
+            "sync_timeout": self._sync_timeout,
+            "phi_threshold": detector.threshold,
+            "tombstone_ttl": self._membership.tombstone_ttl,
+            "dead_node_ttl": self._membership.dead_node_ttl,
+            "max_nodes": self._state.max_nodes,
+            "handler_timeout": self.events.timeout,
+            "seeds": self.seeds,
+            "store": _describe_store(self._store),
+            "key_file": self._key_file,
+            "control": self.control_address,
+            "handlers": list(self._handler_names),
+        }
+
+    def entries(self, node_id: str) -> list[tuple[str, Value, int, float]] | None:
+        """A node's live keys as ``(key, value, version, timestamp)``, by key;
+        None for a node this node does not know."""
+        node = self._state.nodes.get(node_id)
+        if node is None:
+            return None
+        return [
+            (key, entry.value, entry.version, entry.timestamp)
+            for key, entry in sorted(node.live_items())
+            if entry.value is not None
+        ]
+
+    def last_heard(self, node_id: str) -> float | None:
+        """Seconds since a fresh heartbeat of ``node_id`` arrived; None if
+        none did yet (or it is this node)."""
+        detector = self._membership.detector
+        if node_id == self.id or node_id not in detector:
+            return None
+        return detector.silence(node_id, self._now())
+
+    def detector_view(self, node_id: str) -> dict[str, Any]:
+        """What the failure detector thinks of ``node_id``:
+        ``{"kind": "phi", "phi": 0.3, "threshold": 8.0}`` (phi None if never heard)."""
+        detector = self._membership.detector
+        phi = None
+        if node_id != self.id and node_id in detector:
+            phi = round(detector.phi(node_id, self._now()), 3)
+        return {"kind": "phi", "phi": phi, "threshold": detector.threshold}
+
+    def listen(
+        self,
+        listener: Callable[[str, tuple[Any, ...], Any], None],
+        events: Iterable[str] | None = None,
+    ) -> Callable[[], None]:
+        """Observe every event (or those named, as ``before_gossip``,
+        ``new_key``...): ``listener(event, args, peer)`` is called at once,
+        must not block; returns the function that stops it. See
+        :meth:`pokan.events.EventDispatcher.listen`."""
+        return self.events.listen(listener, events)
+
+    def join(self, host_port: str) -> defer.Deferred[Peer]:
+        """A full sync with the node at ``HOST:PORT`` (its TCP port), now.
+
+        Fires with that node as a Peer once merged; fails if it cannot be
+        reached. ConfigurationError for a malformed address.
+        """
+        host, port = parse_host_port(host_port)
+        if not self.running:
+            return defer.fail(ConfigurationError(f"node {self.id} is not running"))
+
+        def joined(peer: Peer) -> Peer:
+            self._joined = True
+            return peer
+
+        return self._sync_with(host, port).addCallback(joined)
+
+    def forget(self, node_id: str, force: bool = False) -> defer.Deferred[None]:
+        """Drop a dead or left node's record and keys, here and at every peer.
+
+        The live peers are sent a FORGET, which each applies only if it holds
+        that node dead or left too (never a node it holds alive). Gossip
+        about the forgotten generation is ignored here for a dead-node TTL:
+        only a restart brings it back. LookupError for an unknown node,
+        ValueError for this node itself, :class:`NodeIsAlive` for a live one
+        unless ``force``; forced, a live node is dropped here without that
+        memory, and comes back with its next gossip. The Deferred fires once
+        the store has persisted it.
+        """
+        from pokan.core.node import address_of
+        from pokan.errors import NodeIsAlive
+
+        if node_id == self.id:
+            raise ValueError(
+                f"{node_id} is this node itself: stop it instead of forgetting it"
+            )
+        node = self._state.nodes.get(node_id)
+        if node is None:
+            raise LookupError(f"unknown node {node_id!r}")
+        alive = node.status == "alive"
+        if alive and not force:
+            raise NodeIsAlive(
+                f"node {node_id} is alive: only a dead or left node is forgotten;"
+                " force it (force=True, --force) to drop it here anyway, and it"
+                " comes back with its next gossip"
+            )
+        status, generation = node.status, node.info.generation
+        self._membership.forget(node_id, self._now(), remember=not alive)
+        d = self._commit(Batch((), (), (node_id,)))
+        tell = wire.Forget(self.id, node_id, generation)
+        told = 0
+        for peer in self._state.others():
+            if peer.status == "alive":
+                self._send(address_of(peer), tell)
+                told += 1
+        log.info(
+            "forgot node {node} ({status}{forced}); told {count} live peer{s}",
+            node=node_id,
+            status=status,
+            forced=", forced" if alive else "",
+            count=told,
+            s="" if told == 1 else "s",
+        )
+        return d
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

@@ -45,6 +45,7 @@ from pokan.wire.messages import (
     Ack,
     BadCluster,
     DigestEntry,
+    Forget,
     Goodbye,
     Hello,
     Message,
@@ -116,6 +117,8 @@ def _body(message: Message) -> list[Any]:
         return [message.sender, message.generation]
     if isinstance(message, BadCluster):
         return [message.cluster]
+    if isinstance(message, Forget):
+        return [message.sender, message.node_id, message.generation]
     # Ack, Hello, Welcome
     return [message.sender, [pack_delta(d) for d in message.deltas]]
 
@@ -450,12 +453,22 @@ def _decode_bad_cluster(f: list[Any]) -> BadCluster:
     return BadCluster(read_str(f[0], "cluster", MAX_CLUSTER_LEN))
 
 
+def _decode_forget(f: list[Any]) -> Forget:
+    _array(f, "Forget", 3)
+    return Forget(
+        read_str(f[0], "sender", MAX_ID_LEN),
+        read_str(f[1], "node id", MAX_ID_LEN),
+        _counter(f[2], "generation"),
+    )
+
+
 _DECODERS: dict[MessageType, Any] = {
     MessageType.SYN: _decode_syn,
     MessageType.SYN_ACK: _decode_syn_ack,
     MessageType.ACK: lambda f: _decode_deltas(f, Ack),
     MessageType.GOODBYE: _decode_goodbye,
     MessageType.BAD_CLUSTER: _decode_bad_cluster,
+    MessageType.FORGET: _decode_forget,
     MessageType.HELLO: lambda f: _decode_deltas(f, Hello),
     MessageType.WELCOME: lambda f: _decode_deltas(f, Welcome),
 }

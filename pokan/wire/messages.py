@@ -50,6 +50,9 @@ class MessageType(enum.IntEnum):
     GOODBYE = 4
     #: "you are not of my cluster": any channel, never sealed, never merged
     BAD_CLUSTER = 5
+    # 6..12: reserved (liveness messages)
+    #: "forget this dead or left node": sent by a node told to forget it
+    FORGET = 13
     HELLO = 16
     WELCOME = 17
 
@@ -137,6 +140,19 @@ class BadCluster:
 
 
 @attrs.frozen
+class Forget:
+    """The sender forgot ``node_id`` at ``generation`` (an operator's ``forget``).
+
+    A receiver forgets that node too only if it holds it dead or left at that
+    generation: never a node it holds alive, whatever the sender says.
+    """
+
+    sender: str
+    node_id: str
+    generation: int
+
+
+@attrs.frozen
 class Hello:
     """TCP: a joining node's full state; the answer is a Welcome."""
 
@@ -152,7 +168,7 @@ class Welcome:
     deltas: tuple[NodeDelta, ...]
 
 
-Message = Syn | SynAck | Ack | Goodbye | BadCluster | Hello | Welcome
+Message = Syn | SynAck | Ack | Goodbye | BadCluster | Forget | Hello | Welcome
 
 MESSAGE_TYPES: dict[type, MessageType] = {
     Syn: MessageType.SYN,
@@ -160,6 +176,7 @@ MESSAGE_TYPES: dict[type, MessageType] = {
     Ack: MessageType.ACK,
     Goodbye: MessageType.GOODBYE,
     BadCluster: MessageType.BAD_CLUSTER,
+    Forget: MessageType.FORGET,
     Hello: MessageType.HELLO,
     Welcome: MessageType.WELCOME,
 }
@@ -170,6 +187,7 @@ DATAGRAM_TYPES = frozenset(
         MessageType.ACK,
         MessageType.GOODBYE,
         MessageType.BAD_CLUSTER,
+        MessageType.FORGET,
     }
 )
 STREAM_TYPES = frozenset(

@@ -1,0 +1,124 @@
+"""The control API of one Server: configured, bound with the node, closed with it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import error as ierror
+
+from pokan.control.api import V1
+from pokan.control.auth import BearerCheck, read_token_file
+from pokan.control.endpoint import ControlEndpoint, parse_control
+from pokan.control.metrics import MetricsResource
+from pokan.control.site import ControlRoot, ControlSite
+from pokan.control.sse import EventStream
+from pokan.errors import ConfigurationError, StartupError
+
+#: how errors name the settings: the Server's arguments, or twistd's options
+API_NAMES = {"control": "control=", "token": "control_token_file="}
+TWISTD_NAMES = {"control": "--control", "token": "--control-token-file"}
+
+
+class ControlListenError(StartupError):
+    """The control port could not be bound."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(self.describe(API_NAMES))
+
+    def describe(self, names: dict[str, str]) -> str:
+        return (
+            f"cannot listen for the control API on {where_text(self.where)}:"
+            f" {self.reason}. Is another node running there? Choose another"
+            f" address with {names['control']} (or turn it off: --no-control,"
+            " control=None)"
+        )
+
+
+def where_text(where: str) -> str:
+    return where.removeprefix("http://")
+
+
+class ControlListener:
+    """Where the control API listens, its token, and its HTTP site.
+
+    ``site.root`` takes more resources with ``putChild`` (metrics, the
+    dashboard): they are behind the same token check.
+    """
+
+    def __init__(
+        self,
+        node: Any,
+        endpoint: ControlEndpoint,
+        token: str | None = None,
+    ) -> None:
+        self.node = node
+        self.endpoint = endpoint
+        self.token = token
+        self.events: EventStream | None = None
+        self.root = ControlRoot(BearerCheck(token) if token is not None else None)
+        self.site: ControlSite | None = None
+        self.port: Any = None
+
+    @classmethod
+    def configure(
+        cls,
+        node: Any,
+        control: str | ControlEndpoint,
+        token_file: str | None,
+        names: dict[str, str] = API_NAMES,
+    ) -> ControlListener:
+        """Check the settings: ConfigurationError names the bad one."""
+        endpoint = (
+            control
+            if isinstance(control, ControlEndpoint)
+            else parse_control(control, names["control"])
+        )
+        token = read_token_file(token_file) if token_file is not None else None
+        if token is None and not endpoint.loopback:
+            raise ConfigurationError(
+                f"{names['control']} {endpoint.describe()} is reachable from other"
+                f" hosts: give {names['token']} FILE (a file of mode 0600 whose"
+                " first line is the token clients send as 'Authorization: Bearer"
+                " TOKEN'; `pokan keygen > FILE && chmod 600 FILE` makes one), or"
+                " listen on 127.0.0.1"
+            )
+        return cls(node, endpoint, token)
+
+    @property
+    def address(self) -> str:
+        """``http://127.0.0.1:7373`` (the port bound, once bound) or ``unix:/path``."""
+        port = (
+            self.port.getHost().port
+            if self.port is not None and not self.endpoint.is_unix
+            else None
+        )
+        return self.endpoint.describe(port)
+
+    def listen(self, reactor: Any, clock: Any) -> Any:
+        """Bind the control port; ControlListenError if it cannot be."""
+        self.events = EventStream(self.node, clock)
+        self.root.putChild(b"v1", V1(self.node, self.events))
+        self.root.putChild(b"metrics", MetricsResource(self.node.metrics))
+        self.site = ControlSite(self.root)
+        try:
+            if self.endpoint.path is not None:
+                self.port = reactor.listenUNIX(
+                    self.endpoint.path, self.site, mode=0o600, wantPID=True
+                )
+            else:
+                self.port = reactor.listenTCP(
+                    self.endpoint.port, self.site, interface=self.endpoint.host
+                )
+        except ierror.CannotListenError as e:
+            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            raise ControlListenError(self.endpoint.describe(), reason.lower()) from None
+        return self.port
+
+    def close_connections(self) -> None:
+        """End the event streams and drop every connection (the node stops)."""
+        if self.events is not None:
+            self.events.close_all()
+        if self.site is not None:
+            self.site.close_connections()

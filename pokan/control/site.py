@@ -1,0 +1,132 @@
+"""The control port's HTTP site: body limit, token check, the resource root.
+
+:class:`ControlSite` serves a :class:`ControlRoot`; the API lives at
+``/v1``, and other parts attach their own resources to the same root with
+``site.root.putChild(b"metrics", ...)`` (or ``b""`` and ``b"static"`` for the
+dashboard): every child, whenever attached, is behind the same token check.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from twisted.internet.interfaces import IAddress
+from twisted.web import resource, server
+from twisted.web.server import Request as IRequest
+
+from pokan.control.auth import BearerCheck
+from pokan.control.jsonio import ErrorResource, error, not_found
+
+#: the largest request body read (a value is at most 64 KiB: room for JSON)
+MAX_BODY = 1024 * 1024
+
+
+class BoundedRequest(server.Request):
+    """A request whose body is kept up to :data:`MAX_BODY` bytes only.
+
+    A longer body is read and thrown away as it arrives (memory stays
+    bounded), and the request is answered 413.
+    """
+
+    max_body = MAX_BODY
+
+    def gotLength(self, length: int | None) -> None:
+        self.body_size = 0
+        self.too_large = length is not None and length > self.max_body
+        if self.too_large:
+            self.content = io.BytesIO()
+        else:
+            super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self.body_size += len(data)
+        if self.body_size > self.max_body:
+            self.too_large = True
+        if not self.too_large:
+            super().handleContentChunk(data)
+
+    def process(self) -> None:
+        if getattr(self, "too_large", False):
+            self.site = self.channel.site  # type: ignore[attr-defined]
+            self.setHeader(b"Connection", b"close")
+            self.write(
+                error(
+                    self,
+                    413,
+                    f"request body over {self.max_body} bytes: store less per key"
+                    " (a value is at most 64 KiB)",
+                )
+            )
+            self.finish()
+            return
+        super().process()
+
+
+class ControlRoot(resource.Resource):
+    """``/``: its children (``v1`` and whatever is attached) behind the token."""
+
+    def __init__(self, bearer: BearerCheck | None = None) -> None:
+        super().__init__()
+        self.bearer = bearer
+
+    def getChildWithDefault(self, path: bytes, request: IRequest) -> resource.Resource:
+        if self.bearer is not None and not self.bearer.allows(
+            request.getHeader(b"Authorization")
+        ):
+            given = request.getHeader(b"Authorization") is not None
+            request.setHeader(b"WWW-Authenticate", b'Bearer realm="pokan"')
+            return ErrorResource(
+                401,
+                "wrong token in the Authorization header"
+                if given
+                else "this node's control API needs a token: send the header"
+                " 'Authorization: Bearer TOKEN', TOKEN being the first line of"
+                " the node's --control-token-file",
+            )
+        return super().getChildWithDefault(path, request)
+
+    def getChild(self, path: bytes, request: IRequest) -> resource.Resource:
+        return not_found(request)
+
+    def render(self, request: IRequest) -> bytes:
+        return error(request, 404, "nothing here: the API is under /v1")
+
+
+class ControlSite(server.Site):
+    """The control port's Site; keeps its connections to close them at stop."""
+
+    requestFactory = BoundedRequest
+    displayTracebacks = False
+    noisy = False  # no "Starting factory" lines
+
+    def log(self, request: Any) -> None:
+        """No access log: the node stays quiet in steady state."""
+
+    def __init__(self, root: ControlRoot, **kwargs: Any) -> None:
+        super().__init__(root, **kwargs)
+        self.root = root
+        self.channels: set[Any] = set()
+
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        channel = super().buildProtocol(addr)
+        if channel is not None:
+            self.channels.add(channel)
+            lost = channel.connectionLost
+
+            def connection_lost(reason: Any) -> None:
+                self.channels.discard(channel)
+                lost(reason)
+
+            channel.connectionLost = connection_lost
+        return channel
+
+    def close_connections(self) -> None:
+        """Close every open connection once what was written to it is sent
+        (the node stops: an event stream's last events, shutdown, arrive)."""
+        for channel in list(self.channels):
+            # Site's protocols wrap the HTTP/1.1 (or HTTP/2) channel
+            inner = getattr(channel, "_channel", channel)
+            transport = getattr(inner, "transport", None)
+            if transport is not None:
+                transport.loseConnection()
