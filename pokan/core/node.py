@@ -70,6 +70,25 @@ class GossipNode:
         self._awaiting: Address | None = None
         self.rumours = RumourQueue() if rumours is None else rumours
         self._view = PeerView(state)
+        #: whether this node bumps its heartbeat (phi detection); False under
+        #: SWIM, whose probes need none, so an idle digest stays the same
+        self.heartbeats = True
+        #: open exchanges with a summary Syn when the last one found the
+        #: digests equal (False: always the digest, as protocol version 2)
+        self.summaries = True
+        #: every this many Syns one lists the digest even when in sync, so a
+        #: hash collision (or a forged "in sync") delays deltas a while only
+        self.full_every = 8
+        #: the last exchange we opened found both digests equal in its range
+        self._agreed = False
+        #: Syns opened since the last digest Syn
+        self._since_full = 0
+        #: the cursor and peer of this round's summary Syn, to send the
+        #: digest of the same range if the peer says it differs (once)
+        self._summarised: tuple[Address, NodeState | None, int] | None = None
+        #: exchanges opened with a summary, and those answered "in sync"
+        self.summaries_sent = 0
+        self.summaries_matched = 0
         #: live peers contacted per round (more: faster failure detection)
         self.fanout = 1
         #: rounds between the exchanges of an idle node (1: every round)
@@ -125,7 +144,8 @@ class GossipNode:
             else:
                 self._idle_wait = self.idle_rounds - 1
                 fanout = 1
-        self.state.me.heartbeat += 1
+        if self.heartbeats:
+            self.state.me.heartbeat += 1
         targets = self.pick_targets(fanout)
         self._awaiting = targets[0][0] if targets else None
         return self._open(targets)
@@ -192,9 +212,18 @@ class GossipNode:
         intro, room = self._introduction(self.budget) if any(unsure) else ([], 0)
         budget = self.budget - room
         news, used = self.rumours.take(self.state, budget // 2)
-        syn, self._cursor = reconcile.make_syn(
-            self.state, self._cursor, budget - used - 5
-        )
+        self._summarised = None
+        if self._summary_due(targets, unsure):
+            self._summarised = (*targets[0], self._cursor)
+            self.summaries_sent += 1
+            syn, self._cursor = reconcile.make_summary_syn(
+                self.state, self._cursor, budget - used - 5
+            )
+        else:
+            self._since_full = 0
+            syn, self._cursor = reconcile.make_syn(
+                self.state, self._cursor, budget - used - 5
+            )
         if news:
             syn = attrs.evolve(syn, deltas=tuple(news))
         introduced = attrs.evolve(syn, deltas=(*intro, *syn.deltas)) if intro else syn
@@ -203,9 +232,41 @@ class GossipNode:
             for (address, peer), doubt in zip(targets, unsure, strict=True)
         ]
 
+    def _summary_due(
+        self, targets: list[tuple[Address, NodeState | None]], unsure: list[bool]
+    ) -> bool:
+        """Whether this round's Syn is a summary rather than the digest.
+
+        Only to a single live member, after an exchange that found the digests
+        equal, with nothing learnt since, and never ``full_every`` times in a
+        row. Otherwise (and always under phi, whose heartbeats change every
+        round) the digest, as before summaries existed.
+        """
+        if not (self.summaries and self._agreed) or len(targets) != 1 or unsure[0]:
+            return False
+        self._since_full += 1
+        return self._since_full < self.full_every
+
+    def _resend_digest(self, source: Address) -> list[Outgoing]:
+        """The peer's hash differed from ours: the digest of the same range."""
+        if self._summarised is None or self._summarised[0] != source:
+            return []  # not the summary we sent this round, or resent already
+        _, peer, cursor = self._summarised
+        self._summarised = None
+        self._since_full = 0
+        syn, _ = reconcile.make_syn(self.state, cursor, self.budget - 5)
+        self._awaiting = source
+        return [Outgoing(source, syn, peer)]
+
     def wrote(self, batch: Batch) -> list[Outgoing]:
         """Rumour this node's own writes; the pushes to send for them now."""
         self.rumours.wrote(batch)
+        if batch:
+            self._agreed = False
+        return self._pushes()
+
+    def push(self) -> list[Outgoing]:
+        """Acks pushing the hot rumours to a few peers now, if tokens allow."""
         return self._pushes()
 
     def _pushes(self, source: Address | None = None) -> list[Outgoing]:
@@ -303,6 +364,8 @@ class GossipNode:
             result.batch or any(_teaches(o.message) for o in result.outgoing)
         ):
             self._news = True  # keep the fast pace while peers catch up
+        if result.batch:
+            self._agreed = False  # our digest changed: peers may lack it
         return self._finish(result)
 
     def _finish(self, result: Result) -> Result:
@@ -394,12 +457,15 @@ class GossipNode:
     ) -> Result:
         if isinstance(message, wire.Syn):
             # a fresh heartbeat in the reply: peers hear it more than once a round
-            self.state.me.heartbeat += 1
+            if self.heartbeats:
+                self.state.me.heartbeat += 1
             self._claims_in(message.digest)
             batch = self._merge(message.deltas, source)
             if budget < 0 or not self._may_reply(source):
                 self._observe(message.digest)
                 return Result(batch=batch)
+            if message.summary is not None:
+                return self._answer_summary(message, source, batch, budget, member)
             intro, used = self._introduction(budget) if stranger else ([], 0)
             budget -= used
             news = self.rumours.select(self.state, budget // 2, known=message.deltas)
@@ -420,8 +486,14 @@ class GossipNode:
             pushes = self._pushes(source) if member else []
             return Result((Outgoing(source, reply), *pushes), batch)
         if isinstance(message, wire.SynAck):
-            if source == self._awaiting:
+            awaited = source == self._awaiting
+            if awaited:
                 self._awaiting = None
+            if message.in_sync is not None:
+                return self._summary_answered(message, source, awaited)
+            if awaited and self._summarised is None:
+                # the digests agree in this range if the reply differs in nothing
+                self._agreed = not (message.deltas or message.digest)
             self._claims_in(message.digest)
             batch = self._merge(message.deltas, source)
             exchanged = self.state.nodes.get(message.sender)
@@ -457,6 +529,43 @@ class GossipNode:
             return self._forget(message, source, member)
         return Result()  # TCP-only messages are not handled here
 
+    def _answer_summary(
+        self,
+        syn: wire.Syn,
+        source: Address,
+        batch: Batch,
+        budget: int,
+        member: bool,
+    ) -> Result:
+        """Say whether a summary Syn matches our digest; rumours besides."""
+        if budget < 3:  # a stranger's tiny datagram: no room even for the verdict
+            return Result(batch=batch)
+        in_sync = member and reconcile.summary_matches(self.state, syn)
+        news = self.rumours.select(self.state, budget // 2, known=syn.deltas)
+        self.rumours.sent(self.state, news)
+        reply = wire.SynAck(self.state.me.info.id, tuple(news.deltas), (), in_sync)
+        pushes = self._pushes(source) if member else []
+        return Result((Outgoing(source, reply), *pushes), batch)
+
+    def _summary_answered(
+        self, message: wire.SynAck, source: Address, awaited: bool
+    ) -> Result:
+        """The verdict on our summary Syn: done if in sync, else the digest.
+
+        Only from the peer we sent it to, and once: a forged "in sync" skips
+        one exchange, a forged "differs" costs one digest Syn.
+        """
+        batch = self._merge(message.deltas, source)
+        exchanged = self.state.nodes.get(message.sender)
+        if not awaited or self._summarised is None or self._summarised[0] != source:
+            return Result(batch=batch)
+        if message.in_sync:
+            self.summaries_matched += 1
+            self._summarised = None
+            return Result(batch=batch, exchanged_with=exchanged)
+        self._agreed = False
+        return Result(tuple(self._resend_digest(source)), batch)
+
     def _goodbye(self, message: wire.Goodbye, source: Address) -> Result:
         """Believe a Goodbye only from the socket of the node it names."""
         node = self.state.nodes.get(message.sender)
@@ -483,9 +592,7 @@ class GossipNode:
         elif node.info.generation != message.generation:
             refused = "names another generation"
         if refused is not None:
-            detail = (
-                f"of {message.node_id!r} from {format_address(source)}: {refused}"
-            )
+            detail = f"of {message.node_id!r} from {format_address(source)}: {refused}"
             return Result(rejected=(("forget-refused", detail),))
         gc.forget(self.state, message.node_id)
         return Result(batch=Batch((), (), (message.node_id,)))

@@ -18,18 +18,9 @@ from twisted.python.failure import Failure
 import twisted
 from pokan import wire
 from pokan.core import plausible
-from pokan.core.address import (
-    DEFAULT_PORT,
-    check_ip,
-    check_port,
-    parse_seeds,
-)
+from pokan.core.address import DEFAULT_PORT, parse_seeds
 from pokan.core.failure import DEFAULT_THRESHOLD
-from pokan.core.membership import (
-    DEFAULT_DEAD_NODE_TTL,
-    DEFAULT_TOMBSTONE_TTL,
-    check_membership_options,
-)
+from pokan.core.settings import DEFAULT_DEAD_NODE_TTL, DEFAULT_TOMBSTONE_TTL
 from pokan.daemon.handler_options import HandlerOptions, install_handlers
 from pokan.daemon.logsetup import check_log_level, filter_twistd_log
 from pokan.errors import ConfigurationError, PokanError, StartupError
@@ -39,19 +30,9 @@ from pokan.net.protocols import (
     DEFAULT_MAX_SYNC_CONNECTIONS,
     DEFAULT_MAX_SYNC_PER_HOST,
 )
-from pokan.net.server import (
-    DEFAULT_FANOUT,
-    ListenError,
-    Server,
-    check_fanout,
-    check_idle_interval,
-    check_interval,
-    check_max_datagram,
-    check_max_hello,
-    check_sync_cap,
-)
+from pokan.net.server import DEFAULT_FANOUT, ListenError, Server
+from pokan.net.settings import Settings
 from pokan.net.stopping import arm_while_stopping
-from pokan.sim.faults import check_drop_rate
 
 log = Logger()
 
@@ -277,56 +258,19 @@ class Options(HandlerOptions):
                 "--address is required: the IP address peers use to reach this node"
             )
         try:
-            self["address"] = check_ip(self["address"], "--address")
-            self["tcp-port"] = check_port(self["tcp-port"], "--tcp-port")
-            self["udp-port"] = check_port(self["udp-port"], "--udp-port")
-            self["gossip-interval"] = check_interval(
-                self["gossip-interval"], "--gossip-interval"
+            max_nodes = self["max-nodes"]
+            self.settings = settings_of(
+                self,
+                max_hello=_whole(self["max-hello"], "--max-hello"),
+                max_sync_connections=_whole(
+                    self["max-sync-connections"], "--max-sync-connections"
+                ),
+                max_sync_per_host=_whole(
+                    self["max-sync-per-host"], "--max-sync-per-host"
+                ),
+                max_nodes=int(max_nodes) if str(max_nodes).isdigit() else max_nodes,
             )
-            self["max-datagram"] = check_max_datagram(
-                self["max-datagram"], "--max-datagram"
-            )
-            self["max-hello"] = check_max_hello(
-                _whole(self["max-hello"], "--max-hello"),
-                self["max-datagram"],
-                wire.DEFAULT_MAX_FRAME,
-                "--max-hello",
-            )
-            for cap in ("max-sync-connections", "max-sync-per-host"):
-                self[cap] = check_sync_cap(_whole(self[cap], f"--{cap}"), f"--{cap}")
-            self["gossip-fanout"] = check_fanout(
-                self["gossip-fanout"], "--gossip-fanout"
-            )
-            try:
-                self["max-nodes"] = plausible.check_max_nodes(
-                    int(self["max-nodes"]) if str(self["max-nodes"]).isdigit() else -1
-                )
-            except ConfigurationError:
-                raise ConfigurationError(
-                    "--max-nodes must be a whole number of at least 2, got"
-                    f" {self['max-nodes']!r}"
-                ) from None
-            try:
-                self["cluster"] = wire.check_cluster(self["cluster"])
-            except ConfigurationError as e:
-                raise ConfigurationError(f"--cluster: {e}") from None
-            self["idle-interval"] = check_idle_interval(
-                self["idle-interval"], self["gossip-interval"], "--idle-interval"
-            )
-            (
-                self["phi-threshold"],
-                self["tombstone-ttl"],
-                self["dead-node-ttl"],
-            ) = check_membership_options(
-                self["phi-threshold"],
-                self["tombstone-ttl"],
-                self["dead-node-ttl"],
-                ("--phi-threshold", "--tombstone-ttl", "--dead-node-ttl"),
-            )
-            try:
-                self["drop-rate"] = check_drop_rate(self["drop-rate"])
-            except ValueError as e:
-                raise ConfigurationError(f"--drop-rate: {e}") from None
+            self._take_checked(self.settings)
             if self["redis"] is None and (
                 self["redis-prefix"] is not None or self["redis-events"]
             ):
@@ -340,6 +284,28 @@ class Options(HandlerOptions):
         except ConfigurationError as e:
             raise usage.UsageError(str(e)) from None
 
+    def _take_checked(self, settings: Settings) -> None:
+        """The options as checked (numbers, not their text)."""
+        engine = settings.engine
+        for option, value in {
+            "address": settings.address,
+            "tcp-port": settings.tcp_port,
+            "udp-port": settings.udp_port,
+            "gossip-interval": engine.gossip_interval,
+            "max-datagram": engine.max_datagram,
+            "max-hello": settings.max_hello,
+            "max-sync-connections": settings.max_sync_connections,
+            "max-sync-per-host": settings.max_sync_per_host,
+            "gossip-fanout": engine.fanout,
+            "max-nodes": engine.max_nodes,
+            "cluster": settings.cluster,
+            "idle-interval": engine.idle_interval,
+            "phi-threshold": engine.phi_threshold,
+            "tombstone-ttl": engine.tombstone_ttl,
+            "dead-node-ttl": engine.dead_node_ttl,
+            "drop-rate": settings.drop_rate,
+        }.items():
+            self[option] = value
 
     def _check_control(self) -> None:
         """--control (or its default), --no-control, --control-token-file."""
@@ -362,6 +328,57 @@ class Options(HandlerOptions):
             None, endpoint, self["control-token-file"], TWISTD_NAMES
         )
         self["control-endpoint"] = endpoint
+
+
+#: how messages name each setting: as twistd's options
+FLAG_NAMES = {
+    "address": "--address",
+    "tcp_port": "--tcp-port",
+    "udp_port": "--udp-port",
+    "gossip_interval": "--gossip-interval",
+    "idle_interval": "--idle-interval",
+    "fanout": "--gossip-fanout",
+    "max_datagram": "--max-datagram",
+    "max_hello": "--max-hello",
+    "max_sync_connections": "--max-sync-connections",
+    "max_sync_per_host": "--max-sync-per-host",
+    "max_nodes": "--max-nodes",
+    "phi_threshold": "--phi-threshold",
+    "tombstone_ttl": "--tombstone-ttl",
+    "dead_node_ttl": "--dead-node-ttl",
+    "handler_timeout": "--handler-timeout",
+    "failure_detector": "--failure-detector",
+    "cluster": "--cluster: ",
+    "drop_rate": "--drop-rate: ",
+}
+
+
+def settings_of(options: Any, **checked: Any) -> Settings:
+    """The node's Settings of twistd's options, checked once; ConfigurationError
+    names the option as typed (``--gossip-interval``)."""
+    raw: dict[str, Any] = {
+        "address": options["address"],
+        "seeds": options["gossip-with"] or None,
+        "tcp_port": options["tcp-port"],
+        "udp_port": options["udp-port"],
+        "gossip_interval": options["gossip-interval"],
+        "max_datagram": options["max-datagram"],
+        "max_hello": options["max-hello"],
+        "max_sync_connections": options["max-sync-connections"],
+        "max_sync_per_host": options["max-sync-per-host"],
+        "phi_threshold": options["phi-threshold"],
+        "tombstone_ttl": options["tombstone-ttl"],
+        "dead_node_ttl": options["dead-node-ttl"],
+        "fanout": options["gossip-fanout"],
+        "idle_interval": options["idle-interval"],
+        "drop_rate": options["drop-rate"],
+        "cluster": options["cluster"],
+        "key_file": options["key-file"],
+        "max_nodes": options["max-nodes"],
+        "handler_timeout": options["handler-timeout"],
+    }
+    raw.update(checked)
+    return Settings.checked(FLAG_NAMES, any_port=False, **raw)
 
 
 def with_hint(message: str) -> str:
@@ -563,6 +580,14 @@ def as_options(error: Exception) -> str:
 
 
 def _server(options: Options, store: Any) -> Server:
+    settings = getattr(options, "settings", None)
+    if settings is not None:
+        return Server.from_settings(
+            settings,
+            store=store,
+            control=options["control-endpoint"],
+            control_token_file=options["control-token-file"],
+        )
     return Server(
         options["address"],
         gossip_with=options["gossip-with"] or None,

@@ -9,7 +9,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from twisted.application import service
@@ -19,29 +19,32 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from pokan import wire
-from pokan.core import bounds, gc, plausible, reconcile
+from pokan.core import plausible, reconcile
+from pokan.core import settings as settings_module
 from pokan.core.address import (
     DEFAULT_PORT,
     check_ip,
     check_port,
-    check_seed_family,
     family,
     family_name,
     format_host_port,
     parse_host_port,
-    parse_seeds,
 )
-from pokan.core.durations import check_seconds
+from pokan.core.engine import Engine, Output
 from pokan.core.failure import DEFAULT_THRESHOLD
 from pokan.core.joinbudget import JoinBudget
 from pokan.core.membership import (
     DEFAULT_DEAD_NODE_TTL,
     DEFAULT_TOMBSTONE_TTL,
     Membership,
-    Transition,
-    check_membership_options,
 )
 from pokan.core.node import Address, GossipNode
+from pokan.core.settings import (
+    check_fanout,
+    check_idle_interval,
+    check_interval,
+    check_max_datagram,
+)
 from pokan.core.state import (
     ROLES,
     STATUSES,
@@ -69,7 +72,6 @@ from pokan.net.events import (
 from pokan.net.heap import release_free_heap
 from pokan.net.meters import Meters
 from pokan.net.protocols import (
-    DEFAULT_MAX_HELLO,
     DEFAULT_MAX_SYNC_CONNECTIONS,
     DEFAULT_MAX_SYNC_PER_HOST,
     GossipProtocol,
@@ -78,92 +80,25 @@ from pokan.net.protocols import (
     SyncServerFactory,
 )
 from pokan.net.seeds import NO_OTHER_SEED, SeedIsSelf, SeedSync
+from pokan.net.settings import (
+    MAX_FRAME_LIMIT,
+    Settings,
+    check_max_frame,
+    check_max_hello,
+    check_seeds,
+    check_sync_cap,
+)
 from pokan.net.stopping import SecondSignal, exit_with_signal
 from pokan.peer import Peer
 from pokan.sim.faults import Faults
 from pokan.store import IStore, MemoryStore, Snapshot
 from pokan.store.interface import IAttachedStore, snapshot_of
-from pokan.wire import check_cluster
 from pokan.wire.envelope import Envelope
 
 log = Logger()
 
-DEFAULT_INTERVAL = 1.0
-#: live peers gossiped with per round (chitchat uses 3, Cassandra 1)
-DEFAULT_FANOUT = 3
-
-
-def check_interval(seconds: object, name: str = "gossip_interval=") -> float:
-    """A gossip interval within :data:`pokan.core.bounds.GOSSIP_INTERVAL`."""
-    return bounds.GOSSIP_INTERVAL.check(seconds, name)
-
-
-def check_fanout(fanout: object, name: str = "gossip_fanout=") -> int:
-    """Live peers per round: a whole number within :data:`pokan.core.bounds.FANOUT`."""
-    return bounds.check_fanout(fanout, name)
-
-
-def check_idle_interval(
-    seconds: object, interval: float, name: str = "idle_interval="
-) -> float | None:
-    """An idle interval: None (the gossip interval), or from that to 300 s."""
-    if seconds is None:
-        return None
-    return bounds.check_idle(seconds, name, interval)
-
-
-def check_max_datagram(size: object, name: str = "max_datagram=") -> int:
-    if isinstance(size, bool) or not isinstance(size, int):
-        try:
-            size = int(str(size), 10)
-        except ValueError:
-            raise ConfigurationError(
-                f"{name} must be a number of bytes, got {size!r}"
-            ) from None
-    if not wire.MIN_DATAGRAM <= size <= wire.MAX_UDP_PAYLOAD:
-        raise ConfigurationError(
-            f"{name} must be from {wire.MIN_DATAGRAM} to"
-            f" {wire.MAX_UDP_PAYLOAD} bytes, got {size}"
-        )
-    return size
-
-
-#: the TCP frame's length prefix (pokan.wire.framing): four bytes, unsigned
-MAX_FRAME_LIMIT = 2**32 - 1
-
-
-def check_max_frame(size: object, max_datagram: int) -> int:
-    """A TCP sync frame limit: room for any one write (a datagram's worth)."""
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise ConfigurationError(f"max_frame= must be a number of bytes, got {size!r}")
-    if not max_datagram <= size <= MAX_FRAME_LIMIT:
-        raise ConfigurationError(
-            f"max_frame= must be from the max datagram ({max_datagram}) to"
-            f" {MAX_FRAME_LIMIT} bytes, got {size}: a frame of the full sync must"
-            " hold any one write"
-        )
-    return size
-
-
-def check_max_hello(
-    size: object, max_datagram: int, max_frame: int, name: str = "max_hello="
-) -> int:
-    """The largest Hello read: room for one write, at most a frame."""
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise ConfigurationError(f"{name} must be a number of bytes, got {size!r}")
-    if not max_datagram <= size <= max_frame:
-        raise ConfigurationError(
-            f"{name} must be from the max datagram ({max_datagram}) to the max"
-            f" frame ({max_frame}) bytes, got {size}"
-        )
-    return size
-
-
-def check_sync_cap(count: object, what: str) -> int:
-    """A cap on inbound sync connections: a whole number from 1."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ConfigurationError(f"{what} must be a whole number from 1, got {count!r}")
-    return count
+DEFAULT_INTERVAL = settings_module.DEFAULT_INTERVAL
+DEFAULT_FANOUT = settings_module.DEFAULT_FANOUT
 
 
 class Server(service.Service):
@@ -205,73 +140,94 @@ class Server(service.Service):
         control: str | None = None,
         control_token_file: str | None = None,
     ) -> None:
-        self._address = check_ip(address)
-        self._tcp_port = check_port(tcp_port, "tcp port", allow_any=True)
-        self._udp_port = check_port(udp_port, "udp port", allow_any=True)
-        self._interval = check_interval(gossip_interval)
-        self._idle_interval = check_idle_interval(idle_interval, self._interval)
-        self._max_datagram = check_max_datagram(max_datagram)
-        self._max_frame = check_max_frame(max_frame, self._max_datagram)
-        self._sync_timeout = bounds.SYNC_TIMEOUT.check(sync_timeout, "sync_timeout=")
-        self._max_hello = check_max_hello(
-            min(DEFAULT_MAX_HELLO, self._max_frame) if max_hello is None else max_hello,
-            self._max_datagram,
-            self._max_frame,
+        settings = Settings.checked(
+            address=address,
+            seeds=gossip_with,
+            tcp_port=tcp_port,
+            udp_port=udp_port,
+            gossip_interval=gossip_interval,
+            max_datagram=max_datagram,
+            max_frame=max_frame,
+            sync_timeout=sync_timeout,
+            max_hello=max_hello,
+            max_sync_connections=max_sync_connections,
+            max_sync_per_host=max_sync_per_host,
+            phi_threshold=phi_threshold,
+            tombstone_ttl=tombstone_ttl,
+            dead_node_ttl=dead_node_ttl,
+            fanout=gossip_fanout,
+            drop_rate=drop_rate,
+            idle_interval=idle_interval,
+            cluster=cluster,
+            key_file=key_file,
+            max_nodes=max_nodes,
+            handler_timeout=handler_timeout,
         )
-        self._max_sync_connections = check_sync_cap(
-            max_sync_connections, "max sync connections"
-        )
-        self._max_sync_per_host = check_sync_cap(
-            max_sync_per_host, "max sync connections per host"
-        )
-        self._seeds: list[tuple[str, int]] = []
-        if gossip_with is not None:
-            self.gossip_with(gossip_with)
+        self._configure(settings, store, reactor, rng, clock)
+        self._control = self._configure_control(control, control_token_file)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        store: IStore | None = None,
+        reactor: Any = None,
+        rng: random.Random | None = None,
+        clock: Any = None,
+        control: str | None = None,
+        control_token_file: str | None = None,
+    ) -> Server:
+        """A node of settings checked already (:meth:`Settings.checked`)."""
+        server = cls.__new__(cls)
+        server._configure(settings, store, reactor, rng, clock)
+        server._control = server._configure_control(control, control_token_file)
+        return server
+
+    def _configure(
+        self,
+        settings: Settings,
+        store: IStore | None,
+        reactor: Any,
+        rng: random.Random | None,
+        clock: Any,
+    ) -> None:
+        self._settings = settings
+        self._address = settings.address
+        self._tcp_port = settings.tcp_port
+        self._udp_port = settings.udp_port
+        self._max_datagram = settings.max_datagram
+        self._max_frame = settings.max_frame
+        self._sync_timeout = settings.sync_timeout
+        self._max_hello = settings.max_hello
+        self._max_sync_connections = settings.max_sync_connections
+        self._max_sync_per_host = settings.max_sync_per_host
+        self._seeds: list[tuple[str, int]] = list(settings.seeds)
         self._store: IStore = store if store is not None else MemoryStore()
         self._reactor = reactor
         self._clock = clock  # IReactorTime: timestamps, rounds, checks; or reactor
         self._epoll = False
         self._rng = rng if rng is not None else random.Random()
         self.events = EventDispatcher(
-            timeout=check_seconds(handler_timeout, "handler timeout"),
-            clock=self._timer,
+            timeout=settings.handler_timeout, clock=self._timer
         )
         self._on = registrar(self.events, "", ON_EVENTS)
         self._before = registrar(self.events, "before_", BEFORE_EVENTS)
         self._after = registrar(self.events, "after_", AFTER_EVENTS)
-        self._state = ClusterState(self._identity(generation=0))
-        self._state.max_nodes = plausible.check_max_nodes(max_nodes)
+        self._engine = Engine(settings.engine, self._identity(generation=0), self._rng)
         self._transition_log = TransitionLog(Seconds(self._now))
         #: lines any peer can cause: full syncs answered, forgeries undone
         self._sync_log = ThrottledLines(Seconds(self._now), "full syncs")
         self._forgery_log = ThrottledLines(Seconds(self._now), "re-asserts")
-        self._node = GossipNode(self._state, self._rng, self._max_datagram)
-        self._node.fanout = check_fanout(gossip_fanout)
-        self._node.idle_rounds = self._idle_rounds()
-        phi, tombstone_ttl, dead_node_ttl = check_membership_options(
-            phi_threshold, tombstone_ttl, dead_node_ttl
-        )
-        self._membership = Membership(
-            self._state,
-            self._interval,
-            phi,
-            tombstone_ttl,
-            dead_node_ttl,
-            self._idle_interval,
-        )
         #: testing and benchmarks only: datagrams dropped on purpose
-        self.faults = Faults(drop_rate, random.Random(self._rng.random()))
-        self._key_file = key_file
-        self.envelope = Envelope(check_cluster(cluster), _sealer_for(key_file))
-        self._reset_syncs: dict[str, float] = {}
+        self.faults = Faults(settings.drop_rate, random.Random(self._rng.random()))
+        self._key_file = settings.key_file
+        self.envelope = Envelope(settings.cluster, _sealer_for(settings.key_file))
         self._join_budget = JoinBudget()
         #: seeds that said this node is of another cluster: seed -> why
         self._refusals: dict[str, str] = {}
         #: TCP syncs under way, cancelled when the node stops
         self._syncing: dict[defer.Deferred[Any], SyncClientProtocol] = {}
-        #: the store had no record of this node: its first full sync takes
-        #: back what the cluster holds of it (docs/redis.md)
-        self._take_back = False
         self._gossip: GossipProtocol | None = None
         self._ports: list[Any] = []
         self._loop: task.LoopingCall | None = None
@@ -290,11 +246,44 @@ class Server(service.Service):
         #: traffic by message type and timings, for /metrics
         self.meters = Meters()
         self._metrics: Any = None
-        self._control = self._configure_control(control, control_token_file)
         #: a join() through the control API completed (health: synced)
         self._joined = False
 
+    # -- the engine's parts ------------------------------------------------------
+
+    @property
+    def _state(self) -> ClusterState:
+        return self._engine.state
+
+    @property
+    def _node(self) -> GossipNode:
+        return self._engine.node
+
+    @property
+    def _membership(self) -> Membership:
+        """The phi detector (the only one yet): its windows for the control API."""
+        return cast(Membership, self._engine.detector)
+
+    @property
+    def _interval(self) -> float:
+        return self._engine.settings.gossip_interval
+
+    @property
+    def _idle_interval(self) -> float | None:
+        return self._engine.settings.idle_interval
+
     # -- configuration (before start) -------------------------------------------
+
+    @property
+    def configuration(self) -> Settings:
+        """This node's configuration now (ports as bound, intervals as set)."""
+        return attrs.evolve(
+            self._settings,
+            tcp_port=self._tcp_port,
+            udp_port=self._udp_port,
+            seeds=tuple(self._seeds),
+            engine=self._engine.settings,
+        )
 
     @property
     def address(self) -> str:
@@ -341,8 +330,7 @@ class Server(service.Service):
         """Gossip with a random peer every ``seconds`` (default 1)."""
         interval = check_interval(seconds, "gossip_every()")
         check_idle_interval(self._idle_interval, interval, "the idle interval")
-        self._interval = interval
-        self._interval_changed()
+        self._interval_changed(gossip_interval=interval)
 
     def idle_every(self, seconds: float | None) -> None:
         """When idle, open one exchange every ``seconds`` only (None: every round).
@@ -352,17 +340,11 @@ class Server(service.Service):
         writes still go out at once, and rounds with news keep the gossip
         interval. The failure detector takes the idle interval as its pace.
         """
-        self._idle_interval = check_idle_interval(
-            seconds, self._interval, "idle_every()"
-        )
-        self._interval_changed()
+        idle = check_idle_interval(seconds, self._interval, "idle_every()")
+        self._interval_changed(idle_interval=idle)
 
-    def _idle_rounds(self) -> int:
-        return max(1, round(self.idle_interval / self._interval))
-
-    def _interval_changed(self) -> None:
-        self._node.idle_rounds = self._idle_rounds()
-        self._membership.set_interval(self._interval, self._idle_interval)
+    def _interval_changed(self, **change: Any) -> None:
+        self._engine.reconfigure(attrs.evolve(self._engine.settings, **change))
         if (self._loop is not None and self._loop.running) or self._resume:
             self._start_rounds(now=False)
 
@@ -417,14 +399,8 @@ class Server(service.Service):
     def gossip_with(self, seeds: str | Iterable[str]) -> None:
         """Seeds (``HOST:PORT``, their TCP port) to join through; first that answers."""
         self._not_running("gossip_with")
-        if isinstance(seeds, str):
-            parsed = parse_seeds(seeds)
-        else:
-            parsed = [parse_host_port(s) for s in seeds]
-        check_seed_family(parsed, self._address)
-        self._seeds = parsed
-        if hasattr(self, "_state"):
-            self._state.rename_self(self._identity(0))
+        self._seeds = list(check_seeds(seeds, self._address))
+        self._state.rename_self(self._identity(0))
 
     @property
     def seeds(self) -> list[str]:
@@ -508,33 +484,15 @@ class Server(service.Service):
             raise TypeError(f"value must be str or bytes, got {type(value).__name__}")
         if isinstance(value, str):
             _check_utf8(value, "value", "store text without them, or bytes")
-        if timestamp is None:
-            # now, or later if the clock stepped back: a plain store() wins
-            current = self._state.me.entries.get(key)
-            stamp = self._now()
-            if current is not None:
-                stamp = max(stamp, current.timestamp)
-        else:
-            stamp = self._check_timestamp(timestamp)
+        # None: now, or later if the clock stepped back: a plain store() wins
+        stamp = None if timestamp is None else self._check_timestamp(timestamp)
         self._check_fits(key, value)
-        return self._commit(self._wrote(self._state.write(key, value, stamp)))
+        return self._carry_out(self._engine.write(key, value, stamp, self._now()))
 
     def delete(self, key: str) -> defer.Deferred[None]:
         """Remove one of this node's keys everywhere (``key_removed`` fires)."""
         self._check_key(key)
-        current = self._state.me.entries.get(key)
-        stamp = self._now()
-        if current is not None:
-            stamp = max(stamp, current.timestamp)
-        return self._commit(self._wrote(self._state.write(key, None, stamp)))
-
-    def _wrote(self, batch: Batch) -> Batch:
-        """Rumour a local write and push it to a few peers at once."""
-        if batch:
-            for out in self._node.wrote(batch):
-                self._send(out.address, out.message)
-            self._wake()
-        return batch
+        return self._carry_out(self._engine.write(key, None, None, self._now()))
 
     def value(self, key: str) -> Value | None:
         return self.me.value(key)
@@ -610,8 +568,8 @@ class Server(service.Service):
             "rumours_queued": len(self._node.rumours),
             "rumours_evicted": self._node.rumours.evicted,
             "store_pending": getattr(self._store, "pending", 0),
-            "convictions": self._membership.convictions,
-            "pauses": self._membership.detector.pauses,
+            "convictions": self._engine.convictions,
+            "pauses": self._engine.pauses,
             "rounds": self._node.rounds,
             "idle_rounds": self._node.idle_skipped,
             "dropped_on_purpose": self.faults.dropped,
@@ -659,13 +617,26 @@ class Server(service.Service):
 
     # -- committing changes --------------------------------------------------------
 
-    def _commit(self, batch: Batch) -> defer.Deferred[None]:
+    def _carry_out(self, output: Output, source: str = "") -> defer.Deferred[None]:
+        """Do what the engine asked: send, open syncs, count refusals, commit.
+
+        ``source``: where the input came from, for the log lines.
+        """
+        for out in output.sends:
+            self._send(out.address, out.message)
+        self._wake()
+        if output.reasserted:
+            self._reasserting(source)
+        for (host, port), peer in zip(output.syncs, output.behind, strict=True):
+            self._reset_sync(host, port, peer)
+        return self._commit(output)
+
+    def _commit(self, output: Output) -> defer.Deferred[None]:
         """Persist a batch, then fire its events; the Deferred fires after both."""
+        batch, transitions = output.batch, output.transitions
         if not batch:
             return defer.succeed(None)
-        transitions = self._membership.settle(batch, self._now())
-        for event, node in transitions:
-            note = self._membership.note(node.info.id)
+        for (event, node), note in zip(transitions, output.notes, strict=True):
             self._transition_log.line(event[5:], node.info.id, note)
         d = defer.maybeDeferred(self._store.persist, batch)
         d.addErrback(self._persist_failed, batch)
@@ -674,7 +645,7 @@ class Server(service.Service):
         d.addCallback(lambda _: self._announce(batch))
         return d
 
-    def _announce_membership(self, transitions: list[Transition]) -> Any:
+    def _announce_membership(self, transitions: Iterable[Any]) -> Any:
         fired = []
         for event, node in transitions:
             if self.events.has_handlers(event):
@@ -814,11 +785,13 @@ class Server(service.Service):
             )
             snapshot = Snapshot(nodes, snapshot.entries)
             previous = self._state.restore(snapshot)
-        self._take_back = not previous and not isinstance(self._store, MemoryStore)
+        self._engine.take_back = not previous and not isinstance(
+            self._store, MemoryStore
+        )
         unbound_id = self._state.me.info.id
         generation = max(time.time_ns() // 1000, previous + 1)
-        self._state.rename_self(self._identity(generation))
-        self._membership.adopt(self._now())
+        self._engine.rename(self._identity(generation))
+        restored = self._engine.restored(self._now())
         if (
             unbound_id != self.id
             and self._state.me.entries
@@ -834,13 +807,13 @@ class Server(service.Service):
             d = defer.maybeDeferred(self._store.persist, batch)
             d.addErrback(self._persist_failed, batch)
         else:
-            self._commit(Batch((), (self._state.me.record(),)))
+            self._commit(restored)
 
     def _started(self) -> None:
         seeds = self._other_seeds()
         log.info(
             "pokan node {id} listening on {address} udp {udp} tcp {tcp}; gossip"
-            " every {interval}s{idle} to {fanout} peers; phi threshold {phi:g};"
+            " every {interval}s{idle} to {fanout} peers; {detector};"
             " max datagram {max_datagram}; seeds: {seeds}; store: {store};"
             " handlers: {handlers}; cluster {cluster}, gossip {seal}{control}",
             id=self.id,
@@ -854,7 +827,7 @@ class Server(service.Service):
                 else f", every {self._idle_interval}s when idle"
             ),
             fanout=self._node.fanout,
-            phi=self._membership.detector.threshold,
+            detector=self._membership.describe(),
             max_datagram=self._max_datagram,
             seeds=", ".join(format_host_port(*s) for s in seeds)
             or "none (acting as seed)",
@@ -891,7 +864,7 @@ class Server(service.Service):
                 seed=format_host_port(self._address, self._tcp_port),
                 rest="" if seeds else NO_OTHER_SEED,
             )
-        self._membership.start(self._now())  # a late first round is a pause
+        self._engine.start(self._now())  # a late first round is a pause
         self._start_rounds(now=False)
         release_free_heap()  # what starting left free
         self.events.fire("start")
@@ -979,19 +952,21 @@ class Server(service.Service):
         if self._resume is not None and not self._node.idle:
             self._start_rounds(now=False)
 
-    def _membership_check(self) -> None:
-        try:
-            self._commit(self._membership.tick(self._now()))
-            self._retry_seeds()
-        except Exception:
-            log.failure("membership check failed; gossip goes on")
-
     def _gossip_round(self) -> None:
         # failure checks run at the start of every round: no wakeups of
         # their own (an idle node checks once per idle interval)
-        self._membership_check()
         try:
-            outgoing = self._node.gossip_round()
+            output = self._engine.tick(self._now())
+        except Exception:
+            log.failure("gossip round failed; the next one will run as usual")
+            return
+        try:
+            self._commit(output)
+            self._retry_seeds()
+        except Exception:
+            log.failure("membership check failed; gossip goes on")
+        try:
+            outgoing = output.sends
             for out in outgoing:
                 if self.events.has_handlers("before_gossip"):
                     peer = (
@@ -1017,7 +992,7 @@ class Server(service.Service):
         """Half a round on: a new exchange if this round's went unanswered."""
         self._retry = None
         try:
-            for out in self._node.retry_round():
+            for out in self._engine.retry(self._now()).sends:
                 self._send(out.address, out.message)
         except Exception:
             log.failure("gossip retry failed; the next round will run as usual")
@@ -1027,7 +1002,7 @@ class Server(service.Service):
         sync = self._sync
         if sync is None or not sync.idle:
             return
-        if any(n.status == "alive" for n in self._state.others()):
+        if self._engine.has_live_peer():
             return
         log.info("no live peer known; syncing with the seeds again")
         sync.restart()
@@ -1041,37 +1016,21 @@ class Server(service.Service):
     ) -> None:
         if self.faults.blocks(source):
             return
-        now = self._now()
-        self._plausible_now(now)
-        result = self._node.receive(message, source, size)
-        for node_id in result.batch.forgotten:  # a peer's Forget, checked
-            self._membership.forget(node_id, now)
-        self._refused("udp", format_host_port(*source), source[0], result.rejected)
-        for out in result.outgoing:
-            self._send(out.address, out.message)
-        if self._retry is not None and not self._node.awaiting:
+        output = self._engine.receive(
+            message, source, size, self._now(), wall=time.time()
+        )
+        where = format_host_port(*source)
+        self._refused("udp", where, source[0], output.rejected)
+        if self._retry is not None and not self._engine.awaiting:
             if self._retry.active():
                 self._retry.cancel()  # answered: no retry, no wakeup for it
             self._retry = None
-        self._wake()
-        digest = getattr(message, "digest", ())
-        batch = result.batch + self._membership.observe(now, digest)
-        d = self._commit(batch)
-        if result.reasserted:
-            self._reasserting(format_host_port(*source))
-            self._commit(self._wrote(result.reasserted))
-        if isinstance(message, wire.Syn | wire.SynAck):
-            self._reset_if_behind(message.sender, digest, now)
-        if result.exchanged_with is not None and self.events.has_handlers(
+        d = self._carry_out(output, where)
+        if output.exchanged_with is not None and self.events.has_handlers(
             "after_gossip"
         ):
-            peer = Peer(result.exchanged_with)
+            peer = Peer(output.exchanged_with)
             d.addCallback(lambda _: self.events.fire("after_gossip", peer, peer=peer))
-
-    def _plausible_now(self, now: float) -> None:
-        """Tell the core the time: generations are wall-clock microseconds."""
-        self._state.now = now
-        self._state.max_generation = plausible.max_generation(time.time())
 
     def _refused(
         self, channel: str, source: str, host: str, rejected: Iterable[tuple[str, str]]
@@ -1086,16 +1045,10 @@ class Server(service.Service):
                 continue
             self.bad_input.report(channel, source, reason, detail, host=host)
 
-    def _reset_if_behind(self, sender: str, digest: Any, now: float) -> None:
+    def _reset_sync(self, host: str, port: int, sender: str) -> None:
         """A peer behind our GC point of some node gets a full sync (a reset)."""
-        node = self._state.nodes.get(sender)
-        if node is None or node is self._state.me or not gc.behind(self._state, digest):
-            return
-        if now < self._reset_syncs.get(sender, 0.0):
-            return
-        self._reset_syncs[sender] = now + max(10 * self._interval, self._sync_timeout)
         log.info("peer {peer} is behind what GC removed; full sync", peer=sender)
-        d = self._sync_with(node.info.address, node.info.tcp_port)
+        d = self._sync_with(host, port)
         d.addErrback(
             lambda f: log.warn(
                 "reset sync with {peer} failed: {error}",
@@ -1110,18 +1063,12 @@ class Server(service.Service):
         new_limit: int | None = None,
         peer: str = "a full sync",
     ) -> defer.Deferred[None]:
-        self._plausible_now(self._now())
-        self._state.adopt_previous, self._take_back = self._take_back, False
-        batch = self._node.merge_full(deltas, new_limit)
-        self._state.adopt_previous = False
-        self._note_taken_back(peer)
-        self._refused("tcp", peer, peer, self._state.drain_rejected())
-        reasserted = self._node.reassert()
-        d = self._commit(batch + self._membership.observe(self._now()))
-        if reasserted:
-            self._reasserting(peer)
-            self._commit(self._wrote(reasserted))
-        return d
+        output = self._engine.merge_full(
+            deltas, self._now(), new_limit=new_limit, wall=time.time()
+        )
+        self._note_taken_back(output.taken_back, peer)
+        self._refused("tcp", peer, peer, output.rejected)
+        return self._carry_out(output, peer)
 
     def _reasserting(self, source: str) -> None:
         self._forgery_log.emit(
@@ -1135,8 +1082,7 @@ class Server(service.Service):
             count=self._state.reasserts,
         )
 
-    def _note_taken_back(self, peer: str) -> None:
-        count, self._state.adopted = self._state.adopted, None
+    def _note_taken_back(self, count: int, peer: str) -> None:
         if count:
             log.info(
                 "the store had no record of this node: took back {count} of its"
@@ -1148,10 +1094,7 @@ class Server(service.Service):
     def _own_full_state(self) -> tuple[Any, ...]:
         """What a Hello sends: not our own record while we would take it back
         (the peer would drop its view of us on seeing our new generation)."""
-        deltas = self._node.full_state()
-        if not self._take_back:
-            return deltas
-        return tuple(d for d in deltas if d.info.id != self.id)
+        return self._engine.full_state()
 
     def _on_hello(
         self, hello: wire.Hello, host: str = ""
@@ -1293,7 +1236,7 @@ class Server(service.Service):
     def _say_goodbye(self) -> int:
         """Send every goodbye that can be sent; how many were."""
         try:
-            goodbyes = self._node.goodbye()
+            goodbyes = self._engine.goodbye(self._now())
         except Exception:
             log.failure("could not say goodbye to any peer")
             return 0
@@ -1585,8 +1528,7 @@ class Server(service.Service):
                 " comes back with its next gossip"
             )
         status, generation = node.status, node.info.generation
-        self._membership.forget(node_id, self._now(), remember=not alive)
-        d = self._commit(Batch((), (), (node_id,)))
+        d = self._commit(self._engine.forget(node_id, self._now(), remember=not alive))
         tell = wire.Forget(self.id, node_id, generation)
         told = 0
         for peer in self._state.others():
@@ -1740,12 +1682,15 @@ def _socket_reason(socket_error: object) -> str:
 
 
 __all__ = [
+    "MAX_FRAME_LIMIT",
     "ListenError",
     "Server",
+    "Settings",
     "check_fanout",
     "check_idle_interval",
     "check_interval",
     "check_max_datagram",
+    "check_max_frame",
     "check_max_hello",
     "check_sync_cap",
 ]

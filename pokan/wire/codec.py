@@ -99,20 +99,27 @@ def pack_digest_entry(entry: DigestEntry) -> tuple[Any, ...]:
 
 
 def _body(message: Message) -> list[Any]:
+    body: list[Any]
     if isinstance(message, Syn):
-        return [
+        body = [
             message.sender,
             pack_digest(message.digest),
             message.low,
             message.high,
             [pack_delta(d) for d in message.deltas],
         ]
+        if message.summary is not None:
+            body.append(message.summary)
+        return body
     if isinstance(message, SynAck):
-        return [
+        body = [
             message.sender,
             [pack_delta(d) for d in message.deltas],
             pack_digest(message.digest),
         ]
+        if message.in_sync is not None:
+            body.append(message.in_sync)
+        return body
     if isinstance(message, Goodbye):
         return [message.sender, message.generation]
     if isinstance(message, BadCluster):
@@ -418,22 +425,36 @@ def _optional_id(obj: Any, what: str) -> str | None:
 
 
 def _decode_syn(f: list[Any]) -> Syn:
-    # 4 fields from a node without rumours, 5 with the piggybacked deltas
-    _array(f, "Syn", 5 if len(f) == 5 else 4)
+    # 4 fields from a node without rumours, 5 with the piggybacked deltas,
+    # 6 for a summary Syn (its hash last)
+    _array(f, "Syn", len(f) if len(f) in (5, 6) else 4)
     low, high = _optional_id(f[2], "low"), _optional_id(f[3], "high")
     if (low is None) != (high is None):
         raise DecodeError("bad-field", "digest range has one end only")
     digest = tuple(_digest_entry(e) for e in _array(f[1], "digest"))
-    deltas = tuple(read_delta(d) for d in _array(f[4], "deltas")) if len(f) == 5 else ()
-    return Syn(read_str(f[0], "sender", MAX_ID_LEN), digest, low, high, deltas)
+    deltas = tuple(read_delta(d) for d in _array(f[4], "deltas")) if len(f) > 4 else ()
+    summary = _uint(f[5], "summary") if len(f) == 6 else None
+    if summary is not None and digest:
+        raise DecodeError("bad-field", "a summary Syn lists digest entries")
+    return Syn(read_str(f[0], "sender", MAX_ID_LEN), digest, low, high, deltas, summary)
 
 
 def _decode_syn_ack(f: list[Any]) -> SynAck:
-    _array(f, "SynAck", 3)
+    # 3 fields answering a digest Syn, 4 (the in-sync verdict) a summary Syn
+    _array(f, "SynAck", 4 if len(f) == 4 else 3)
+    in_sync = None
+    if len(f) == 4:
+        if type(f[3]) is not bool:
+            raise DecodeError("bad-field", "in-sync verdict is not true or false")
+        in_sync = f[3]
+    digest = tuple(_digest_entry(e) for e in _array(f[2], "digest"))
+    if in_sync is not None and digest:
+        raise DecodeError("bad-field", "a summary's answer lists digest entries")
     return SynAck(
         read_str(f[0], "sender", MAX_ID_LEN),
         tuple(read_delta(d) for d in _array(f[1], "deltas")),
-        tuple(_digest_entry(e) for e in _array(f[2], "digest")),
+        digest,
+        in_sync,
     )
 
 

@@ -17,7 +17,7 @@ from pokan.core.state import NodeDelta
 from pokan.errors import ConfigurationError
 
 MAGIC = b"PK"
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 #: magic, version, type, flags and the cluster tag
 HEADER_SIZE = 9
 TAG_SIZE = 4
@@ -86,6 +86,12 @@ class Syn:
     A receiver knowing a node inside the range that is not listed can infer
     that the sender lacks it. ``deltas`` piggybacks the sender's freshest
     updates (rumours, see :mod:`pokan.core.rumours`).
+
+    A *summary Syn* lists no entries: ``summary`` is the 64-bit hash of the
+    entries the digest would list (the sender's own, and every node it knows
+    from ``low`` to ``high``; see :func:`pokan.core.reconcile.summary_hash`).
+    The receiver answers it with a SynAck whose ``in_sync`` says whether its
+    own hash of the same entries is equal.
     """
 
     sender: str
@@ -93,6 +99,7 @@ class Syn:
     low: str | None = None
     high: str | None = None
     deltas: tuple[NodeDelta, ...] = ()
+    summary: int | None = None
 
     def covers(self, node_id: str) -> bool:
         """True if ``node_id`` falls inside the range of the digest."""
@@ -105,11 +112,18 @@ class Syn:
 
 @attrs.frozen
 class SynAck:
-    """The reply: what the initiator lacks, and the responder's differing digest."""
+    """The reply: what the initiator lacks, and the responder's differing digest.
+
+    ``in_sync`` answers a summary Syn (None for a digest Syn): True if the
+    hashes are equal (nothing to exchange), False if not (the initiator then
+    sends the digest of the same range). Such a reply lists no digest entries;
+    its ``deltas`` are the responder's rumours only.
+    """
 
     sender: str
     deltas: tuple[NodeDelta, ...]
     digest: tuple[DigestEntry, ...]
+    in_sync: bool | None = None
 
 
 @attrs.frozen
@@ -219,5 +233,3 @@ def cluster_tag(name: str) -> bytes:
     return hashlib.blake2b(
         name.encode(), digest_size=TAG_SIZE, person=b"pokan-cluster"
     ).digest()
-
-

@@ -143,9 +143,18 @@ def messages(
     syn = st.builds(
         lambda s, g, r, dd: wire.Syn(s, g, r[0], r[1], dd), senders, digest, ranges, ds
     )
+    summary_syn = st.builds(
+        lambda s, r, dd, h: wire.Syn(s, (), r[0], r[1], dd, h),
+        senders,
+        ranges,
+        ds,
+        counters(),
+    )
     return st.one_of(
         syn,
+        summary_syn,
         st.builds(wire.SynAck, senders, ds, digest),
+        st.builds(wire.SynAck, senders, ds, st.just(()), st.booleans()),
         st.builds(wire.Ack, senders, ds),
         st.builds(wire.Goodbye, senders, counters()),
         st.builds(wire.Hello, senders, ds),

@@ -1,0 +1,246 @@
+"""A node's whole configuration: one frozen value, checked once.
+
+:class:`Settings` holds what the Twisted shell needs (address, ports, seeds,
+TCP sync limits, cluster name, keys, handler timeout) and the
+:class:`~pokan.core.settings.EngineSettings` the sans-IO Engine decides
+with. :meth:`Settings.checked` validates raw values once and raises one
+error type, :class:`~pokan.errors.ConfigurationError`, naming the option as
+the caller calls it: :data:`API_NAMES` for the Server's keywords,
+``pokan.daemon.tap.OPTION_NAMES`` for twistd's flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from pokan import wire
+from pokan.core import bounds, plausible
+from pokan.core.address import (
+    DEFAULT_PORT,
+    check_ip,
+    check_port,
+    check_seed_family,
+    parse_host_port,
+    parse_seeds,
+)
+from pokan.core.durations import check_seconds
+from pokan.core.settings import API_NAMES as ENGINE_NAMES
+from pokan.core.settings import (
+    DEFAULT_SYNC_TIMEOUT,
+    EngineSettings,
+    check_max_datagram,
+)
+from pokan.errors import ConfigurationError
+from pokan.net.events import DEFAULT_HANDLER_TIMEOUT
+from pokan.net.protocols import (
+    DEFAULT_MAX_HELLO,
+    DEFAULT_MAX_SYNC_CONNECTIONS,
+    DEFAULT_MAX_SYNC_PER_HOST,
+)
+from pokan.sim.faults import check_drop_rate
+
+#: the TCP frame's length prefix (pokan.wire.framing): four bytes, unsigned
+MAX_FRAME_LIMIT = 2**32 - 1
+
+#: how the Server's keyword arguments name each setting in messages
+API_NAMES: Mapping[str, str] = {
+    **ENGINE_NAMES,
+    "address": "address",
+    "tcp_port": "tcp port",
+    "udp_port": "udp port",
+    "max_frame": "max_frame=",
+    "max_hello": "max_hello=",
+    "max_sync_connections": "max sync connections",
+    "max_sync_per_host": "max sync connections per host",
+    "max_nodes": "max nodes",
+    "handler_timeout": "handler timeout",
+    # prefixes of the messages of checks that name no option themselves
+    "cluster": "",
+    "drop_rate": "",
+}
+
+
+def check_max_frame(size: object, max_datagram: int, name: str = "max_frame=") -> int:
+    """A TCP sync frame limit: room for any one write (a datagram's worth)."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ConfigurationError(f"{name} must be a number of bytes, got {size!r}")
+    if not max_datagram <= size <= MAX_FRAME_LIMIT:
+        raise ConfigurationError(
+            f"{name} must be from the max datagram ({max_datagram}) to"
+            f" {MAX_FRAME_LIMIT} bytes, got {size}: a frame of the full sync must"
+            " hold any one write"
+        )
+    return size
+
+
+def check_max_hello(
+    size: object, max_datagram: int, max_frame: int, name: str = "max_hello="
+) -> int:
+    """The largest Hello read: room for one write, at most a frame."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ConfigurationError(f"{name} must be a number of bytes, got {size!r}")
+    if not max_datagram <= size <= max_frame:
+        raise ConfigurationError(
+            f"{name} must be from the max datagram ({max_datagram}) to the max"
+            f" frame ({max_frame}) bytes, got {size}"
+        )
+    return size
+
+
+def check_sync_cap(count: object, what: str) -> int:
+    """A cap on inbound sync connections: a whole number from 1."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigurationError(f"{what} must be a whole number from 1, got {count!r}")
+    return count
+
+
+def check_max_nodes(value: object, name: str) -> int:
+    """``max_nodes``: a whole number of at least 2."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ConfigurationError(
+            f"{name} must be a whole number of at least 2, got {value!r}"
+        )
+    return value
+
+
+def check_seeds(
+    seeds: str | Iterable[str] | None, address: str
+) -> tuple[tuple[str, int], ...]:
+    """Seeds (``HOST:PORT`` or a comma-separated text) of ``address``'s family."""
+    if seeds is None:
+        return ()
+    if isinstance(seeds, str):
+        parsed = parse_seeds(seeds)
+    else:
+        parsed = [parse_host_port(s) for s in seeds]
+    check_seed_family(parsed, address)
+    return tuple(parsed)
+
+
+@attrs.frozen
+class Settings:
+    """A node's configuration; build it checked with :meth:`checked`."""
+
+    address: str
+    tcp_port: int = DEFAULT_PORT
+    udp_port: int = DEFAULT_PORT
+    #: seeds to join through: (host, TCP port)
+    seeds: tuple[tuple[str, int], ...] = ()
+    max_frame: int = wire.DEFAULT_MAX_FRAME
+    max_hello: int = DEFAULT_MAX_HELLO
+    max_sync_connections: int = DEFAULT_MAX_SYNC_CONNECTIONS
+    max_sync_per_host: int = DEFAULT_MAX_SYNC_PER_HOST
+    cluster: str = wire.DEFAULT_CLUSTER
+    key_file: str | None = None
+    #: testing and benchmarks only: a share of datagrams dropped on purpose
+    drop_rate: float = 0.0
+    handler_timeout: float = DEFAULT_HANDLER_TIMEOUT
+    engine: EngineSettings = attrs.field(factory=EngineSettings)
+
+    @property
+    def sync_timeout(self) -> float:
+        return self.engine.sync_timeout
+
+    @property
+    def max_datagram(self) -> int:
+        return self.engine.max_datagram
+
+    @classmethod
+    def checked(
+        cls,
+        names: Mapping[str, str] = API_NAMES,
+        *,
+        any_port: bool = True,
+        address: object,
+        seeds: str | Iterable[str] | None = None,
+        tcp_port: object = DEFAULT_PORT,
+        udp_port: object = DEFAULT_PORT,
+        max_frame: object = wire.DEFAULT_MAX_FRAME,
+        max_hello: object = None,
+        max_sync_connections: object = DEFAULT_MAX_SYNC_CONNECTIONS,
+        max_sync_per_host: object = DEFAULT_MAX_SYNC_PER_HOST,
+        cluster: object = wire.DEFAULT_CLUSTER,
+        key_file: str | None = None,
+        drop_rate: object = 0.0,
+        handler_timeout: object = DEFAULT_HANDLER_TIMEOUT,
+        gossip_interval: object = 1.0,
+        idle_interval: object = None,
+        fanout: object = 3,
+        max_datagram: object = wire.DEFAULT_MAX_DATAGRAM,
+        max_nodes: object = plausible.DEFAULT_MAX_NODES,
+        phi_threshold: object = None,
+        tombstone_ttl: object = None,
+        dead_node_ttl: object = None,
+        sync_timeout: object = DEFAULT_SYNC_TIMEOUT,
+        failure_detector: object = None,
+    ) -> Settings:
+        """Every setting checked, in the order the Server always checked them.
+
+        ``names``: how messages name each option (:data:`API_NAMES` for
+        those not in it); ``any_port``: whether port 0 (any free port) is
+        accepted.
+        """
+        names = {**API_NAMES, **names}
+        ip = check_ip(address, names["address"])
+        tcp = check_port(tcp_port, names["tcp_port"], allow_any=any_port)
+        udp = check_port(udp_port, names["udp_port"], allow_any=any_port)
+        interval = bounds.GOSSIP_INTERVAL.check(
+            gossip_interval, names["gossip_interval"]
+        )
+        datagram = check_max_datagram(max_datagram, names["max_datagram"])
+        frame = check_max_frame(max_frame, datagram, names["max_frame"])
+        timeout = bounds.SYNC_TIMEOUT.check(sync_timeout, names["sync_timeout"])
+        hello = check_max_hello(
+            min(DEFAULT_MAX_HELLO, frame) if max_hello is None else max_hello,
+            datagram,
+            frame,
+            names["max_hello"],
+        )
+        connections = check_sync_cap(
+            max_sync_connections, names["max_sync_connections"]
+        )
+        per_host = check_sync_cap(max_sync_per_host, names["max_sync_per_host"])
+        seed_list = check_seeds(seeds, ip)
+        handler = check_seconds(handler_timeout, names["handler_timeout"])
+        nodes = check_max_nodes(max_nodes, names["max_nodes"])
+        optional = {
+            "phi_threshold": phi_threshold,
+            "tombstone_ttl": tombstone_ttl,
+            "dead_node_ttl": dead_node_ttl,
+            "failure_detector": failure_detector,
+        }
+        engine = EngineSettings.checked(
+            names,
+            gossip_interval=interval,
+            idle_interval=idle_interval,
+            fanout=fanout,
+            max_datagram=datagram,
+            max_nodes=nodes,
+            sync_timeout=timeout,
+            **{k: v for k, v in optional.items() if v is not None},
+        )
+        try:
+            rate = check_drop_rate(drop_rate)
+        except ValueError as e:
+            raise ConfigurationError(f"{names['drop_rate']}{e}") from None
+        try:
+            name = wire.check_cluster(cluster)
+        except ConfigurationError as e:
+            raise ConfigurationError(f"{names['cluster']}{e}") from None
+        return cls(
+            address=ip,
+            tcp_port=tcp,
+            udp_port=udp,
+            seeds=seed_list,
+            max_frame=frame,
+            max_hello=hello,
+            max_sync_connections=connections,
+            max_sync_per_host=per_host,
+            cluster=name,
+            key_file=key_file,
+            drop_rate=rate,
+            handler_timeout=handler,
+            engine=engine,
+        )
