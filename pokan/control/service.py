@@ -9,6 +9,7 @@ from twisted.internet import error as ierror
 from pokan.control.api import V1
 from pokan.control.auth import BearerCheck, read_token_file
 from pokan.control.endpoint import ControlEndpoint, parse_control
+from pokan.control.metrics import MetricsResource
 from pokan.control.site import ControlRoot, ControlSite
 from pokan.control.sse import EventStream
 from pokan.errors import ConfigurationError, StartupError
@@ -99,6 +100,7 @@ class ControlListener:
         """Bind the control port; ControlListenError if it cannot be."""
         self.events = EventStream(self.node, clock)
         self.root.putChild(b"v1", V1(self.node, self.events))
+        self.root.putChild(b"metrics", MetricsResource(self.node.metrics))
         self.site = ControlSite(self.root)
         try:
             if self.endpoint.path is not None:
