@@ -94,8 +94,14 @@
     return node;
   }
 
+  // A table cell; its content in one span, so the phone layout (label and
+  // content side by side) has two parts whatever the content is.
   function cell(label, ...children) {
-    return el("td", { "data-label": label }, ...children);
+    return el("td", { "data-label": label }, el("span", { class: "cell" }, ...children));
+  }
+
+  function plural(n, word) {
+    return `${number(n)} ${word}${n === 1 ? "" : "s"}`;
   }
 
   function number(n) {
@@ -169,8 +175,10 @@
       const shown = typeof value === "number" && !Number.isInteger(value) ? value.toFixed(2) : String(value);
       parts.push(`${name} ${shown}`);
     }
-    const kind = typeof detector.kind === "string" ? detector.kind + ": " : "";
-    return parts.length ? kind + parts.join(", ") : kind.replace(/: $/, "") || "—";
+    // {"kind":"phi","phi":0.3} reads "phi 0.30"; the kind is named when no field says it
+    const kind = typeof detector.kind === "string" && !(detector.kind in detector && parts.length) ? detector.kind : "";
+    const text = [kind, parts.join(", ")].filter(Boolean).join(": ");
+    return text || "—";
   }
 
   // -- rendering --------------------------------------------------------------
@@ -213,10 +221,14 @@
       return el(
         "tr",
         { class: m.me ? "me" : undefined, "data-node": m.id, "data-status": m.status },
-        cell("node", el("span", { class: "mono", text: m.id })),
+        cell("node", el("span", { class: "mono", text: m.id }), m.me ? el("span", { class: "me-badge", text: "this node" }) : null),
         cell("status", el("span", { class: `status status-${status.css}`, text: status.text })),
         cell("role", m.role ? String(m.role) : "—"),
-        cell("address", `${m.address}:${m.udp_port}/udp ${m.tcp_port}/tcp`),
+        cell(
+          "address",
+          el("span", { class: "mono", text: String(m.address) }),
+          el("span", { class: "ports", text: `udp ${m.udp_port} · tcp ${m.tcp_port}` }),
+        ),
         cell("generation", String(m.generation ?? "—")),
         cell("last heard", m.me ? "—" : ago(m.last_heard_s)),
         cell("detector", m.me ? "—" : detectorText(m.detector)),
@@ -259,14 +271,14 @@
       });
       const table = el(
         "table",
-        { class: "stack" },
+        { class: "stack keys-table" },
         el(
           "thead",
           {},
           el(
             "tr",
             {},
-            ...["key", "value", "type", "version", "time"].map((h) => el("th", { scope: "col", text: h })),
+            ...["key", "value", "type", "version", "time"].map((h) => el("th", { scope: "col", class: "col-" + h, text: h })),
           ),
         ),
         el("tbody", {}, ...rows),
@@ -274,7 +286,7 @@
       const details = el(
         "details",
         { class: "node-keys", "data-node": node },
-        el("summary", {}, el("span", { class: "mono", text: node }), el("span", { class: "count", text: `${entries.length} keys` })),
+        el("summary", {}, el("span", { class: "mono", text: node }), el("span", { class: "count", text: plural(entries.length, "key") })),
         el("div", { class: "table-wrap" }, table),
       );
       details.open = !open.has(node); // a section the user closed stays closed
@@ -282,7 +294,7 @@
     });
     if (sections.length === 0) sections.push(el("p", { class: "hint", text: "No key yet." }));
     $("keys").replaceChildren(...sections);
-    $("keys-count").textContent = `${keys.length} on ${byNode.size} nodes`;
+    $("keys-count").textContent = `${plural(keys.length, "key")} on ${plural(byNode.size, "node")}`;
     $("fig-keys").textContent = number(keys.length);
     const note = $("keys-more");
     note.hidden = !more;
