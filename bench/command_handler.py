@@ -17,7 +17,7 @@ from typing import Any
 
 from twisted.internet import defer, task
 
-from pokan.commands import CommandHandler, CommandSpec
+from pokan.daemon.commands import CommandHandler, CommandSpec
 
 
 @defer.inlineCallbacks

@@ -39,10 +39,10 @@ import msgpack
 
 from bench.cluster import free_port
 from pokan import wire
+from pokan.core.plausible import check_info
+from pokan.core.state import Entry, NodeDelta, NodeInfo
 from pokan.errors import DecodeError
-from pokan.fullsync import join_pieces
-from pokan.plausible import check_info
-from pokan.state import Entry, NodeDelta, NodeInfo
+from pokan.net.fullsync import join_pieces
 
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")

@@ -33,18 +33,18 @@ HERE = Path(__file__).parent
 
 #: (module, attribute path) of each step timed in the profiled node
 STEPS = [
-    ("pokan.protocols", "GossipProtocol.datagramReceived"),
+    ("pokan.net.protocols", "GossipProtocol.datagramReceived"),
     ("pokan.wire", "decode"),
-    ("pokan.node", "GossipNode.receive"),
-    ("pokan.reconcile", "respond_to_syn"),
-    ("pokan.reconcile", "respond_to_syn_ack"),
-    ("pokan.membership", "Membership.observe"),
-    ("pokan.protocols", "GossipProtocol.send"),
-    ("pokan.server", "Server._resume_rounds"),
-    ("pokan.server", "Server._gossip_round"),
-    ("pokan.server", "Server._membership_check"),
-    ("pokan.node", "GossipNode.gossip_round"),
-    ("pokan.reconcile", "make_syn"),
+    ("pokan.core.node", "GossipNode.receive"),
+    ("pokan.core.reconcile", "respond_to_syn"),
+    ("pokan.core.reconcile", "respond_to_syn_ack"),
+    ("pokan.core.membership", "Membership.observe"),
+    ("pokan.net.protocols", "GossipProtocol.send"),
+    ("pokan.net.server", "Server._resume_rounds"),
+    ("pokan.net.server", "Server._gossip_round"),
+    ("pokan.net.server", "Server._membership_check"),
+    ("pokan.core.node", "GossipNode.gossip_round"),
+    ("pokan.core.reconcile", "make_syn"),
 ]
 
 

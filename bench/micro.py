@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 
 from pokan import wire
-from pokan.node import GossipNode
-from pokan.simulate import node_info
-from pokan.state import ClusterState, Entry, NodeDelta, NodeState
+from pokan.core.node import GossipNode
+from pokan.core.state import ClusterState, Entry, NodeDelta, NodeState
+from pokan.sim.simulate import node_info
 
 
 def rate(fn: Callable[[], object], seconds: float = 1.0) -> float:

@@ -5,13 +5,13 @@
 
 Prints, in one run:
 
-(a) CPU per seal + open (pokan.keyring.Sealer, ChaCha20-Poly1305) of Syn
+(a) CPU per seal + open (pokan.wire.keyring.Sealer, ChaCha20-Poly1305) of Syn
     datagrams of about 100, 600 and 1400 bytes, beside encode + decode of the
     same message (pokan.wire), and the ratio;
 (b) the bytes a seal adds to a datagram (SEAL_OVERHEAD) as a share of 1400;
 (c) what sealing would cost an idle node at the defaults (1 s interval,
     fanout 3): the datagrams one node sends and receives per second, counted
-    in pokan.simulate's real sans-IO core over idle rounds (every datagram is
+    in pokan.sim.simulate's real sans-IO core over idle rounds (every datagram is
     sealed once by its sender and opened once by its receiver), times the
     seal + open cost measured on datagrams of those sizes, in a loop and
     cold (after a sleep, as an idle node pays it: what sealing adds to the
@@ -37,10 +37,10 @@ from pathlib import Path
 
 from bench.micro import rate
 from pokan import wire
-from pokan.keyring import SEAL_OVERHEAD, Keyring, Sealer, generate_key
-from pokan.node import Address
-from pokan.simulate import Config, Simulation, node_info
+from pokan.core.node import Address
+from pokan.sim.simulate import Config, Simulation, node_info
 from pokan.wire import DigestEntry, Syn
+from pokan.wire.keyring import SEAL_OVERHEAD, Keyring, Sealer, generate_key
 
 #: the cluster name and envelope header the lead binds as associated data
 AAD = wire.MAGIC + bytes((2, wire.MessageType.SYN, wire.FLAG_SEALED)) + b"pokan"
@@ -117,7 +117,7 @@ def idle_datagrams(n: int = 30, seconds: float = 60.0) -> tuple[float, list[byte
     """Datagrams per second per node of an idle cluster at the defaults.
 
     The real core (GossipNode, fanout 3 as Server sets it, 1 s interval) in
-    pokan.simulate, converged, then ``seconds`` of idle rounds; also a
+    pokan.sim.simulate, converged, then ``seconds`` of idle rounds; also a
     sample of the datagrams themselves.
     """
     sim = Simulation(Config(n=n, interval=1.0, seed=3))

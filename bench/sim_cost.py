@@ -15,7 +15,7 @@ import argparse
 import sys
 import time
 
-from pokan.simulate import Config, Simulation
+from pokan.sim.simulate import Config, Simulation
 
 
 def rounds(sizes: list[int]) -> None:

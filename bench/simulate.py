@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python bench/simulate.py            # measure, then write
     PYTHONPATH=. .venv/bin/python bench/simulate.py --from T...  # saved tables
 
-Measures with ``pokan.simulate`` (N = 10, 100, 1000 by default; eager push on
+Measures with ``pokan.sim.simulate`` (N = 10, 100, 1000 by default; eager push on
 and off; 0% and 20% loss), prints the table as it goes, then replaces the
 section between the simulation markers of docs/performance.md and draws
 docs/img/sim-rounds.png and docs/img/sim-bytes.png (matplotlib: the ``bench``
@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pokan.simulate import HEADER, Config, measure, row
+from pokan.sim.simulate import HEADER, Config, measure, row
 
 BEGIN, END = "<!-- simulation-table:begin -->", "<!-- simulation-table:end -->"
 ROOT = Path(__file__).resolve().parent.parent

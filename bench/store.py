@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import redis
 from twisted.internet import defer, task
 
-from pokan.state import ClusterState, Entry, NodeDelta, NodeInfo
+from pokan.core.state import ClusterState, Entry, NodeDelta, NodeInfo
 from pokan.store.redis import RedisStore
 
 BATCHES = (1, 10, 100, 1000)

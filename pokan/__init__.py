@@ -1,13 +1,23 @@
 """pokan: a gossip daemon and library on Twisted.
 
 Every node owns a few key/value pairs; gossip spreads every node's pairs to
-every node. ``from pokan import Server`` is the way in.
+every node. ``from pokan import Server`` is the way in; handler authors
+import ``HandlerPlugin``, ``IEventHandler`` and ``CommandHandler`` from here
+too (their modules live in :mod:`pokan.daemon`).
+
+The package is laid out by layer: :mod:`pokan.core` (sans-IO decisions),
+:mod:`pokan.wire` (bytes), :mod:`pokan.net` (the Twisted edges),
+:mod:`pokan.store`, :mod:`pokan.daemon` (``twistd pokan``),
+:mod:`pokan.control` (operating a node) and :mod:`pokan.sim` (the simulator).
 """
 
+from pokan.daemon.commands import CommandHandler, CommandSpec
+from pokan.daemon.handlers import HandlerPlugin
+from pokan.daemon.interfaces import IEventHandler, IEventHandlerFactory
 from pokan.errors import ConfigurationError, DecodeError, PokanError, StartupError
-from pokan.events import AFTER_EVENTS, BEFORE_EVENTS, ON_EVENTS
+from pokan.net.events import AFTER_EVENTS, BEFORE_EVENTS, ON_EVENTS
+from pokan.net.server import Server
 from pokan.peer import Peer
-from pokan.server import Server
 from pokan.store import IStore, MemoryStore
 
 __version__ = "0.1.0"
@@ -16,8 +26,13 @@ __all__ = [
     "AFTER_EVENTS",
     "BEFORE_EVENTS",
     "ON_EVENTS",
+    "CommandHandler",
+    "CommandSpec",
     "ConfigurationError",
     "DecodeError",
+    "HandlerPlugin",
+    "IEventHandler",
+    "IEventHandlerFactory",
     "IStore",
     "MemoryStore",
     "Peer",

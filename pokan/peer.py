@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pokan.address import format_host_port
-from pokan.state import NodeInfo, NodeState, Role, Status, Value
+from pokan.core.address import format_host_port
+from pokan.core.state import NodeInfo, NodeState, Role, Status, Value
 
 
 class Peer:

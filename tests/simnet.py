@@ -14,10 +14,11 @@ from collections.abc import Callable
 from twisted.internet import task
 from twisted.trial import unittest
 
-from pokan import plausible, wire
-from pokan.membership import Membership
-from pokan.node import Address, GossipNode
-from pokan.state import Batch, ClusterState, NodeInfo
+from pokan import wire
+from pokan.core import plausible
+from pokan.core.membership import Membership
+from pokan.core.node import Address, GossipNode
+from pokan.core.state import Batch, ClusterState, NodeInfo
 
 
 class SimNode:

@@ -23,7 +23,7 @@ from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from pokan import Server
-from pokan.address import format_host_port
+from pokan.core.address import format_host_port
 
 #: the repository root (tests/ lives directly under it)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

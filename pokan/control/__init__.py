@@ -1,1 +1,1 @@
-"""The control API of a running node: HTTP with JSON, metrics, the dashboard."""
+"""Operating a running node: the ``pokan`` command line."""

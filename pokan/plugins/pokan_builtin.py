@@ -1,7 +1,7 @@
 """The handler plugins that ship with pokan."""
 
-from pokan.handlers import HandlerPlugin
-from pokan.logging_handler import LoggingHandler
+from pokan.daemon.handlers import HandlerPlugin
+from pokan.daemon.logging_handler import LoggingHandler
 
 log = HandlerPlugin(
     "log",

@@ -9,7 +9,7 @@ import attrs
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
-from pokan.state import Batch, ClusterState, Entry, NodeRecord
+from pokan.core.state import Batch, ClusterState, Entry, NodeRecord
 
 
 @attrs.frozen
@@ -24,7 +24,7 @@ class IStore(Interface):
     """Where a node persists the cluster state.
 
     The node keeps its working state in memory; the store receives every
-    :class:`~pokan.state.Batch` (one per local write, gossip exchange or sync)
+    :class:`~pokan.core.state.Batch` (one per local write, gossip exchange or sync)
     and must persist it atomically and in the order given.
     """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.internet import defer
 from zope.interface import implementer
 
-from pokan.state import Batch, Entry, NodeRecord
+from pokan.core.state import Batch, Entry, NodeRecord
 from pokan.store.interface import IStore, Snapshot
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import attrs
 
-from pokan.state import Batch, Entry, NodeRecord
+from pokan.core.state import Batch, Entry, NodeRecord
 from pokan.store.interface import Snapshot
 from pokan.store.redis_schema import encode_event
 

@@ -29,9 +29,9 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from pokan.core.state import Batch
 from pokan.errors import ConfigurationError, StartupError
-from pokan.reactors import global_reactor
-from pokan.state import Batch
+from pokan.net.reactors import global_reactor
 from pokan.store import redis_io
 from pokan.store.interface import IAttachedStore, Snapshot
 from pokan.store.pending import Pending, Plan, overlay

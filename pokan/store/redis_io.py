@@ -16,7 +16,7 @@ from hiredis import pack_command
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pokan.state import Batch, Entry, KeyChange, NodeRecord
+from pokan.core.state import Batch, Entry, KeyChange, NodeRecord
 from pokan.store.interface import Snapshot
 from pokan.store.pending import Plan
 from pokan.store.redis_schema import (

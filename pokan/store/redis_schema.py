@@ -14,8 +14,8 @@ from typing import Any
 
 from orjson import dumps
 
+from pokan.core.state import ROLES, STATUSES, Entry, KeyChange, NodeInfo, NodeRecord
 from pokan.errors import PokanError
-from pokan.state import ROLES, STATUSES, Entry, KeyChange, NodeInfo, NodeRecord
 
 #: the layout's version, stored in ``<prefix>:meta`` as ``schema``
 SCHEMA = "2"

@@ -13,7 +13,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from pokan.handlers import HandlerPlugin
+from pokan import HandlerPlugin
 
 log = Logger()
 

@@ -1,0 +1,1 @@
+"""``twistd pokan``: options, handler plugins and command handlers."""

@@ -1,0 +1,1 @@
+"""The Twisted edges: sockets, timers, the store and events around the core."""

@@ -1,0 +1,1508 @@
+"""Server: the user-facing node, and the Twisted service that runs it."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+from twisted.application import service
+from twisted.internet import defer, error, task
+from twisted.internet.interfaces import IReactorCore
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
+
+from pokan import wire
+from pokan.core import bounds, gc, plausible, reconcile
+from pokan.core.address import (
+    DEFAULT_PORT,
+    check_ip,
+    check_port,
+    check_seed_family,
+    family,
+    family_name,
+    format_host_port,
+    parse_host_port,
+    parse_seeds,
+)
+from pokan.core.durations import check_seconds
+from pokan.core.failure import DEFAULT_THRESHOLD
+from pokan.core.joinbudget import JoinBudget
+from pokan.core.membership import (
+    DEFAULT_DEAD_NODE_TTL,
+    DEFAULT_TOMBSTONE_TTL,
+    Membership,
+    Transition,
+    check_membership_options,
+)
+from pokan.core.node import Address, GossipNode
+from pokan.core.state import (
+    ROLES,
+    STATUSES,
+    Batch,
+    ClusterState,
+    Entry,
+    KeyChange,
+    NodeInfo,
+    NodeRecord,
+    Value,
+)
+from pokan.core.transitionlog import Seconds, ThrottledLines, TransitionLog
+from pokan.daemon.logsetup import log_to_stderr
+from pokan.errors import ConfigurationError, StartupError
+from pokan.net import reactors
+from pokan.net.badinput import BadInputReporter, OtherFamilyReporter
+from pokan.net.events import (
+    AFTER_EVENTS,
+    BEFORE_EVENTS,
+    DEFAULT_HANDLER_TIMEOUT,
+    ON_EVENTS,
+    EventDispatcher,
+    registrar,
+)
+from pokan.net.heap import release_free_heap
+from pokan.net.protocols import (
+    DEFAULT_MAX_HELLO,
+    DEFAULT_MAX_SYNC_CONNECTIONS,
+    DEFAULT_MAX_SYNC_PER_HOST,
+    GossipProtocol,
+    SyncClientFactory,
+    SyncClientProtocol,
+    SyncServerFactory,
+)
+from pokan.net.seeds import NO_OTHER_SEED, SeedIsSelf, SeedSync
+from pokan.net.stopping import SecondSignal, exit_with_signal
+from pokan.peer import Peer
+from pokan.sim.faults import Faults
+from pokan.store import IStore, MemoryStore, Snapshot
+from pokan.store.interface import IAttachedStore, snapshot_of
+from pokan.wire import check_cluster
+from pokan.wire.envelope import Envelope
+
+log = Logger()
+
+DEFAULT_INTERVAL = 1.0
+#: live peers gossiped with per round (chitchat uses 3, Cassandra 1)
+DEFAULT_FANOUT = 3
+
+
+def check_interval(seconds: object, name: str = "gossip_interval=") -> float:
+    """A gossip interval within :data:`pokan.core.bounds.GOSSIP_INTERVAL`."""
+    return bounds.GOSSIP_INTERVAL.check(seconds, name)
+
+
+def check_fanout(fanout: object, name: str = "gossip_fanout=") -> int:
+    """Live peers per round: a whole number within :data:`pokan.core.bounds.FANOUT`."""
+    return bounds.check_fanout(fanout, name)
+
+
+def check_idle_interval(
+    seconds: object, interval: float, name: str = "idle_interval="
+) -> float | None:
+    """An idle interval: None (the gossip interval), or from that to 300 s."""
+    if seconds is None:
+        return None
+    return bounds.check_idle(seconds, name, interval)
+
+
+def check_max_datagram(size: object, name: str = "max_datagram=") -> int:
+    if isinstance(size, bool) or not isinstance(size, int):
+        try:
+            size = int(str(size), 10)
+        except ValueError:
+            raise ConfigurationError(
+                f"{name} must be a number of bytes, got {size!r}"
+            ) from None
+    if not wire.MIN_DATAGRAM <= size <= wire.MAX_UDP_PAYLOAD:
+        raise ConfigurationError(
+            f"{name} must be from {wire.MIN_DATAGRAM} to"
+            f" {wire.MAX_UDP_PAYLOAD} bytes, got {size}"
+        )
+    return size
+
+
+#: the TCP frame's length prefix (pokan.wire.framing): four bytes, unsigned
+MAX_FRAME_LIMIT = 2**32 - 1
+
+
+def check_max_frame(size: object, max_datagram: int) -> int:
+    """A TCP sync frame limit: room for any one write (a datagram's worth)."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ConfigurationError(f"max_frame= must be a number of bytes, got {size!r}")
+    if not max_datagram <= size <= MAX_FRAME_LIMIT:
+        raise ConfigurationError(
+            f"max_frame= must be from the max datagram ({max_datagram}) to"
+            f" {MAX_FRAME_LIMIT} bytes, got {size}: a frame of the full sync must"
+            " hold any one write"
+        )
+    return size
+
+
+def check_max_hello(
+    size: object, max_datagram: int, max_frame: int, name: str = "max_hello="
+) -> int:
+    """The largest Hello read: room for one write, at most a frame."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ConfigurationError(f"{name} must be a number of bytes, got {size!r}")
+    if not max_datagram <= size <= max_frame:
+        raise ConfigurationError(
+            f"{name} must be from the max datagram ({max_datagram}) to the max"
+            f" frame ({max_frame}) bytes, got {size}"
+        )
+    return size
+
+
+def check_sync_cap(count: object, what: str) -> int:
+    """A cap on inbound sync connections: a whole number from 1."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigurationError(f"{what} must be a whole number from 1, got {count!r}")
+    return count
+
+
+class Server(service.Service):
+    """A pokan node.
+
+    ``Server("10.0.0.8")`` listens on TCP and UDP port 5555 of that address.
+    Configure it, register handlers, then either ``start()`` (blocking, runs
+    the reactor) or add it to a Twisted application as a service.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        gossip_with: str | Iterable[str] | None = None,
+        tcp_port: int = DEFAULT_PORT,
+        udp_port: int = DEFAULT_PORT,
+        gossip_interval: float = DEFAULT_INTERVAL,
+        max_datagram: int = wire.DEFAULT_MAX_DATAGRAM,
+        max_frame: int = wire.DEFAULT_MAX_FRAME,
+        sync_timeout: float = 10.0,
+        max_hello: int | None = None,
+        max_sync_connections: int = DEFAULT_MAX_SYNC_CONNECTIONS,
+        max_sync_per_host: int = DEFAULT_MAX_SYNC_PER_HOST,
+        store: IStore | None = None,
+        reactor: Any = None,
+        rng: random.Random | None = None,
+        clock: Any = None,
+        phi_threshold: float = DEFAULT_THRESHOLD,
+        tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL,
+        dead_node_ttl: float = DEFAULT_DEAD_NODE_TTL,
+        gossip_fanout: int = DEFAULT_FANOUT,
+        drop_rate: float = 0.0,
+        idle_interval: float | None = None,
+        cluster: str = wire.DEFAULT_CLUSTER,
+        key_file: str | None = None,
+        max_nodes: int = plausible.DEFAULT_MAX_NODES,
+        handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
+    ) -> None:
+        self._address = check_ip(address)
+        self._tcp_port = check_port(tcp_port, "tcp port", allow_any=True)
+        self._udp_port = check_port(udp_port, "udp port", allow_any=True)
+        self._interval = check_interval(gossip_interval)
+        self._idle_interval = check_idle_interval(idle_interval, self._interval)
+        self._max_datagram = check_max_datagram(max_datagram)
+        self._max_frame = check_max_frame(max_frame, self._max_datagram)
+        self._sync_timeout = bounds.SYNC_TIMEOUT.check(sync_timeout, "sync_timeout=")
+        self._max_hello = check_max_hello(
+            min(DEFAULT_MAX_HELLO, self._max_frame) if max_hello is None else max_hello,
+            self._max_datagram,
+            self._max_frame,
+        )
+        self._max_sync_connections = check_sync_cap(
+            max_sync_connections, "max sync connections"
+        )
+        self._max_sync_per_host = check_sync_cap(
+            max_sync_per_host, "max sync connections per host"
+        )
+        self._seeds: list[tuple[str, int]] = []
+        if gossip_with is not None:
+            self.gossip_with(gossip_with)
+        self._store: IStore = store if store is not None else MemoryStore()
+        self._reactor = reactor
+        self._clock = clock  # IReactorTime: timestamps, rounds, checks; or reactor
+        self._epoll = False
+        self._rng = rng if rng is not None else random.Random()
+        self.events = EventDispatcher(
+            timeout=check_seconds(handler_timeout, "handler timeout"),
+            clock=self._timer,
+        )
+        self._on = registrar(self.events, "", ON_EVENTS)
+        self._before = registrar(self.events, "before_", BEFORE_EVENTS)
+        self._after = registrar(self.events, "after_", AFTER_EVENTS)
+        self._state = ClusterState(self._identity(generation=0))
+        self._state.max_nodes = plausible.check_max_nodes(max_nodes)
+        self._transition_log = TransitionLog(Seconds(self._now))
+        #: lines any peer can cause: full syncs answered, forgeries undone
+        self._sync_log = ThrottledLines(Seconds(self._now), "full syncs")
+        self._forgery_log = ThrottledLines(Seconds(self._now), "re-asserts")
+        self._node = GossipNode(self._state, self._rng, self._max_datagram)
+        self._node.fanout = check_fanout(gossip_fanout)
+        self._node.idle_rounds = self._idle_rounds()
+        phi, tombstone_ttl, dead_node_ttl = check_membership_options(
+            phi_threshold, tombstone_ttl, dead_node_ttl
+        )
+        self._membership = Membership(
+            self._state,
+            self._interval,
+            phi,
+            tombstone_ttl,
+            dead_node_ttl,
+            self._idle_interval,
+        )
+        #: testing and benchmarks only: datagrams dropped on purpose
+        self.faults = Faults(drop_rate, random.Random(self._rng.random()))
+        self._key_file = key_file
+        self.envelope = Envelope(check_cluster(cluster), _sealer_for(key_file))
+        self._reset_syncs: dict[str, float] = {}
+        self._join_budget = JoinBudget()
+        #: seeds that said this node is of another cluster: seed -> why
+        self._refusals: dict[str, str] = {}
+        #: TCP syncs under way, cancelled when the node stops
+        self._syncing: dict[defer.Deferred[Any], SyncClientProtocol] = {}
+        #: the store had no record of this node: its first full sync takes
+        #: back what the cluster holds of it (docs/redis.md)
+        self._take_back = False
+        self._gossip: GossipProtocol | None = None
+        self._ports: list[Any] = []
+        self._loop: task.LoopingCall | None = None
+        self._retry: Any = None  # the IDelayedCall of this round's retry
+        self._resume: Any = None  # the IDelayedCall ending an idle pause
+        self._sync: SeedSync | None = None
+        self._blocking = False
+        self._stop_asked = False  # by stop() after start()
+        self._startup_failure: Failure | None = None
+        self.bad_input: BadInputReporter | None = None
+        self._other_family = OtherFamilyReporter(
+            self._address, family_name(self._address)
+        )
+        #: the handlers the start banner lists (see add_handler)
+        self._handler_names: list[str] = []
+
+    # -- configuration (before start) -------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def id(self) -> str:
+        """This node's id: ``address:udp_port``."""
+        return self._state.me.info.id
+
+    @property
+    def tcp_port(self) -> int:
+        return self._tcp_port
+
+    @tcp_port.setter
+    def tcp_port(self, port: int) -> None:
+        self._not_running("tcp_port")
+        self._tcp_port = check_port(port, "tcp port", allow_any=True)
+        self._state.rename_self(self._identity(0))
+
+    @property
+    def udp_port(self) -> int:
+        return self._udp_port
+
+    @udp_port.setter
+    def udp_port(self, port: int) -> None:
+        self._not_running("udp_port")
+        self._udp_port = check_port(port, "udp port", allow_any=True)
+        self._state.rename_self(self._identity(0))
+
+    @property
+    def gossip_interval(self) -> float:
+        return self._interval
+
+    @property
+    def idle_interval(self) -> float:
+        """Seconds between the exchanges of a node with nothing to spread.
+
+        The gossip interval unless set longer: see :meth:`idle_every`.
+        """
+        return self._interval if self._idle_interval is None else self._idle_interval
+
+    def gossip_every(self, seconds: float) -> None:
+        """Gossip with a random peer every ``seconds`` (default 1)."""
+        interval = check_interval(seconds, "gossip_every()")
+        check_idle_interval(self._idle_interval, interval, "the idle interval")
+        self._interval = interval
+        self._interval_changed()
+
+    def idle_every(self, seconds: float | None) -> None:
+        """When idle, open one exchange every ``seconds`` only (None: every round).
+
+        A node is idle when it has nothing to spread: no write of its own or
+        rumour queued, nothing merged or taught for an idle interval. Its
+        writes still go out at once, and rounds with news keep the gossip
+        interval. The failure detector takes the idle interval as its pace.
+        """
+        self._idle_interval = check_idle_interval(
+            seconds, self._interval, "idle_every()"
+        )
+        self._interval_changed()
+
+    def _idle_rounds(self) -> int:
+        return max(1, round(self.idle_interval / self._interval))
+
+    def _interval_changed(self) -> None:
+        self._node.idle_rounds = self._idle_rounds()
+        self._membership.set_interval(self._interval, self._idle_interval)
+        if (self._loop is not None and self._loop.running) or self._resume:
+            self._start_rounds(now=False)
+
+    @property
+    def max_datagram(self) -> int:
+        return self._max_datagram
+
+    @property
+    def cluster(self) -> str:
+        """The cluster name: messages of other clusters are dropped."""
+        return self.envelope.cluster
+
+    @property
+    def key_file(self) -> str | None:
+        return self._key_file
+
+    def reload_keys(self) -> bool:
+        """Read the key file again (what SIGHUP does to ``twistd pokan``).
+
+        The first key now seals, every key opens. A file that is missing,
+        malformed, empty or readable by others is refused with a warning, and
+        the old keys stay in use. Returns whether the new keys were taken.
+        A node started without ``key_file`` cannot take keys at run time:
+        every node of a cluster must seal, or none.
+        """
+        sealer = self.envelope.sealer
+        if self._key_file is None or sealer is None:
+            log.warn(
+                "reload of the gossip keys asked, but this node was started"
+                " without a key file (key_file=, --key-file): nothing to reload"
+            )
+            return False
+        from pokan.wire.keyring import read_key_file
+
+        try:
+            keyring = read_key_file(self._key_file)
+        except ConfigurationError as e:
+            log.warn(
+                "could not reload the gossip keys: {error}; still using {keys}",
+                error=e,
+                keys=sealer.keyring.describe(),
+            )
+            return False
+        sealer.keyring = keyring
+        log.info(
+            "gossip keys reloaded from {path}: {keys}",
+            path=self._key_file,
+            keys=keyring.describe(),
+        )
+        return True
+
+    def gossip_with(self, seeds: str | Iterable[str]) -> None:
+        """Seeds (``HOST:PORT``, their TCP port) to join through; first that answers."""
+        self._not_running("gossip_with")
+        if isinstance(seeds, str):
+            parsed = parse_seeds(seeds)
+        else:
+            parsed = [parse_host_port(s) for s in seeds]
+        check_seed_family(parsed, self._address)
+        self._seeds = parsed
+        if hasattr(self, "_state"):
+            self._state.rename_self(self._identity(0))
+
+    @property
+    def seeds(self) -> list[str]:
+        return [format_host_port(h, p) for h, p in self._seeds]
+
+    def _other_seeds(self) -> list[tuple[str, int]]:
+        """The seeds, without this node itself (its own address and TCP port)."""
+        return [s for s in self._seeds if s != (self._address, self._tcp_port)]
+
+    def use_epoll(self) -> None:
+        """Run on Twisted's epoll reactor (Linux); see :mod:`pokan.net.reactors`."""
+        reactors.check_epoll_possible(self._reactor)
+        self._epoll = True
+
+    def using_epoll(self) -> bool:
+        return self._epoll
+
+    def _not_running(self, what: str) -> None:
+        if self.running:
+            raise ConfigurationError(f"cannot change {what} while the server runs")
+
+    def _identity(self, generation: int) -> NodeInfo:
+        return NodeInfo(
+            id=format_host_port(self._address, self._udp_port),
+            generation=generation,
+            address=self._address,
+            tcp_port=self._tcp_port,
+            udp_port=self._udp_port,
+            role="peer" if self._other_seeds() else "seed",
+        )
+
+    # -- events ------------------------------------------------------------------
+
+    def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+        """Handle new_key, key_changed, key_removed, start or shutdown.
+
+        Key handlers get ``(key, value)`` and, if they have a ``peer``
+        parameter, the owning :class:`Peer`. Also works as a decorator.
+        """
+        return self._on(event, handler)
+
+    def before(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+        """Run ``handler`` before each ``gossip`` (gets the Peer) or ``sync``."""
+        return self._before(event, handler)
+
+    def after(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+        """After each ``gossip`` exchange or ``sync`` (gets the Peer)."""
+        return self._after(event, handler)
+
+    def add_handler(self, handler: object, name: str | None = None) -> object:
+        """Register every handler method of ``handler`` in one call.
+
+        See :class:`pokan.daemon.interfaces.IEventHandler`: ``handler.key_changed``
+        is registered as ``on("key_changed", ...)``, ``before_gossip`` as
+        ``before("gossip", ...)``, and so on. Returns ``handler``. The start
+        banner lists it by ``name`` (default: its class name).
+        """
+        from pokan.daemon.handlers import register_handler
+
+        label = name or type(handler).__name__
+        register_handler(self.events, handler, label)
+        self._list_handler(label)
+        return handler
+
+    def _list_handler(self, name: str) -> None:
+        """Name a handler in the start banner (twistd's --on-event commands)."""
+        self._handler_names.append(name)
+
+    # -- this node's entity --------------------------------------------------------
+
+    def store(
+        self, key: str, value: Value, timestamp: float | None = None
+    ) -> defer.Deferred[None]:
+        """Set one of this node's keys; gossip spreads it to every node.
+
+        A ``timestamp`` older than the key's current one changes nothing. The
+        Deferred fires once the change is persisted and handlers have run.
+        """
+        self._check_key(key)
+        if not isinstance(value, str | bytes):
+            raise TypeError(f"value must be str or bytes, got {type(value).__name__}")
+        if isinstance(value, str):
+            _check_utf8(value, "value", "store text without them, or bytes")
+        if timestamp is None:
+            # now, or later if the clock stepped back: a plain store() wins
+            current = self._state.me.entries.get(key)
+            stamp = self._now()
+            if current is not None:
+                stamp = max(stamp, current.timestamp)
+        else:
+            stamp = self._check_timestamp(timestamp)
+        self._check_fits(key, value)
+        return self._commit(self._wrote(self._state.write(key, value, stamp)))
+
+    def delete(self, key: str) -> defer.Deferred[None]:
+        """Remove one of this node's keys everywhere (``key_removed`` fires)."""
+        self._check_key(key)
+        current = self._state.me.entries.get(key)
+        stamp = self._now()
+        if current is not None:
+            stamp = max(stamp, current.timestamp)
+        return self._commit(self._wrote(self._state.write(key, None, stamp)))
+
+    def _wrote(self, batch: Batch) -> Batch:
+        """Rumour a local write and push it to a few peers at once."""
+        if batch:
+            for out in self._node.wrote(batch):
+                self._send(out.address, out.message)
+            self._wake()
+        return batch
+
+    def value(self, key: str) -> Value | None:
+        return self.me.value(key)
+
+    def keys(self) -> list[str]:
+        return self.me.keys()
+
+    def values(self) -> list[Value]:
+        return self.me.values()
+
+    def items(self) -> dict[str, Value]:
+        return self.me.items()
+
+    def timestamp(self, key: str) -> float | None:
+        return self.me.timestamp(key)
+
+    def digest(self) -> dict[str, float]:
+        """This node's keys and their timestamps."""
+        return {k: e.timestamp for k, e in sorted(self._state.me.live_items())}
+
+    @property
+    def me(self) -> Peer:
+        """This node, seen as a Peer."""
+        return Peer(self._state.me)
+
+    def peers(self, status: str | None = None, role: str | None = None) -> list[Peer]:
+        """The other known nodes, sorted by id: by default of every status.
+
+        That is alive, dead and left (until their TTLs forget them);
+        ``peers("alive")`` gives the live ones only. ``role`` keeps only
+        seeds or peers.
+        """
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if role is not None and role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        return [
+            Peer(n)
+            for n in sorted(self._state.others(), key=lambda n: n.info.id)
+            if (status is None or n.status == status)
+            and (role is None or n.info.role == role)
+        ]
+
+    def peer(self, node_id: str) -> Peer | None:
+        node = self._state.nodes.get(node_id)
+        return None if node is None else Peer(node)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters for monitoring: messages, drops, handler failures."""
+        gossip = self._gossip
+        return {
+            "datagrams_sent": gossip.sent if gossip else 0,
+            "datagrams_received": gossip.received if gossip else 0,
+            "bytes_sent": gossip.bytes_sent if gossip else 0,
+            "send_errors": gossip.send_errors if gossip else 0,
+            "dropped": self.bad_input.total if self.bad_input else 0,
+            "dropped_by_reason": dict(self.bad_input.counts) if self.bad_input else {},
+            "handler_failures": self.events.failures,
+            "handler_timeouts": self.events.timeouts,
+            "nodes": len(self._state.nodes),
+            "convictions": self._membership.convictions,
+            "pauses": self._membership.detector.pauses,
+            "idle_rounds": self._node.idle_skipped,
+            "dropped_on_purpose": self.faults.dropped,
+            "sealed": self.envelope.sealed,
+            "cluster": self.envelope.cluster,
+            "reasserts": self._state.reasserts,
+        }
+
+    def _check_key(self, key: object) -> None:
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"key must be a non-empty str, got {key!r}")
+        if len(key) > wire.MAX_KEY_LEN:
+            raise ValueError(
+                f"key is {len(key)} characters; the limit is {wire.MAX_KEY_LEN}"
+            )
+        _check_utf8(key, "key", "use a key without them")
+
+    @staticmethod
+    def _check_timestamp(timestamp: object) -> float:
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+            raise TypeError(f"timestamp must be a number, got {timestamp!r}")
+        if not math.isfinite(timestamp) or timestamp < 0:
+            raise ValueError(
+                "timestamp must be seconds since the epoch (a finite number, 0"
+                f" or more), got {timestamp}; omit it to use the current time"
+            )
+        return float(timestamp)
+
+    def _check_fits(self, key: str, value: Value) -> None:
+        """A write must fit one datagram, or it could never be gossiped.
+
+        Before the node binds port 0 its id and header are shorter than they
+        will be: the check takes the longest ones (port 65535, a full-size
+        generation), so what it accepts before start still fits after.
+        """
+        info = _largest_identity(self._state.me.info)
+        room = reconcile.entry_room(self._max_datagram, info.id, _header(info))
+        size = wire.packed_size(wire.pack_entry(key, Entry(value, 2**32, 0.0)))
+        if size > room:
+            raise ValueError(
+                f"key and value take {size} bytes packed; with max_datagram="
+                f"{self._max_datagram} one write may take at most {room}."
+                " Store less per key, or raise max_datagram on every node."
+            )
+
+    # -- committing changes --------------------------------------------------------
+
+    def _commit(self, batch: Batch) -> defer.Deferred[None]:
+        """Persist a batch, then fire its events; the Deferred fires after both."""
+        if not batch:
+            return defer.succeed(None)
+        transitions = self._membership.settle(batch, self._now())
+        for event, node in transitions:
+            note = self._membership.note(node.info.id)
+            self._transition_log.line(event[5:], node.info.id, note)
+        d = defer.maybeDeferred(self._store.persist, batch)
+        d.addErrback(self._persist_failed, batch)
+        if transitions:
+            d.addCallback(lambda _: self._announce_membership(transitions))
+        d.addCallback(lambda _: self._announce(batch))
+        return d
+
+    def _announce_membership(self, transitions: list[Transition]) -> Any:
+        fired = []
+        for event, node in transitions:
+            if self.events.has_handlers(event):
+                peer = Peer(node)
+                fired.append(self.events.fire(event, peer, peer=peer))
+        return defer.gatherResults(fired) if fired else None
+
+    def _persist_failed(self, failure: Failure, batch: Batch) -> None:
+        log.failure(
+            "store could not persist {count} changes; they stay in memory",
+            failure,
+            count=len(batch.changes),
+        )
+
+    def _announce(self, batch: Batch) -> defer.Deferred[None]:
+        fired = []
+        for change in batch.changes:
+            event = change.event
+            if event is None or not self.events.has_handlers(event):
+                continue
+            node = self._state.nodes.get(change.node_id)
+            peer = Peer(node) if node is not None else None
+            fired.append(self.events.fire(event, change.key, change.value, peer=peer))
+        if not fired:
+            return defer.succeed(None)
+        return defer.gatherResults(fired).addCallback(lambda _: None)
+
+    # -- the service ---------------------------------------------------------------
+
+    def _get_reactor(self) -> Any:
+        if self._reactor is None:
+            self._reactor = reactors.global_reactor()
+        return self._reactor
+
+    def _now(self) -> float:
+        clock = self._clock if self._clock is not None else self._reactor
+        return clock.seconds() if clock is not None else time.time()
+
+    def privilegedStartService(self) -> None:
+        """Bind the ports now, as Twisted's own servers do.
+
+        twistd calls this before the reactor runs (and before dropping
+        privileges), so a port in use raises StartupError and the process
+        ends instead of running the application without its node.
+        """
+        service.Service.privilegedStartService(self)
+        if not self._ports and not self.running:
+            reactor = self._get_reactor()
+            self.bad_input = BadInputReporter(reactor)
+            self._listen(reactor, self.bad_input)
+
+    def startService(self) -> defer.Deferred[None]:
+        """Bind the ports, open the store, start gossiping and joining.
+
+        The Deferred fires once the node listens, or fails with StartupError.
+        """
+        if self.running:
+            return defer.fail(StartupError(f"node {self.id} is already running"))
+        reactor = self._get_reactor()
+        if self._epoll:
+            reactors.check_reactor_is_epoll(reactor)
+        service.Service.startService(self)
+        if not self._ports:  # else bound already by privilegedStartService
+            self.bad_input = BadInputReporter(reactor)
+            try:
+                self._listen(reactor, self.bad_input)
+            except StartupError as e:
+                service.Service.stopService(self)
+                return defer.fail(e)
+        if IAttachedStore.providedBy(self._store):
+            state = self._state
+            self._store.attach(
+                self._identity(0).id, reactor, lambda: snapshot_of(state)
+            )
+        d: defer.Deferred[Any] = defer.maybeDeferred(self._store.open)
+        d.addCallback(self._restore)
+        d.addCallback(lambda _: self._started())
+        d.addErrback(self._start_failed)
+        return d
+
+    def _listen(self, reactor: Any, bad_input: BadInputReporter) -> None:
+        self._gossip = GossipProtocol(
+            self._receive, bad_input, self._max_datagram, envelope=self.envelope
+        )
+        factory = SyncServerFactory(
+            self._on_hello,
+            bad_input,
+            self._max_frame,
+            self._sync_timeout,
+            self._max_datagram,
+            max_hello=self._max_hello,
+            max_connections=self._max_sync_connections,
+            max_per_host=self._max_sync_per_host,
+            envelope=self.envelope,
+        )
+        try:
+            udp = reactor.listenUDP(
+                self._udp_port,
+                self._gossip,
+                interface=self._address,
+                maxPacketSize=wire.MAX_UDP_PAYLOAD + 1,
+            )
+            self._ports.append(udp)
+            tcp = reactor.listenTCP(self._tcp_port, factory, interface=self._address)
+            self._ports.append(tcp)
+        except error.CannotListenError as e:
+            proto = "udp" if not self._ports else "tcp"
+            self._close_ports()
+            port = self._udp_port if proto == "udp" else self._tcp_port
+            raise ListenError(self._address, port, proto, e.socketError) from None
+        # port 0 asks for any free port: advertise the one we got
+        self._udp_port = udp.getHost().port
+        self._tcp_port = tcp.getHost().port
+
+    def _restore(self, snapshot: Snapshot | None) -> None:
+        """Start a new generation, keeping what the store persisted before."""
+        previous = 0
+        if snapshot is not None:
+            # a record with port 0 is this node before it bound "any free
+            # port": never a peer (nobody can reach port 0)
+            # nor one of the other address family (stored by an older pokan)
+            mine = family(self._address)
+            nodes = tuple(
+                r
+                for r in snapshot.nodes
+                if r.info.udp_port and family(r.info.address) == mine
+            )
+            snapshot = Snapshot(nodes, snapshot.entries)
+            previous = self._state.restore(snapshot)
+        self._take_back = not previous and not isinstance(self._store, MemoryStore)
+        unbound_id = self._state.me.info.id
+        generation = max(time.time_ns() // 1000, previous + 1)
+        self._state.rename_self(self._identity(generation))
+        self._membership.adopt(self._now())
+        if (
+            unbound_id != self.id
+            and self._state.me.entries
+            and not IAttachedStore.providedBy(self._store)
+        ):
+            # keys stored before binding port 0 were persisted under the
+            # unbound id: persist them under the real one (no events again)
+            me = self._state.me
+            changes = tuple(
+                KeyChange(self.id, k, None, e) for k, e in me.entries.items()
+            )
+            batch = Batch(changes, (me.record(),))
+            d = defer.maybeDeferred(self._store.persist, batch)
+            d.addErrback(self._persist_failed, batch)
+        else:
+            self._commit(Batch((), (self._state.me.record(),)))
+
+    def _started(self) -> None:
+        seeds = self._other_seeds()
+        log.info(
+            "pokan node {id} listening on {address} udp {udp} tcp {tcp}; gossip"
+            " every {interval}s{idle} to {fanout} peers; phi threshold {phi:g};"
+            " max datagram {max_datagram}; seeds: {seeds}; store: {store};"
+            " handlers: {handlers}; cluster {cluster}, gossip {seal}",
+            id=self.id,
+            address=self._address,
+            udp=self._udp_port,
+            tcp=self._tcp_port,
+            interval=self._interval,
+            idle=(
+                ""
+                if self._idle_interval is None
+                else f", every {self._idle_interval}s when idle"
+            ),
+            fanout=self._node.fanout,
+            phi=self._membership.detector.threshold,
+            max_datagram=self._max_datagram,
+            seeds=", ".join(format_host_port(*s) for s in seeds)
+            or "none (acting as seed)",
+            store=_describe_store(self._store),
+            handlers=", ".join(self._handler_names) or "none",
+            cluster=self.envelope.cluster,
+            seal=(
+                f"sealed with {self.envelope.sealer.keyring.describe()}"
+                if self.envelope.sealer is not None
+                else "unauthenticated"
+            ),
+        )
+        if self.envelope.sealer is None and not _is_loopback(self._address):
+            log.warn(
+                "gossip is unauthenticated: anyone who can reach {address} can"
+                " read this cluster's keys and values and inject their own. Give"
+                " every node a key (--key-file, key_file=): see docs/security.md",
+                address=self._address,
+            )
+        if self.faults.drop_rate:
+            log.warn(
+                "dropping {percent:g}% of the datagrams this node sends, on purpose"
+                " (--drop-rate: for tests only)",
+                percent=self.faults.drop_rate * 100,
+            )
+        if len(seeds) < len(self._seeds):
+            log.warn(
+                "seed {seed} is this node itself; ignored{rest}",
+                seed=format_host_port(self._address, self._tcp_port),
+                rest="" if seeds else NO_OTHER_SEED,
+            )
+        self._membership.start(self._now())  # a late first round is a pause
+        self._start_rounds(now=False)
+        release_free_heap()  # what starting left free
+        self.events.fire("start")
+        if seeds:
+            self._learn_seed_addresses(seeds)
+            self._sync = SeedSync(
+                self._get_reactor(), seeds, self._sync_with, rng=self._rng
+            )
+            self._sync.start()
+
+    def _learn_seed_addresses(self, seeds: list[tuple[str, int]]) -> None:
+        """Let UDP gossip reach the seeds too (it needs IP addresses)."""
+        for host, port in seeds:
+            try:
+                self._node.seeds.append((check_ip(host), port))
+            except ConfigurationError:
+                d = self._get_reactor().resolve(host)
+                d.addCallback(self._learn_resolved_seed, host, port)
+                d.addErrback(
+                    lambda f, host=host: log.warn(
+                        "cannot resolve seed {host}: {error}",
+                        host=host,
+                        error=f.getErrorMessage(),
+                    )
+                )
+
+    def _learn_resolved_seed(self, ip: str, host: str, port: int) -> None:
+        if family(ip) != family(self._address):
+            log.warn(
+                "seed {host} resolves to {ip}, not an {family} address: not"
+                " gossiped with over UDP",
+                host=host,
+                ip=ip,
+                family=family_name(self._address),
+            )
+            return
+        self._node.seeds.append((ip, port))
+
+    def _start_failed(self, failure: Failure) -> Failure:
+        self._close_ports()
+        service.Service.stopService(self)
+        if not failure.check(StartupError):
+            return Failure(
+                StartupError(
+                    f"node {self.id} could not start: {failure.getErrorMessage()}"
+                )
+            )
+        return failure
+
+    def _timer(self) -> Any:
+        """What times rounds and checks: the clock given, else the reactor."""
+        return self._clock if self._clock is not None else self._get_reactor()
+
+    def _start_rounds(self, now: bool) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        if self._resume is not None and self._resume.active():
+            self._resume.cancel()
+        self._resume = None
+        self._loop = task.LoopingCall(self._gossip_round)
+        self._loop.clock = self._timer()
+        self._loop.start(self._interval, now=now)
+
+    def _pause_while_quiet(self) -> None:
+        """Sleep through the rounds an idle node would skip: no wakeups."""
+        quiet = self._node.quiet_rounds
+        if not quiet or not self.running:
+            return
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._resume = self._timer().callLater(
+            (quiet + 1) * self._interval, self._resume_rounds, quiet
+        )
+
+    def _resume_rounds(self, skipped: int) -> None:
+        """The idle round after a pause: one wakeup, then another pause."""
+        self._resume = None
+        self._node.skip_rounds(skipped)
+        self._gossip_round()  # pauses again while the node stays quiet
+        if self._resume is None and self.running:
+            self._start_rounds(now=False)  # busy: a round every interval
+
+    def _wake(self) -> None:
+        """News during an idle pause: rounds every gossip interval again."""
+        if self._resume is not None and not self._node.idle:
+            self._start_rounds(now=False)
+
+    def _membership_check(self) -> None:
+        try:
+            self._commit(self._membership.tick(self._now()))
+            self._retry_seeds()
+        except Exception:
+            log.failure("membership check failed; gossip goes on")
+
+    def _gossip_round(self) -> None:
+        # failure checks run at the start of every round: no wakeups of
+        # their own (an idle node checks once per idle interval)
+        self._membership_check()
+        try:
+            outgoing = self._node.gossip_round()
+            for out in outgoing:
+                if self.events.has_handlers("before_gossip"):
+                    peer = (
+                        Peer(out.peer)
+                        if out.peer is not None
+                        else Peer.unknown_seed(*out.address)
+                    )
+                    self.events.fire("before_gossip", peer, peer=peer)
+                self._send(out.address, out.message)
+            if self._retry is not None and self._retry.active():
+                self._retry.cancel()  # a late round: the old retry is moot
+            if outgoing and not self._node.idle:
+                # an idle exchange is not retried: the next idle round
+                # opens another, and an idle node keeps its wakeups few
+                self._retry = self._timer().callLater(
+                    self._interval / 2, self._retry_round
+                )
+            self._pause_while_quiet()
+        except Exception:
+            log.failure("gossip round failed; the next one will run as usual")
+
+    def _retry_round(self) -> None:
+        """Half a round on: a new exchange if this round's went unanswered."""
+        self._retry = None
+        try:
+            for out in self._node.retry_round():
+                self._send(out.address, out.message)
+        except Exception:
+            log.failure("gossip retry failed; the next round will run as usual")
+
+    def _retry_seeds(self) -> None:
+        """With no live peer, join through the seeds again (TCP full sync)."""
+        sync = self._sync
+        if sync is None or not sync.idle:
+            return
+        if any(n.status == "alive" for n in self._state.others()):
+            return
+        log.info("no live peer known; syncing with the seeds again")
+        sync.restart()
+
+    def _send(self, address: Address, message: wire.Message) -> None:
+        if self._gossip is not None and not self.faults.drops(address):
+            self._gossip.send(address, message)
+
+    def _receive(
+        self, message: wire.Message, source: Address, size: int | None = None
+    ) -> None:
+        if self.faults.blocks(source):
+            return
+        now = self._now()
+        self._plausible_now(now)
+        result = self._node.receive(message, source, size)
+        self._refused("udp", format_host_port(*source), source[0], result.rejected)
+        for out in result.outgoing:
+            self._send(out.address, out.message)
+        if self._retry is not None and not self._node.awaiting:
+            if self._retry.active():
+                self._retry.cancel()  # answered: no retry, no wakeup for it
+            self._retry = None
+        self._wake()
+        digest = getattr(message, "digest", ())
+        batch = result.batch + self._membership.observe(now, digest)
+        d = self._commit(batch)
+        if result.reasserted:
+            self._reasserting(format_host_port(*source))
+            self._commit(self._wrote(result.reasserted))
+        if isinstance(message, wire.Syn | wire.SynAck):
+            self._reset_if_behind(message.sender, digest, now)
+        if result.exchanged_with is not None and self.events.has_handlers(
+            "after_gossip"
+        ):
+            peer = Peer(result.exchanged_with)
+            d.addCallback(lambda _: self.events.fire("after_gossip", peer, peer=peer))
+
+    def _plausible_now(self, now: float) -> None:
+        """Tell the core the time: generations are wall-clock microseconds."""
+        self._state.now = now
+        self._state.max_generation = plausible.max_generation(time.time())
+
+    def _refused(
+        self, channel: str, source: str, host: str, rejected: Iterable[tuple[str, str]]
+    ) -> None:
+        """Count (and log, throttled) what the core refused."""
+        if self.bad_input is None:
+            return
+        for reason, detail in rejected:
+            if reason == "other-family":  # one warning per peer, not per source
+                self.bad_input.counts[reason] += 1
+                self._other_family.report(detail)
+                continue
+            self.bad_input.report(channel, source, reason, detail, host=host)
+
+    def _reset_if_behind(self, sender: str, digest: Any, now: float) -> None:
+        """A peer behind our GC point of some node gets a full sync (a reset)."""
+        node = self._state.nodes.get(sender)
+        if node is None or node is self._state.me or not gc.behind(self._state, digest):
+            return
+        if now < self._reset_syncs.get(sender, 0.0):
+            return
+        self._reset_syncs[sender] = now + max(10 * self._interval, self._sync_timeout)
+        log.info("peer {peer} is behind what GC removed; full sync", peer=sender)
+        d = self._sync_with(node.info.address, node.info.tcp_port)
+        d.addErrback(
+            lambda f: log.warn(
+                "reset sync with {peer} failed: {error}",
+                peer=sender,
+                error=f.getErrorMessage(),
+            )
+        )
+
+    def _merge_full(
+        self,
+        deltas: Iterable[Any],
+        new_limit: int | None = None,
+        peer: str = "a full sync",
+    ) -> defer.Deferred[None]:
+        self._plausible_now(self._now())
+        self._state.adopt_previous, self._take_back = self._take_back, False
+        batch = self._node.merge_full(deltas, new_limit)
+        self._state.adopt_previous = False
+        self._note_taken_back(peer)
+        self._refused("tcp", peer, peer, self._state.drain_rejected())
+        reasserted = self._node.reassert()
+        d = self._commit(batch + self._membership.observe(self._now()))
+        if reasserted:
+            self._reasserting(peer)
+            self._commit(self._wrote(reasserted))
+        return d
+
+    def _reasserting(self, source: str) -> None:
+        self._forgery_log.emit(
+            "re-assert",
+            "a message from {source} (or one it passed on) claimed a version,"
+            " write, heartbeat or status of this node that it never had; wrote"
+            " its true state again above it ({count} re-asserts so far). Often"
+            " a forgery: give every node a key (docs/security.md)",
+            warn=True,
+            source=source,
+            count=self._state.reasserts,
+        )
+
+    def _note_taken_back(self, peer: str) -> None:
+        count, self._state.adopted = self._state.adopted, None
+        if count:
+            log.info(
+                "the store had no record of this node: took back {count} of its"
+                " keys from the cluster (through {peer})",
+                count=count,
+                peer=peer,
+            )
+
+    def _own_full_state(self) -> tuple[Any, ...]:
+        """What a Hello sends: not our own record while we would take it back
+        (the peer would drop its view of us on seeing our new generation)."""
+        deltas = self._node.full_state()
+        if not self._take_back:
+            return deltas
+        return tuple(d for d in deltas if d.info.id != self.id)
+
+    def _on_hello(
+        self, hello: wire.Hello, host: str = ""
+    ) -> defer.Deferred[wire.Welcome]:
+        # a joiner brings itself and a few more, a host's joiners a few a
+        # minute: not a cluster of their own
+        peer = repr(hello.sender)
+        now = self._now()
+        known = len(self._state.nodes)
+        room = self._join_budget.available(host, now)
+        d = self._merge_full(hello.deltas, room, peer)
+        self._join_budget.spend(host, len(self._state.nodes) - known, now)
+        self._sync_log.emit(
+            "full sync",
+            "full sync with {peer} (from {host})",
+            peer=peer,
+            host=host or "?",
+        )
+        return d.addCallback(lambda _: wire.Welcome(self.id, self._node.full_state()))
+
+    def _sync_with(self, host: str, port: int) -> defer.Deferred[Peer]:
+        """One full push-pull sync over TCP with the node at host:port."""
+        reactor = self._get_reactor()
+        seed = format_host_port(host, port)
+        before = self._peer_at(host, port)
+        self.events.fire("before_sync", before, peer=before)
+        proto = SyncClientProtocol(
+            wire.Hello(self.id, self._own_full_state()),
+            self.bad_input,  # type: ignore[arg-type]
+            self._max_frame,
+            self._sync_timeout,
+            self._max_datagram,
+            max_hello=self._max_hello,
+            envelope=self.envelope,
+        )
+        proto.earlier_refusal = self._refusals.get(seed)
+        endpoint = _client_endpoint(reactor, host, port, self._sync_timeout)
+        connected: defer.Deferred[Any] = endpoint.connect(SyncClientFactory(proto))
+        self._syncing[connected] = proto
+        connected.addCallback(lambda _: proto.welcome)
+
+        def merged(welcome: wire.Welcome) -> defer.Deferred[Peer]:
+            if welcome.sender == self.id:  # a seed name that resolves to us
+                ours = {self._address, host}
+                self._node.seeds = [
+                    a for a in self._node.seeds if not (a[1] == port and a[0] in ours)
+                ]
+                raise SeedIsSelf(seed)
+            d = self._merge_full(welcome.deltas)
+            release_free_heap()  # what the frames and their decoding left free
+            node = self._state.nodes.get(welcome.sender)
+            # before_sync's kind: a Peer, as known once merged (if it can be)
+            peer = Peer(node) if node is not None else self._peer_at(host, port)
+            if node is not None:
+                self._seed_synced(host, port, node.info)
+            d.addCallback(lambda _: self.events.fire("after_sync", peer, peer=peer))
+            return d.addCallback(lambda _: peer)
+
+        def finished(result: Any) -> Any:
+            self._syncing.pop(connected, None)
+            if proto.refusal is not None and proto.refusal.startswith("it is of"):
+                self._refusals[seed] = proto.refusal  # told once an hour only
+            elif not isinstance(result, Failure):
+                self._refusals.pop(seed, None)
+            return result
+
+        return connected.addCallback(merged).addBoth(finished)
+
+    def _peer_at(self, host: str, tcp_port: int) -> Peer:
+        """The Peer synced with at host:port: the node known there, if any,
+        else a seed known only by that address (generation 0)."""
+        for node in self._state.others():
+            if node.info.address == host and node.info.tcp_port == tcp_port:
+                return Peer(node)
+        return Peer.unknown_seed(host, tcp_port)
+
+    def _seed_synced(self, host: str, tcp_port: int, info: NodeInfo) -> None:
+        """Gossip with a synced seed on its UDP port, not the TCP port given."""
+        given = {(host, tcp_port), (info.address, tcp_port)}
+        real = (info.address, info.udp_port)
+        seeds = [a for a in self._node.seeds if a not in given]
+        if len(seeds) < len(self._node.seeds) and real not in seeds:
+            seeds.append(real)
+        self._node.seeds = seeds
+
+    def stopService(self) -> defer.Deferred[None]:
+        """Say goodbye, fire ``shutdown``, close the ports and the store.
+
+        Every step runs, whatever an earlier one raised (logged): a node
+        always says what goodbyes it can, fires ``shutdown`` and closes its
+        store. The Deferred fires when done; it never fails.
+        """
+        if not self.running:
+            return self._close_ports()  # any bound by privilegedStartService
+        service.Service.stopService(self)
+        for step in (self._stop_timers, self._stop_syncs):
+            _logging_failure(step, "stopping {step}", step=step.__name__)
+        goodbyes = self._say_goodbye()
+        log.info(
+            "pokan node {id} stopping; said goodbye to {count} peer{s}",
+            id=self.id,
+            count=goodbyes,
+            s="" if goodbyes == 1 else "s",
+        )
+        me = self._state.me
+        # readers of the store see the node gone, as its peers do
+        gone = Batch((), (NodeRecord(me.info, me.version, "left"),))
+        d: defer.Deferred[Any] = self.events.fire("shutdown")  # never fails
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("closing the ports", self._close_ports),
+            ("persisting the node's departure", lambda: self._store.persist(gone)),
+            ("closing the store", self._store.close),
+        ]
+        for what, step in steps:
+            d.addCallback(_then, step)
+            d.addErrback(_log_stop_failure, what)
+        return d.addCallback(lambda _: None)
+
+    def _stop_timers(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        for call in (self._resume, self._retry):
+            if call is not None and call.active():
+                call.cancel()
+
+    def _stop_syncs(self) -> None:
+        if self._sync is not None:
+            self._sync.stop()
+        for d, proto in list(self._syncing.items()):
+            if proto.transport is not None:
+                proto.transport.abortConnection()
+            d.cancel()
+
+    def _say_goodbye(self) -> int:
+        """Send every goodbye that can be sent; how many were."""
+        try:
+            goodbyes = self._node.goodbye()
+        except Exception:
+            log.failure("could not say goodbye to any peer")
+            return 0
+        said = 0
+        for out in goodbyes:
+            try:
+                self._send(out.address, out.message)
+            except Exception as e:
+                log.warn(
+                    "could not say goodbye to {peer}: {error}",
+                    peer=format_host_port(*out.address),
+                    error=f"{type(e).__name__}: {e}",
+                )
+                continue
+            said += 1
+        return said
+
+    def _close_ports(self) -> defer.Deferred[None]:
+        """Close every port, even if closing one fails (logged)."""
+        ports, self._ports = self._ports, []
+        closing = [
+            defer.maybeDeferred(p.stopListening).addErrback(
+                _log_stop_failure, "closing a port"
+            )
+            for p in ports
+        ]
+        return defer.gatherResults(closing).addCallback(lambda _: None)
+
+    # -- blocking convenience of the original --------------------------------------
+
+    def start(self, gossip_with: str | Iterable[str] | None = None) -> None:
+        """Start the node and run the reactor until :meth:`stop`; blocks.
+
+        Unless the program has begun Twisted logging itself, logs to stderr
+        (info and up). Raises StartupError if the node cannot start (e.g. a
+        port in use).
+        """
+        if self.running or self._blocking:
+            raise ConfigurationError(
+                f"node {self.id} is already started (by start(), or by the"
+                " application or MultiService it belongs to): stop it with"
+                " stopService() (or stop(), after start()) before starting it"
+                " again"
+            )
+        if gossip_with is not None:
+            self.gossip_with(gossip_with)
+        if self._epoll:
+            reactors.install_epoll()
+        reactor = self._get_reactor()
+        if not IReactorCore.providedBy(reactor):
+            raise ConfigurationError("start() needs a real reactor; use startService()")
+        if reactor.running:
+            raise ConfigurationError(
+                "start() runs the reactor, and the reactor is running already:"
+                " call startService() instead (or add the node to your"
+                " application); it returns a Deferred that fires once the node"
+                " listens (see docs/api.md, Running)"
+            )
+        log_to_stderr()  # unless the program logs itself
+        self._blocking = True
+        self._stop_asked = False
+        self._startup_failure = None
+
+        def launch() -> None:
+            d = self.startService()
+            d.addErrback(startup_failed)
+
+        def startup_failed(failure: Failure) -> None:
+            self._startup_failure = failure  # raised below: not logged
+            self._stop_reactor()  # the one start() runs: never another
+
+        # a second Ctrl-C (or SIGTERM) while the node stops ends the process
+        second = SecondSignal(reactor)
+        reactor.callWhenRunning(launch)
+        reactor.addSystemEventTrigger("before", "shutdown", second.arm)
+        reactor.addSystemEventTrigger("before", "shutdown", self.stopService)
+        try:
+            reactor.run()
+        except error.ReactorNotRestartable:
+            raise ConfigurationError(
+                "start() runs Twisted's reactor, which runs once per process, and"
+                " it has run already: start the node again with startService()"
+                " inside a running reactor (see docs/embedding.md)"
+            ) from None
+        finally:
+            self._blocking = False
+            second.disarm()
+        if second.received is not None:
+            exit_with_signal(second.received)
+        if self._startup_failure is not None:
+            self._startup_failure.raiseException()
+
+    def stop(self) -> defer.Deferred[None] | None:
+        """Stop the node; after :meth:`start`, also stop the reactor.
+
+        Once stopping, calling it again does nothing. Without :meth:`start`,
+        the same as :meth:`stopService`: the reactor is left running.
+        """
+        if self._blocking:
+            self._stop_reactor()
+            return None
+        return self.stopService()
+
+    def _stop_reactor(self) -> None:
+        """Stop the reactor :meth:`start` runs, once."""
+        if self._stop_asked:
+            return
+        self._stop_asked = True
+        # stopping already: a second SIGTERM, a handler's stop()
+        with contextlib.suppress(error.ReactorNotRunning):
+            self._get_reactor().stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<pokan.Server {self.id} {state}>"
+
+
+def _logging_failure(f: Callable[[], object], what: str, **fields: object) -> None:
+    """Call ``f``; log (never raise) what it raises."""
+    try:
+        f()
+    except Exception:
+        log.failure("while " + what, None, LogLevel.critical, **fields)
+
+
+def _then(_: object, step: Callable[[], Any]) -> Any:
+    return step()
+
+
+def _log_stop_failure(failure: Failure, what: str) -> None:
+    log.failure("while stopping: {what} failed", failure, what=what)
+
+
+def _is_loopback(address: str) -> bool:
+    return ipaddress.ip_address(address).is_loopback
+
+
+def _sealer_for(key_file: str | None) -> Any:
+    """The Sealer of the keys in ``key_file``; None for plaintext gossip."""
+    if key_file is None:
+        return None
+    from pokan.wire.keyring import Sealer, read_key_file
+
+    return Sealer(read_key_file(key_file))
+
+
+def _header(info: NodeInfo) -> Any:
+    from pokan.core.state import NodeDelta
+
+    return NodeDelta(info, 2**32, 2**32, 2**32, ())
+
+
+def _largest_identity(info: NodeInfo) -> NodeInfo:
+    """``info`` as large as it can get once started: ports 0 bound, a generation."""
+    udp = info.udp_port or 65535
+    return attrs.evolve(
+        info,
+        id=format_host_port(info.address, udp),
+        generation=2**63,  # a started node's (microseconds): as many bytes
+        tcp_port=info.tcp_port or 65535,
+        udp_port=udp,
+    )
+
+
+def _describe_store(store: IStore) -> str:
+    """The store for the start banner: ``memory``, or its (redacted) URL."""
+    url = getattr(store, "url", None)  # RedisStore's hides the password
+    if url:
+        return f"{type(store).__name__} {url}"
+    return "memory" if isinstance(store, MemoryStore) else type(store).__name__
+
+
+def _check_utf8(text: str, what: str, fix: str) -> None:
+    """ValueError unless ``text`` encodes as UTF-8 (the wire's text encoding)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{what} cannot be encoded as UTF-8: it has a lone surrogate"
+            f" ({text[e.start]!r} at index {e.start}); {fix}"
+        ) from None
+
+
+def _client_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
+    """A TCP client endpoint; a plain one for an IP address.
+
+    ``HostnameEndpoint`` resolves even an IP address, in the reactor's
+    thread pool, and imports the idna tables: a thread and about a
+    megabyte of memory for nothing, in every node that joins through a seed.
+    """
+    from twisted.internet import endpoints
+
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout)
+    plain = (
+        endpoints.TCP6ClientEndpoint
+        if ip.version == 6
+        else endpoints.TCP4ClientEndpoint
+    )
+    return plain(reactor, str(ip), port, timeout=timeout)
+
+
+#: how a ListenError names the settings: the Server's arguments
+SERVER_ARGUMENTS = {"udp": "udp_port=", "tcp": "tcp_port=", "address": "address"}
+
+
+class ListenError(StartupError):
+    """A port could not be bound; the message says why and what to do.
+
+    ``str()`` names the Server's arguments; :meth:`describe` takes other
+    names (twistd's options).
+    """
+
+    def __init__(self, address: str, port: int, proto: str, reason: object) -> None:
+        self.address = address
+        self.port = port
+        self.proto = proto
+        self.errno = getattr(reason, "errno", None)
+        self.reason = _socket_reason(reason)
+        super().__init__(self.describe(SERVER_ARGUMENTS))
+
+    def describe(self, names: dict[str, str]) -> str:
+        """The message, naming the settings as ``names`` says (udp, tcp, address)."""
+        where = f"{format_host_port(self.address, self.port)}/{self.proto}"
+        address = names["address"]
+        address = "address" if address == "address" else f"address ({address})"
+        if self.errno == errno.EADDRNOTAVAIL:
+            hint = (
+                f"{self.address} is not an IP address of this host. Use one of"
+                f" its own as the {address}; `ip address` lists them."
+            )
+        elif self.errno == errno.EADDRINUSE:
+            hint = (
+                "Is another node running there? Choose another port"
+                f" ({names[self.proto]}) or {address}."
+            )
+        else:
+            hint = f"Choose another port ({names[self.proto]}) or {address}."
+        return f"cannot listen on {where}: {self.reason}. {hint}"
+
+
+def _socket_reason(socket_error: object) -> str:
+    reason = getattr(socket_error, "strerror", None) or str(socket_error)
+    return reason.lower() if reason.startswith(("Address", "Cannot")) else reason
+
+
+__all__ = [
+    "ListenError",
+    "Server",
+    "check_fanout",
+    "check_idle_interval",
+    "check_interval",
+    "check_max_datagram",
+    "check_max_hello",
+    "check_sync_cap",
+]

@@ -1,0 +1,205 @@
+"""The messages of the wire protocol, as plain attrs classes.
+
+Their layout in bytes is :mod:`pokan.wire.codec`'s; ``docs/protocol.md``
+documents every field.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import hashlib
+from typing import NamedTuple
+
+import attrs
+
+from pokan.core.state import NodeDelta
+from pokan.errors import ConfigurationError
+
+MAGIC = b"PK"
+PROTOCOL_VERSION = 2
+#: magic, version, type, flags and the cluster tag
+HEADER_SIZE = 9
+TAG_SIZE = 4
+FLAG_SEALED = 0x01
+DEFAULT_CLUSTER = "pokan"
+
+#: Bytes kept free in every datagram for the seal: the key id (4), the nonce
+#: (24), the send time (4) and the AEAD tag (16). Kept in plaintext clusters
+#: too, so that sealed and plaintext nodes cut their datagrams alike.
+SEAL_HEADROOM = 48
+DEFAULT_MAX_DATAGRAM = 1400
+MAX_UDP_PAYLOAD = 65507
+MIN_DATAGRAM = 512
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+
+MAX_ID_LEN = 300
+MAX_ADDRESS_LEN = 64
+MAX_KEY_LEN = 1024
+MAX_VALUE_LEN = MAX_UDP_PAYLOAD
+MAX_UINT64 = 2**64 - 1
+#: the largest generation, version or heartbeat a message may carry: far
+#: below 2^64, so nothing a node does on receipt can overflow
+MAX_COUNTER = 2**62
+
+
+class MessageType(enum.IntEnum):
+    SYN = 1
+    SYN_ACK = 2
+    ACK = 3
+    GOODBYE = 4
+    #: "you are not of my cluster": any channel, never sealed, never merged
+    BAD_CLUSTER = 5
+    HELLO = 16
+    WELCOME = 17
+
+
+class DigestEntry(NamedTuple):
+    """What a node knows of one node: its generation, watermark, heartbeat.
+
+    A named tuple, not an attrs class: a digest holds dozens of them and
+    every received datagram builds them anew (a fifth of the cost).
+    """
+
+    node_id: str
+    generation: int
+    version: int
+    heartbeat: int
+    #: the node said goodbye (sent as an optional fifth field, FLAG_LEFT)
+    left: bool = False
+
+
+#: status flags, the optional last field of a digest entry or delta
+FLAG_LEFT = 0x01
+
+
+@attrs.frozen
+class Syn:
+    """Opens an exchange: the sender's digest, or a slice of it.
+
+    When the digest does not fit, it covers the node ids from ``low`` to
+    ``high`` in sorted order, wrapping around (``low > high``); the sender's own
+    entry is always listed. ``low``/``high`` are None for a complete digest.
+    A receiver knowing a node inside the range that is not listed can infer
+    that the sender lacks it. ``deltas`` piggybacks the sender's freshest
+    updates (rumours, see :mod:`pokan.core.rumours`).
+    """
+
+    sender: str
+    digest: tuple[DigestEntry, ...]
+    low: str | None = None
+    high: str | None = None
+    deltas: tuple[NodeDelta, ...] = ()
+
+    def covers(self, node_id: str) -> bool:
+        """True if ``node_id`` falls inside the range of the digest."""
+        if self.low is None or self.high is None:
+            return True
+        if self.low <= self.high:
+            return self.low <= node_id <= self.high
+        return node_id >= self.low or node_id <= self.high
+
+
+@attrs.frozen
+class SynAck:
+    """The reply: what the initiator lacks, and the responder's differing digest."""
+
+    sender: str
+    deltas: tuple[NodeDelta, ...]
+    digest: tuple[DigestEntry, ...]
+
+
+@attrs.frozen
+class Ack:
+    """Closes an exchange: what the responder lacks."""
+
+    sender: str
+    deltas: tuple[NodeDelta, ...]
+
+
+@attrs.frozen
+class Goodbye:
+    """The sender is stopping; its peers mark it left at once."""
+
+    sender: str
+    generation: int
+
+
+@attrs.frozen
+class BadCluster:
+    """The answer to a message of another cluster: the responder's cluster name.
+
+    Sent once per source (see :mod:`pokan.wire.envelope`), never sealed (the other
+    cluster may have other keys), and only logged by its receiver.
+    """
+
+    cluster: str
+
+
+@attrs.frozen
+class Hello:
+    """TCP: a joining node's full state; the answer is a Welcome."""
+
+    sender: str
+    deltas: tuple[NodeDelta, ...]
+
+
+@attrs.frozen
+class Welcome:
+    """TCP: the answer to Hello, the responder's full state."""
+
+    sender: str
+    deltas: tuple[NodeDelta, ...]
+
+
+Message = Syn | SynAck | Ack | Goodbye | BadCluster | Hello | Welcome
+
+MESSAGE_TYPES: dict[type, MessageType] = {
+    Syn: MessageType.SYN,
+    SynAck: MessageType.SYN_ACK,
+    Ack: MessageType.ACK,
+    Goodbye: MessageType.GOODBYE,
+    BadCluster: MessageType.BAD_CLUSTER,
+    Hello: MessageType.HELLO,
+    Welcome: MessageType.WELCOME,
+}
+DATAGRAM_TYPES = frozenset(
+    {
+        MessageType.SYN,
+        MessageType.SYN_ACK,
+        MessageType.ACK,
+        MessageType.GOODBYE,
+        MessageType.BAD_CLUSTER,
+    }
+)
+STREAM_TYPES = frozenset(
+    {MessageType.HELLO, MessageType.WELCOME, MessageType.BAD_CLUSTER}
+)
+
+#: a cluster name: what ``--cluster`` accepts
+MAX_CLUSTER_LEN = 64
+
+
+def check_cluster(name: object) -> str:
+    """A cluster name: 1 to 64 letters, digits, ``.``, ``_`` or ``-``."""
+    if (
+        not isinstance(name, str)
+        or not 1 <= len(name) <= MAX_CLUSTER_LEN
+        or not name.isascii()
+        or not all(c.isalnum() or c in "._-" for c in name)
+    ):
+        raise ConfigurationError(
+            f"cluster name must be 1 to {MAX_CLUSTER_LEN} letters, digits, '.',"
+            f" '_' or '-', got {name!r}"
+        )
+    return name
+
+
+@functools.lru_cache(maxsize=64)
+def cluster_tag(name: str) -> bytes:
+    """The 4 bytes naming ``name`` in every envelope."""
+    return hashlib.blake2b(
+        name.encode(), digest_size=TAG_SIZE, person=b"pokan-cluster"
+    ).digest()
+
+
