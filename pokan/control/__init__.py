@@ -1,1 +1,1 @@
-"""Operating a running node: the ``pokan`` command line."""
+"""Operating a running node: its control API, metrics and the ``pokan`` command."""

@@ -167,6 +167,8 @@ class EventDispatcher:
         self._traced: set[int] = set()
         #: handlers cancelled because they ran over the timeout
         self.timeouts = 0
+        #: handler calls made, every event and handler counted
+        self.runs = 0
 
     def register(
         self,
@@ -207,6 +209,7 @@ class EventDispatcher:
         pending = []
         peer_first = event in PEER_EVENTS
         for registered in self._handlers[event]:
+            self.runs += 1
             d = defer.maybeDeferred(registered.call, args, peer, peer_first)
             if not d.called and registered.bounded:
                 self._bound(d, event, registered)

@@ -22,6 +22,7 @@ from pokan.core.node import Address
 from pokan.errors import DecodeError, EncodeError
 from pokan.net.badinput import BadInputReporter, SendErrorReporter
 from pokan.net.fullsync import join_pieces, too_big_to_gossip, welcome_frames
+from pokan.net.meters import Traffic
 from pokan.wire.envelope import Envelope
 from pokan.wire.framing import PREFIX, BufferBudget, FrameReader, FrameRefused
 from pokan.wire.streamdecode import decode_stream_body
@@ -79,11 +80,14 @@ class GossipProtocol(DatagramProtocol):
         send_failures: SendErrorReporter | None = None,
         *,
         envelope: Envelope | None = None,
+        traffic: Traffic | None = None,
     ) -> None:
         self.receive = receive
         self.bad_input = bad_input
         self.max_datagram = max_datagram
         self.envelope = envelope if envelope is not None else Envelope()
+        #: messages and bytes by type, exchange round trips (for /metrics)
+        self.traffic = traffic if traffic is not None else Traffic()
         #: logs failed sends, throttled per destination as bad input is
         self.send_failures = send_failures or SendErrorReporter(
             bad_input.clock, bad_input.interval
@@ -91,6 +95,7 @@ class GossipProtocol(DatagramProtocol):
         self.sent = 0
         self.received = 0
         self.bytes_sent = 0
+        self.bytes_received = 0
         self.send_errors = 0
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:
@@ -125,6 +130,8 @@ class GossipProtocol(DatagramProtocol):
             )
             return
         self.received += 1
+        self.bytes_received += len(data)
+        self.traffic.on_received(message, len(data), (addr[0], addr[1]), now)
         if isinstance(message, wire.BadCluster):
             self.bad_input.report(
                 "udp",
@@ -183,6 +190,7 @@ class GossipProtocol(DatagramProtocol):
             return False
         self.sent += 1
         self.bytes_sent += len(data)
+        self.traffic.on_sent(message, len(data), address, now)
         return True
 
 

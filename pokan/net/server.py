@@ -67,6 +67,7 @@ from pokan.net.events import (
     registrar,
 )
 from pokan.net.heap import release_free_heap
+from pokan.net.meters import Meters
 from pokan.net.protocols import (
     DEFAULT_MAX_HELLO,
     DEFAULT_MAX_SYNC_CONNECTIONS,
@@ -284,6 +285,9 @@ class Server(service.Service):
         )
         #: the handlers the start banner lists (see add_handler)
         self._handler_names: list[str] = []
+        #: traffic by message type and timings, for /metrics
+        self.meters = Meters()
+        self._metrics: Any = None
 
     # -- configuration (before start) -------------------------------------------
 
@@ -577,18 +581,33 @@ class Server(service.Service):
     def stats(self) -> dict[str, Any]:
         """Counters for monitoring: messages, drops, handler failures."""
         gossip = self._gossip
+        nodes = self._state.nodes.values()
+        held = sum(len(n.entries) for n in nodes)
+        tombstones = sum(1 for n in nodes for e in n.entries.values() if e.deleted)
+        statuses = {status: 0 for status in STATUSES}
+        for node in self._state.others():
+            statuses[node.status] = statuses.get(node.status, 0) + 1
         return {
             "datagrams_sent": gossip.sent if gossip else 0,
             "datagrams_received": gossip.received if gossip else 0,
             "bytes_sent": gossip.bytes_sent if gossip else 0,
+            "bytes_received": gossip.bytes_received if gossip else 0,
             "send_errors": gossip.send_errors if gossip else 0,
             "dropped": self.bad_input.total if self.bad_input else 0,
             "dropped_by_reason": dict(self.bad_input.counts) if self.bad_input else {},
+            "handler_runs": self.events.runs,
             "handler_failures": self.events.failures,
             "handler_timeouts": self.events.timeouts,
             "nodes": len(self._state.nodes),
+            "peers_by_status": statuses,
+            "keys": held - tombstones,
+            "tombstones": tombstones,
+            "rumours_queued": len(self._node.rumours),
+            "rumours_evicted": self._node.rumours.evicted,
+            "store_pending": getattr(self._store, "pending", 0),
             "convictions": self._membership.convictions,
             "pauses": self._membership.detector.pauses,
+            "rounds": self._node.rounds,
             "idle_rounds": self._node.idle_skipped,
             "dropped_on_purpose": self.faults.dropped,
             "sealed": self.envelope.sealed,
@@ -733,7 +752,11 @@ class Server(service.Service):
 
     def _listen(self, reactor: Any, bad_input: BadInputReporter) -> None:
         self._gossip = GossipProtocol(
-            self._receive, bad_input, self._max_datagram, envelope=self.envelope
+            self._receive,
+            bad_input,
+            self._max_datagram,
+            envelope=self.envelope,
+            traffic=self.meters.traffic,
         )
         factory = SyncServerFactory(
             self._on_hello,
@@ -1119,6 +1142,7 @@ class Server(service.Service):
         # minute: not a cluster of their own
         peer = repr(hello.sender)
         now = self._now()
+        self.meters.syncs.answered += 1
         known = len(self._state.nodes)
         room = self._join_budget.available(host, now)
         d = self._merge_full(hello.deltas, room, peer)
@@ -1135,6 +1159,7 @@ class Server(service.Service):
         """One full push-pull sync over TCP with the node at host:port."""
         reactor = self._get_reactor()
         seed = format_host_port(host, port)
+        started = self._now()
         before = self._peer_at(host, port)
         self.events.fire("before_sync", before, peer=before)
         proto = SyncClientProtocol(
@@ -1171,6 +1196,8 @@ class Server(service.Service):
 
         def finished(result: Any) -> Any:
             self._syncing.pop(connected, None)
+            ok = not isinstance(result, Failure)
+            self.meters.syncs.finished(self._now() - started, ok)
             if proto.refusal is not None and proto.refusal.startswith("it is of"):
                 self._refusals[seed] = proto.refusal  # told once an hour only
             elif not isinstance(result, Failure):
@@ -1359,6 +1386,16 @@ class Server(service.Service):
         # stopping already: a second SIGTERM, a handler's stop()
         with contextlib.suppress(error.ReactorNotRunning):
             self._get_reactor().stop()
+
+    @property
+    def metrics(self) -> Any:
+        """This node's own prometheus_client CollectorRegistry (what the
+        control API's ``/metrics`` serves; docs/operations.md lists it)."""
+        if self._metrics is None:
+            from pokan.control.metrics import node_registry
+
+            self._metrics = node_registry(self, self._store)
+        return self._metrics
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

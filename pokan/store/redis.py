@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
+from prometheus_client import Histogram
 from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -46,6 +47,8 @@ UP, DOWN, RECOVERING, CLOSED = "up", "down", "recovering", "closed"
 #: at most this many batches, or about this many keys, per worker job
 GROUP_BATCHES = 1000
 GROUP_KEYS = 50_000
+#: seconds: a local Redis writes a batch in a fraction of a millisecond
+WRITE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
 
 #: a batch queued for the worker: its number, what it writes (a Plan, or the
 #: Batch itself on the hot path: no Plan built), who waits
@@ -133,6 +136,14 @@ class RedisStore:
         self._rewrote = False
         self._broken = False  # touched only in the worker thread
         self._queue: deque[Queued] = deque()
+        #: seconds from a group of batches handed to the worker to written
+        self.write_seconds = Histogram(
+            "pokan_redis_write_duration_seconds",
+            "Seconds a write of pending batches to Redis took (one MULTI/EXEC"
+            " per batch, batches grouped).",
+            registry=None,
+            buckets=WRITE_BUCKETS,
+        )
         self._writing = False
         self._early: Plan | None = None
         #: batches written, each in its own MULTI/EXEC (not counting recovery)
@@ -317,11 +328,12 @@ class RedisStore:
             group.append(item)
             size += size_of(item[1])
         self._writing = True
+        started = self._get_reactor().seconds()
         job = self._run(self._write, [written for _, written, _ in group])
         job.addCallbacks(
             self._group_written,
             self._group_failed,
-            callbackArgs=(group,),
+            callbackArgs=(group, started),
             errbackArgs=(group,),
         )
 
@@ -341,7 +353,8 @@ class RedisStore:
             self._broken = True
             raise
 
-    def _group_written(self, _: None, group: list[Queued]) -> None:
+    def _group_written(self, _: None, group: list[Queued], started: float) -> None:
+        self.write_seconds.observe(max(0.0, self._get_reactor().seconds() - started))
         self.batches_written += len(group)
         for item in group:
             item[2].callback(None)
