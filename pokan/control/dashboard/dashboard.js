@@ -16,6 +16,11 @@
   const RETRY_MAX_MS = 15000;
 
   const KEY_EVENTS = new Set(["new_key", "key_changed", "key_removed"]);
+  // what the feed follows: not before_/after_gossip, which come every round
+  const FOLLOWED = [
+    ...KEY_EVENTS, "peer_joined", "peer_left", "peer_dead", "peer_alive",
+    "after_sync", "start", "shutdown",
+  ];
   const PEER_EVENTS = new Set(["peer_joined", "peer_left", "peer_dead", "peer_alive"]);
 
   const $ = (id) => document.getElementById(id);
@@ -384,7 +389,8 @@
     const controller = new AbortController();
     state.stream = controller;
     try {
-      const resp = await fetch(url("v1/events"), {
+      const query = new URLSearchParams(FOLLOWED.map((name) => ["event", name]));
+      const resp = await fetch(url("v1/events?" + query), {
         headers: headers("text/event-stream"),
         cache: "no-store",
         signal: controller.signal,
