@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SOURCES := $(shell find pokan twisted -name '*.py') setup.cfg setup.py pyproject.toml
 TRIAL_JOBS ?= 2
 
-.PHONY: run test lint unit redis-server clean
+.PHONY: run test lint unit redis-server browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +34,20 @@ redis-server:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) \
 	  || { echo "could not install redis-server: install it (Debian: apt-get install redis-server) and retry" >&2; exit 1; }; }
 
+# The dashboard's browser test drives Debian's chromium (with Playwright, from
+# the dev extras; Playwright's own browser downloads are never used). Where no
+# chromium can be installed that one test is skipped, saying why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "chromium is missing; installing Debian's chromium for the dashboard's browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	  || echo "could not install chromium (Debian: apt-get install chromium): the dashboard's browser test will be skipped" >&2; }
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check pokan tests bench twisted
 	$(BIN)/mypy
 
-unit: $(VENV)/.installed redis-server
+unit: $(VENV)/.installed redis-server browser
 	PYTHONPATH=$(CURDIR) $(BIN)/python -m twisted.trial -j$(TRIAL_JOBS) tests
 
 test: lint unit

@@ -37,3 +37,10 @@ class MakefileTests(unittest.TestCase):
         plan = planned("test", self.venv)
         self.assertIn("pip install -q '.[dev]'", plan)
         self.assertIn("mypy", plan)
+
+    def test_unit_installs_the_browser(self) -> None:
+        """``make test`` installs Debian's chromium for the dashboard's browser test."""
+        plan = planned("unit", self.venv)
+        self.assertIn("command -v chromium", plan)
+        self.assertIn("apt-get install -y -qq chromium", plan)
+        self.assertNotIn("playwright install", plan)  # never Playwright's downloads
