@@ -6,6 +6,7 @@ from typing import Any
 
 from twisted.internet import error as ierror
 
+from pokan.control import dashboard
 from pokan.control.api import V1
 from pokan.control.auth import BearerCheck, read_token_file
 from pokan.control.endpoint import ControlEndpoint, parse_control
@@ -101,6 +102,7 @@ class ControlListener:
         self.events = EventStream(self.node, clock)
         self.root.putChild(b"v1", V1(self.node, self.events))
         self.root.putChild(b"metrics", MetricsResource(self.node.metrics))
+        dashboard.mount(self.root)
         self.site = ControlSite(self.root)
         try:
             if self.endpoint.path is not None:

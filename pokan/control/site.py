@@ -63,15 +63,22 @@ class BoundedRequest(server.Request):
         super().process()
 
 
+#: what the token does not guard: the dashboard's page and assets, which
+#: hold no data (the page asks for the token and sends it on every API call)
+PUBLIC = frozenset({b"", b"static"})
+
+
 class ControlRoot(resource.Resource):
-    """``/``: its children (``v1`` and whatever is attached) behind the token."""
+    """``/``: its children (``v1`` and whatever is attached) behind the token,
+    but for the dashboard's page and assets (:data:`PUBLIC`)."""
 
     def __init__(self, bearer: BearerCheck | None = None) -> None:
         super().__init__()
         self.bearer = bearer
 
     def getChildWithDefault(self, path: bytes, request: IRequest) -> resource.Resource:
-        if self.bearer is not None and not self.bearer.allows(
+        public = path in PUBLIC and (path != b"" or not request.postpath)
+        if not public and self.bearer is not None and not self.bearer.allows(
             request.getHeader(b"Authorization")
         ):
             given = request.getHeader(b"Authorization") is not None

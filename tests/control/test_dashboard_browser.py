@@ -104,7 +104,8 @@ class Node:
         result = run([POKAN, "set", "--control", self.control, key, value], cwd=cwd)
         if result.returncode != 0:
             raise AssertionError(
-                f"pokan set failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+                f"pokan set failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
             )
 
 
@@ -170,7 +171,9 @@ class DashboardBrowserTests(unittest.TestCase):
         expect(blob).to_contain_text(encoded)
         expect(blob).to_contain_text("bytes · base64")
         # a value is text, never markup
-        first.call("PUT", "v1/keys/html", {"value": "<b id=injected>x</b>", "type": "str"})
+        first.call(
+            "PUT", "v1/keys/html", {"value": "<b id=injected>x</b>", "type": "str"}
+        )
         expect(page.locator('#keys tr[data-key="html"]')).to_contain_text(
             "<b id=injected>x</b>"
         )
@@ -201,7 +204,9 @@ class DashboardBrowserTests(unittest.TestCase):
         expect(phone.locator('#keys tr[data-key="colour"]')).to_have_count(1)
         width = phone.evaluate("document.documentElement.scrollWidth")
         self.assertLessEqual(width, PHONE["width"])
-        phone.screenshot(path=os.path.join(self.dir, "dashboard-phone.png"), full_page=True)
+        phone.screenshot(
+            path=os.path.join(self.dir, "dashboard-phone.png"), full_page=True
+        )
         self.assertEqual(self.page_errors, [])
 
     def test_token_asked_and_sent(self) -> None:
@@ -227,7 +232,9 @@ class DashboardBrowserTests(unittest.TestCase):
         expect(form).to_be_hidden()
         expect(page.locator("#members tbody tr[data-status=alive]")).to_have_count(1)
         expect(page.locator("#stream")).to_have_text("events: live")
-        self.assertEqual(page.evaluate("sessionStorage.getItem('pokan.controlToken')"), token)
+        self.assertEqual(
+            page.evaluate("sessionStorage.getItem('pokan.controlToken')"), token
+        )
         # the event stream is read with the same header: a key event arrives
         node.call("PUT", "v1/keys/seen", {"value": "yes", "type": "str"}, token=token)
         expect(page.locator("#events li[data-event=new_key]")).to_contain_text("seen")

@@ -22,14 +22,14 @@ class _Collect(protocol.Protocol):
         self.data = b""
         self.done: defer.Deferred[bytes] = defer.Deferred()
 
-    def connectionMade(self) -> None:  # noqa: N802
+    def connectionMade(self) -> None:
         assert self.transport is not None
         self.transport.write(self.request)
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+    def dataReceived(self, data: bytes) -> None:
         self.data += data
 
-    def connectionLost(self, reason: object = None) -> None:  # noqa: N802
+    def connectionLost(self, reason: object = None) -> None:
         self.done.callback(self.data)
 
 

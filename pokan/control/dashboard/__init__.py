@@ -55,7 +55,7 @@ class Asset(Resource):
         self.body = body
         self.content_type = content_type
 
-    def render(self, request: Request) -> bytes:  # type: ignore[override]
+    def render(self, request: Request) -> bytes:
         if request.method not in (b"GET", b"HEAD"):
             request.setHeader(b"allow", b"GET, HEAD")
             return _json_error(
@@ -77,16 +77,17 @@ class StaticAssets(Resource):
     def __init__(self) -> None:
         super().__init__()
         self.assets = {
-            name.encode(): Asset(read_asset(name), kind) for name, kind in ASSETS.items()
+            name.encode(): Asset(read_asset(name), kind)
+            for name, kind in ASSETS.items()
         }
 
-    def getChild(self, path: bytes, request: Request) -> Resource:  # noqa: N802
+    def getChild(self, path: bytes, request: Request) -> Resource:
         asset = self.assets.get(path)
         if asset is not None:
             return asset
         return NotFound(NOT_FOUND)
 
-    def render(self, request: Request) -> bytes:  # type: ignore[override]
+    def render(self, request: Request) -> bytes:
         # /static itself: no listing
         return _json_error(request, http.NOT_FOUND, NOT_FOUND)
 
@@ -100,7 +101,7 @@ class NotFound(Resource):
         super().__init__()
         self.message = message
 
-    def render(self, request: Request) -> bytes:  # type: ignore[override]
+    def render(self, request: Request) -> bytes:
         return _json_error(request, http.NOT_FOUND, self.message)
 
 
