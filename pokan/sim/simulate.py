@@ -1,7 +1,7 @@
 """N nodes in one process on a virtual clock: ``python -m pokan.simulate``.
 
-Every simulated node is the real sans-IO core (:class:`pokan.core.node.GossipNode`
-over a :class:`pokan.core.state.ClusterState`); every message between them is
+Every simulated node is the Engine a real node runs (:class:`pokan.core.engine.Engine`,
+the very object the Server drives); every message between them is
 encoded with :mod:`pokan.wire` and decoded again on arrival, so the bytes
 counted are the bytes a real node would send. The network delays, drops and
 partitions datagrams; the clock is a heap of events. Everything random comes
@@ -15,13 +15,11 @@ join.
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import math
 import random
 import resource
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,9 +27,14 @@ from typing import Any
 import attrs
 
 from pokan import wire
-from pokan.core.node import Address, GossipNode, Outgoing
+from pokan.core.detection import FailureDetector
+from pokan.core.engine import Engine
+from pokan.core.node import Address, Outgoing
 from pokan.core.rumours import RumourQueue
-from pokan.core.state import ClusterState, Entry, NodeInfo, NodeState
+from pokan.core.settings import EngineSettings
+from pokan.core.state import Entry, NodeInfo
+from pokan.sim.nodetection import NoDetection
+from pokan.sim.shared import SharedNodeState, SharingClusterState
 
 #: rounds after which a trial gives up (counted as not converged)
 MAX_ROUNDS = 200
@@ -58,6 +61,15 @@ class Config:
     #: retry an exchange whose SynAck did not come within half a round
     retry: bool = True
     seed: int = 1
+    #: live peers each node gossips with per round
+    fanout: int = 1
+    #: the Engine's failure detector ("phi"); None: none (gossip only)
+    failure_detector: str | None = None
+
+
+#: the wall clock of the simulation's start: generations are microseconds
+#: since the epoch, checked against it (see pokan.core.plausible)
+EPOCH = 1_700_000_000.0
 
 
 def node_info(index: int) -> NodeInfo:
@@ -95,7 +107,7 @@ class Simulation:
         self.now = 0.0
         self._events: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = 0
-        self.nodes: list[GossipNode] = []
+        self.nodes: list[Engine] = []
         self.by_address: dict[Address, int] = {}
         self.meter = Meter()
         self.dropped = 0
@@ -114,17 +126,29 @@ class Simulation:
 
     def _add_node(self, info: NodeInfo) -> int:
         index = len(self.nodes)
-        state = ClusterState(info)
+        config = self.config
+        state = SharingClusterState(info)
         state.write("status", "up", 1.0)
         rumours = RumourQueue(
-            retransmit_mult=self.config.retransmit_mult,
-            push_fanout=self.config.push_fanout,
+            retransmit_mult=config.retransmit_mult,
+            push_fanout=config.push_fanout,
         )
-        node = GossipNode(
-            state,
+        settings = EngineSettings(
+            gossip_interval=config.interval,
+            fanout=config.fanout,
+            max_datagram=config.max_datagram,
+            failure_detector=config.failure_detector or "phi",
+        )
+        detector: FailureDetector | None = (
+            NoDetection(state) if config.failure_detector is None else None
+        )
+        node = Engine(
+            settings,
+            info,
             random.Random(self.rng.getrandbits(64)),
-            self.config.max_datagram,
+            state=state,
             rumours=rumours,
+            detector=detector,
         )
         self.nodes.append(node)
         self.by_address[(info.address, info.udp_port)] = index
@@ -137,15 +161,12 @@ class Simulation:
         """Give every node the state it would hold after converging.
 
         The records of that state are built once and shared by every node
-        (copy-on-write: :meth:`ClusterState.writable` gives a node its own
-        copy of a record before changing it), as are the sorted ids: memory
-        grows with the records that changed, not with N x N.
+        (copy-on-write, :mod:`pokan.sim.shared`: a node's state copies a
+        record before changing it), as are the sorted ids: memory grows with
+        the records that changed, not with N x N.
         """
         entries = {"status": Entry("up", 1, 1.0)}
-        base = {
-            info.id: NodeState(info, entries, 1, 0, shared=True, shared_entries=True)
-            for info in infos
-        }
+        base = {info.id: SharedNodeState(info, entries, 1, 0) for info in infos}
         ids = sorted(base)
         for node in self.nodes:
             state = node.state
@@ -176,13 +197,13 @@ class Simulation:
         return done()
 
     def _tick(self, index: int) -> None:
-        self._send_all(index, self.nodes[index].gossip_round())
+        self._send_all(index, self.nodes[index].tick(self.now).sends)
         self._schedule(self.now + self.config.interval, self._tick, index)
         if self.config.retry:
             self._schedule(self.now + self.config.interval / 2, self._retry, index)
 
     def _retry(self, index: int) -> None:
-        self._send_all(index, self.nodes[index].retry_round())
+        self._send_all(index, self.nodes[index].retry(self.now).sends)
 
     def _end_round(self) -> None:
         self.meter.end_round()
@@ -220,20 +241,17 @@ class Simulation:
     def _deliver(self, target: int, data: bytes, source: Address) -> None:
         message = wire.decode(data, wire.DATAGRAM_TYPES)
         node = self.nodes[target]
-        result = node.receive(message, source)
-        # no failure detector here to drain the heartbeat news (a set of ids)
-        node.state.heartbeat_news.clear()
+        output = node.receive(message, source, None, self.now, wall=EPOCH + self.now)
         if self.on_receive is not None:
             self.on_receive(target)
-        self._send_all(target, result.outgoing)
+        self._send_all(target, output.sends)
 
     # -- what a trial does --------------------------------------------------------
 
     def write(self, index: int, key: str, value: str) -> int:
         """A local write on node ``index``; its version."""
         node = self.nodes[index]
-        batch = node.state.write(key, value, self.now + 1.0)
-        self._send_all(index, node.wrote(batch))
+        self._send_all(index, node.write(key, value, self.now + 1.0, self.now).sends)
         return node.state.me.version
 
     def join(self) -> int:
@@ -245,24 +263,24 @@ class Simulation:
             wire.encode(wire.Hello(joiner.state.me.info.id, joiner.full_state()))
         )
         assert isinstance(hello, wire.Hello)
-        peer.merge_full(hello.deltas)
+        wall = EPOCH + self.now
+        self._send_all(seed, peer.merge_full(hello.deltas, self.now, wall=wall).sends)
         welcome = wire.decode(
             wire.encode(wire.Welcome(peer.state.me.info.id, peer.full_state()))
         )
         assert isinstance(welcome, wire.Welcome)
-        joiner.merge_full(welcome.deltas)
-        joiner.state.heartbeat_news.clear()
-        peer.state.heartbeat_news.clear()
-        self._send_all(seed, peer._pushes())
+        self._send_all(
+            index, joiner.merge_full(welcome.deltas, self.now, wall=wall).sends
+        )
+        # the seed pushes the joiner's news at once (the Server waits a round)
+        self._send_all(seed, peer.push().sends)
         return index
 
     def partition(self, rounds: float) -> None:
         if self.config.partitions > 1 and rounds > 0:
             self.partitioned_until = self.now + rounds * self.config.interval
 
-    def spread(
-        self, informed: Callable[[GossipNode], bool], start: float
-    ) -> float | None:
+    def spread(self, informed: Callable[[Engine], bool], start: float) -> float | None:
         """Rounds until ``informed`` holds on every node; None if it never did."""
         pending = {i for i, node in enumerate(self.nodes) if not informed(node)}
 
@@ -277,7 +295,7 @@ class Simulation:
         return (self.now - start) / self.config.interval if done else None
 
 
-def address_of(node: GossipNode) -> Address:
+def address_of(node: Engine) -> Address:
     info = node.state.me.info
     return (info.address, info.udp_port)
 
@@ -315,7 +333,7 @@ class Figures:
         return percentile(self.join_rounds, 99)
 
 
-def _knows(node_id: str) -> Callable[[GossipNode], bool]:
+def _knows(node_id: str) -> Callable[[Engine], bool]:
     return lambda node: node_id in node.state.nodes
 
 
@@ -377,7 +395,7 @@ def measure(
         version = sim.write(writer, key, f"value {trial}")
 
         def has_write(
-            node: GossipNode, owner: str = owner, key: str = key, version: int = version
+            node: Engine, owner: str = owner, key: str = key, version: int = version
         ) -> bool:
             known = node.state.nodes.get(owner)
             entry = known.entries.get(key) if known is not None else None
@@ -436,73 +454,5 @@ def row(f: Figures) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pokan.simulate", description=__doc__
-    )
-    parser.add_argument(
-        "--n", default="10,100,1000", help="cluster sizes, comma-separated"
-    )
-    parser.add_argument("--loss", default="0,0.2", help="loss rates, comma-separated")
-    parser.add_argument("--push", default="3", help="push fanouts, comma-separated")
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--interval", type=float, default=1.0)
-    parser.add_argument("--max-datagram", type=int, default=wire.DEFAULT_MAX_DATAGRAM)
-    parser.add_argument("--latency", default="0.001,0.005", help="low,high seconds")
-    parser.add_argument("--partitions", type=int, default=1)
-    parser.add_argument("--partition-rounds", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--progress",
-        action="store_true",
-        help="print a line after every trial, with CPU time and peak memory, to stderr",
-    )
-    parser.add_argument(
-        "--overload",
-        default="",
-        help="instead: the overload scenario at these writes/node/round"
-        " (comma-separated; one node writes 20 times as fast)",
-    )
-    args = parser.parse_args(argv)
-    low, high = (float(x) for x in args.latency.split(","))
-    log = _stderr if args.progress else None
-    if args.overload:
-        from pokan.sim.overload import OVERLOAD_HEADER, overload, overload_row
-
-        print(OVERLOAD_HEADER)
-        print("|" + "---|" * (OVERLOAD_HEADER.count("|") - 1))
-        for n in (int(x) for x in args.n.split(",")):
-            for rate in (float(x) for x in args.overload.split(",")):
-                config = Config(n=n, interval=args.interval, seed=args.seed)
-                print(overload_row(overload(config, rate, 20 * rate)), flush=True)
-        return 0
-    print(HEADER)
-    print(_rule())
-    for n in (int(x) for x in args.n.split(",")):
-        for push in (int(x) for x in args.push.split(",")):
-            for loss in (float(x) for x in args.loss.split(",")):
-                config = Config(
-                    n=n,
-                    interval=args.interval,
-                    max_datagram=args.max_datagram,
-                    loss=loss,
-                    latency=(low, high),
-                    partitions=args.partitions,
-                    partition_rounds=args.partition_rounds,
-                    push_fanout=push,
-                    seed=args.seed,
-                )
-                print(row(measure(config, args.trials, progress=log)), flush=True)
-    return 0
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def _rule() -> str:
     return "|" + "---|" * (HEADER.count("|") - 1)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
