@@ -39,8 +39,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable
-from typing import Protocol
-
 import attrs
 
 from pokan import wire
@@ -61,26 +59,6 @@ MAX_INCARNATION_JUMP = 2**20
 MAX_RELAYS = 64
 #: rumours queued at most; the most sent is dropped first
 MAX_QUEUED = 512
-
-
-class FailureDetector(Protocol):
-    """What the Engine asks of a failure detector (SWIM, or phi)."""
-
-    kind: str
-
-    def start(self, now: float) -> None: ...
-
-    def tick(self, now: float) -> Verdict: ...
-
-    def poll(self, now: float) -> Verdict: ...
-
-    def receive(
-        self, message: wire.Message, source: Address, size: int | None, now: float
-    ) -> Verdict: ...
-
-    def forget(self, node_id: str) -> None: ...
-
-    def view(self, node_id: str, now: float) -> dict[str, object]: ...
 
 
 @attrs.frozen
@@ -114,6 +92,9 @@ class _Probe:
     timeout: float
     period: float
     helpers: list[Address] = attrs.field(factory=list)
+    #: when the indirect probes went out; the probe ends no sooner than
+    #: ``timeout`` after them
+    asked: float | None = None
     nacks: int = 0
     acked: bool = False
 
@@ -317,7 +298,7 @@ class SwimDetector:
     def min_timeout(self) -> float:
         n = max(len(self.state.nodes), 2)
         s = self.settings
-        return s.alpha * max(1.0, math.log10(n)) * s.interval
+        return s.alpha * max(2.0, math.log10(n)) * s.interval
 
     def suspicion_timeout(self, origins: int) -> float:
         """Lifeguard's timeout for a suspicion held by ``origins`` members."""
@@ -339,9 +320,12 @@ class SwimDetector:
         batch = Batch()
         probe = self._probe
         if probe is not None and not probe.acked:
-            if not probe.helpers and now >= probe.started + probe.timeout:
+            if probe.asked is None and now >= probe.started + probe.timeout:
+                probe.asked = now
                 self._indirect(probe, sends)
-            if now >= probe.started + 0.9 * probe.period:
+            if probe.asked is not None and now >= max(
+                probe.started + 0.9 * probe.period, probe.asked + probe.timeout
+            ):
                 batch += self._failed(probe, now, sends)
                 self._probe = None
         elif probe is not None and now >= probe.started + 0.9 * probe.period:
@@ -441,13 +425,10 @@ class SwimDetector:
             address = address_of(helper)
             probe.helpers.append(address)
             sends.append(Outgoing(address, request, helper))
-        if not probe.helpers:
-            probe.helpers.append(("", 0))  # nobody to ask: do not ask again
 
     def _failed(self, probe: _Probe, now: float, sends: list[Outgoing]) -> Batch:
         """No ack by the end of the period: suspect the target."""
-        asked = len([h for h in probe.helpers if h[1]])
-        if asked and probe.nacks == 0:
+        if probe.helpers and probe.nacks == 0:
             self.lhm = min(self.settings.max_lhm, self.lhm + 1)  # we may be slow
         node = self.state.nodes.get(probe.target)
         if node is None or node.info.generation != probe.generation:
@@ -741,16 +722,32 @@ class SwimDetector:
     def _rumours_for(self, node_id: str, count: int = wire.MAX_RUMOURS) -> tuple[
         wire.Rumour, ...
     ]:
-        """Rumours to piggyback on a message to ``node_id``: its own first."""
+        """Rumours to piggyback on a message to ``node_id``: its own first.
+
+        A node we hold suspect or dead always gets our claim (the buddy
+        system), queued or not, so it can refute at once.
+        """
+        claim = self._claim(node_id)
         if not self._queue:
-            return ()
+            return () if claim is None else (claim,)
         chosen: list[str] = []
         if node_id in self._queue:
             chosen.append(node_id)
+            claim = None
         if len(self._queue) > len(chosen):
             ranked = sorted(self._queue, key=lambda k: self._queue[k].transmits)
             chosen.extend(k for k in ranked[:count] if k != node_id)
-        return self._send(chosen[:count])
+        sent = self._send(chosen[: count - (claim is not None)])
+        return sent if claim is None else (claim, *sent)
+
+    def _claim(self, node_id: str) -> wire.Rumour | None:
+        """What we hold against ``node_id`` (suspect or dead), as a rumour."""
+        record = self._records.get(node_id)
+        if record is None or record.status == "alive":
+            return None
+        kind = wire.SUSPECT if record.status == "suspect" else wire.DEAD
+        me = self.state.me.info.id
+        return wire.Rumour(kind, node_id, record.generation, record.incarnation, me)
 
     def _send(self, keys: list[str], copies: int = 1) -> tuple[wire.Rumour, ...]:
         limit = self._limit()

@@ -987,7 +987,9 @@ class Server(service.Service):
         """Half a round on: a new exchange if this round's went unanswered."""
         self._retry = None
         try:
-            for out in self._engine.retry(self._now()).sends:
+            output = self._engine.retry(self._now())
+            self._commit(output)
+            for out in output.sends:
                 self._send(out.address, out.message)
         except Exception:
             log.failure("gossip retry failed; the next round will run as usual")
