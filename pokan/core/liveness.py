@@ -53,6 +53,8 @@ DEFAULT_BETA = 3.0
 DEFAULT_CONFIRMATIONS = 3
 DEFAULT_INDIRECT_CHECKS = 3
 DEFAULT_MAX_LHM = 8
+#: liveness rumours are pushed to this many members when new
+DEFAULT_PUSH_FANOUT = 4
 #: an incarnation more than this above what we know is implausible (forged)
 MAX_INCARNATION_JUMP = 2**20
 #: relayed probes (PingReq) this node runs at once, at most
@@ -81,6 +83,9 @@ class _Record:
     origins: set[str] = attrs.field(factory=set)
     #: a peer declared it dead before our own suspicion was old enough
     declared: str | None = None
+    #: when our last-chance ping went out (the timeout was over by then)
+    final: float | None = None
+    repinged: bool = False
 
 
 @attrs.define
@@ -129,7 +134,7 @@ class SwimSettings:
     #: a helper's nack after this share of the period without the ack
     nack_timeout: float = 0.25
     retransmit_mult: int = 4
-    push_fanout: int = 3
+    push_fanout: int = DEFAULT_PUSH_FANOUT
     push_burst: int = 3
     #: calls more than this many intervals apart mean this node was paused
     pause_factor: float = 2.5
@@ -168,7 +173,7 @@ class SwimDetector:
         self._replies: dict[Address, int] = {}
         self._last_tick: float | None = None
         #: the probe order: index i of the cycle is ids[(a*i + b) % p]
-        self._perm = (1, 0, 2)
+        self._perm = (1, 0, 0)  # empty: the first probe draws a cycle
         self._perm_i = 0
         self._notes: dict[str, str] = {}
         self._rejected: list[tuple[str, str]] = []
@@ -217,7 +222,7 @@ class SwimDetector:
     ) -> Verdict:
         """Handle one liveness message (Ping, PingReq, PingAck, Nack, Notice)."""
         sends: list[Outgoing] = []
-        batch = self._advance(now, sends)
+        batch = Batch()
         sender = self.state.nodes.get(getattr(message, "sender", ""))
         member = (
             sender is not None
@@ -225,8 +230,11 @@ class SwimDetector:
             and sender.status != "left"
             and address_of(sender) == source
         )
+        # the news first: a refutation it brings saves a suspect whose
+        # timeout is over too
         if member and (rumours := getattr(message, "rumours", ())):
             batch += self._take_all(rumours, now, sends)
+        batch += self._advance(now, sends)
         if isinstance(message, wire.Ping):
             self._on_ping(message, source, size, member, sends)
         elif isinstance(message, wire.PingReq):
@@ -352,8 +360,8 @@ class SwimDetector:
         self._relays.clear()
         for node_id in self._suspects:
             record = self._records[node_id]
-            record.since = now
-            record.declared = None
+            record.since, record.declared, record.final = now, None, None
+            record.repinged = False
         self.lhm = min(self.settings.max_lhm, max(self.lhm, 2))
         self._refute(0)
         self._next_probe = now
@@ -433,18 +441,26 @@ class SwimDetector:
         node = self.state.nodes.get(probe.target)
         if node is None or node.info.generation != probe.generation:
             return Batch()
-        if node.status != "alive":
+        return self._suspect_unanswered(probe.target, now, sends)
+
+    def _suspect_unanswered(
+        self, node_id: str, now: float, sends: list[Outgoing]
+    ) -> Batch:
+        """Our probe of ``node_id`` went unanswered: suspect it, and tell it."""
+        node = self.state.nodes.get(node_id)
+        if node is None or node.status != "alive":
             return Batch()
         record = self._current(node)
         incarnation = 0 if record is None else record.incarnation
+        me = self.state.me.info.id
         rumour = wire.Rumour(
-            wire.SUSPECT,
-            probe.target,
-            probe.generation,
-            incarnation,
-            self.state.me.info.id,
+            wire.SUSPECT, node_id, node.info.generation, incarnation, me
         )
-        return self._take(rumour, now, sends)
+        fresh = record is None or record.status != "suspect"
+        batch = self._take(rumour, now, sends)
+        if fresh:  # the buddy system: the suspect hears it first-hand
+            sends.append(Outgoing(address_of(node), wire.Notice(me, (rumour,)), node))
+        return batch
 
     def _on_ping(
         self,
@@ -662,9 +678,7 @@ class SwimDetector:
             record = self._records[node.info.id]
         else:
             record.origins.add(r.origin)
-        if now - record.since >= self._accept_after():
-            return self._convict(node, record, now, f"declared dead by {r.origin!r}")
-        record.declared = r.origin
+        record.declared = r.origin  # convicted once old enough: see _expire
         return Batch()
 
     def _accept_after(self) -> float:
@@ -683,12 +697,31 @@ class SwimDetector:
                 continue
             held = now - record.since
             timeout = self.suspicion_timeout(len(record.origins))
-            if held >= timeout:
-                why = f"suspected {held:.1f}s by {len(record.origins)}, not refuted"
-                batch += self._convict(node, record, now, why)
-            elif record.declared is not None and held >= accept:
+            if held < timeout and (record.declared is None or held < accept):
+                continue
+            wait = self.settings.probe_timeout * self.settings.interval
+            if record.final is not None and not record.repinged and (
+                now - record.final > wait + 0.1 * self.settings.interval
+            ):
+                # we were not called when the wait ended: the suspect may
+                # have come back meanwhile (a pause over), ask it once more
+                record.final, record.repinged = None, True
+            if record.final is None:
+                # a last chance: a node that was only paused answers this
+                # ping with its refutation, before we convict it
+                record.final = now
+                self._seq = (self._seq + 1) % (wire.MAX_SEQ + 1)
+                claim = self._rumours_for(node_id, 4)
+                ping = wire.Ping(self.state.me.info.id, self._seq, node_id, claim)
+                sends.append(Outgoing(address_of(node), ping, node))
+                continue
+            if now - record.final < wait:
+                continue
+            if record.declared is not None and held < timeout:
                 why = f"declared dead by {record.declared!r}"
-                batch += self._convict(node, record, now, why)
+            else:
+                why = f"suspected {held:.1f}s by {len(record.origins)}, not refuted"
+            batch += self._convict(node, record, now, why)
         if batch:
             batch += self._push(sends)
         return batch
@@ -731,12 +764,15 @@ class SwimDetector:
         if not self._queue:
             return () if claim is None else (claim,)
         chosen: list[str] = []
+        me = self.state.me.info.id
+        if me in self._queue:  # our refutation first: it may save us
+            chosen.append(me)
         if node_id in self._queue:
             chosen.append(node_id)
             claim = None
         if len(self._queue) > len(chosen):
             ranked = sorted(self._queue, key=lambda k: self._queue[k].transmits)
-            chosen.extend(k for k in ranked[:count] if k != node_id)
+            chosen.extend(k for k in ranked[:count] if k not in (node_id, me))
         sent = self._send(chosen[: count - (claim is not None)])
         return sent if claim is None else (claim, *sent)
 

@@ -59,8 +59,14 @@ class SwimNet:
             self.by_address[(info.address, info.udp_port)] = i
         self.killed: dict[int, float] = {}
         self.paused_until: dict[int, float] = {}
+        self._backlog: dict[int, list[tuple[wire.Message, Address, int | None]]] = {}
         #: (time, observer, node) of every conviction
         self.convictions: list[tuple[float, int, int]] = []
+        #: convictions of a node never killed nor paused
+        self.false: list[tuple[float, int, int]] = []
+        #: convictions of a node paused before, made after it resumed (a
+        #: conviction due during the pause, decided as its refutation flies)
+        self.boundary: list[tuple[float, int, int]] = []
         self.sent = 0
         self.bytes = 0
         for i, detector in enumerate(self.detectors):
@@ -102,6 +108,9 @@ class SwimNet:
             if record.status == "dead":
                 j = self.index_of(record.info.id)
                 self.convictions.append((self.now, i, j))
+                if self._up(j):
+                    bucket = self.boundary if j in self.paused_until else self.false
+                    bucket.append((self.now, i, j))
         source = address_of(self.states[i].me)
         for out in verdict.sends:
             self.sent += 1
@@ -121,8 +130,12 @@ class SwimNet:
 
     def _deliver(self, j: int, message: wire.Message, source: Address,
                  size: int | None) -> None:
-        if self._up(j):
-            self._apply(j, self.detectors[j].receive(message, source, size, self.now))
+        if j in self.killed:
+            return
+        if not self._up(j):  # a stalled process's socket keeps its datagrams
+            self._backlog.setdefault(j, []).append((message, source, size))
+            return
+        self._apply(j, self.detectors[j].receive(message, source, size, self.now))
 
     # -- faults and questions ----------------------------------------------------
 
@@ -133,7 +146,17 @@ class SwimNet:
         self.killed[i] = self.now
 
     def pause(self, i: int, seconds: float) -> None:
-        self.paused_until[i] = self.now + seconds
+        """Node ``i`` handles nothing for ``seconds``; then its late round
+        runs at once (as a stalled reactor's overdue timer does), then the datagrams
+        that arrived meanwhile."""
+        until = self.paused_until[i] = self.now + seconds
+        self._at(until, lambda: self._resume(i, until))
+
+    def _resume(self, i: int, until: float) -> None:
+        if self.paused_until.get(i) == until and i not in self.killed:
+            self._apply(i, self.detectors[i].tick(self.now))
+            for message, source, size in self._backlog.pop(i, []):
+                self._deliver(i, message, source, size)
 
     def seen_dead_by_all(self, j: int) -> float | None:
         """When the last live node convicted ``j`` (None: not all yet)."""
