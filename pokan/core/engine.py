@@ -30,8 +30,8 @@ from pokan.core.membership import Membership
 from pokan.core.node import Address, GossipNode, Outgoing
 from pokan.core.rumours import RumourQueue
 from pokan.core.settings import EngineSettings
-from pokan.core.swim import SwimMembership
 from pokan.core.state import Batch, ClusterState, NodeDelta, NodeInfo, NodeState, Value
+from pokan.core.swim import SwimMembership
 
 
 @attrs.frozen

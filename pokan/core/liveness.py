@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable
+
 import attrs
 
 from pokan import wire
@@ -244,8 +245,10 @@ class SwimDetector:
             self._on_ack(message, source, sends)
         elif isinstance(message, wire.Nack):
             probe = self._probe
-            if probe is not None and message.seq == probe.seq and (
-                source in probe.helpers
+            if (
+                probe is not None
+                and message.seq == probe.seq
+                and (source in probe.helpers)
             ):
                 probe.nacks += 1
         return self._verdict(sends, batch)
@@ -511,7 +514,9 @@ class SwimDetector:
         )
         sends.append(Outgoing(address_of(target), ping, target))
 
-    def _on_ack(self, ack: wire.PingAck, source: Address, sends: list[Outgoing]) -> None:
+    def _on_ack(
+        self, ack: wire.PingAck, source: Address, sends: list[Outgoing]
+    ) -> None:
         me = self.state.me.info.id
         relay = self._relays.get(ack.seq)
         if relay is not None and ack.target == relay.target:
@@ -610,8 +615,10 @@ class SwimDetector:
         """A rumour about us: refute a suspicion or declaration, outlive a forgery."""
         if r.generation != self.state.me.info.generation:
             return
-        if not self.incarnation <= r.incarnation <= (
-            self.incarnation + MAX_INCARNATION_JUMP
+        if (
+            not self.incarnation
+            <= r.incarnation
+            <= (self.incarnation + MAX_INCARNATION_JUMP)
         ):
             return
         if r.kind == wire.ALIVE and r.incarnation == self.incarnation:
@@ -630,9 +637,7 @@ class SwimDetector:
             wire.Rumour(wire.ALIVE, me.id, me.generation, self.incarnation, me.id)
         )
 
-    def _alive(
-        self, node: NodeState, record: _Record | None, r: wire.Rumour
-    ) -> Batch:
+    def _alive(self, node: NodeState, record: _Record | None, r: wire.Rumour) -> Batch:
         if r.origin != r.node_id:
             return Batch()  # only a node itself says it is alive
         known = 0 if record is None else record.incarnation
@@ -649,8 +654,10 @@ class SwimDetector:
     def _suspect(
         self, node: NodeState, record: _Record | None, r: wire.Rumour, now: float
     ) -> None:
-        if record is not None and record.status == "suspect" and (
-            record.incarnation == r.incarnation
+        if (
+            record is not None
+            and record.status == "suspect"
+            and (record.incarnation == r.incarnation)
         ):
             if r.origin in record.origins or (
                 len(record.origins) > self.settings.confirmations
@@ -670,8 +677,10 @@ class SwimDetector:
         self, node: NodeState, record: _Record | None, r: wire.Rumour, now: float
     ) -> Batch:
         """A peer declared ``node`` dead: believed once we suspect it long enough."""
-        if record is None or record.status != "suspect" or (
-            record.incarnation != r.incarnation
+        if (
+            record is None
+            or record.status != "suspect"
+            or (record.incarnation != r.incarnation)
         ):
             suspicion = r._replace(kind=wire.SUSPECT)
             self._suspect(node, record, suspicion, now)
@@ -690,8 +699,11 @@ class SwimDetector:
         for node_id in list(self._suspects):
             record = self._records.get(node_id)
             node = self.state.nodes.get(node_id)
-            if record is None or node is None or node.status != "alive" or (
-                record.generation != node.info.generation
+            if (
+                record is None
+                or node is None
+                or node.status != "alive"
+                or (record.generation != node.info.generation)
             ):
                 self._suspects.discard(node_id)
                 continue
@@ -700,8 +712,10 @@ class SwimDetector:
             if held < timeout and (record.declared is None or held < accept):
                 continue
             wait = self.settings.probe_timeout * self.settings.interval
-            if record.final is not None and not record.repinged and (
-                now - record.final > wait + 0.1 * self.settings.interval
+            if (
+                record.final is not None
+                and not record.repinged
+                and (now - record.final > wait + 0.1 * self.settings.interval)
             ):
                 # we were not called when the wait ended: the suspect may
                 # have come back meanwhile (a pause over), ask it once more
@@ -726,9 +740,7 @@ class SwimDetector:
             batch += self._push(sends)
         return batch
 
-    def _convict(
-        self, node: NodeState, record: _Record, now: float, why: str
-    ) -> Batch:
+    def _convict(self, node: NodeState, record: _Record, now: float, why: str) -> Batch:
         node_id = node.info.id
         self._suspects.discard(node_id)
         record.status, record.since, record.declared = "dead", now, None
@@ -752,9 +764,9 @@ class SwimDetector:
         n = len(self.state.nodes)
         return self.settings.retransmit_mult * max(1, math.ceil(math.log10(n + 1)))
 
-    def _rumours_for(self, node_id: str, count: int = wire.MAX_RUMOURS) -> tuple[
-        wire.Rumour, ...
-    ]:
+    def _rumours_for(
+        self, node_id: str, count: int = wire.MAX_RUMOURS
+    ) -> tuple[wire.Rumour, ...]:
         """Rumours to piggyback on a message to ``node_id``: its own first.
 
         A node we hold suspect or dead always gets our claim (the buddy

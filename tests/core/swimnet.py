@@ -39,8 +39,13 @@ class SwimNet:
         self._events: list[tuple[float, int, Callable[[], None]]] = []
         self._order = 0
         infos = [
-            NodeInfo(f"n{i:05d}", 1, f"10.{i // 62500}.{i // 250 % 250}.{i % 250}",
-                     5555, 5555)
+            NodeInfo(
+                f"n{i:05d}",
+                1,
+                f"10.{i // 62500}.{i // 250 % 250}.{i % 250}",
+                5555,
+                5555,
+            )
             for i in range(n)
         ]
         settings = SwimSettings(interval=interval, **options)  # type: ignore[arg-type]
@@ -55,7 +60,9 @@ class SwimNet:
                     state.nodes[other.id] = NodeState(other)
             state._sorted_ids = ids
             self.states.append(state)
-            self.detectors.append(SwimDetector(state, random.Random(seed * 7919 + i), settings))
+            self.detectors.append(
+                SwimDetector(state, random.Random(seed * 7919 + i), settings)
+            )
             self.by_address[(info.address, info.udp_port)] = i
         self.killed: dict[int, float] = {}
         self.paused_until: dict[int, float] = {}
@@ -125,11 +132,17 @@ class SwimNet:
             if j is None:
                 continue
             delay = self.rng.uniform(0.001, 0.010)
-            self._at(self.now + delay, lambda j=j, m=message, s=source, n=len(
-                wire.encode(message)) if self.codec else None: self._deliver(j, m, s, n))
+            size = len(wire.encode(message)) if self.codec else None
+            self._at(self.now + delay, self._delivery(j, message, source, size))
 
-    def _deliver(self, j: int, message: wire.Message, source: Address,
-                 size: int | None) -> None:
+    def _delivery(
+        self, j: int, message: wire.Message, source: Address, size: int | None
+    ) -> Callable[[], None]:
+        return lambda: self._deliver(j, message, source, size)
+
+    def _deliver(
+        self, j: int, message: wire.Message, source: Address, size: int | None
+    ) -> None:
         if j in self.killed:
             return
         if not self._up(j):  # a stalled process's socket keeps its datagrams

@@ -36,7 +36,9 @@ class Cluster:
                 if other is not me:
                     state.nodes[other.id] = NodeState(other)
             self.states.append(state)
-            self.detectors.append(SwimDetector(state, random.Random(seed + i), settings))
+            self.detectors.append(
+                SwimDetector(state, random.Random(seed + i), settings)
+            )
         self.dead: set[int] = set()
 
     def index(self, address: tuple[str, int]) -> int:
@@ -332,8 +334,9 @@ class HostileTests(unittest.TestCase):
         a = c.detectors[0]
         a.start(0.0)
         forged = wire.Rumour(wire.DEAD, "n2", 1, 0, "n5")
-        out = a.receive(wire.Notice("n5", (forged,)), address_of(c.states[5].me),
-                        100, 0.0)
+        out = a.receive(
+            wire.Notice("n5", (forged,)), address_of(c.states[5].me), 100, 0.0
+        )
         self.assertFalse(out.batch)
         self.assertEqual(c.status(0, 2), "alive")
         self.assertEqual(a.view("n2", 0.0)["status"], "suspect")
@@ -352,8 +355,9 @@ class HostileTests(unittest.TestCase):
         a.receive(wire.Notice("n5", (suspect,)), address_of(c.states[5].me), 90, 0.0)
         dead = suspect._replace(kind=wire.DEAD)
         later = a._accept_after() + 0.01
-        out = a.receive(wire.Notice("n5", (dead,)), address_of(c.states[5].me), 90,
-                        later)
+        out = a.receive(
+            wire.Notice("n5", (dead,)), address_of(c.states[5].me), 90, later
+        )
         # well before its own timeout: a last-chance ping, then convicted
         self.assertEqual(pings(out)[-1].target, "n2")
         self.assertFalse(out.batch)
@@ -367,8 +371,7 @@ class HostileTests(unittest.TestCase):
         suspect = wire.Rumour(wire.SUSPECT, "n2", 1, 0, "n5")
         a.receive(wire.Notice("n5", (suspect,)), address_of(c.states[5].me), 90, 0.0)
         dead = suspect._replace(kind=wire.DEAD)
-        out = a.receive(wire.Notice("n5", (dead,)), address_of(c.states[5].me), 90,
-                        2.0)
+        out = a.receive(wire.Notice("n5", (dead,)), address_of(c.states[5].me), 90, 2.0)
         last = [o for o in out.sends if o.address == address_of(c.states[2].me)]
         c.flood(0, Verdict(tuple(last)), 2.01)  # n2 refutes in its ack
         self.assertFalse(a.poll(2.5).batch)
@@ -385,8 +388,7 @@ class HostileTests(unittest.TestCase):
         c = Cluster(4)
         a = c.detectors[0]
         huge = wire.Rumour(wire.ALIVE, "n2", 1, wire.MAX_COUNTER, "n2")
-        out = a.receive(wire.Notice("n2", (huge,)), address_of(c.states[2].me), 90,
-                        0.0)
+        out = a.receive(wire.Notice("n2", (huge,)), address_of(c.states[2].me), 90, 0.0)
         self.assertEqual(out.rejected[0][0], "implausible-incarnation")
         self.assertEqual(a.view("n2", 0.0)["incarnation"], 0)
         # about ourselves: not followed beyond the bound either
