@@ -183,7 +183,11 @@ class Engine:
     def retry(self, now: float) -> Output:
         """Half a round on: a new exchange if this round's went unanswered."""
         polled = self.detector.poll(now)
+        self.node.missed = None
         sends = polled.sends + tuple(self.node.retry_round())
+        if self.node.missed is not None:
+            # an exchange went unanswered: evidence for the detector
+            self.detector.missed(self.node.missed.info.id)
         return self._settled(now, polled.batch, sends=sends, rejected=polled.rejected)
 
     def skip_rounds(self, count: int) -> None:

@@ -116,6 +116,9 @@ class SwimMembership(Membership):
     def poll(self, now: float) -> Detected:
         return self._detected(self.swim.poll(now))
 
+    def missed(self, node_id: str) -> None:
+        self.swim.hint(node_id)
+
     def heard(self, node_id: str, now: float) -> Detected:
         return self._detected(self.swim.heard_from(node_id, now))
 

@@ -29,8 +29,11 @@ class SwimNet:
         seed: int = 1,
         interval: float = 1.0,
         codec: bool = True,
+        gossip_fanout: int = 0,
         **options: object,
     ) -> None:
+        #: model the gossip's unanswered exchanges as hints (Engine.retry)
+        self.gossip_fanout = gossip_fanout
         self.rng = random.Random(seed)
         self.loss = loss
         self.interval = interval
@@ -107,8 +110,16 @@ class SwimNet:
         self._at(self.now + self.interval / 2, lambda: self._poll(i))
 
     def _poll(self, i: int) -> None:
-        if self._up(i):
-            self._apply(i, self.detectors[i].poll(self.now))
+        if not self._up(i):
+            return
+        if self.gossip_fanout:
+            # the gossip's first exchange of the round (not simulated but
+            # for this): unanswered if its peer is down or a datagram was lost
+            j = self.rng.randrange(len(self.states))
+            answered = self._up(j) and self.rng.random() >= 1 - (1 - self.loss) ** 2
+            if j != i and not answered:
+                self.detectors[i].hint(self.states[j].me.info.id)
+        self._apply(i, self.detectors[i].poll(self.now))
 
     def _apply(self, i: int, verdict: Verdict) -> None:
         for record in verdict.batch.nodes:

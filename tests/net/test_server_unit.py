@@ -591,7 +591,7 @@ class SyncTests(ServerTestCase):
         # nobody answers the probes here: each is suspected in turn, and
         # convicted once its suspicion times out (2 to 6 s at N = 6); with no
         # nack either, this node's health multiplier slows its probes down
-        for _ in range(40):
+        for _ in range(80):
             self.reactor.advance(1.0)
         self.assertEqual(len(dead), 5)
         view = server._engine.detector_view(dead[0], self.reactor.seconds())
