@@ -21,7 +21,7 @@ comes back). See docs/membership.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pokan import wire
@@ -35,7 +35,7 @@ from pokan.core.settings import (
     check_membership_options,
     check_ttl,
 )
-from pokan.core.state import Batch, ClusterState, Status
+from pokan.core.state import Batch, ClusterState, NodeState, Status
 from pokan.wire import DigestEntry
 
 __all__ = [
@@ -77,6 +77,9 @@ class Membership:
         self.set_interval(interval, idle_interval)
         self.convictions = 0
         self._announced: dict[str, tuple[int, Status]] = {}
+        #: what was announced before this node's own changes, shared by many
+        #: nodes (the simulator's converged start): see adopt_shared()
+        self._baseline: Mapping[str, tuple[int, Status]] = {}
         self._status_since: dict[str, float] = {}
         self._convicted_at: dict[str, int] = {}  # heartbeat at conviction
         self._forgotten_at: dict[str, float] = {}
@@ -114,6 +117,12 @@ class Membership:
             self._announced[node.info.id] = (node.info.generation, node.status)
             self._status_since.setdefault(node.info.id, now)
 
+    def adopt_shared(self, baseline: Mapping[str, tuple[int, Status]]) -> None:
+        """Take ``baseline`` (id -> (generation, status)) as announced already,
+        without copying it: one mapping serves every node of a converged
+        simulated cluster, instead of N entries per node (:meth:`adopt`)."""
+        self._baseline = baseline
+
     def start(self, now: float) -> None:
         """The rounds start now: a first round late by a stall (a handler
         that blocked during the join) convicts nobody, as later ones."""
@@ -134,8 +143,23 @@ class Membership:
     def handles(self, message: wire.Message) -> bool:
         return False  # heartbeats ride in the gossip itself
 
-    def receive(self, message: wire.Message, source: Address, now: float) -> Detected:
+    def receive(
+        self,
+        message: wire.Message,
+        source: Address,
+        now: float,
+        size: int | None = None,
+    ) -> Detected:
         return Detected()
+
+    def poll(self, now: float) -> Detected:
+        return Detected()  # phi has no timeouts between rounds
+
+    def missed(self, node_id: str) -> None:
+        pass  # heartbeats, not exchanges, tell phi
+
+    def heard(self, node_id: str, now: float) -> Detected:
+        return Detected()  # heartbeats count, not who sent the datagram
 
     def view(self, node_id: str, now: float) -> dict[str, Any]:
         """``{"kind": "phi", "phi": ..., "silence": ..., "threshold": ...}``."""
@@ -266,17 +290,14 @@ class Membership:
                 continue
             node_id = node.info.id
             current = (node.info.generation, node.status)
-            previous = self._announced.get(node_id)
+            previous = self._announced.get(node_id) or self._baseline.get(node_id)
             if previous == current:
                 continue
             self._announced[node_id] = current
             if previous is None or previous[1] != node.status:
                 self._status_since[node_id] = now
             if previous is not None and previous[0] != current[0]:
-                self.detector.forget(node_id)  # a new incarnation: a new window
-                self._convicted_at.pop(node_id, None)
-                if node.heartbeat:
-                    self.detector.heartbeat(node_id, now)
+                self._reincarnated(node, now)
             event = _event(previous, current)
             if event == "peer_joined" and previous is not None:
                 self._notes[node_id] = "restarted: new generation"
@@ -285,6 +306,14 @@ class Membership:
             if event is not None:
                 events.append((event, node))
         return events
+
+    def _reincarnated(self, node: NodeState, now: float) -> None:
+        """A new generation of ``node`` (a restart): a new window."""
+        node_id = node.info.id
+        self.detector.forget(node_id)
+        self._convicted_at.pop(node_id, None)
+        if node.heartbeat:
+            self.detector.heartbeat(node_id, now)
 
     def note(self, node_id: str) -> str:
         """Why the transition :meth:`settle` just returned for ``node_id`` happened.

@@ -68,6 +68,10 @@ class GossipNode:
         self._cursor = 0
         #: the peer of this round's exchange until its SynAck arrives
         self._awaiting: Address | None = None
+        #: the node this round's exchange was opened with, when known
+        self._awaiting_peer: NodeState | None = None
+        #: the node whose SynAck the last retry gave up on (a hint for SWIM)
+        self.missed: NodeState | None = None
         self.rumours = RumourQueue() if rumours is None else rumours
         self._view = PeerView(state)
         #: whether this node bumps its heartbeat (phi detection); False under
@@ -148,6 +152,7 @@ class GossipNode:
             self.state.me.heartbeat += 1
         targets = self.pick_targets(fanout)
         self._awaiting = targets[0][0] if targets else None
+        self._awaiting_peer = targets[0][1] if targets else None
         return self._open(targets)
 
     @property
@@ -195,6 +200,7 @@ class GossipNode:
         if self._awaiting is None:
             return []
         missed, self._awaiting = self._awaiting, None
+        self.missed = self._awaiting_peer
         for _ in range(4):
             targets = [t for t in self.pick_targets()[:1] if t[0] != missed]
             if targets:

@@ -20,7 +20,11 @@ from pokan import wire
 from pokan.core import plausible
 from pokan.core.address import DEFAULT_PORT, parse_seeds
 from pokan.core.failure import DEFAULT_THRESHOLD
-from pokan.core.settings import DEFAULT_DEAD_NODE_TTL, DEFAULT_TOMBSTONE_TTL
+from pokan.core.settings import (
+    DEFAULT_DEAD_NODE_TTL,
+    DEFAULT_FAILURE_DETECTOR,
+    DEFAULT_TOMBSTONE_TTL,
+)
 from pokan.daemon.handler_options import HandlerOptions, install_handlers
 from pokan.daemon.logsetup import check_log_level, filter_twistd_log
 from pokan.errors import ConfigurationError, PokanError, StartupError
@@ -112,10 +116,18 @@ class Options(HandlerOptions):
             " (default: the gossip interval).",
         ],
         [
+            "failure-detector",
+            None,
+            DEFAULT_FAILURE_DETECTOR,
+            "How dead peers are found: swim (probes, the default) or phi"
+            " (heartbeats in the gossip; small clusters).",
+        ],
+        [
             "phi-threshold",
             None,
             str(DEFAULT_THRESHOLD),
-            "Suspicion (phi) above which a silent peer is convicted dead.",
+            "Suspicion (phi) above which a silent peer is convicted dead"
+            " (--failure-detector phi).",
         ],
         [
             "tombstone-ttl",
@@ -304,6 +316,7 @@ class Options(HandlerOptions):
             "tombstone-ttl": engine.tombstone_ttl,
             "dead-node-ttl": engine.dead_node_ttl,
             "drop-rate": settings.drop_rate,
+            "failure-detector": engine.failure_detector,
         }.items():
             self[option] = value
 
@@ -376,6 +389,7 @@ def settings_of(options: Any, **checked: Any) -> Settings:
         "key_file": options["key-file"],
         "max_nodes": options["max-nodes"],
         "handler_timeout": options["handler-timeout"],
+        "failure_detector": options["failure-detector"],
     }
     raw.update(checked)
     return Settings.checked(FLAG_NAMES, any_port=False, **raw)
@@ -599,6 +613,7 @@ def _server(options: Options, store: Any) -> Server:
         max_sync_connections=options["max-sync-connections"],
         max_sync_per_host=options["max-sync-per-host"],
         phi_threshold=options["phi-threshold"],
+        failure_detector=options["failure-detector"],
         tombstone_ttl=options["tombstone-ttl"],
         dead_node_ttl=options["dead-node-ttl"],
         gossip_fanout=options["gossip-fanout"],

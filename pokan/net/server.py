@@ -40,6 +40,7 @@ from pokan.core.membership import (
 )
 from pokan.core.node import Address, GossipNode
 from pokan.core.settings import (
+    DEFAULT_FAILURE_DETECTOR,
     check_fanout,
     check_idle_interval,
     check_interval,
@@ -139,6 +140,7 @@ class Server(service.Service):
         handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
         control: str | None = None,
         control_token_file: str | None = None,
+        failure_detector: str = DEFAULT_FAILURE_DETECTOR,
     ) -> None:
         settings = Settings.checked(
             address=address,
@@ -162,6 +164,7 @@ class Server(service.Service):
             key_file=key_file,
             max_nodes=max_nodes,
             handler_timeout=handler_timeout,
+            failure_detector=failure_detector,
         )
         self._configure(settings, store, reactor, rng, clock)
         self._control = self._configure_control(control, control_token_file)
@@ -243,6 +246,8 @@ class Server(service.Service):
         )
         #: the handlers the start banner lists (see add_handler)
         self._handler_names: list[str] = []
+        #: when each member last sent a datagram from its own socket
+        self._heard: dict[str, float] = {}
         #: traffic by message type and timings, for /metrics
         self.meters = Meters()
         self._metrics: Any = None
@@ -992,7 +997,9 @@ class Server(service.Service):
         """Half a round on: a new exchange if this round's went unanswered."""
         self._retry = None
         try:
-            for out in self._engine.retry(self._now()).sends:
+            output = self._engine.retry(self._now())
+            self._commit(output)
+            for out in output.sends:
                 self._send(out.address, out.message)
         except Exception:
             log.failure("gossip retry failed; the next round will run as usual")
@@ -1021,6 +1028,7 @@ class Server(service.Service):
         )
         where = format_host_port(*source)
         self._refused("udp", where, source[0], output.rejected)
+        self._note_heard(message, source)
         if self._retry is not None and not self._engine.awaiting:
             if self._retry.active():
                 self._retry.cancel()  # answered: no retry, no wakeup for it
@@ -1031,6 +1039,19 @@ class Server(service.Service):
         ):
             peer = Peer(output.exchanged_with)
             d.addCallback(lambda _: self.events.fire("after_gossip", peer, peer=peer))
+
+    def _note_heard(self, message: wire.Message, source: Address) -> None:
+        """When a member last sent us a datagram from its own socket (for
+        :meth:`last_heard`: SWIM gossips no heartbeats to time)."""
+        sender = getattr(message, "sender", None)
+        node = self._state.nodes.get(sender) if isinstance(sender, str) else None
+        if node is None or (node.info.address, node.info.udp_port) != source:
+            return
+        heard = self._heard
+        heard[node.info.id] = self._now()
+        if len(heard) > 2 * len(self._state.nodes) + 16:  # forgotten nodes
+            for node_id in [n for n in heard if n not in self._state.nodes]:
+                del heard[node_id]
 
     def _refused(
         self, channel: str, source: str, host: str, rejected: Iterable[tuple[str, str]]
@@ -1455,16 +1476,27 @@ class Server(service.Service):
         ]
 
     def last_heard(self, node_id: str) -> float | None:
-        """Seconds since a fresh heartbeat of ``node_id`` arrived; None if
-        none did yet (or it is this node)."""
+        """Seconds since ``node_id`` was last heard: its last datagram from its
+        own socket (SWIM), or its last fresh heartbeat (phi); None if it was
+        not heard yet (or it is this node)."""
+        if node_id == self.id:
+            return None
+        if self._engine.settings.failure_detector != "phi":
+            heard = self._heard.get(node_id)
+            return None if heard is None else max(0.0, self._now() - heard)
         detector = self._membership.detector
-        if node_id == self.id or node_id not in detector:
+        if node_id not in detector:
             return None
         return detector.silence(node_id, self._now())
 
     def detector_view(self, node_id: str) -> dict[str, Any]:
-        """What the failure detector thinks of ``node_id``:
-        ``{"kind": "phi", "phi": 0.3, "threshold": 8.0}`` (phi None if never heard)."""
+        """What the failure detector thinks of ``node_id``: under SWIM
+        ``{"kind": "swim", "status": "alive", "incarnation": 0, "lhm": 0}``
+        (with ``suspected_for``, ``confirmations`` and ``timeout`` for a
+        suspect); under phi ``{"kind": "phi", "phi": 0.3, "threshold": 8.0}``
+        (phi None if never heard)."""
+        if self._engine.settings.failure_detector != "phi":
+            return self._engine.detector_view(node_id, self._now())
         detector = self._membership.detector
         phi = None
         if node_id != self.id and node_id in detector:

@@ -47,7 +47,22 @@ class NoDetection:
     def handles(self, message: wire.Message) -> bool:
         return False
 
-    def receive(self, message: wire.Message, source: Address, now: float) -> Detected:
+    def receive(
+        self,
+        message: wire.Message,
+        source: Address,
+        now: float,
+        size: int | None = None,
+    ) -> Detected:
+        return Detected()
+
+    def poll(self, now: float) -> Detected:
+        return Detected()
+
+    def missed(self, node_id: str) -> None:
+        pass  # heartbeats, not exchanges, tell phi
+
+    def heard(self, node_id: str, now: float) -> Detected:
         return Detected()
 
     def forget(self, node_id: str, now: float, remember: bool = True) -> None:

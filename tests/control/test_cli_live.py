@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 from typing import Any
 
@@ -297,8 +298,13 @@ class JoinForgetInfoTests(CliTestCase):
         )
         self.assertEqual(done.text, f"joined {b.id} at 127.0.0.1:{b.tcp_port}\n")
         self.assertIsNotNone(a.peer(b.id))
+        # a port held but not listening: refused, and no other test's node
+        # can take it meanwhile (as it could a port found free)
+        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(held.close)
+        held.bind(("127.0.0.1", 0))
         done = yield self.run_fails(
-            1, "join", f"127.0.0.1:{free_port()}", "--control", control_of(a)
+            1, "join", f"127.0.0.1:{held.getsockname()[1]}", "--control", control_of(a)
         )
         self.assertIn("(HTTP 502)", done.error)
 
