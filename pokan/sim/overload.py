@@ -82,7 +82,7 @@ def overload(
     sent_before = sum(sim.meter.total.values())
     while sim.now < stop:
         sim.run_until(lambda: False, sim.now + interval)
-        max_backlog = max(max_backlog, *(len(node.rumours) for node in sim.nodes))
+        max_backlog = max(max_backlog, *(len(node.node.rumours) for node in sim.nodes))
         for w in watchers:
             state = sim.nodes[w].state
             for owner in range(n):
@@ -122,7 +122,7 @@ def overload(
         staleness,
         {o: statistics.fmean(v) for o, v in per_owner.items() if v},
         max_backlog,
-        sum(node.rumours.evicted for node in sim.nodes),
+        sum(node.node.rumours.evicted for node in sim.nodes),
         bytes_mean,
         settled,
         time.monotonic() - started,

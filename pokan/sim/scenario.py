@@ -29,14 +29,18 @@ in ``unfinished`` and makes the p99 ``null``.
 from __future__ import annotations
 
 import math
-import resource
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from pokan.sim import faults
-from pokan.sim.watch import Convictions, Spreads, percentile
+from pokan.sim.watch import Convictions, Spreads, peak_rss_mb, percentile
+
+if TYPE_CHECKING:
+    from pokan.core.engine import Output
+    from pokan.sim.simulate import Simulation
 
 #: rounds a run may go on past its last round for spreads still under way
 DRAIN_ROUNDS = 30
@@ -56,11 +60,6 @@ class Scenario:
     warmup: int = 3
 
 
-def peak_rss_mb() -> float:
-    """The peak resident memory of this process so far, in MB (Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _stats(values: list[float], unfinished: int) -> dict[str, Any]:
     def rounded(x: float) -> float | None:
         return None if math.isinf(x) else round(x, 2)
@@ -74,9 +73,16 @@ def _stats(values: list[float], unfinished: int) -> dict[str, Any]:
     }
 
 
-def run(sim: Any, scenario: Scenario) -> dict[str, Any]:
+def run(
+    sim: Simulation,
+    scenario: Scenario,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run ``scenario`` on a built :class:`~pokan.sim.simulate.Simulation`;
-    the figures as one JSON-ready dict."""
+    the figures as one JSON-ready dict.
+
+    ``progress``, if given, is called with a line every 10 rounds.
+    """
     started, cpu_started = time.monotonic(), time.process_time()
     config = sim.config
     interval = config.interval
@@ -104,7 +110,7 @@ def run(sim: Any, scenario: Scenario) -> dict[str, Any]:
     def running() -> list[int]:
         return [i for i in range(n) if i not in killed and i not in stalled]
 
-    def on_output(index: int, output: Any) -> None:
+    def on_output(index: int, output: Output) -> None:
         now = sim.now
         for event, node in output.transitions:
             other = index_of.get(node.info.id)
@@ -160,6 +166,19 @@ def run(sim: Any, scenario: Scenario) -> dict[str, Any]:
         while at < last:
             sim.schedule(at + rng.uniform(0, gap), write)
             at += gap
+    if progress is not None:
+
+        def report() -> None:
+            progress(
+                f"n={n} loss={config.loss:g} round {sim.now / interval:.0f}:"
+                f" {len(killed)} killed, {len(stalled)} stalled,"
+                f" {spreads.pending} spreading, {len(convictions.false)} false"
+                f" convictions; cpu {time.process_time() - cpu_started:.0f}s,"
+                f" peak RSS {peak_rss_mb():.0f} MB"
+            )
+            sim.schedule(sim.now + 10 * interval, report)
+
+        sim.schedule(0.0, report)
     sim.run_until(lambda: False, warm)
     sent_before = dict(sim.meter.total)
     sim.run_until(lambda: False, end)
@@ -208,3 +227,28 @@ def run(sim: Any, scenario: Scenario) -> dict[str, Any]:
         "wall_s": round(time.monotonic() - started + sim.build_wall_s, 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
+
+
+SCENARIO_HEADER = (
+    "| N | loss | push | rounds | kills | paused | update rounds p50 | p99 "
+    "| detect rounds p50 | p99 | false convictions | of paused "
+    "| bytes/node/round mean | max | cpu s | peak RSS MB |"
+)
+
+
+def scenario_row(f: dict[str, Any]) -> str:
+    """One line of the table ``python -m pokan.simulate --rounds R`` prints."""
+
+    def cell(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f}"
+
+    u, d, b = f["update_rounds"], f["detect_rounds"], f["bytes_per_node_round"]
+    pause = f["pause"]
+    return (
+        f"| {f['n']} | {f['loss']:.0%} | {f['push']} | {f['rounds']} | {f['kills']} "
+        f"| {pause['fraction']:g}:{pause['rounds']:g} | {cell(u['p50'])} "
+        f"| {cell(u['p99'])} | {cell(d['p50'])} | {cell(d['p99'])} "
+        f"| {f['false_convictions']} | {f['convictions_of_paused']} "
+        f"| {b['mean']:.0f} | {b['max']:.0f} | {f['cpu_s']:.0f} "
+        f"| {f['peak_rss_mb']:.0f} |"
+    )

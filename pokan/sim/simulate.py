@@ -1,7 +1,8 @@
 """N nodes in one process on a virtual clock: ``python -m pokan.simulate``.
 
-Every simulated node is the real sans-IO core (:class:`pokan.core.node.GossipNode`
-over a :class:`pokan.core.state.ClusterState`); every message between them is
+Every simulated node is a full node's sans-IO core, the very
+:class:`pokan.core.engine.Engine` a Server drives (gossip, failure detection,
+GC); every message between them is
 encoded with :mod:`pokan.wire` and decoded again on arrival, so the bytes
 counted are the bytes a real node would send. The network delays, drops and
 partitions datagrams; the clock is a heap of events. Everything random comes
@@ -17,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import json
 import math
 import random
-import resource
 import statistics
 import sys
 import time
@@ -29,12 +30,22 @@ from typing import Any
 import attrs
 
 from pokan import wire
-from pokan.core.node import Address, GossipNode, Outgoing
+from pokan.core.engine import Engine, Output
+from pokan.core.node import Address, Outgoing
 from pokan.core.rumours import RumourQueue
-from pokan.core.state import ClusterState, Entry, NodeInfo, NodeState
+from pokan.core.settings import EngineSettings
+from pokan.core.state import Entry, NodeInfo, NodeState
+from pokan.sim.faults import parse_pause
+from pokan.sim.scenario import SCENARIO_HEADER, Scenario, run, scenario_row
+from pokan.sim.watch import peak_rss_mb, percentile
 
 #: rounds after which a trial gives up (counted as not converged)
 MAX_ROUNDS = 200
+#: datagrams a stalled node's socket holds; more are lost (about 200 KB)
+BACKLOG_DATAGRAMS = 150
+#: the wall clock (seconds since the epoch) at virtual time 0, after every
+#: simulated node's generation: the engines' plausibility checks use it
+WALL_START = 1_700_000_100.0
 
 
 @attrs.frozen
@@ -57,6 +68,11 @@ class Config:
     retransmit_mult: int = 4
     #: retry an exchange whose SynAck did not come within half a round
     retry: bool = True
+    #: live peers each round's exchange goes to (the simulator's figures
+    #: have always been for 1; a Server's default is 3)
+    fanout: int = 1
+    #: the Engine's failure detector ("": the Engine's default)
+    failure_detector: str = ""
     seed: int = 1
 
 
@@ -87,49 +103,86 @@ class Meter:
 
 
 class Simulation:
-    """N gossiping nodes, a virtual clock and a lossy network between them."""
+    """N full nodes (Engines), a virtual clock and a lossy network between them.
+
+    The clock is a heap of timed events. A message is encoded once, however
+    many peers it goes to (its size counted for each), and decoded once, on
+    its first arrival; every target gets the same decoded message. Nodes can
+    be killed (:meth:`kill`: silent for good) and stalled (:meth:`pause`:
+    nothing processed until a time, then the round that was due and the
+    datagrams that queued up meanwhile, as after a real process's stall).
+    """
 
     def __init__(self, config: Config, converged: bool = True) -> None:
+        built, cpu_built = time.monotonic(), time.process_time()
         self.config = config
         self.rng = random.Random(config.seed)
+        #: the faults' own randomness: planning them changes nothing else
+        self.fault_rng = random.Random(config.seed + 0x5EED)
+        self.settings = EngineSettings.checked(
+            gossip_interval=config.interval,
+            fanout=config.fanout,
+            max_datagram=config.max_datagram,
+            **(
+                {"failure_detector": config.failure_detector}
+                if config.failure_detector
+                else {}
+            ),
+        )
         self.now = 0.0
         self._events: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = 0
-        self.nodes: list[GossipNode] = []
+        self.nodes: list[Engine] = []
         self.by_address: dict[Address, int] = {}
+        #: node id -> index
+        self.index_of: dict[str, int] = {}
         self.meter = Meter()
         self.dropped = 0
+        #: full syncs the engines asked for (resets after GC; not carried out)
+        self.syncs_asked = 0
         self.group: list[int] = []
         self.partitioned_until = -1.0
+        self.killed: set[int] = set()
+        #: stalled node -> when it resumes
+        self.stalled_until: dict[int, float] = {}
+        #: datagrams that arrived at a stalled node, handled when it resumes
+        self._backlog: dict[int, list[tuple[list[Any], Address]]] = {}
+        #: stalled nodes whose round fell due while stalled
+        self._round_due: set[int] = set()
         #: called with the index of a node after it handled a message
         self.on_receive: Callable[[int], None] | None = None
+        #: called with a node's index and every Output it produced
+        self.on_output: Callable[[int, Output], None] | None = None
         infos = [node_info(i) for i in range(config.n)]
         for info in infos:
             self._add_node(info)
         if converged:
             self._converge(infos)
         self._schedule(config.interval, self._end_round)
+        self.build_wall_s = time.monotonic() - built
+        self.build_cpu_s = time.process_time() - cpu_built
 
     # -- building the cluster ---------------------------------------------------
 
     def _add_node(self, info: NodeInfo) -> int:
         index = len(self.nodes)
-        state = ClusterState(info)
-        state.write("status", "up", 1.0)
         rumours = RumourQueue(
             retransmit_mult=self.config.retransmit_mult,
             push_fanout=self.config.push_fanout,
         )
-        node = GossipNode(
-            state,
+        engine = Engine(
+            self.settings,
+            info,
             random.Random(self.rng.getrandbits(64)),
-            self.config.max_datagram,
             rumours=rumours,
         )
-        self.nodes.append(node)
+        engine.state.write("status", "up", 1.0)
+        self.nodes.append(engine)
         self.by_address[(info.address, info.udp_port)] = index
+        self.index_of[info.id] = index
         self.group.append(index % max(1, self.config.partitions))
         phase = self.rng.uniform(0, self.config.interval)
+        engine.start(self.now)
         self._schedule(self.now + phase, self._tick, index)
         return index
 
@@ -158,49 +211,107 @@ class Simulation:
 
     # -- the clock ----------------------------------------------------------------
 
-    def _schedule(self, at: float, fn: Callable[..., None], *args: Any) -> None:
+    def schedule(self, at: float, fn: Callable[..., None], *args: Any) -> None:
+        """Call ``fn(*args)`` at virtual time ``at``."""
         self._seq += 1
         heapq.heappush(self._events, (at, self._seq, fn, args))
+
+    _schedule = schedule
 
     def run_until(self, done: Callable[[], bool], deadline: float) -> bool:
         """Run events until ``done()`` or the virtual ``deadline``."""
         events = self._events
+        pop = heapq.heappop
         while events and not done():
             at, _, fn, args = events[0]
             if at > deadline:
                 self.now = deadline
                 return False
-            heapq.heappop(events)
+            pop(events)
             self.now = at
             fn(*args)
         return done()
 
     def _tick(self, index: int) -> None:
-        self._send_all(index, self.nodes[index].gossip_round())
-        self._schedule(self.now + self.config.interval, self._tick, index)
+        if index in self.killed:
+            return
+        if index in self.stalled_until:
+            self._round_due.add(index)
+            return
+        self._carry_out(index, self.nodes[index].tick(self.now))
+        interval = self.config.interval
+        self._schedule(self.now + interval, self._tick, index)
         if self.config.retry:
-            self._schedule(self.now + self.config.interval / 2, self._retry, index)
+            self._schedule(self.now + interval / 2, self._retry, index)
 
     def _retry(self, index: int) -> None:
-        self._send_all(index, self.nodes[index].retry_round())
+        if index in self.killed or index in self.stalled_until:
+            return
+        self._carry_out(index, self.nodes[index].retry(self.now))
 
     def _end_round(self) -> None:
         self.meter.end_round()
         self._schedule(self.now + self.config.interval, self._end_round)
 
+    # -- faults -------------------------------------------------------------------
+
+    def kill(self, index: int) -> None:
+        """Node ``index`` goes silent for good (kill -9: no goodbye)."""
+        self.killed.add(index)
+        self.stalled_until.pop(index, None)
+        self._backlog.pop(index, None)
+
+    def pause(self, index: int, until: float) -> None:
+        """Node ``index`` handles nothing until ``until``, then catches up."""
+        if index in self.killed:
+            return
+        self.stalled_until[index] = until
+        self._schedule(until, self._resume, index)
+
+    def _resume(self, index: int) -> None:
+        if self.stalled_until.get(index, math.inf) > self.now:
+            return  # killed meanwhile, or stalled again for longer
+        del self.stalled_until[index]
+        if index in self._round_due:
+            # the round's timer fires late, before the socket is read
+            self._round_due.discard(index)
+            self._tick(index)
+        for holder, source in self._backlog.pop(index, ()):
+            self._deliver(index, holder, source)
+
     # -- the network --------------------------------------------------------------
 
+    def _carry_out(self, index: int, output: Output) -> None:
+        """Send what an Engine call produced; tell the watchers."""
+        if output.sends:
+            self._send_all(index, output.sends)
+        if output.syncs:
+            self.syncs_asked += len(output.syncs)
+        if self.on_output is not None:
+            self.on_output(index, output)
+
     def _send_all(self, sender: int, outgoing: Sequence[Outgoing]) -> None:
+        encoded: dict[int, list[Any]] = {}
         for out in outgoing:
-            self.send(sender, out.address, out.message)
+            message = out.message
+            holder = encoded.get(id(message))
+            if holder is None:
+                holder = encoded[id(message)] = [self._encode(message), None]
+            self._transmit(sender, out.address, holder)
+
+    def _encode(self, message: wire.Message) -> bytes:
+        return wire.encode(message, self.config.max_datagram - wire.SEAL_HEADROOM)
 
     def send(self, sender: int, address: Address, message: wire.Message) -> None:
         """Encode, count, then lose, block or deliver one datagram."""
-        limit = self.config.max_datagram - wire.SEAL_HEADROOM
-        data = wire.encode(message, limit)
-        self.meter.count(sender, len(data))
+        self._transmit(sender, address, [self._encode(message), None])
+
+    def _transmit(self, sender: int, address: Address, holder: list[Any]) -> None:
+        """Count one datagram (``holder``: its bytes, and its decoded message
+        once decoded), then lose, block or deliver it."""
+        self.meter.count(sender, len(holder[0]))
         target = self.by_address.get(address)
-        if target is None:
+        if target is None or target in self.killed:
             return
         if self.config.loss and self.rng.random() < self.config.loss:
             self.dropped += 1
@@ -214,26 +325,36 @@ class Simulation:
         low, high = self.config.latency
         source = address_of(self.nodes[sender])
         self._schedule(
-            self.now + self.rng.uniform(low, high), self._deliver, target, data, source
+            self.now + self.rng.uniform(low, high), self._deliver, target, holder, source
         )
 
-    def _deliver(self, target: int, data: bytes, source: Address) -> None:
-        message = wire.decode(data, wire.DATAGRAM_TYPES)
+    def _deliver(self, target: int, holder: list[Any], source: Address) -> None:
+        if target in self.killed:
+            return
+        if target in self.stalled_until:
+            backlog = self._backlog.setdefault(target, [])
+            if len(backlog) < BACKLOG_DATAGRAMS:
+                backlog.append((holder, source))
+            else:
+                self.dropped += 1  # the socket's buffer is full
+            return
+        message = holder[1]
+        if message is None:
+            message = holder[1] = wire.decode(holder[0], wire.DATAGRAM_TYPES)
         node = self.nodes[target]
-        result = node.receive(message, source)
-        # no failure detector here to drain the heartbeat news (a set of ids)
-        node.state.heartbeat_news.clear()
+        output = node.receive(
+            message, source, len(holder[0]), self.now, wall=WALL_START + self.now
+        )
+        self._carry_out(target, output)
         if self.on_receive is not None:
             self.on_receive(target)
-        self._send_all(target, result.outgoing)
 
     # -- what a trial does --------------------------------------------------------
 
     def write(self, index: int, key: str, value: str) -> int:
         """A local write on node ``index``; its version."""
         node = self.nodes[index]
-        batch = node.state.write(key, value, self.now + 1.0)
-        self._send_all(index, node.wrote(batch))
+        self._carry_out(index, node.write(key, value, self.now + 1.0, self.now))
         return node.state.me.version
 
     def join(self) -> int:
@@ -241,28 +362,20 @@ class Simulation:
         index = self._add_node(node_info(len(self.nodes)))
         seed = self.rng.randrange(index)
         joiner, peer = self.nodes[index], self.nodes[seed]
-        hello = wire.decode(
-            wire.encode(wire.Hello(joiner.state.me.info.id, joiner.full_state()))
-        )
+        wall = WALL_START + self.now
+        hello = wire.decode(wire.encode(wire.Hello(joiner.id, joiner.full_state())))
         assert isinstance(hello, wire.Hello)
-        peer.merge_full(hello.deltas)
-        welcome = wire.decode(
-            wire.encode(wire.Welcome(peer.state.me.info.id, peer.full_state()))
-        )
+        self._carry_out(seed, peer.merge_full(hello.deltas, self.now, wall=wall))
+        welcome = wire.decode(wire.encode(wire.Welcome(peer.id, peer.full_state())))
         assert isinstance(welcome, wire.Welcome)
-        joiner.merge_full(welcome.deltas)
-        joiner.state.heartbeat_news.clear()
-        peer.state.heartbeat_news.clear()
-        self._send_all(seed, peer._pushes())
+        self._carry_out(index, joiner.merge_full(welcome.deltas, self.now, wall=wall))
         return index
 
     def partition(self, rounds: float) -> None:
         if self.config.partitions > 1 and rounds > 0:
             self.partitioned_until = self.now + rounds * self.config.interval
 
-    def spread(
-        self, informed: Callable[[GossipNode], bool], start: float
-    ) -> float | None:
+    def spread(self, informed: Callable[[Engine], bool], start: float) -> float | None:
         """Rounds until ``informed`` holds on every node; None if it never did."""
         pending = {i for i, node in enumerate(self.nodes) if not informed(node)}
 
@@ -277,7 +390,7 @@ class Simulation:
         return (self.now - start) / self.config.interval if done else None
 
 
-def address_of(node: GossipNode) -> Address:
+def address_of(node: Engine) -> Address:
     info = node.state.me.info
     return (info.address, info.udp_port)
 
@@ -315,25 +428,12 @@ class Figures:
         return percentile(self.join_rounds, 99)
 
 
-def _knows(node_id: str) -> Callable[[GossipNode], bool]:
+def _knows(node_id: str) -> Callable[[Engine], bool]:
     return lambda node: node_id in node.state.nodes
 
 
 def _rounds(rounds: float | None) -> str:
     return "not converged" if rounds is None else f"{rounds:.2f} rounds"
-
-
-def peak_rss_mb() -> float:
-    """The peak resident memory of this process so far, in MB (Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """The nearest-rank percentile (inf for no values)."""
-    if not values:
-        return math.inf
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def measure(
@@ -377,7 +477,7 @@ def measure(
         version = sim.write(writer, key, f"value {trial}")
 
         def has_write(
-            node: GossipNode, owner: str = owner, key: str = key, version: int = version
+            node: Engine, owner: str = owner, key: str = key, version: int = version
         ) -> bool:
             known = node.state.nodes.get(owner)
             entry = known.entries.get(key) if known is not None else None
@@ -438,7 +538,9 @@ def row(f: Figures) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pokan.simulate", description=__doc__
+        prog="python -m pokan.simulate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--n", default="10,100,1000", help="cluster sizes, comma-separated"
@@ -451,11 +553,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency", default="0.001,0.005", help="low,high seconds")
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--partition-rounds", type=float, default=0.0)
+    parser.add_argument(
+        "--fanout", type=int, default=1, help="peers each round's exchange goes to"
+    )
+    parser.add_argument(
+        "--failure-detector",
+        default="",
+        help="the Engine's failure detector (default: the Engine's default)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--progress",
         action="store_true",
-        help="print a line after every trial, with CPU time and peak memory, to stderr",
+        help="print a line after every trial (every 10 rounds with --rounds),"
+        " with CPU time and peak memory, to stderr",
     )
     parser.add_argument(
         "--overload",
@@ -463,9 +574,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="instead: the overload scenario at these writes/node/round"
         " (comma-separated; one node writes 20 times as fast)",
     )
+    faults = parser.add_argument_group(
+        "liveness runs",
+        "any of these runs one measured run of R rounds per configuration"
+        " instead of the write and join trials (see pokan.sim.scenario)",
+    )
+    faults.add_argument(
+        "--rounds", type=int, help="rounds a run lasts (default 100)"
+    )
+    faults.add_argument(
+        "--kill", type=int, default=0, metavar="K",
+        help="K random nodes go silent for good, at random times",
+    )
+    faults.add_argument(
+        "--pause", default="", metavar="F:R",
+        help="a fraction F of the nodes stall for R rounds at a time, then resume",
+    )
+    faults.add_argument(
+        "--writes", type=float, default=1.0,
+        help="fresh writes per round over the cluster (default 1)",
+    )
+    faults.add_argument(
+        "--json", action="store_true",
+        help="print one JSON object per configuration instead of a table",
+    )
     args = parser.parse_args(argv)
     low, high = (float(x) for x in args.latency.split(","))
     log = _stderr if args.progress else None
+    try:
+        pause = parse_pause(args.pause) if args.pause else (0.0, 0.0)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.rounds is not None and args.rounds < 1:
+        parser.error(f"--rounds must be 1 or more, got {args.rounds}")
+    if args.kill < 0:
+        parser.error(f"--kill must be 0 or more, got {args.kill}")
     if args.overload:
         from pokan.sim.overload import OVERLOAD_HEADER, overload, overload_row
 
@@ -476,8 +619,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 config = Config(n=n, interval=args.interval, seed=args.seed)
                 print(overload_row(overload(config, rate, 20 * rate)), flush=True)
         return 0
-    print(HEADER)
-    print(_rule())
+    scenario = None
+    if args.rounds is not None or args.kill or args.pause or args.json:
+        scenario = Scenario(
+            rounds=100 if args.rounds is None else args.rounds,
+            kills=args.kill,
+            pause_fraction=pause[0],
+            pause_rounds=pause[1],
+            writes_per_round=args.writes,
+        )
+        if not args.json:
+            print(SCENARIO_HEADER)
+            print("|" + "---|" * (SCENARIO_HEADER.count("|") - 1))
+    else:
+        print(HEADER)
+        print(_rule())
     for n in (int(x) for x in args.n.split(",")):
         for push in (int(x) for x in args.push.split(",")):
             for loss in (float(x) for x in args.loss.split(",")):
@@ -490,9 +646,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     partitions=args.partitions,
                     partition_rounds=args.partition_rounds,
                     push_fanout=push,
+                    fanout=args.fanout,
+                    failure_detector=args.failure_detector,
                     seed=args.seed,
                 )
-                print(row(measure(config, args.trials, progress=log)), flush=True)
+                if scenario is None:
+                    print(row(measure(config, args.trials, progress=log)), flush=True)
+                    continue
+                figures = run(Simulation(config), scenario, progress=log)
+                if args.json:
+                    print(json.dumps(figures), flush=True)
+                else:
+                    print(scenario_row(figures), flush=True)
     return 0
 
 

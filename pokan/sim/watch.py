@@ -11,9 +11,15 @@ a node running (a false conviction).
 from __future__ import annotations
 
 import math
+import resource
 from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 
 import attrs
+
+
+def peak_rss_mb() -> float:
+    """The peak resident memory of this process so far, in MB (Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def percentile(values: Sequence[float], p: float) -> float:
