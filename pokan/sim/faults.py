@@ -88,9 +88,10 @@ def parse_pause(text: str) -> tuple[float, float]:
         share, length = float(fraction), float(rounds)
     except ValueError:
         share = length = math.nan
-    if not (
-        sep and math.isfinite(share) and 0 <= share <= 1 and math.isfinite(length)
-    ) or length <= 0:
+    if (
+        not (sep and math.isfinite(share) and 0 <= share <= 1 and math.isfinite(length))
+        or length <= 0
+    ):
         raise ValueError(
             f"--pause takes F:R, a fraction from 0 to 1 and a number of rounds"
             f" above 0 (e.g. 0.01:5), got {text!r}"
@@ -99,7 +100,11 @@ def parse_pause(text: str) -> tuple[float, float]:
 
 
 def plan_kills(
-    rng: random.Random, n: int, count: int, start: float, end: float,
+    rng: random.Random,
+    n: int,
+    count: int,
+    start: float,
+    end: float,
     spare: Collection[int] = (),
 ) -> list[Kill]:
     """``count`` distinct nodes (none of ``spare``), each killed at a uniform
@@ -114,8 +119,13 @@ def plan_kills(
 
 
 def plan_pauses(
-    rng: random.Random, n: int, fraction: float, length: float, start: float,
-    end: float, spare: Collection[int] = (),
+    rng: random.Random,
+    n: int,
+    fraction: float,
+    length: float,
+    start: float,
+    end: float,
+    spare: Collection[int] = (),
 ) -> list[Pause]:
     """Lifeguard's slow nodes: ``round(fraction * n)`` nodes (none of
     ``spare``), each stalled for ``length`` seconds at a time, again and again.

@@ -123,11 +123,8 @@ class Simulation:
             gossip_interval=config.interval,
             fanout=config.fanout,
             max_datagram=config.max_datagram,
-            **(
-                {"failure_detector": config.failure_detector}
-                if config.failure_detector
-                else {}
-            ),
+            failure_detector=config.failure_detector
+            or EngineSettings().failure_detector,
         )
         self.now = 0.0
         self._events: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
@@ -325,7 +322,11 @@ class Simulation:
         low, high = self.config.latency
         source = address_of(self.nodes[sender])
         self._schedule(
-            self.now + self.rng.uniform(low, high), self._deliver, target, holder, source
+            self.now + self.rng.uniform(low, high),
+            self._deliver,
+            target,
+            holder,
+            source,
         )
 
     def _deliver(self, target: int, holder: list[Any], source: Address) -> None:
@@ -579,23 +580,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         "any of these runs one measured run of R rounds per configuration"
         " instead of the write and join trials (see pokan.sim.scenario)",
     )
+    faults.add_argument("--rounds", type=int, help="rounds a run lasts (default 100)")
     faults.add_argument(
-        "--rounds", type=int, help="rounds a run lasts (default 100)"
-    )
-    faults.add_argument(
-        "--kill", type=int, default=0, metavar="K",
+        "--kill",
+        type=int,
+        default=0,
+        metavar="K",
         help="K random nodes go silent for good, at random times",
     )
     faults.add_argument(
-        "--pause", default="", metavar="F:R",
+        "--pause",
+        default="",
+        metavar="F:R",
         help="a fraction F of the nodes stall for R rounds at a time, then resume",
     )
     faults.add_argument(
-        "--writes", type=float, default=1.0,
+        "--writes",
+        type=float,
+        default=1.0,
         help="fresh writes per round over the cluster (default 1)",
     )
     faults.add_argument(
-        "--json", action="store_true",
+        "--json",
+        action="store_true",
         help="print one JSON object per configuration instead of a table",
     )
     args = parser.parse_args(argv)

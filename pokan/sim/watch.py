@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import resource
-from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 import attrs
 
@@ -30,6 +30,10 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
+#: a fact's name: its kind ("write", "kill"), then what tells it apart
+FactKey = tuple[str, object]
+
+
 @attrs.define
 class _Fact:
     start: float
@@ -42,15 +46,15 @@ class Spreads:
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self._pending: dict[Hashable, _Fact] = {}
+        self._pending: dict[FactKey, _Fact] = {}
         #: rounds each finished fact took, by kind (the key's first item)
         self.rounds: dict[str, list[float]] = {}
         #: per node: the facts it is waited for in (checks ask only those)
-        self._waits: dict[int, set[Hashable]] = {}
+        self._waits: dict[int, set[FactKey]] = {}
 
     def start(
         self,
-        key: tuple[str, Hashable],
+        key: FactKey,
         at: float,
         waiting: Iterable[int],
         holds: Callable[[int], bool],
@@ -79,18 +83,18 @@ class Spreads:
             self._pending[key].waiting.discard(index)
             self._settle(key, now)
 
-    def _settle(self, key: Hashable, now: float) -> None:
+    def _settle(self, key: FactKey, now: float) -> None:
         fact = self._pending[key]
         if not fact.waiting:
             del self._pending[key]
-            self.rounds[key[0]].append((now - fact.start) / self.interval)  # type: ignore[index]
+            self.rounds[key[0]].append((now - fact.start) / self.interval)
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
     def unfinished(self, kind: str) -> int:
-        return sum(1 for key in self._pending if key[0] == kind)  # type: ignore[index]
+        return sum(1 for key in self._pending if key[0] == kind)
 
 
 class Convictions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from twisted.trial import unittest
@@ -37,7 +38,7 @@ class PlanPausesTests(unittest.TestCase):
         for index in nodes:
             mine = [p for p in pauses if p.index == index]
             self.assertGreater(len(mine), 1)
-            for first, second in zip(mine, mine[1:], strict=False):
+            for first, second in itertools.pairwise(mine):
                 self.assertAlmostEqual(first.end - first.start, 5.0)
                 # it runs at least one stall length between two stalls
                 self.assertGreaterEqual(second.start - first.end, 5.0)
