@@ -14,7 +14,8 @@ and docs/img/liveness-bytes.png (matplotlib: the ``bench`` extra).
 Rows: the targets (1400-byte datagrams, 1 s interval, 5% loss, heartbeats
 on): N = 1,000 for 300 rounds with 5 kills and 1% of the nodes stalled 5
 rounds at a time; N = 10,000 for 100 rounds with 5 kills; and the sweep
-N = 10 to 10,000, 100 rounds, 5% loss, 5 kills (2 at N = 10).
+N = 10 to 10,000, 100 rounds, 5% loss, 5 kills (2 at N = 10). ``--phi`` adds
+the phi detector at N = 1,000 for comparison.
 """
 
 from __future__ import annotations
@@ -46,8 +47,19 @@ def sweep_args(n: int) -> list[str]:
     return ["--n", str(n), "--rounds", "100", "--kill", str(5 if n > 10 else 2)]
 
 
-def configurations(sizes: tuple[int, ...]) -> list[tuple[str, list[str]]]:
+#: the phi detector on gossiped heartbeats at N = 1,000, for comparison
+PHI_ROW = (
+    "phi 1,000",
+    ["--n", "1000", "--rounds", "50", "--kill", "5", "--failure-detector", "phi"],
+)
+
+
+def configurations(
+    sizes: tuple[int, ...], phi: bool = False
+) -> list[tuple[str, list[str]]]:
     rows = list(TARGETS)
+    if phi:
+        rows.append(PHI_ROW)
     rows += [(f"sweep {n}", sweep_args(n)) for n in sizes if n != 10000]
     return rows  # the 10,000 target is the sweep's last point too
 
@@ -111,7 +123,7 @@ def plot(rows: list[dict[str, Any]], img: Path) -> list[Path]:
 
     img.mkdir(parents=True, exist_ok=True)
     sweep = sorted(
-        (f for f in rows if f["label"].startswith("sweep") or f["n"] == 10000),
+        (f for f in rows if f["label"].startswith(("sweep", "target 10,"))),
         key=lambda f: f["n"],
     )
     ns = [f["n"] for f in sweep]
@@ -197,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         "--sizes", default=",".join(map(str, SWEEP)), help="the sweep's N"
     )
     parser.add_argument(
+        "--phi",
+        action="store_true",
+        help="add a row of the phi detector at N = 1,000 (50 rounds)",
+    )
+    parser.add_argument(
         "--only", default="", help="run only the rows whose label contains this"
     )
     parser.add_argument(
@@ -215,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = tuple(int(x) for x in args.sizes.split(","))
         rows = []
         with Path(args.out).open("a") as out:
-            for label, run_args in configurations(sizes):
+            for label, run_args in configurations(sizes, args.phi):
                 if args.only and args.only not in label:
                     continue
                 figures = measure_one(label, run_args, args.extra.split())

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import sys
+from pathlib import Path
 
 from twisted.trial import unittest
 
@@ -144,3 +146,25 @@ class MainTests(unittest.TestCase):
         with self.assertRaises(SystemExit):
             self.run_main("--pause", "5")
         self.assertIn("--pause takes F:R", err.getvalue())
+
+
+class DocsCommandTests(unittest.TestCase):
+    def test_the_commands_in_performance_md_run(self) -> None:
+        """The liveness commands docs/performance.md shows, at N = 20 and 15
+        rounds (their options otherwise as printed)."""
+        doc = Path(__file__).resolve().parents[2] / "docs" / "performance.md"
+        text = doc.read_text().replace("\\\n", " ")
+        commands = [
+            shlex.split(line.strip())[3:]
+            for line in text.splitlines()
+            if line.strip().startswith("python -m pokan.simulate") and "--kill" in line
+        ]
+        self.assertGreaterEqual(len(commands), 2)
+        for argv in commands:
+            argv[argv.index("--n") + 1] = "20"
+            argv[argv.index("--rounds") + 1] = "15"
+            out = io.StringIO()
+            self.patch(sys, "stdout", out)
+            self.assertEqual(simulate.main(argv), 0)
+            figures = json.loads(out.getvalue())
+            self.assertEqual(figures["n"], 20)
