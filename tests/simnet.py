@@ -1,6 +1,6 @@
 """A small in-process cluster on a virtual clock: the sans-IO core, no sockets.
 
-Each node is a ClusterState + GossipNode + Membership; datagrams go through
+Each node is the very Engine the Server drives (pokan.core.engine); datagrams go through
 the real codec and an in-memory network that can lose them (seeded) or cut
 links, and arrive after a fixed latency on a ``task.Clock``.
 """
@@ -15,9 +15,9 @@ from twisted.internet import task
 from twisted.trial import unittest
 
 from pokan import wire
-from pokan.core import plausible
-from pokan.core.membership import Membership
+from pokan.core.engine import Engine, Output
 from pokan.core.node import Address, GossipNode
+from pokan.core.settings import EngineSettings
 from pokan.core.state import Batch, ClusterState, NodeInfo
 
 
@@ -29,12 +29,10 @@ class SimNode:
         info = NodeInfo(
             f"{self.address[0]}:5555", generation, self.address[0], 5555, 5555
         )
-        self.state = ClusterState(info)
-        self.node = GossipNode(self.state, random.Random(sim.seed * 1000 + index))
-        self.node.fanout = sim.fanout
-        idle = sim.options.get("idle_interval") or sim.interval
-        self.node.idle_rounds = max(1, round(idle / sim.interval))
-        self.membership = Membership(self.state, sim.interval, **sim.options)
+        settings = EngineSettings(
+            gossip_interval=sim.interval, fanout=sim.fanout, **sim.options
+        )
+        self.engine = Engine(settings, info, random.Random(sim.seed * 1000 + index))
         self.sent = 0
         self.events: list[tuple[float, str, str]] = []
         self.running = True
@@ -44,31 +42,32 @@ class SimNode:
     def id(self) -> str:
         return self.state.me.info.id
 
-    def commit(self, batch: Batch) -> None:
-        now = self.sim.clock.seconds()
-        for event, node in self.membership.settle(batch, now):
-            self.events.append((now, event, node.info.id))
-        self.sim.on_batch(self, batch)
+    @property
+    def state(self) -> ClusterState:
+        return self.engine.state
 
-    def check(self) -> None:
-        self.commit(self.membership.tick(self.sim.clock.seconds()))
+    @property
+    def node(self) -> GossipNode:
+        return self.engine.node
+
+    def carry_out(self, output: Output) -> None:
+        """Send what the engine asks, note its transitions and batch."""
+        for out in output.sends:
+            self.sim.send(self.address, out.address, out.message)
+        now = self.sim.clock.seconds()
+        for event, node in output.transitions:
+            self.events.append((now, event, node.info.id))
+        self.sim.on_batch(self, output.batch)
 
     def write(self, key: str, value: str) -> None:
         """Store one of this node's keys, pushing it at once as the Server does."""
-        batch = self.state.write(key, value, self.sim.clock.seconds())
-        for out in self.node.wrote(batch):
-            self.sim.send(self.address, out.address, out.message)
-        self.commit(batch)
+        now = self.sim.clock.seconds()
+        self.carry_out(self.engine.write(key, value, now, now))
 
     def round(self) -> None:
         if not self.running:
             return
-        if not self.node.quiet_rounds:
-            # failure checks in every round the Server wakes up for (an idle
-            # node sleeps through its quiet rounds)
-            self.check()
-        for out in self.node.gossip_round():
-            self.sim.send(self.address, out.address, out.message)
+        self.carry_out(self.engine.tick(self.sim.clock.seconds()))
         jitter = self.sim.rng.uniform(-self.sim.jitter, self.sim.jitter)
         self.call = self.sim.clock.callLater(
             self.sim.interval * (1 + jitter), self.round
@@ -78,19 +77,7 @@ class SimNode:
         if not self.running:
             return
         now = self.sim.clock.seconds()
-        # as the Server does: the core's clock bounds generations
-        self.state.now = now
-        self.state.max_generation = plausible.max_generation(now)
-        result = self.node.receive(message, source)
-        for out in result.outgoing:
-            self.sim.send(self.address, out.address, out.message)
-        digest = getattr(message, "digest", ())
-        batch = result.batch + self.membership.observe(now, digest)
-        self.commit(batch)
-        if result.reasserted:  # a forgery of us heard: our true state again
-            for out in self.node.wrote(result.reasserted):
-                self.sim.send(self.address, out.address, out.message)
-            self.commit(result.reasserted)
+        self.carry_out(self.engine.receive(message, source, None, now))
 
     def status_of(self, other: SimNode) -> str | None:
         node = self.state.nodes.get(other.id)
@@ -130,10 +117,9 @@ class SimCluster:
         """A full sync with node 0 (both ways), then gossip rounds."""
         seed = self.nodes[0]
         if node is not seed:
-            node.commit(node.node.merge_full(seed.node.full_state()))
-            node.commit(node.membership.observe(self.clock.seconds()))
-            seed.commit(seed.node.merge_full(node.node.full_state()))
-            seed.commit(seed.membership.observe(self.clock.seconds()))
+            now = self.clock.seconds()
+            node.carry_out(node.engine.merge_full(seed.engine.full_state(), now))
+            seed.carry_out(seed.engine.merge_full(node.engine.full_state(), now))
         phase = self.rng.uniform(0, self.interval)
         node.call = self.clock.callLater(phase, node.round)
 
@@ -157,7 +143,7 @@ class SimCluster:
             node.call.cancel()
 
     def leave(self, node: SimNode) -> None:
-        for out in node.node.goodbye():
+        for out in node.engine.goodbye(self.clock.seconds()):
             self.send(node.address, out.address, out.message)
         self.kill(node)
 

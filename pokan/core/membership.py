@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
+from pokan import wire
 from pokan.core import bounds, gc
+from pokan.core.detection import Detected, Transition
 from pokan.core.failure import DEFAULT_THRESHOLD, PhiAccrualDetector
-from pokan.core.state import Batch, ClusterState, NodeState, Status
+from pokan.core.node import Address
+from pokan.core.state import Batch, ClusterState, Status
 from pokan.wire import DigestEntry
 
 DEFAULT_TOMBSTONE_TTL = 3600.0
@@ -33,8 +37,6 @@ DEFAULT_DEAD_NODE_TTL = 86400.0
 #: a convicted node is revived once its heartbeat is this much past the
 #: conviction: a late copy of its last heartbeats is not a sign of life
 REVIVE_MARGIN = 2
-
-Transition = tuple[str, NodeState]
 
 
 def check_ttl(value: object, what: str) -> float:
@@ -61,7 +63,11 @@ def check_membership_options(
 
 
 class Membership:
-    """Statuses, the failure detector and GC for one node's cluster state."""
+    """Statuses, the failure detector and GC for one node's cluster state.
+
+    The phi-accrual :class:`~pokan.core.detection.FailureDetector`: it
+    convicts on gossiped heartbeats, and has no messages of its own.
+    """
 
     def __init__(
         self,
@@ -121,6 +127,34 @@ class Membership:
         """The rounds start now: a first round late by a stall (a handler
         that blocked during the join) convicts nobody, as later ones."""
         self.detector.start(now)
+
+    # -- the FailureDetector interface ----------------------------------------
+
+    @property
+    def pauses(self) -> int:
+        return self.detector.pauses
+
+    def describe(self) -> str:
+        return f"phi threshold {self.detector.threshold:g}"
+
+    def check(self, now: float) -> Detected:
+        return Detected(batch=self.tick(now))
+
+    def handles(self, message: wire.Message) -> bool:
+        return False  # heartbeats ride in the gossip itself
+
+    def receive(self, message: wire.Message, source: Address, now: float) -> Detected:
+        return Detected()
+
+    def view(self, node_id: str, now: float) -> dict[str, Any]:
+        """``{"kind": "phi", "phi": ..., "silence": ..., "threshold": ...}``."""
+        detector = self.detector
+        return {
+            "kind": "phi",
+            "phi": detector.phi(node_id, now),
+            "silence": detector.silence(node_id, now),
+            "threshold": detector.threshold,
+        }
 
     # -- feeding ----------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from pokan import wire
-from pokan.core import bounds, gc, plausible, reconcile
+from pokan.core import bounds, plausible, reconcile
 from pokan.core.address import (
     DEFAULT_PORT,
     check_ip,
@@ -31,17 +31,18 @@ from pokan.core.address import (
     parse_host_port,
     parse_seeds,
 )
+from pokan.core.detection import FailureDetector
 from pokan.core.durations import check_seconds
+from pokan.core.engine import Engine, Output
 from pokan.core.failure import DEFAULT_THRESHOLD
 from pokan.core.joinbudget import JoinBudget
 from pokan.core.membership import (
     DEFAULT_DEAD_NODE_TTL,
     DEFAULT_TOMBSTONE_TTL,
-    Membership,
-    Transition,
     check_membership_options,
 )
 from pokan.core.node import Address, GossipNode
+from pokan.core.settings import EngineSettings
 from pokan.core.state import (
     ROLES,
     STATUSES,
@@ -205,8 +206,7 @@ class Server(service.Service):
         self._address = check_ip(address)
         self._tcp_port = check_port(tcp_port, "tcp port", allow_any=True)
         self._udp_port = check_port(udp_port, "udp port", allow_any=True)
-        self._interval = check_interval(gossip_interval)
-        self._idle_interval = check_idle_interval(idle_interval, self._interval)
+        interval = check_interval(gossip_interval)
         self._max_datagram = check_max_datagram(max_datagram)
         self._max_frame = check_max_frame(max_frame, self._max_datagram)
         self._sync_timeout = bounds.SYNC_TIMEOUT.check(sync_timeout, "sync_timeout=")
@@ -236,39 +236,34 @@ class Server(service.Service):
         self._on = registrar(self.events, "", ON_EVENTS)
         self._before = registrar(self.events, "before_", BEFORE_EVENTS)
         self._after = registrar(self.events, "after_", AFTER_EVENTS)
-        self._state = ClusterState(self._identity(generation=0))
-        self._state.max_nodes = plausible.check_max_nodes(max_nodes)
+        phi, tombstone_ttl, dead_node_ttl = check_membership_options(
+            phi_threshold, tombstone_ttl, dead_node_ttl
+        )
+        settings = EngineSettings(
+            gossip_interval=interval,
+            idle_interval=check_idle_interval(idle_interval, interval),
+            fanout=check_fanout(gossip_fanout),
+            max_datagram=self._max_datagram,
+            max_nodes=plausible.check_max_nodes(max_nodes),
+            phi_threshold=phi,
+            tombstone_ttl=tombstone_ttl,
+            dead_node_ttl=dead_node_ttl,
+            sync_timeout=self._sync_timeout,
+        )
+        self._engine = Engine(settings, self._identity(generation=0), self._rng)
         self._transition_log = TransitionLog(Seconds(self._now))
         #: lines any peer can cause: full syncs answered, forgeries undone
         self._sync_log = ThrottledLines(Seconds(self._now), "full syncs")
         self._forgery_log = ThrottledLines(Seconds(self._now), "re-asserts")
-        self._node = GossipNode(self._state, self._rng, self._max_datagram)
-        self._node.fanout = check_fanout(gossip_fanout)
-        self._node.idle_rounds = self._idle_rounds()
-        phi, tombstone_ttl, dead_node_ttl = check_membership_options(
-            phi_threshold, tombstone_ttl, dead_node_ttl
-        )
-        self._membership = Membership(
-            self._state,
-            self._interval,
-            phi,
-            tombstone_ttl,
-            dead_node_ttl,
-            self._idle_interval,
-        )
         #: testing and benchmarks only: datagrams dropped on purpose
         self.faults = Faults(drop_rate, random.Random(self._rng.random()))
         self._key_file = key_file
         self.envelope = Envelope(check_cluster(cluster), _sealer_for(key_file))
-        self._reset_syncs: dict[str, float] = {}
         self._join_budget = JoinBudget()
         #: seeds that said this node is of another cluster: seed -> why
         self._refusals: dict[str, str] = {}
         #: TCP syncs under way, cancelled when the node stops
         self._syncing: dict[defer.Deferred[Any], SyncClientProtocol] = {}
-        #: the store had no record of this node: its first full sync takes
-        #: back what the cluster holds of it (docs/redis.md)
-        self._take_back = False
         self._gossip: GossipProtocol | None = None
         self._ports: list[Any] = []
         self._loop: task.LoopingCall | None = None
@@ -284,6 +279,28 @@ class Server(service.Service):
         )
         #: the handlers the start banner lists (see add_handler)
         self._handler_names: list[str] = []
+
+    # -- the engine's parts ------------------------------------------------------
+
+    @property
+    def _state(self) -> ClusterState:
+        return self._engine.state
+
+    @property
+    def _node(self) -> GossipNode:
+        return self._engine.node
+
+    @property
+    def _membership(self) -> FailureDetector:
+        return self._engine.detector
+
+    @property
+    def _interval(self) -> float:
+        return self._engine.settings.gossip_interval
+
+    @property
+    def _idle_interval(self) -> float | None:
+        return self._engine.settings.idle_interval
 
     # -- configuration (before start) -------------------------------------------
 
@@ -332,8 +349,7 @@ class Server(service.Service):
         """Gossip with a random peer every ``seconds`` (default 1)."""
         interval = check_interval(seconds, "gossip_every()")
         check_idle_interval(self._idle_interval, interval, "the idle interval")
-        self._interval = interval
-        self._interval_changed()
+        self._interval_changed(gossip_interval=interval)
 
     def idle_every(self, seconds: float | None) -> None:
         """When idle, open one exchange every ``seconds`` only (None: every round).
@@ -343,17 +359,11 @@ class Server(service.Service):
         writes still go out at once, and rounds with news keep the gossip
         interval. The failure detector takes the idle interval as its pace.
         """
-        self._idle_interval = check_idle_interval(
-            seconds, self._interval, "idle_every()"
-        )
-        self._interval_changed()
+        idle = check_idle_interval(seconds, self._interval, "idle_every()")
+        self._interval_changed(idle_interval=idle)
 
-    def _idle_rounds(self) -> int:
-        return max(1, round(self.idle_interval / self._interval))
-
-    def _interval_changed(self) -> None:
-        self._node.idle_rounds = self._idle_rounds()
-        self._membership.set_interval(self._interval, self._idle_interval)
+    def _interval_changed(self, **change: Any) -> None:
+        self._engine.reconfigure(attrs.evolve(self._engine.settings, **change))
         if (self._loop is not None and self._loop.running) or self._resume:
             self._start_rounds(now=False)
 
@@ -414,7 +424,7 @@ class Server(service.Service):
             parsed = [parse_host_port(s) for s in seeds]
         check_seed_family(parsed, self._address)
         self._seeds = parsed
-        if hasattr(self, "_state"):
+        if hasattr(self, "_engine"):
             self._state.rename_self(self._identity(0))
 
     @property
@@ -499,33 +509,15 @@ class Server(service.Service):
             raise TypeError(f"value must be str or bytes, got {type(value).__name__}")
         if isinstance(value, str):
             _check_utf8(value, "value", "store text without them, or bytes")
-        if timestamp is None:
-            # now, or later if the clock stepped back: a plain store() wins
-            current = self._state.me.entries.get(key)
-            stamp = self._now()
-            if current is not None:
-                stamp = max(stamp, current.timestamp)
-        else:
-            stamp = self._check_timestamp(timestamp)
+        # None: now, or later if the clock stepped back: a plain store() wins
+        stamp = None if timestamp is None else self._check_timestamp(timestamp)
         self._check_fits(key, value)
-        return self._commit(self._wrote(self._state.write(key, value, stamp)))
+        return self._carry_out(self._engine.write(key, value, stamp, self._now()))
 
     def delete(self, key: str) -> defer.Deferred[None]:
         """Remove one of this node's keys everywhere (``key_removed`` fires)."""
         self._check_key(key)
-        current = self._state.me.entries.get(key)
-        stamp = self._now()
-        if current is not None:
-            stamp = max(stamp, current.timestamp)
-        return self._commit(self._wrote(self._state.write(key, None, stamp)))
-
-    def _wrote(self, batch: Batch) -> Batch:
-        """Rumour a local write and push it to a few peers at once."""
-        if batch:
-            for out in self._node.wrote(batch):
-                self._send(out.address, out.message)
-            self._wake()
-        return batch
+        return self._carry_out(self._engine.write(key, None, None, self._now()))
 
     def value(self, key: str) -> Value | None:
         return self.me.value(key)
@@ -587,8 +579,8 @@ class Server(service.Service):
             "handler_failures": self.events.failures,
             "handler_timeouts": self.events.timeouts,
             "nodes": len(self._state.nodes),
-            "convictions": self._membership.convictions,
-            "pauses": self._membership.detector.pauses,
+            "convictions": self._engine.convictions,
+            "pauses": self._engine.pauses,
             "idle_rounds": self._node.idle_skipped,
             "dropped_on_purpose": self.faults.dropped,
             "sealed": self.envelope.sealed,
@@ -635,13 +627,26 @@ class Server(service.Service):
 
     # -- committing changes --------------------------------------------------------
 
-    def _commit(self, batch: Batch) -> defer.Deferred[None]:
+    def _carry_out(self, output: Output, source: str = "") -> defer.Deferred[None]:
+        """Do what the engine asked: send, open syncs, count refusals, commit.
+
+        ``source``: where the input came from, for the log lines.
+        """
+        for out in output.sends:
+            self._send(out.address, out.message)
+        self._wake()
+        if output.reasserted:
+            self._reasserting(source)
+        for (host, port), peer in zip(output.syncs, output.behind, strict=True):
+            self._reset_sync(host, port, peer)
+        return self._commit(output)
+
+    def _commit(self, output: Output) -> defer.Deferred[None]:
         """Persist a batch, then fire its events; the Deferred fires after both."""
+        batch, transitions = output.batch, output.transitions
         if not batch:
             return defer.succeed(None)
-        transitions = self._membership.settle(batch, self._now())
-        for event, node in transitions:
-            note = self._membership.note(node.info.id)
+        for (event, node), note in zip(transitions, output.notes, strict=True):
             self._transition_log.line(event[5:], node.info.id, note)
         d = defer.maybeDeferred(self._store.persist, batch)
         d.addErrback(self._persist_failed, batch)
@@ -650,7 +655,7 @@ class Server(service.Service):
         d.addCallback(lambda _: self._announce(batch))
         return d
 
-    def _announce_membership(self, transitions: list[Transition]) -> Any:
+    def _announce_membership(self, transitions: Iterable[Any]) -> Any:
         fired = []
         for event, node in transitions:
             if self.events.has_handlers(event):
@@ -780,11 +785,13 @@ class Server(service.Service):
             )
             snapshot = Snapshot(nodes, snapshot.entries)
             previous = self._state.restore(snapshot)
-        self._take_back = not previous and not isinstance(self._store, MemoryStore)
+        self._engine.take_back = not previous and not isinstance(
+            self._store, MemoryStore
+        )
         unbound_id = self._state.me.info.id
         generation = max(time.time_ns() // 1000, previous + 1)
-        self._state.rename_self(self._identity(generation))
-        self._membership.adopt(self._now())
+        self._engine.rename(self._identity(generation))
+        restored = self._engine.restored(self._now())
         if (
             unbound_id != self.id
             and self._state.me.entries
@@ -800,13 +807,13 @@ class Server(service.Service):
             d = defer.maybeDeferred(self._store.persist, batch)
             d.addErrback(self._persist_failed, batch)
         else:
-            self._commit(Batch((), (self._state.me.record(),)))
+            self._commit(restored)
 
     def _started(self) -> None:
         seeds = self._other_seeds()
         log.info(
             "pokan node {id} listening on {address} udp {udp} tcp {tcp}; gossip"
-            " every {interval}s{idle} to {fanout} peers; phi threshold {phi:g};"
+            " every {interval}s{idle} to {fanout} peers; {detector};"
             " max datagram {max_datagram}; seeds: {seeds}; store: {store};"
             " handlers: {handlers}; cluster {cluster}, gossip {seal}",
             id=self.id,
@@ -820,7 +827,7 @@ class Server(service.Service):
                 else f", every {self._idle_interval}s when idle"
             ),
             fanout=self._node.fanout,
-            phi=self._membership.detector.threshold,
+            detector=self._membership.describe(),
             max_datagram=self._max_datagram,
             seeds=", ".join(format_host_port(*s) for s in seeds)
             or "none (acting as seed)",
@@ -852,7 +859,7 @@ class Server(service.Service):
                 seed=format_host_port(self._address, self._tcp_port),
                 rest="" if seeds else NO_OTHER_SEED,
             )
-        self._membership.start(self._now())  # a late first round is a pause
+        self._engine.start(self._now())  # a late first round is a pause
         self._start_rounds(now=False)
         release_free_heap()  # what starting left free
         self.events.fire("start")
@@ -940,19 +947,21 @@ class Server(service.Service):
         if self._resume is not None and not self._node.idle:
             self._start_rounds(now=False)
 
-    def _membership_check(self) -> None:
-        try:
-            self._commit(self._membership.tick(self._now()))
-            self._retry_seeds()
-        except Exception:
-            log.failure("membership check failed; gossip goes on")
-
     def _gossip_round(self) -> None:
         # failure checks run at the start of every round: no wakeups of
         # their own (an idle node checks once per idle interval)
-        self._membership_check()
         try:
-            outgoing = self._node.gossip_round()
+            output = self._engine.tick(self._now())
+        except Exception:
+            log.failure("gossip round failed; the next one will run as usual")
+            return
+        try:
+            self._commit(output)
+            self._retry_seeds()
+        except Exception:
+            log.failure("membership check failed; gossip goes on")
+        try:
+            outgoing = output.sends
             for out in outgoing:
                 if self.events.has_handlers("before_gossip"):
                     peer = (
@@ -978,7 +987,7 @@ class Server(service.Service):
         """Half a round on: a new exchange if this round's went unanswered."""
         self._retry = None
         try:
-            for out in self._node.retry_round():
+            for out in self._engine.retry(self._now()).sends:
                 self._send(out.address, out.message)
         except Exception:
             log.failure("gossip retry failed; the next round will run as usual")
@@ -988,7 +997,7 @@ class Server(service.Service):
         sync = self._sync
         if sync is None or not sync.idle:
             return
-        if any(n.status == "alive" for n in self._state.others()):
+        if self._engine.has_live_peer():
             return
         log.info("no live peer known; syncing with the seeds again")
         sync.restart()
@@ -1002,35 +1011,21 @@ class Server(service.Service):
     ) -> None:
         if self.faults.blocks(source):
             return
-        now = self._now()
-        self._plausible_now(now)
-        result = self._node.receive(message, source, size)
-        self._refused("udp", format_host_port(*source), source[0], result.rejected)
-        for out in result.outgoing:
-            self._send(out.address, out.message)
-        if self._retry is not None and not self._node.awaiting:
+        output = self._engine.receive(
+            message, source, size, self._now(), wall=time.time()
+        )
+        where = format_host_port(*source)
+        self._refused("udp", where, source[0], output.rejected)
+        if self._retry is not None and not self._engine.awaiting:
             if self._retry.active():
                 self._retry.cancel()  # answered: no retry, no wakeup for it
             self._retry = None
-        self._wake()
-        digest = getattr(message, "digest", ())
-        batch = result.batch + self._membership.observe(now, digest)
-        d = self._commit(batch)
-        if result.reasserted:
-            self._reasserting(format_host_port(*source))
-            self._commit(self._wrote(result.reasserted))
-        if isinstance(message, wire.Syn | wire.SynAck):
-            self._reset_if_behind(message.sender, digest, now)
-        if result.exchanged_with is not None and self.events.has_handlers(
+        d = self._carry_out(output, where)
+        if output.exchanged_with is not None and self.events.has_handlers(
             "after_gossip"
         ):
-            peer = Peer(result.exchanged_with)
+            peer = Peer(output.exchanged_with)
             d.addCallback(lambda _: self.events.fire("after_gossip", peer, peer=peer))
-
-    def _plausible_now(self, now: float) -> None:
-        """Tell the core the time: generations are wall-clock microseconds."""
-        self._state.now = now
-        self._state.max_generation = plausible.max_generation(time.time())
 
     def _refused(
         self, channel: str, source: str, host: str, rejected: Iterable[tuple[str, str]]
@@ -1045,16 +1040,10 @@ class Server(service.Service):
                 continue
             self.bad_input.report(channel, source, reason, detail, host=host)
 
-    def _reset_if_behind(self, sender: str, digest: Any, now: float) -> None:
+    def _reset_sync(self, host: str, port: int, sender: str) -> None:
         """A peer behind our GC point of some node gets a full sync (a reset)."""
-        node = self._state.nodes.get(sender)
-        if node is None or node is self._state.me or not gc.behind(self._state, digest):
-            return
-        if now < self._reset_syncs.get(sender, 0.0):
-            return
-        self._reset_syncs[sender] = now + max(10 * self._interval, self._sync_timeout)
         log.info("peer {peer} is behind what GC removed; full sync", peer=sender)
-        d = self._sync_with(node.info.address, node.info.tcp_port)
+        d = self._sync_with(host, port)
         d.addErrback(
             lambda f: log.warn(
                 "reset sync with {peer} failed: {error}",
@@ -1069,18 +1058,12 @@ class Server(service.Service):
         new_limit: int | None = None,
         peer: str = "a full sync",
     ) -> defer.Deferred[None]:
-        self._plausible_now(self._now())
-        self._state.adopt_previous, self._take_back = self._take_back, False
-        batch = self._node.merge_full(deltas, new_limit)
-        self._state.adopt_previous = False
-        self._note_taken_back(peer)
-        self._refused("tcp", peer, peer, self._state.drain_rejected())
-        reasserted = self._node.reassert()
-        d = self._commit(batch + self._membership.observe(self._now()))
-        if reasserted:
-            self._reasserting(peer)
-            self._commit(self._wrote(reasserted))
-        return d
+        output = self._engine.merge_full(
+            deltas, self._now(), new_limit=new_limit, wall=time.time()
+        )
+        self._note_taken_back(output.taken_back, peer)
+        self._refused("tcp", peer, peer, output.rejected)
+        return self._carry_out(output, peer)
 
     def _reasserting(self, source: str) -> None:
         self._forgery_log.emit(
@@ -1094,8 +1077,7 @@ class Server(service.Service):
             count=self._state.reasserts,
         )
 
-    def _note_taken_back(self, peer: str) -> None:
-        count, self._state.adopted = self._state.adopted, None
+    def _note_taken_back(self, count: int, peer: str) -> None:
         if count:
             log.info(
                 "the store had no record of this node: took back {count} of its"
@@ -1107,10 +1089,7 @@ class Server(service.Service):
     def _own_full_state(self) -> tuple[Any, ...]:
         """What a Hello sends: not our own record while we would take it back
         (the peer would drop its view of us on seeing our new generation)."""
-        deltas = self._node.full_state()
-        if not self._take_back:
-            return deltas
-        return tuple(d for d in deltas if d.info.id != self.id)
+        return self._engine.full_state()
 
     def _on_hello(
         self, hello: wire.Hello, host: str = ""
@@ -1247,7 +1226,7 @@ class Server(service.Service):
     def _say_goodbye(self) -> int:
         """Send every goodbye that can be sent; how many were."""
         try:
-            goodbyes = self._node.goodbye()
+            goodbyes = self._engine.goodbye(self._now())
         except Exception:
             log.failure("could not say goodbye to any peer")
             return 0

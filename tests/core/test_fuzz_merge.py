@@ -229,7 +229,9 @@ class Cluster(unittest.TestCase):
                 continue
             node = sim.nodes[target]
             if isinstance(message, wire.Hello | wire.Welcome):
-                node.commit(node.node.merge_full(message.deltas))
+                node.carry_out(
+                    node.engine.merge_full(message.deltas, sim.clock.seconds())
+                )
             else:
                 node.receive(message, source)
             sim.run(0.2, step=0.05)

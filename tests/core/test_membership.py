@@ -208,7 +208,7 @@ class ClusterTests(unittest.TestCase):
     def test_no_false_conviction_with_loss_and_jitter(self) -> None:
         sim = SimCluster(10, interval=0.3, loss=0.2, jitter=0.1, seed=5)
         sim.run(40)
-        self.assertEqual(sum(n.membership.convictions for n in sim.nodes), 0)
+        self.assertEqual(sum(n.engine.convictions for n in sim.nodes), 0)
         self.assertTrue(
             all(
                 n.status_of(m) == "alive"
@@ -237,13 +237,13 @@ class ClusterTests(unittest.TestCase):
     def test_restart_replaces_the_old_generation_everywhere(self) -> None:
         sim = SimCluster(6, interval=0.3, seed=2)
         old = sim.nodes[3]
-        old.commit(old.state.write("old-key", "x", 1.0))
+        old.carry_out(old.engine.write("old-key", "x", 1.0, sim.clock.seconds()))
         sim.run(4)
         self.assertTrue(
             all("old-key" in n.state.nodes[old.id].entries for n in sim.nodes)
         )
         new = sim.restart(old, generation=2)
-        new.commit(new.state.write("new-key", "y", 2.0))
+        new.carry_out(new.engine.write("new-key", "y", 2.0, sim.clock.seconds()))
         took = sim.run_until(
             lambda: all(
                 n.state.nodes[new.id].info.generation == 2

@@ -142,7 +142,7 @@ class ClusterTests(unittest.TestCase):
         for i, n in enumerate(sim.nodes):
             n.write(f"k{i}", "v")  # some pushes and rumours are lost
         sim.run(55)
-        self.assertEqual(sum(n.membership.convictions for n in sim.nodes), 0)
+        self.assertEqual(sum(n.engine.convictions for n in sim.nodes), 0)
         for n in sim.nodes:
             for i, m in enumerate(sim.nodes):
                 self.assertIn(f"k{i}", m.state.nodes[sim.nodes[i].id].entries)

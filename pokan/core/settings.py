@@ -1,0 +1,162 @@
+"""The Engine's settings: one frozen value, checked once (sans-IO).
+
+:class:`EngineSettings` holds what the sans-IO :class:`~pokan.core.engine.Engine`
+decides with. The node's whole configuration (:class:`pokan.settings.Settings`)
+holds one, beside what only the Twisted shell needs (ports, seeds, keys).
+:meth:`EngineSettings.checked` validates raw values and raises one error type,
+:class:`~pokan.errors.ConfigurationError`, whose message names the option as
+the user gave it (``gossip_interval=`` for the Server, ``--gossip-interval``
+for twistd: see :data:`API_NAMES`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from pokan import wire
+from pokan.core import bounds, plausible
+from pokan.core.failure import DEFAULT_THRESHOLD
+from pokan.errors import ConfigurationError
+
+DEFAULT_INTERVAL = 1.0
+#: live peers gossiped with per round (chitchat uses 3, Cassandra 1)
+DEFAULT_FANOUT = 3
+DEFAULT_TOMBSTONE_TTL = 3600.0
+DEFAULT_DEAD_NODE_TTL = 86400.0
+DEFAULT_SYNC_TIMEOUT = 10.0
+#: the failure detectors there are (see pokan.core.detection)
+FAILURE_DETECTORS = ("phi",)
+DEFAULT_FAILURE_DETECTOR = "phi"
+
+#: how the Server's keyword arguments name each setting in messages
+API_NAMES: Mapping[str, str] = {
+    "gossip_interval": "gossip_interval=",
+    "idle_interval": "idle_interval=",
+    "fanout": "gossip_fanout=",
+    "max_datagram": "max_datagram=",
+    "max_nodes": "max_nodes=",
+    "phi_threshold": "phi_threshold=",
+    "tombstone_ttl": "tombstone_ttl=",
+    "dead_node_ttl": "dead_node_ttl=",
+    "sync_timeout": "sync_timeout=",
+    "failure_detector": "failure_detector=",
+}
+
+
+def check_interval(seconds: object, name: str = "gossip_interval=") -> float:
+    """A gossip interval within :data:`pokan.core.bounds.GOSSIP_INTERVAL`."""
+    return bounds.GOSSIP_INTERVAL.check(seconds, name)
+
+
+def check_fanout(fanout: object, name: str = "gossip_fanout=") -> int:
+    """Live peers per round: a whole number within :data:`pokan.core.bounds.FANOUT`."""
+    return bounds.check_fanout(fanout, name)
+
+
+def check_idle_interval(
+    seconds: object, interval: float, name: str = "idle_interval="
+) -> float | None:
+    """An idle interval: None (the gossip interval), or from that to 300 s."""
+    if seconds is None:
+        return None
+    return bounds.check_idle(seconds, name, interval)
+
+
+def check_max_datagram(size: object, name: str = "max_datagram=") -> int:
+    """A datagram size from :data:`wire.MIN_DATAGRAM` to the UDP payload's."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        try:
+            size = int(str(size), 10)
+        except ValueError:
+            raise ConfigurationError(
+                f"{name} must be a number of bytes, got {size!r}"
+            ) from None
+    if not wire.MIN_DATAGRAM <= size <= wire.MAX_UDP_PAYLOAD:
+        raise ConfigurationError(
+            f"{name} must be from {wire.MIN_DATAGRAM} to"
+            f" {wire.MAX_UDP_PAYLOAD} bytes, got {size}"
+        )
+    return size
+
+
+def check_ttl(value: object, what: str) -> float:
+    """A TTL within :data:`pokan.core.bounds.TTL`."""
+    return bounds.TTL.check(value, what)
+
+
+def check_failure_detector(kind: object, name: str = "failure_detector=") -> str:
+    """One of :data:`FAILURE_DETECTORS`."""
+    if kind not in FAILURE_DETECTORS:
+        raise ConfigurationError(
+            f"{name} must be one of {', '.join(FAILURE_DETECTORS)}, got {kind!r}"
+        )
+    return str(kind)
+
+
+@attrs.frozen
+class EngineSettings:
+    """What the Engine decides with; build it checked with :meth:`checked`.
+
+    The defaults are valid. Change one with :func:`attrs.evolve` on a value
+    checked already, or check again with :meth:`checked`.
+    """
+
+    gossip_interval: float = DEFAULT_INTERVAL
+    #: None: as the gossip interval (no idle pace)
+    idle_interval: float | None = None
+    fanout: int = DEFAULT_FANOUT
+    max_datagram: int = wire.DEFAULT_MAX_DATAGRAM
+    max_nodes: int = plausible.DEFAULT_MAX_NODES
+    phi_threshold: float = DEFAULT_THRESHOLD
+    tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL
+    dead_node_ttl: float = DEFAULT_DEAD_NODE_TTL
+    #: a reset sync with a peer is asked again after max(10 rounds, this)
+    sync_timeout: float = DEFAULT_SYNC_TIMEOUT
+    failure_detector: str = DEFAULT_FAILURE_DETECTOR
+
+    @property
+    def idle_rounds(self) -> int:
+        """Gossip rounds per idle exchange (1: no idle pace)."""
+        idle = self.idle_interval or self.gossip_interval
+        return max(1, round(idle / self.gossip_interval))
+
+    @classmethod
+    def checked(
+        cls, names: Mapping[str, str] = API_NAMES, **raw: object
+    ) -> EngineSettings:
+        """Settings from raw values (the defaults for those not given), checked.
+
+        ConfigurationError names the first bad one as ``names`` says (by
+        default, or for those it does not name, as :data:`API_NAMES` does).
+        """
+        names = {**API_NAMES, **names}
+        unknown = set(raw) - set(attrs.fields_dict(cls))
+        if unknown:
+            raise TypeError(f"unknown engine settings: {', '.join(sorted(unknown))}")
+        default = cls()
+        value = {f: raw.get(f, getattr(default, f)) for f in attrs.fields_dict(cls)}
+        interval = check_interval(value["gossip_interval"], names["gossip_interval"])
+        return cls(
+            gossip_interval=interval,
+            idle_interval=check_idle_interval(
+                value["idle_interval"], interval, names["idle_interval"]
+            ),
+            fanout=check_fanout(value["fanout"], names["fanout"]),
+            max_datagram=check_max_datagram(
+                value["max_datagram"], names["max_datagram"]
+            ),
+            max_nodes=plausible.check_max_nodes(value["max_nodes"]),
+            phi_threshold=bounds.PHI_THRESHOLD.check(
+                value["phi_threshold"], names["phi_threshold"]
+            ),
+            tombstone_ttl=check_ttl(value["tombstone_ttl"], names["tombstone_ttl"]),
+            dead_node_ttl=check_ttl(value["dead_node_ttl"], names["dead_node_ttl"]),
+            sync_timeout=bounds.SYNC_TIMEOUT.check(
+                value["sync_timeout"], names["sync_timeout"]
+            ),
+            failure_detector=check_failure_detector(
+                value["failure_detector"], names["failure_detector"]
+            ),
+        )
