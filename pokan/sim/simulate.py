@@ -36,11 +36,14 @@ from pokan.core.rumours import RumourQueue
 from pokan.core.settings import EngineSettings
 from pokan.core.state import Entry, NodeInfo, NodeState
 from pokan.sim.faults import parse_pause
+from pokan.sim.nodetector import NoDetector
 from pokan.sim.scenario import SCENARIO_HEADER, Scenario, run, scenario_row
 from pokan.sim.watch import peak_rss_mb, percentile
 
 #: rounds after which a trial gives up (counted as not converged)
 MAX_ROUNDS = 200
+#: the --failure-detector that detects nothing (the gossip alone)
+NO_DETECTOR = "none"
 #: datagrams a stalled node's socket holds; more are lost (about 200 KB)
 BACKLOG_DATAGRAMS = 150
 #: the wall clock (seconds since the epoch) at virtual time 0, after every
@@ -71,7 +74,8 @@ class Config:
     #: live peers each round's exchange goes to (the simulator's figures
     #: have always been for 1; a Server's default is 3)
     fanout: int = 1
-    #: the Engine's failure detector ("": the Engine's default)
+    #: the Engine's failure detector ("": the Engine's default; "none": no
+    #: failure detection at all, the gossip alone, see pokan.sim.nodetector)
     failure_detector: str = ""
     seed: int = 1
 
@@ -123,8 +127,11 @@ class Simulation:
             gossip_interval=config.interval,
             fanout=config.fanout,
             max_datagram=config.max_datagram,
-            failure_detector=config.failure_detector
-            or EngineSettings().failure_detector,
+            failure_detector=(
+                config.failure_detector
+                if config.failure_detector not in ("", NO_DETECTOR)
+                else EngineSettings().failure_detector
+            ),
         )
         self.now = 0.0
         self._events: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
@@ -173,6 +180,8 @@ class Simulation:
             random.Random(self.rng.getrandbits(64)),
             rumours=rumours,
         )
+        if self.config.failure_detector == NO_DETECTOR:
+            engine.detector = NoDetector(engine.state)
         engine.state.write("status", "up", 1.0)
         self.nodes.append(engine)
         self.by_address[(info.address, info.udp_port)] = index
@@ -560,7 +569,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--failure-detector",
         default="",
-        help="the Engine's failure detector (default: the Engine's default)",
+        help="the Engine's failure detector (default: the Engine's default;"
+        " none: no failure detection, the gossip alone)",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(

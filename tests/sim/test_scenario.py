@@ -168,3 +168,14 @@ class DocsCommandTests(unittest.TestCase):
             self.assertEqual(simulate.main(argv), 0)
             figures = json.loads(out.getvalue())
             self.assertEqual(figures["n"], 20)
+
+
+class NoDetectorTests(unittest.TestCase):
+    def test_the_gossip_alone_convicts_nobody(self) -> None:
+        """--failure-detector none: writes spread, kills are never seen."""
+        config = Config(n=20, loss=0.05, seed=6, failure_detector="none")
+        figures = run(Simulation(config), Scenario(rounds=15, kills=2))
+        self.assertEqual(figures["detect_rounds"]["unfinished"], 2)
+        self.assertIsNone(figures["detect_rounds"]["p99"])
+        self.assertEqual(figures["false_convictions"], 0)
+        self.assertEqual(figures["update_rounds"]["unfinished"], 0)
