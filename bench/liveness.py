@@ -126,6 +126,8 @@ def plot(rows: list[dict[str, Any]], img: Path) -> list[Path]:
         (f for f in rows if f["label"].startswith(("sweep", "target 10,"))),
         key=lambda f: f["n"],
     )
+    if not sweep:
+        return []  # no sweep point measured: keep the plots as they are
     ns = [f["n"] for f in sweep]
 
     def values(field: str, stat: str) -> list[float]:
