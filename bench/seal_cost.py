@@ -116,13 +116,11 @@ def cold_seal_cost(sealer: Sealer, data: bytes, calls: int = 300) -> float:
 def idle_datagrams(n: int = 30, seconds: float = 60.0) -> tuple[float, list[bytes]]:
     """Datagrams per second per node of an idle cluster at the defaults.
 
-    The real core (GossipNode, fanout 3 as Server sets it, 1 s interval) in
+    The real core (the Engine, fanout 3 as Server sets it, 1 s interval) in
     pokan.sim.simulate, converged, then ``seconds`` of idle rounds; also a
     sample of the datagrams themselves.
     """
-    sim = Simulation(Config(n=n, interval=1.0, seed=3))
-    for node in sim.nodes:
-        node.fanout = 3
+    sim = Simulation(Config(n=n, interval=1.0, seed=3, fanout=3))
     sim.run_until(lambda: False, 10.0)  # past the first rounds
     sample: list[bytes] = []
     plain_send = sim.send

@@ -38,7 +38,8 @@ def copies(n: int, marks: list[int]) -> None:
     for mark in marks:
         sim.run_until(lambda: False, float(mark))
         copied = [
-            sum(1 for r in node.state.nodes.values() if not r.shared) - 1
+            sum(1 for r in node.state.nodes.values() if not getattr(r, "shared", False))
+            - 1
             for node in sample
         ]
         print(

@@ -76,9 +76,10 @@ def make_detector(settings: EngineSettings, state: ClusterState) -> FailureDetec
 class Engine:
     """One pokan node's protocol: gossip, membership, failure detection, GC.
 
-    ``state`` and ``rumours``: for the simulator, which builds them its own
-    way (converged records shared copy-on-write, push settings); by default
-    a new :class:`ClusterState` of ``identity`` and a default RumourQueue.
+    ``state``, ``rumours`` and ``detector``: for the simulator, which
+    builds them its own way (converged records shared copy-on-write, push
+    settings, no detector); by default a new :class:`ClusterState` of
+    ``identity``, a default RumourQueue and the detector the settings name.
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class Engine:
         *,
         state: ClusterState | None = None,
         rumours: RumourQueue | None = None,
+        detector: FailureDetector | None = None,
     ) -> None:
         self.settings = settings
         self.state = state if state is not None else ClusterState(identity)
@@ -96,7 +98,9 @@ class Engine:
         self.node = GossipNode(self.state, rng, settings.max_datagram, rumours=rumours)
         self.node.fanout = settings.fanout
         self.node.idle_rounds = settings.idle_rounds
-        self.detector: FailureDetector = make_detector(settings, self.state)
+        self.detector: FailureDetector = (
+            make_detector(settings, self.state) if detector is None else detector
+        )
         #: peer id -> when a reset sync may be asked for it again
         self._reset_syncs: dict[str, float] = {}
         #: the store had no record of this node: its first full sync takes
@@ -303,6 +307,10 @@ class Engine:
             reasserted=bool(reasserted),
             taken_back=taken_back,
         )
+
+    def push(self) -> Output:
+        """Push the hot rumours (a joiner just merged) to a few peers now."""
+        return Output(sends=tuple(self.node.push()))
 
     def goodbye(self, now: float = 0.0) -> tuple[Outgoing, ...]:
         """Goodbyes for every node that has not left, to send when stopping."""

@@ -208,6 +208,10 @@ class GossipNode:
         self.rumours.wrote(batch)
         return self._pushes()
 
+    def push(self) -> list[Outgoing]:
+        """Acks pushing the hot rumours to a few peers now, if tokens allow."""
+        return self._pushes()
+
     def _pushes(self, source: Address | None = None) -> list[Outgoing]:
         """Acks pushing hot rumours to a few peers at once, if tokens allow.
 

@@ -192,19 +192,14 @@ class NodeState:
     status: Status = "alive"
     #: the highest version of this node's tombstones removed here by GC
     gc_point: int = 0
-    #: this record is shared by several states (the simulator's converged
-    #: start): :meth:`ClusterState.writable` copies it before it changes
-    shared: bool = attrs.field(default=False, kw_only=True, eq=False, repr=False)
-    #: ``entries`` is shared with another record: copied before it changes
-    shared_entries: bool = attrs.field(
-        default=False, kw_only=True, eq=False, repr=False
-    )
 
     def own_entries(self) -> dict[str, Entry]:
-        """``entries``, ready to change (a private copy if it was shared)."""
-        if self.shared_entries:
-            self.entries = dict(self.entries)
-            self.shared_entries = False
+        """``entries``, ready to change.
+
+        Every change of ``entries`` goes through here, so that a subclass
+        can share them copy-on-write (the simulator's converged start,
+        :mod:`pokan.sim.shared`); a real node's are its own.
+        """
         return self.entries
 
     def record(self) -> NodeRecord:
@@ -292,26 +287,13 @@ class ClusterState:
         return node
 
     def writable(self, node: NodeState) -> NodeState:
-        """Our record ``node``, ready to change.
+        """Our record ``node``, ready to change: ``node`` itself.
 
-        A record shared with other states (see :attr:`NodeState.shared`) is
-        replaced by a private copy first, its entries still shared until they
-        change (:meth:`NodeState.own_entries`). A real node's records are
-        never shared: ``node`` itself.
+        Every change of a record goes through here, so that a subclass can
+        share records between states copy-on-write (the simulator's
+        converged start: :class:`pokan.sim.shared.SharingClusterState`).
         """
-        if not node.shared:
-            return node
-        copy = NodeState(
-            node.info,
-            node.entries,
-            node.version,
-            node.heartbeat,
-            node.status,
-            node.gc_point,
-            shared_entries=True,
-        )
-        self.nodes[node.info.id] = copy
-        return copy
+        return node
 
     # -- local writes ---------------------------------------------------------
 
@@ -585,10 +567,9 @@ class ClusterState:
     def _reset(node: NodeState, info: NodeInfo) -> dict[str, Entry]:
         """Forget an old incarnation; return its entries, now dropped."""
         # ours to change (popped from below), even if the entries were shared
-        dropped = dict(node.entries) if node.shared_entries else node.entries
+        dropped = node.own_entries()
         node.info = info
         node.entries = {}
-        node.shared_entries = False
         node.version = 0
         node.heartbeat = 0
         node.status = "alive"

@@ -16,13 +16,10 @@ join.
 
 from __future__ import annotations
 
-import argparse
 import heapq
-import json
 import math
 import random
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,25 +27,23 @@ from typing import Any
 import attrs
 
 from pokan import wire
+from pokan.core.detection import FailureDetector
 from pokan.core.engine import Engine, Output
 from pokan.core.node import Address, Outgoing
 from pokan.core.rumours import RumourQueue
 from pokan.core.settings import EngineSettings
-from pokan.core.state import Entry, NodeInfo, NodeState
-from pokan.sim.faults import parse_pause
-from pokan.sim.nodetector import NoDetector
-from pokan.sim.scenario import SCENARIO_HEADER, Scenario, run, scenario_row
+from pokan.core.state import Entry, NodeInfo
+from pokan.sim.nodetection import NoDetection
+from pokan.sim.shared import SharedNodeState, SharingClusterState
 from pokan.sim.watch import peak_rss_mb, percentile
 
 #: rounds after which a trial gives up (counted as not converged)
 MAX_ROUNDS = 200
-#: the --failure-detector that detects nothing (the gossip alone)
-NO_DETECTOR = "none"
 #: datagrams a stalled node's socket holds; more are lost (about 200 KB)
 BACKLOG_DATAGRAMS = 150
-#: the wall clock (seconds since the epoch) at virtual time 0, after every
-#: simulated node's generation: the engines' plausibility checks use it
-WALL_START = 1_700_000_100.0
+#: the wall clock of the simulation's start: generations are microseconds
+#: since the epoch, checked against it (see pokan.core.plausible)
+EPOCH = 1_700_000_000.0
 
 
 @attrs.frozen
@@ -74,9 +69,9 @@ class Config:
     #: live peers each round's exchange goes to (the simulator's figures
     #: have always been for 1; a Server's default is 3)
     fanout: int = 1
-    #: the Engine's failure detector ("": the Engine's default; "none": no
-    #: failure detection at all, the gossip alone, see pokan.sim.nodetector)
-    failure_detector: str = ""
+    #: the Engine's failure detector ("phi"...); None: none, the gossip alone
+    #: (:mod:`pokan.sim.nodetection`)
+    failure_detector: str | None = None
     seed: int = 1
 
 
@@ -127,11 +122,8 @@ class Simulation:
             gossip_interval=config.interval,
             fanout=config.fanout,
             max_datagram=config.max_datagram,
-            failure_detector=(
-                config.failure_detector
-                if config.failure_detector not in ("", NO_DETECTOR)
-                else EngineSettings().failure_detector
-            ),
+            failure_detector=config.failure_detector
+            or EngineSettings().failure_detector,
         )
         self.now = 0.0
         self._events: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
@@ -170,19 +162,23 @@ class Simulation:
 
     def _add_node(self, info: NodeInfo) -> int:
         index = len(self.nodes)
+        state = SharingClusterState(info)
+        state.write("status", "up", 1.0)
         rumours = RumourQueue(
             retransmit_mult=self.config.retransmit_mult,
             push_fanout=self.config.push_fanout,
+        )
+        detector: FailureDetector | None = (
+            NoDetection(state) if self.config.failure_detector is None else None
         )
         engine = Engine(
             self.settings,
             info,
             random.Random(self.rng.getrandbits(64)),
+            state=state,
             rumours=rumours,
+            detector=detector,
         )
-        if self.config.failure_detector == NO_DETECTOR:
-            engine.detector = NoDetector(engine.state)
-        engine.state.write("status", "up", 1.0)
         self.nodes.append(engine)
         self.by_address[(info.address, info.udp_port)] = index
         self.index_of[info.id] = index
@@ -196,15 +192,12 @@ class Simulation:
         """Give every node the state it would hold after converging.
 
         The records of that state are built once and shared by every node
-        (copy-on-write: :meth:`ClusterState.writable` gives a node its own
-        copy of a record before changing it), as are the sorted ids: memory
-        grows with the records that changed, not with N x N.
+        (copy-on-write, :mod:`pokan.sim.shared`: a node's state copies a
+        record before changing it), as are the sorted ids: memory grows with
+        the records that changed, not with N x N.
         """
         entries = {"status": Entry("up", 1, 1.0)}
-        base = {
-            info.id: NodeState(info, entries, 1, 0, shared=True, shared_entries=True)
-            for info in infos
-        }
+        base = {info.id: SharedNodeState(info, entries, 1, 0) for info in infos}
         ids = sorted(base)
         for node in self.nodes:
             state = node.state
@@ -353,7 +346,7 @@ class Simulation:
             message = holder[1] = wire.decode(holder[0], wire.DATAGRAM_TYPES)
         node = self.nodes[target]
         output = node.receive(
-            message, source, len(holder[0]), self.now, wall=WALL_START + self.now
+            message, source, len(holder[0]), self.now, wall=EPOCH + self.now
         )
         self._carry_out(target, output)
         if self.on_receive is not None:
@@ -372,13 +365,15 @@ class Simulation:
         index = self._add_node(node_info(len(self.nodes)))
         seed = self.rng.randrange(index)
         joiner, peer = self.nodes[index], self.nodes[seed]
-        wall = WALL_START + self.now
+        wall = EPOCH + self.now
         hello = wire.decode(wire.encode(wire.Hello(joiner.id, joiner.full_state())))
         assert isinstance(hello, wire.Hello)
         self._carry_out(seed, peer.merge_full(hello.deltas, self.now, wall=wall))
         welcome = wire.decode(wire.encode(wire.Welcome(peer.id, peer.full_state())))
         assert isinstance(welcome, wire.Welcome)
         self._carry_out(index, joiner.merge_full(welcome.deltas, self.now, wall=wall))
+        # the seed pushes the joiner's news at once (the Server waits a round)
+        self._carry_out(seed, peer.push())
         return index
 
     def partition(self, rounds: float) -> None:
@@ -546,145 +541,5 @@ def row(f: Figures) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pokan.simulate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--n", default="10,100,1000", help="cluster sizes, comma-separated"
-    )
-    parser.add_argument("--loss", default="0,0.2", help="loss rates, comma-separated")
-    parser.add_argument("--push", default="3", help="push fanouts, comma-separated")
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--interval", type=float, default=1.0)
-    parser.add_argument("--max-datagram", type=int, default=wire.DEFAULT_MAX_DATAGRAM)
-    parser.add_argument("--latency", default="0.001,0.005", help="low,high seconds")
-    parser.add_argument("--partitions", type=int, default=1)
-    parser.add_argument("--partition-rounds", type=float, default=0.0)
-    parser.add_argument(
-        "--fanout", type=int, default=1, help="peers each round's exchange goes to"
-    )
-    parser.add_argument(
-        "--failure-detector",
-        default="",
-        help="the Engine's failure detector (default: the Engine's default;"
-        " none: no failure detection, the gossip alone)",
-    )
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--progress",
-        action="store_true",
-        help="print a line after every trial (every 10 rounds with --rounds),"
-        " with CPU time and peak memory, to stderr",
-    )
-    parser.add_argument(
-        "--overload",
-        default="",
-        help="instead: the overload scenario at these writes/node/round"
-        " (comma-separated; one node writes 20 times as fast)",
-    )
-    faults = parser.add_argument_group(
-        "liveness runs",
-        "any of these runs one measured run of R rounds per configuration"
-        " instead of the write and join trials (see pokan.sim.scenario)",
-    )
-    faults.add_argument("--rounds", type=int, help="rounds a run lasts (default 100)")
-    faults.add_argument(
-        "--kill",
-        type=int,
-        default=0,
-        metavar="K",
-        help="K random nodes go silent for good, at random times",
-    )
-    faults.add_argument(
-        "--pause",
-        default="",
-        metavar="F:R",
-        help="a fraction F of the nodes stall for R rounds at a time, then resume",
-    )
-    faults.add_argument(
-        "--writes",
-        type=float,
-        default=1.0,
-        help="fresh writes per round over the cluster (default 1)",
-    )
-    faults.add_argument(
-        "--json",
-        action="store_true",
-        help="print one JSON object per configuration instead of a table",
-    )
-    args = parser.parse_args(argv)
-    low, high = (float(x) for x in args.latency.split(","))
-    log = _stderr if args.progress else None
-    try:
-        pause = parse_pause(args.pause) if args.pause else (0.0, 0.0)
-    except ValueError as e:
-        parser.error(str(e))
-    if args.rounds is not None and args.rounds < 1:
-        parser.error(f"--rounds must be 1 or more, got {args.rounds}")
-    if args.kill < 0:
-        parser.error(f"--kill must be 0 or more, got {args.kill}")
-    if args.overload:
-        from pokan.sim.overload import OVERLOAD_HEADER, overload, overload_row
-
-        print(OVERLOAD_HEADER)
-        print("|" + "---|" * (OVERLOAD_HEADER.count("|") - 1))
-        for n in (int(x) for x in args.n.split(",")):
-            for rate in (float(x) for x in args.overload.split(",")):
-                config = Config(n=n, interval=args.interval, seed=args.seed)
-                print(overload_row(overload(config, rate, 20 * rate)), flush=True)
-        return 0
-    scenario = None
-    if args.rounds is not None or args.kill or args.pause or args.json:
-        scenario = Scenario(
-            rounds=100 if args.rounds is None else args.rounds,
-            kills=args.kill,
-            pause_fraction=pause[0],
-            pause_rounds=pause[1],
-            writes_per_round=args.writes,
-        )
-        if not args.json:
-            print(SCENARIO_HEADER)
-            print("|" + "---|" * (SCENARIO_HEADER.count("|") - 1))
-    else:
-        print(HEADER)
-        print(_rule())
-    for n in (int(x) for x in args.n.split(",")):
-        for push in (int(x) for x in args.push.split(",")):
-            for loss in (float(x) for x in args.loss.split(",")):
-                config = Config(
-                    n=n,
-                    interval=args.interval,
-                    max_datagram=args.max_datagram,
-                    loss=loss,
-                    latency=(low, high),
-                    partitions=args.partitions,
-                    partition_rounds=args.partition_rounds,
-                    push_fanout=push,
-                    fanout=args.fanout,
-                    failure_detector=args.failure_detector,
-                    seed=args.seed,
-                )
-                if scenario is None:
-                    print(row(measure(config, args.trials, progress=log)), flush=True)
-                    continue
-                figures = run(Simulation(config), scenario, progress=log)
-                if args.json:
-                    print(json.dumps(figures), flush=True)
-                else:
-                    print(scenario_row(figures), flush=True)
-    return 0
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def _rule() -> str:
     return "|" + "---|" * (HEADER.count("|") - 1)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

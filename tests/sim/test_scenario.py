@@ -15,7 +15,7 @@ from pathlib import Path
 from twisted.trial import unittest
 
 from pokan.core.settings import EngineSettings
-from pokan.sim import simulate
+from pokan.sim import command
 from pokan.sim.scenario import Scenario, run
 from pokan.sim.simulate import Config, Simulation
 
@@ -29,7 +29,7 @@ def detector() -> str:
 
 
 def liveness(n: int, seed: int, **scenario: float) -> dict:
-    config = Config(n=n, loss=0.05, seed=seed)
+    config = Config(n=n, loss=0.05, seed=seed, failure_detector=detector())
     return run(Simulation(config), Scenario(**scenario))  # type: ignore[arg-type]
 
 
@@ -104,7 +104,7 @@ class MainTests(unittest.TestCase):
     def run_main(self, *argv: str) -> list[str]:
         out = io.StringIO()
         self.patch(sys, "stdout", out)
-        simulate.main(list(argv))
+        command.main(list(argv))
         return out.getvalue().splitlines()
 
     def test_json_one_object_per_configuration(self) -> None:
@@ -165,7 +165,7 @@ class DocsCommandTests(unittest.TestCase):
             argv[argv.index("--rounds") + 1] = "15"
             out = io.StringIO()
             self.patch(sys, "stdout", out)
-            self.assertEqual(simulate.main(argv), 0)
+            self.assertEqual(command.main(argv), 0)
             figures = json.loads(out.getvalue())
             self.assertEqual(figures["n"], 20)
 
@@ -173,7 +173,7 @@ class DocsCommandTests(unittest.TestCase):
 class NoDetectorTests(unittest.TestCase):
     def test_the_gossip_alone_convicts_nobody(self) -> None:
         """--failure-detector none: writes spread, kills are never seen."""
-        config = Config(n=20, loss=0.05, seed=6, failure_detector="none")
+        config = Config(n=20, loss=0.05, seed=6, failure_detector=None)
         figures = run(Simulation(config), Scenario(rounds=15, kills=2))
         self.assertEqual(figures["detect_rounds"]["unfinished"], 2)
         self.assertIsNone(figures["detect_rounds"]["p99"])
