@@ -32,6 +32,8 @@ class Detected:
 
     sends: tuple[Outgoing, ...] = ()
     batch: Batch = attrs.field(factory=Batch)
+    #: what was refused: (reason, detail), to count as bad input
+    rejected: tuple[tuple[str, str], ...] = ()
 
 
 class FailureDetector(Protocol):
@@ -65,8 +67,21 @@ class FailureDetector(Protocol):
     def handles(self, message: wire.Message) -> bool:
         """Whether ``message`` is one of the detector's own (probes...)."""
 
-    def receive(self, message: wire.Message, source: Address, now: float) -> Detected:
-        """One of the detector's own messages, from ``source``."""
+    def receive(
+        self,
+        message: wire.Message,
+        source: Address,
+        now: float,
+        size: int | None = None,
+    ) -> Detected:
+        """One of the detector's own messages, from ``source`` (``size``: its
+        datagram's length, for the bound on replies to strangers)."""
+
+    def poll(self, now: float) -> Detected:
+        """Between rounds (the retry, any datagram): the timeouts now due."""
+
+    def heard(self, node_id: str, now: float) -> Detected:
+        """A gossip datagram came from ``node_id``'s own socket."""
 
     def settle(self, batch: Batch, now: float) -> list[Transition]:
         """The membership events ``batch`` makes, each once per transition."""

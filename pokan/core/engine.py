@@ -31,6 +31,7 @@ from pokan.core.node import Address, GossipNode, Outgoing
 from pokan.core.rumours import RumourQueue
 from pokan.core.settings import EngineSettings
 from pokan.core.state import Batch, ClusterState, NodeDelta, NodeInfo, NodeState, Value
+from pokan.core.swim import SwimMembership
 
 
 @attrs.frozen
@@ -59,8 +60,20 @@ class Output:
     taken_back: int = 0
 
 
-def make_detector(settings: EngineSettings, state: ClusterState) -> FailureDetector:
+def make_detector(
+    settings: EngineSettings, state: ClusterState, rng: random.Random
+) -> FailureDetector:
     """The failure detector ``settings.failure_detector`` names."""
+    if settings.failure_detector == "swim":
+        return SwimMembership(
+            state,
+            rng,
+            settings.gossip_interval,
+            settings.tombstone_ttl,
+            settings.dead_node_ttl,
+            settings.idle_interval,
+            settings.max_datagram,
+        )
     if settings.failure_detector == "phi":
         return Membership(
             state,
@@ -99,8 +112,13 @@ class Engine:
         self.node.fanout = settings.fanout
         self.node.idle_rounds = settings.idle_rounds
         self.detector: FailureDetector = (
-            make_detector(settings, self.state) if detector is None else detector
+            make_detector(settings, self.state, random.Random(rng.getrandbits(64)))
+            if detector is None
+            else detector
         )
+        #: SWIM probes: heartbeats stay out of the digest (it stays the same
+        #: while idle); phi convicts on them
+        self.node.heartbeats = settings.failure_detector == "phi"
         #: peer id -> when a reset sync may be asked for it again
         self._reset_syncs: dict[str, float] = {}
         #: the store had no record of this node: its first full sync takes
@@ -158,11 +176,15 @@ class Engine:
             return Output(sends=tuple(self.node.gossip_round()))
         checked = self.detector.check(now)
         sends = checked.sends + tuple(self.node.gossip_round())
-        return self._settled(now, checked.batch, sends=sends)
+        return self._settled(
+            now, checked.batch, sends=sends, rejected=checked.rejected
+        )
 
     def retry(self, now: float) -> Output:
         """Half a round on: a new exchange if this round's went unanswered."""
-        return Output(sends=tuple(self.node.retry_round()))
+        polled = self.detector.poll(now)
+        sends = polled.sends + tuple(self.node.retry_round())
+        return self._settled(now, polled.batch, sends=sends, rejected=polled.rejected)
 
     def skip_rounds(self, count: int) -> None:
         """Account for up to ``count`` quiet rounds the driver slept through."""
@@ -200,12 +222,26 @@ class Engine:
         """One datagram's message from ``source`` (``size``: its length)."""
         self.plausible_now(now, wall)
         if self.detector.handles(message):
-            detected = self.detector.receive(message, source, now)
-            return self._settled(now, detected.batch, sends=detected.sends)
+            detected = self.detector.receive(message, source, now, size)
+            return self._settled(
+                now, detected.batch, sends=detected.sends, rejected=detected.rejected
+            )
         result = self.node.receive(message, source, size)
         digest: tuple[wire.DigestEntry, ...] = getattr(message, "digest", ())
         batch = result.batch + self.detector.observe(now, digest)
         sends = result.outgoing
+        polled = self.detector.poll(now)
+        if self.node.is_member(message, source):
+            heard = self.detector.heard(getattr(message, "sender", ""), now)
+            polled = Detected(
+                polled.sends + heard.sends,
+                polled.batch + heard.batch,
+                polled.rejected + heard.rejected,
+            )
+        if polled.sends or polled.batch or polled.rejected:
+            sends += polled.sends
+            batch += polled.batch
+            result = attrs.evolve(result, rejected=result.rejected + polled.rejected)
         if result.reasserted:
             sends += tuple(self.node.wrote(result.reasserted))
             batch += result.reasserted

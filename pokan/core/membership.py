@@ -29,7 +29,7 @@ from pokan.core import bounds, gc
 from pokan.core.detection import Detected, Transition
 from pokan.core.failure import DEFAULT_THRESHOLD, PhiAccrualDetector
 from pokan.core.node import Address
-from pokan.core.state import Batch, ClusterState, Status
+from pokan.core.state import Batch, ClusterState, NodeState, Status
 from pokan.wire import DigestEntry
 
 DEFAULT_TOMBSTONE_TTL = 3600.0
@@ -143,8 +143,20 @@ class Membership:
     def handles(self, message: wire.Message) -> bool:
         return False  # heartbeats ride in the gossip itself
 
-    def receive(self, message: wire.Message, source: Address, now: float) -> Detected:
+    def receive(
+        self,
+        message: wire.Message,
+        source: Address,
+        now: float,
+        size: int | None = None,
+    ) -> Detected:
         return Detected()
+
+    def poll(self, now: float) -> Detected:
+        return Detected()  # phi has no timeouts between rounds
+
+    def heard(self, node_id: str, now: float) -> Detected:
+        return Detected()  # heartbeats count, not who sent the datagram
 
     def view(self, node_id: str, now: float) -> dict[str, Any]:
         """``{"kind": "phi", "phi": ..., "silence": ..., "threshold": ...}``."""
@@ -268,10 +280,7 @@ class Membership:
             if previous is None or previous[1] != node.status:
                 self._status_since[node_id] = now
             if previous is not None and previous[0] != current[0]:
-                self.detector.forget(node_id)  # a new incarnation: a new window
-                self._convicted_at.pop(node_id, None)
-                if node.heartbeat:
-                    self.detector.heartbeat(node_id, now)
+                self._reincarnated(node, now)
             event = _event(previous, current)
             if event == "peer_joined" and previous is not None:
                 self._notes[node_id] = "restarted: new generation"
@@ -280,6 +289,14 @@ class Membership:
             if event is not None:
                 events.append((event, node))
         return events
+
+    def _reincarnated(self, node: NodeState, now: float) -> None:
+        """A new generation of ``node`` (a restart): a new window."""
+        node_id = node.info.id
+        self.detector.forget(node_id)
+        self._convicted_at.pop(node_id, None)
+        if node.heartbeat:
+            self.detector.heartbeat(node_id, now)
 
     def note(self, node_id: str) -> str:
         """Why the transition :meth:`settle` just returned for ``node_id`` happened.

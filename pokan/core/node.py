@@ -70,6 +70,9 @@ class GossipNode:
         self._awaiting: Address | None = None
         self.rumours = RumourQueue() if rumours is None else rumours
         self._view = PeerView(state)
+        #: whether this node bumps its heartbeat (phi detection); False under
+        #: SWIM, whose probes need none, so an idle digest stays the same
+        self.heartbeats = True
         #: live peers contacted per round (more: faster failure detection)
         self.fanout = 1
         #: rounds between the exchanges of an idle node (1: every round)
@@ -125,7 +128,8 @@ class GossipNode:
             else:
                 self._idle_wait = self.idle_rounds - 1
                 fanout = 1
-        self.state.me.heartbeat += 1
+        if self.heartbeats:
+            self.state.me.heartbeat += 1
         targets = self.pick_targets(fanout)
         self._awaiting = targets[0][0] if targets else None
         return self._open(targets)
@@ -398,7 +402,8 @@ class GossipNode:
     ) -> Result:
         if isinstance(message, wire.Syn):
             # a fresh heartbeat in the reply: peers hear it more than once a round
-            self.state.me.heartbeat += 1
+            if self.heartbeats:
+                self.state.me.heartbeat += 1
             self._claims_in(message.digest)
             batch = self._merge(message.deltas, source)
             if budget < 0 or not self._may_reply(source):

@@ -27,8 +27,8 @@ DEFAULT_TOMBSTONE_TTL = 3600.0
 DEFAULT_DEAD_NODE_TTL = 86400.0
 DEFAULT_SYNC_TIMEOUT = 10.0
 #: the failure detectors there are (see pokan.core.detection)
-FAILURE_DETECTORS = ("phi",)
-DEFAULT_FAILURE_DETECTOR = "phi"
+FAILURE_DETECTORS = ("swim", "phi")
+DEFAULT_FAILURE_DETECTOR = "swim"
 
 #: how the Server's keyword arguments name each setting in messages
 API_NAMES: Mapping[str, str] = {

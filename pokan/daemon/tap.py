@@ -30,6 +30,7 @@ from pokan.core.membership import (
     DEFAULT_TOMBSTONE_TTL,
     check_membership_options,
 )
+from pokan.core.settings import DEFAULT_FAILURE_DETECTOR, check_failure_detector
 from pokan.daemon.handler_options import HandlerOptions, install_handlers
 from pokan.errors import ConfigurationError, PokanError, StartupError
 from pokan.net import reactors
@@ -130,10 +131,18 @@ class Options(HandlerOptions):
             " (default: the gossip interval).",
         ],
         [
+            "failure-detector",
+            None,
+            DEFAULT_FAILURE_DETECTOR,
+            "How dead peers are found: swim (probes, the default) or phi"
+            " (heartbeats in the gossip; small clusters).",
+        ],
+        [
             "phi-threshold",
             None,
             str(DEFAULT_THRESHOLD),
-            "Suspicion (phi) above which a silent peer is convicted dead.",
+            "Suspicion (phi) above which a silent peer is convicted dead"
+            " (--failure-detector phi).",
         ],
         [
             "tombstone-ttl",
@@ -298,6 +307,9 @@ class Options(HandlerOptions):
                 self["tombstone-ttl"],
                 self["dead-node-ttl"],
                 ("--phi-threshold", "--tombstone-ttl", "--dead-node-ttl"),
+            )
+            self["failure-detector"] = check_failure_detector(
+                self["failure-detector"], "--failure-detector"
             )
             try:
                 self["drop-rate"] = check_drop_rate(self["drop-rate"])
@@ -507,6 +519,7 @@ def _server(options: Options, store: Any) -> Server:
         max_sync_connections=options["max-sync-connections"],
         max_sync_per_host=options["max-sync-per-host"],
         phi_threshold=options["phi-threshold"],
+        failure_detector=options["failure-detector"],
         tombstone_ttl=options["tombstone-ttl"],
         dead_node_ttl=options["dead-node-ttl"],
         gossip_fanout=options["gossip-fanout"],

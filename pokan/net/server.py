@@ -42,7 +42,11 @@ from pokan.core.membership import (
     check_membership_options,
 )
 from pokan.core.node import Address, GossipNode
-from pokan.core.settings import EngineSettings
+from pokan.core.settings import (
+    DEFAULT_FAILURE_DETECTOR,
+    EngineSettings,
+    check_failure_detector,
+)
 from pokan.core.state import (
     ROLES,
     STATUSES,
@@ -202,6 +206,7 @@ class Server(service.Service):
         key_file: str | None = None,
         max_nodes: int = plausible.DEFAULT_MAX_NODES,
         handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
+        failure_detector: str = DEFAULT_FAILURE_DETECTOR,
     ) -> None:
         self._address = check_ip(address)
         self._tcp_port = check_port(tcp_port, "tcp port", allow_any=True)
@@ -249,6 +254,7 @@ class Server(service.Service):
             tombstone_ttl=tombstone_ttl,
             dead_node_ttl=dead_node_ttl,
             sync_timeout=self._sync_timeout,
+            failure_detector=check_failure_detector(failure_detector),
         )
         self._engine = Engine(settings, self._identity(generation=0), self._rng)
         self._transition_log = TransitionLog(Seconds(self._now))
@@ -987,7 +993,9 @@ class Server(service.Service):
         """Half a round on: a new exchange if this round's went unanswered."""
         self._retry = None
         try:
-            for out in self._engine.retry(self._now()).sends:
+            output = self._engine.retry(self._now())
+            self._commit(output)
+            for out in output.sends:
                 self._send(out.address, out.message)
         except Exception:
             log.failure("gossip retry failed; the next round will run as usual")

@@ -47,7 +47,19 @@ class NoDetection:
     def handles(self, message: wire.Message) -> bool:
         return False
 
-    def receive(self, message: wire.Message, source: Address, now: float) -> Detected:
+    def receive(
+        self,
+        message: wire.Message,
+        source: Address,
+        now: float,
+        size: int | None = None,
+    ) -> Detected:
+        return Detected()
+
+    def poll(self, now: float) -> Detected:
+        return Detected()
+
+    def heard(self, node_id: str, now: float) -> Detected:
         return Detected()
 
     def settle(self, batch: Batch, now: float) -> list[Transition]:

@@ -38,10 +38,13 @@ from pokan.wire.messages import (
     MAX_COUNTER,
     MAX_ID_LEN,
     MAX_KEY_LEN,
+    MAX_RUMOURS,
+    MAX_SEQ,
     MAX_UINT64,
     MAX_VALUE_LEN,
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
+    RUMOUR_KINDS,
     Ack,
     BadCluster,
     DigestEntry,
@@ -49,6 +52,12 @@ from pokan.wire.messages import (
     Hello,
     Message,
     MessageType,
+    Nack,
+    Notice,
+    Ping,
+    PingAck,
+    PingReq,
+    Rumour,
     Syn,
     SynAck,
     Welcome,
@@ -97,7 +106,35 @@ def pack_digest_entry(entry: DigestEntry) -> tuple[Any, ...]:
     return pack_digest((entry,))[0]
 
 
+def pack_rumours(rumours: tuple[Rumour, ...]) -> list[tuple[Any, ...]]:
+    """Each rumour's five fields (a tuple packs as an array)."""
+    return list(rumours)
+
+
+def rumour_size(rumour: Rumour) -> int:
+    """The packed size of one liveness rumour, without packing."""
+    return (
+        1  # array header
+        + 1  # kind
+        + str_size(rumour.node_id)
+        + uint_size(rumour.generation)
+        + uint_size(rumour.incarnation)
+        + str_size(rumour.origin)
+    )
+
+
 def _body(message: Message) -> list[Any]:
+    if isinstance(message, Ping | PingReq | PingAck):
+        return [
+            message.sender,
+            message.seq,
+            message.target,
+            pack_rumours(message.rumours),
+        ]
+    if isinstance(message, Nack):
+        return [message.sender, message.seq, message.target]
+    if isinstance(message, Notice):
+        return [message.sender, pack_rumours(message.rumours)]
     if isinstance(message, Syn):
         return [
             message.sender,
@@ -450,7 +487,56 @@ def _decode_bad_cluster(f: list[Any]) -> BadCluster:
     return BadCluster(read_str(f[0], "cluster", MAX_CLUSTER_LEN))
 
 
+def _rumour(obj: Any) -> Rumour:
+    f = _array(obj, "rumour", 5)
+    return Rumour(
+        _uint(f[0], "rumour kind", 0, len(RUMOUR_KINDS) - 1),
+        read_str(f[1], "rumour node id", MAX_ID_LEN),
+        _counter(f[2], "rumour generation"),
+        _counter(f[3], "incarnation"),
+        read_str(f[4], "rumour origin", MAX_ID_LEN),
+    )
+
+
+def _rumours(obj: Any) -> tuple[Rumour, ...]:
+    items = _array(obj, "rumours")
+    if len(items) > MAX_RUMOURS:
+        raise DecodeError(
+            "bad-field", f"{len(items)} rumours, more than {MAX_RUMOURS}"
+        )
+    return tuple(_rumour(r) for r in items)
+
+
+def _decode_probe(f: list[Any], cls: type[Ping | PingReq | PingAck]) -> Message:
+    _array(f, cls.__name__, 4)
+    return cls(
+        read_str(f[0], "sender", MAX_ID_LEN),
+        _uint(f[1], "seq", 0, MAX_SEQ),
+        read_str(f[2], "target", MAX_ID_LEN),
+        _rumours(f[3]),
+    )
+
+
+def _decode_nack(f: list[Any]) -> Nack:
+    _array(f, "Nack", 3)
+    return Nack(
+        read_str(f[0], "sender", MAX_ID_LEN),
+        _uint(f[1], "seq", 0, MAX_SEQ),
+        read_str(f[2], "target", MAX_ID_LEN),
+    )
+
+
+def _decode_notice(f: list[Any]) -> Notice:
+    _array(f, "Notice", 2)
+    return Notice(read_str(f[0], "sender", MAX_ID_LEN), _rumours(f[1]))
+
+
 _DECODERS: dict[MessageType, Any] = {
+    MessageType.PING: lambda f: _decode_probe(f, Ping),
+    MessageType.PING_REQ: lambda f: _decode_probe(f, PingReq),
+    MessageType.PING_ACK: lambda f: _decode_probe(f, PingAck),
+    MessageType.NACK: _decode_nack,
+    MessageType.NOTICE: _decode_notice,
     MessageType.SYN: _decode_syn,
     MessageType.SYN_ACK: _decode_syn_ack,
     MessageType.ACK: lambda f: _decode_deltas(f, Ack),

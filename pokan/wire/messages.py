@@ -50,6 +50,12 @@ class MessageType(enum.IntEnum):
     GOODBYE = 4
     #: "you are not of my cluster": any channel, never sealed, never merged
     BAD_CLUSTER = 5
+    #: SWIM failure detection (see pokan.core.liveness)
+    PING = 6
+    PING_REQ = 7
+    PING_ACK = 8
+    NACK = 9
+    NOTICE = 10
     HELLO = 16
     WELCOME = 17
 
@@ -152,7 +158,96 @@ class Welcome:
     deltas: tuple[NodeDelta, ...]
 
 
-Message = Syn | SynAck | Ack | Goodbye | BadCluster | Hello | Welcome
+#: the kinds of a liveness rumour
+ALIVE = 0
+SUSPECT = 1
+DEAD = 2
+RUMOUR_KINDS = ("alive", "suspect", "dead")
+#: liveness rumours one message carries at most
+MAX_RUMOURS = 16
+#: probe sequence numbers are 32-bit
+MAX_SEQ = 2**32 - 1
+
+
+class Rumour(NamedTuple):
+    """A claim about one member's liveness, at one incarnation of one generation.
+
+    ``kind`` is :data:`ALIVE` (only ``node_id`` itself issues it: a
+    refutation), :data:`SUSPECT` or :data:`DEAD`; ``origin`` is the node that
+    suspects or declares (the node itself for ALIVE). Ordered by
+    ``(generation, incarnation)``; see docs/membership.md.
+    """
+
+    kind: int
+    node_id: str
+    generation: int
+    incarnation: int
+    origin: str
+
+
+@attrs.frozen
+class Ping:
+    """SWIM's direct probe of ``target``: answered by a PingAck of ``seq``."""
+
+    sender: str
+    seq: int
+    target: str
+    rumours: tuple[Rumour, ...] = ()
+
+
+@attrs.frozen
+class PingReq:
+    """Asks a member to probe ``target`` for the sender (an indirect probe)."""
+
+    sender: str
+    seq: int
+    target: str
+    rumours: tuple[Rumour, ...] = ()
+
+
+@attrs.frozen
+class PingAck:
+    """``target`` answered the probe ``seq`` (directly, or through a helper)."""
+
+    sender: str
+    seq: int
+    target: str
+    rumours: tuple[Rumour, ...] = ()
+
+
+@attrs.frozen
+class Nack:
+    """A helper probed ``target`` for probe ``seq`` and heard nothing (Lifeguard)."""
+
+    sender: str
+    seq: int
+    target: str
+
+
+@attrs.frozen
+class Notice:
+    """Liveness rumours pushed at once to a few members (no reply)."""
+
+    sender: str
+    rumours: tuple[Rumour, ...]
+
+
+LIVENESS_MESSAGES = (Ping, PingReq, PingAck, Nack, Notice)
+
+Message = (
+    Syn
+    | SynAck
+    | Ack
+    | Goodbye
+    | BadCluster
+    | Hello
+    | Welcome
+    | Ping
+    | PingReq
+    | PingAck
+    | Nack
+    | Notice
+)
 
 MESSAGE_TYPES: dict[type, MessageType] = {
     Syn: MessageType.SYN,
@@ -160,6 +255,11 @@ MESSAGE_TYPES: dict[type, MessageType] = {
     Ack: MessageType.ACK,
     Goodbye: MessageType.GOODBYE,
     BadCluster: MessageType.BAD_CLUSTER,
+    Ping: MessageType.PING,
+    PingReq: MessageType.PING_REQ,
+    PingAck: MessageType.PING_ACK,
+    Nack: MessageType.NACK,
+    Notice: MessageType.NOTICE,
     Hello: MessageType.HELLO,
     Welcome: MessageType.WELCOME,
 }
@@ -170,6 +270,11 @@ DATAGRAM_TYPES = frozenset(
         MessageType.ACK,
         MessageType.GOODBYE,
         MessageType.BAD_CLUSTER,
+        MessageType.PING,
+        MessageType.PING_REQ,
+        MessageType.PING_ACK,
+        MessageType.NACK,
+        MessageType.NOTICE,
     }
 )
 STREAM_TYPES = frozenset(

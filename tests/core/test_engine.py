@@ -77,7 +77,8 @@ class WriteTests(unittest.TestCase):
 
 class ExchangeTests(unittest.TestCase):
     def test_a_syn_gets_a_synack_and_completes_the_exchange(self) -> None:
-        a, b = engine(1), engine(2)
+        # phi: the round sends the Syn alone (SWIM adds its probe)
+        a, b = engine(1, failure_detector="phi"), engine(2, failure_detector="phi")
         joined(a, b)
         b.write("k", "v", None, 1.0)
         syn = a.tick(2.0)
@@ -92,7 +93,8 @@ class ExchangeTests(unittest.TestCase):
         self.assertEqual([c.key for c in done.batch.changes], ["k"])
 
     def test_a_retry_opens_another_exchange_only_if_unanswered(self) -> None:
-        a, b, c = engine(1, fanout=1), engine(2), engine(3)
+        a = engine(1, fanout=1, failure_detector="phi")
+        b, c = engine(2), engine(3)
         joined(a, b)
         joined(a, c)
         a.tick(1.0)
@@ -102,8 +104,10 @@ class ExchangeTests(unittest.TestCase):
 
 
 class FailureTests(unittest.TestCase):
+    """The phi detector (``failure_detector="phi"``); SWIM's: test_liveness."""
+
     def test_a_silent_peer_is_convicted_after_ticks(self) -> None:
-        a, b = engine(1), engine(2)
+        a, b = engine(1, failure_detector="phi"), engine(2, failure_detector="phi")
         joined(a, b)
         a.start(0.0)
         transitions = []
@@ -120,7 +124,7 @@ class FailureTests(unittest.TestCase):
         self.assertEqual(a.detector_view(b.id, 30.0)["kind"], "phi")
 
     def test_a_peer_heard_is_not_convicted(self) -> None:
-        a, b = engine(1), engine(2)
+        a, b = engine(1, failure_detector="phi"), engine(2, failure_detector="phi")
         joined(a, b)
         a.start(0.0)
         for second in range(1, 30):

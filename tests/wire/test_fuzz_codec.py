@@ -150,6 +150,34 @@ def messages(
         st.builds(wire.Goodbye, senders, counters()),
         st.builds(wire.Hello, senders, ds),
         st.builds(wire.Welcome, senders, ds),
+        liveness_messages(senders),
+    )
+
+
+@st.composite
+def rumours(draw: Any) -> wire.Rumour:
+    """A liveness rumour, of a valid kind or (rarely) not."""
+    return wire.Rumour(
+        draw(st.one_of(st.sampled_from([0, 1, 2]), counters())),
+        draw(node_ids),
+        draw(counters()),
+        draw(counters()),
+        draw(node_ids),
+    )
+
+
+def liveness_messages(
+    senders: st.SearchStrategy[str] = node_ids,
+) -> st.SearchStrategy[wire.Message]:
+    """Ping, PingReq, PingAck, Nack and Notice, sizes and counters extreme."""
+    rs = st.lists(rumours(), max_size=wire.MAX_RUMOURS + 2).map(tuple)
+    seqs = counters()
+    return st.one_of(
+        st.builds(wire.Ping, senders, seqs, node_ids, rs),
+        st.builds(wire.PingReq, senders, seqs, node_ids, rs),
+        st.builds(wire.PingAck, senders, seqs, node_ids, rs),
+        st.builds(wire.Nack, senders, seqs, node_ids),
+        st.builds(wire.Notice, senders, rs),
     )
 
 
@@ -283,7 +311,22 @@ def _implausible(message: wire.Message) -> bool:
     is one hardening may refuse at decode (an id or address not canonical)."""
     body = msgpack.unpackb(wire.encode(message)[wire.HEADER_SIZE :], raw=False)
     ints = [_at(body, p) for p in _int_paths(body)]
-    return any(n > MAX_COUNTER for n in ints) or _has_bad_identity(message)
+    return (
+        any(n > MAX_COUNTER for n in ints)
+        or _has_bad_identity(message)
+        or _bad_liveness(message)
+    )
+
+
+def _bad_liveness(message: wire.Message) -> bool:
+    """A probe field the codec refuses: a seq over 32 bits, too many rumours,
+    a rumour of no kind."""
+    if getattr(message, "seq", 0) > wire.MAX_SEQ:
+        return True
+    found = getattr(message, "rumours", ())
+    return len(found) > wire.MAX_RUMOURS or any(
+        r.kind >= len(wire.RUMOUR_KINDS) for r in found
+    )
 
 
 def _at(obj: Any, path: tuple[int, ...]) -> Any:

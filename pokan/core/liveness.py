@@ -1,0 +1,848 @@
+"""SWIM failure detection with Lifeguard's refinements, sans-IO.
+
+Each node probes one member per probe period, in a shuffled round-robin
+(a random affine permutation of the member list, new for every cycle: no
+per-member state). A probe is a :class:`~pokan.wire.Ping`; without a
+:class:`~pokan.wire.PingAck` by the probe timeout, ``indirect_checks``
+other members are asked to probe it (:class:`~pokan.wire.PingReq`), and
+they answer with the ack or, Lifeguard's addition, a
+:class:`~pokan.wire.Nack` that says "I tried and heard nothing". Without any
+ack by the end of the period the target becomes *suspect*.
+
+A suspicion is a rumour, ``(generation, incarnation)`` ordered: the suspect
+refutes it by raising its incarnation and rumouring ``alive``. Each member
+runs its own suspicion timer, which shrinks from ``max`` to ``min`` as
+independent suspicions (other origins) arrive (Lifeguard's dynamic
+suspicion timeout); on expiry it declares the node dead. A declaration
+from another member convicts only a node this member has suspected itself
+for a while: a lone forged ``dead`` is taken as one more suspicion, which
+the live node refutes. A ping to a node held suspect carries the suspicion
+(the buddy system), so the suspect hears of it at once.
+
+Lifeguard's *local health multiplier* (LHM, 0..``max_lhm``) grows when
+this node misses nacks or must refute a suspicion of itself (signs that it
+is the slow one) and shrinks with each successful probe; the probe period
+and timeout are scaled by ``LHM + 1``. A node whose own calls came far
+apart (it was paused) convicts nobody for that silence: its probe is
+dropped, its suspicion timers restart and it refutes at once whatever was
+said of it meanwhile.
+
+Rumours ride on every probe message (up to :data:`pokan.wire.MAX_RUMOURS`,
+the ones about the receiver first) and, when new, are pushed at once to
+``push_fanout`` members in a :class:`~pokan.wire.Notice`, so they spread in
+O(log N) hops. Per-member records exist only for members in a non-default
+state (suspect, dead, or an incarnation above 0). See docs/membership.md.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable
+
+import attrs
+
+from pokan import wire
+from pokan.core.node import Address, Outgoing, address_of
+from pokan.core.plausible import MAX_REPLIES_PER_SOURCE
+from pokan.core.state import Batch, ClusterState, NodeState
+
+#: suspicion timeout: min = ALPHA * log10(N) probe intervals, max = BETA * min
+DEFAULT_ALPHA = 1.0
+DEFAULT_BETA = 3.0
+#: independent suspicions after which the timeout is at its minimum
+DEFAULT_CONFIRMATIONS = 3
+DEFAULT_INDIRECT_CHECKS = 3
+DEFAULT_MAX_LHM = 8
+#: liveness rumours are pushed to this many members when new
+DEFAULT_PUSH_FANOUT = 4
+#: an incarnation more than this above what we know is implausible (forged)
+MAX_INCARNATION_JUMP = 2**20
+#: relayed probes (PingReq) this node runs at once, at most
+MAX_RELAYS = 64
+#: rumours queued at most; the most sent is dropped first
+MAX_QUEUED = 512
+
+
+@attrs.frozen
+class Verdict:
+    """What one call to the detector produced: sends, status changes, refusals."""
+
+    sends: tuple[Outgoing, ...] = ()
+    batch: Batch = attrs.field(factory=Batch)
+    rejected: tuple[tuple[str, str], ...] = ()
+
+
+@attrs.define
+class _Record:
+    """A member in a non-default state, at one generation."""
+
+    generation: int
+    incarnation: int = 0
+    status: str = "alive"  # alive | suspect | dead
+    since: float = 0.0
+    origins: set[str] = attrs.field(factory=set)
+    #: a peer declared it dead before our own suspicion was old enough
+    declared: str | None = None
+    #: when our last-chance ping went out (the timeout was over by then)
+    final: float | None = None
+    repinged: bool = False
+
+
+@attrs.define
+class _Probe:
+    target: str
+    generation: int
+    seq: int
+    started: float
+    timeout: float
+    period: float
+    helpers: list[Address] = attrs.field(factory=list)
+    #: when the indirect probes went out; the probe ends no sooner than
+    #: ``timeout`` after them
+    asked: float | None = None
+    nacks: int = 0
+    acked: bool = False
+
+
+@attrs.define
+class _Relay:
+    requester: Address
+    seq: int
+    target: str
+    deadline: float
+
+
+@attrs.define
+class _Queued:
+    rumour: wire.Rumour
+    transmits: int = 0
+    hot: bool = True
+
+
+@attrs.frozen
+class SwimSettings:
+    """The tunables of :class:`SwimDetector` (see docs/membership.md)."""
+
+    interval: float
+    alpha: float = DEFAULT_ALPHA
+    beta: float = DEFAULT_BETA
+    confirmations: int = DEFAULT_CONFIRMATIONS
+    indirect_checks: int = DEFAULT_INDIRECT_CHECKS
+    max_lhm: int = DEFAULT_MAX_LHM
+    #: direct probe timeout, as a share of the probe period
+    probe_timeout: float = 0.4
+    #: a helper's nack after this share of the period without the ack
+    nack_timeout: float = 0.25
+    retransmit_mult: int = 4
+    push_fanout: int = DEFAULT_PUSH_FANOUT
+    push_burst: int = 3
+    #: calls more than this many intervals apart mean this node was paused
+    pause_factor: float = 2.5
+    #: a peer's dead declaration is taken once our own suspicion is this
+    #: share of the minimum suspicion timeout old
+    accept_dead_after: float = 0.5
+
+
+class SwimDetector:
+    """SWIM + Lifeguard over one node's :class:`ClusterState`."""
+
+    kind = "swim"
+
+    def __init__(
+        self,
+        state: ClusterState,
+        rng: random.Random,
+        settings: SwimSettings,
+        max_datagram: int = wire.DEFAULT_MAX_DATAGRAM,
+    ) -> None:
+        self.state = state
+        self.rng = rng
+        self.settings = settings
+        self.max_datagram = max_datagram
+        self.lhm = 0
+        self.incarnation = 0
+        self._generation = state.me.info.generation
+        self._records: dict[str, _Record] = {}
+        self._suspects: set[str] = set()
+        self._probe: _Probe | None = None
+        self._next_probe: float | None = None
+        self._relays: dict[int, _Relay] = {}
+        self._seq = rng.randrange(wire.MAX_SEQ)
+        self._queue: dict[str, _Queued] = {}
+        self._push_tokens = settings.push_burst
+        self._replies: dict[Address, int] = {}
+        self._last_tick: float | None = None
+        #: the probe order: index i of the cycle is ids[(a*i + b) % p]
+        self._perm = (1, 0, 0)  # empty: the first probe draws a cycle
+        self._perm_i = 0
+        self._notes: dict[str, str] = {}
+        self._rejected: list[tuple[str, str]] = []
+        #: counters for stats
+        self.probes = 0
+        self.suspicions = 0
+        self.convictions = 0
+        self.refutations = 0
+        self.pauses = 0
+
+    # -- the Engine's calls ------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        self._last_tick = now
+        self._next_probe = now
+
+    def tick(self, now: float) -> Verdict:
+        """Once per gossip round: the pause check, then whatever is due."""
+        sends: list[Outgoing] = []
+        batch = Batch()
+        last, self._last_tick = self._last_tick, now
+        self._replies.clear()
+        self._push_tokens = min(self.settings.push_burst, self._push_tokens + 1)
+        if last is not None and now - last > self.settings.pause_factor * (
+            self.settings.interval
+        ):
+            self._paused(now)
+        if self._next_probe is None:
+            self._next_probe = now
+        batch += self._advance(now, sends)
+        batch += self._push(sends)
+        return self._verdict(sends, batch)
+
+    def poll(self, now: float) -> Verdict:
+        """Between rounds (a retry, a datagram): whatever timeout is due."""
+        sends: list[Outgoing] = []
+        batch = self._advance(now, sends)
+        return self._verdict(sends, batch)
+
+    def receive(
+        self,
+        message: wire.Message,
+        source: Address,
+        size: int | None,
+        now: float,
+    ) -> Verdict:
+        """Handle one liveness message (Ping, PingReq, PingAck, Nack, Notice)."""
+        sends: list[Outgoing] = []
+        batch = Batch()
+        sender = self.state.nodes.get(getattr(message, "sender", ""))
+        member = (
+            sender is not None
+            and sender is not self.state.me
+            and sender.status != "left"
+            and address_of(sender) == source
+        )
+        # the news first: a refutation it brings saves a suspect whose
+        # timeout is over too
+        if member and (rumours := getattr(message, "rumours", ())):
+            batch += self._take_all(rumours, now, sends)
+        batch += self._advance(now, sends)
+        if isinstance(message, wire.Ping):
+            self._on_ping(message, source, size, member, sends)
+        elif isinstance(message, wire.PingReq):
+            if member:
+                self._on_ping_req(message, source, now, sends)
+        elif isinstance(message, wire.PingAck):
+            self._on_ack(message, source, sends)
+        elif isinstance(message, wire.Nack):
+            probe = self._probe
+            if (
+                probe is not None
+                and message.seq == probe.seq
+                and (source in probe.helpers)
+            ):
+                probe.nacks += 1
+        return self._verdict(sends, batch)
+
+    def heard_from(self, node_id: str, now: float) -> Verdict:
+        """A datagram came from ``node_id``'s own socket (any message).
+
+        If we hold it suspect or dead, it is sent our claim at once (a buddy
+        ping), so that a live node held dead after a partition or a pause
+        hears of it and refutes.
+        """
+        record = self._records.get(node_id)
+        node = self.state.nodes.get(node_id)
+        if record is None or node is None or record.status == "alive":
+            return Verdict()
+        if record.generation != node.info.generation:
+            return Verdict()
+        sends: list[Outgoing] = []
+        self._seq = (self._seq + 1) % (wire.MAX_SEQ + 1)
+        ping = wire.Ping(
+            self.state.me.info.id, self._seq, node_id, self._rumours_for(node_id)
+        )
+        sends.append(Outgoing(address_of(node), ping, node))
+        return self._verdict(sends, Batch())
+
+    def forget(self, node_id: str) -> None:
+        self._records.pop(node_id, None)
+        self._suspects.discard(node_id)
+        self._queue.pop(node_id, None)
+        self._notes.pop(node_id, None)
+
+    def note(self, node_id: str) -> str:
+        """Why ``node_id`` was just convicted, for the log; given once."""
+        return self._notes.pop(node_id, "")
+
+    def view(self, node_id: str, now: float) -> dict[str, object]:
+        """What this detector holds of ``node_id``, for the control API."""
+        node = self.state.nodes.get(node_id)
+        record = self._current(node) if node is not None else None
+        view: dict[str, object] = {
+            "kind": self.kind,
+            "lhm": self.lhm,
+            "status": "alive" if record is None else record.status,
+            "incarnation": (
+                self.incarnation
+                if node is self.state.me
+                else (0 if record is None else record.incarnation)
+            ),
+        }
+        if record is not None and record.status == "suspect":
+            view["suspected_for"] = round(now - record.since, 3)
+            view["confirmations"] = len(record.origins)
+            view["timeout"] = round(self.suspicion_timeout(len(record.origins)), 3)
+        return view
+
+    # -- timing ------------------------------------------------------------------
+
+    def min_timeout(self) -> float:
+        n = max(len(self.state.nodes), 2)
+        s = self.settings
+        return s.alpha * max(2.0, math.log10(n)) * s.interval
+
+    def suspicion_timeout(self, origins: int) -> float:
+        """Lifeguard's timeout for a suspicion held by ``origins`` members."""
+        low = self.min_timeout()
+        high = self.settings.beta * low
+        expected = min(self.settings.confirmations, len(self.state.nodes) - 2)
+        if expected < 1:
+            return low
+        confirmations = max(0, origins - 1)
+        shrink = math.log(confirmations + 1) / math.log(expected + 1)
+        return max(low, high - (high - low) * shrink)
+
+    def _period(self) -> float:
+        return self.settings.interval * (self.lhm + 1)
+
+    def _advance(self, now: float, sends: list[Outgoing]) -> Batch:
+        """Everything due at ``now``: probe stages, relays, suspicion expiry."""
+        self._check_generation()
+        batch = Batch()
+        probe = self._probe
+        if probe is not None and not probe.acked:
+            if probe.asked is None and now >= probe.started + probe.timeout:
+                probe.asked = now
+                self._indirect(probe, sends)
+            if probe.asked is not None and now >= max(
+                probe.started + 0.9 * probe.period, probe.asked + probe.timeout
+            ):
+                batch += self._failed(probe, now, sends)
+                self._probe = None
+        elif probe is not None and now >= probe.started + 0.9 * probe.period:
+            self._probe = None
+        for seq, relay in list(self._relays.items()):
+            if now >= relay.deadline:
+                del self._relays[seq]
+                nack = wire.Nack(self.state.me.info.id, relay.seq, relay.target)
+                sends.append(Outgoing(relay.requester, nack))
+        if self._suspects:
+            batch += self._expire(now, sends)
+        if (
+            self._probe is None
+            and self._next_probe is not None
+            and now >= self._next_probe - 1e-9
+        ):
+            self._start_probe(now, sends)
+        return batch
+
+    def _paused(self, now: float) -> None:
+        """This node stalled: blame nobody for it, and say we are alive."""
+        self.pauses += 1
+        self._probe = None
+        self._relays.clear()
+        for node_id in self._suspects:
+            record = self._records[node_id]
+            record.since, record.declared, record.final = now, None, None
+            record.repinged = False
+        self.lhm = min(self.settings.max_lhm, max(self.lhm, 2))
+        self._refute(0)
+        self._next_probe = now
+
+    def _check_generation(self) -> None:
+        """A new generation of ours starts at incarnation 0."""
+        generation = self.state.me.info.generation
+        if generation != self._generation:
+            self._generation = generation
+            self.incarnation = 0
+
+    # -- probing -----------------------------------------------------------------
+
+    def _start_probe(self, now: float, sends: list[Outgoing]) -> None:
+        period = self._period()
+        self._next_probe = now + period
+        target = self._next_target()
+        if target is None:
+            return
+        self.probes += 1
+        self._seq = (self._seq + 1) % (wire.MAX_SEQ + 1)
+        self._probe = _Probe(
+            target.info.id,
+            target.info.generation,
+            self._seq,
+            now,
+            self.settings.probe_timeout * period,
+            period,
+        )
+        ping = wire.Ping(
+            self.state.me.info.id,
+            self._seq,
+            target.info.id,
+            self._rumours_for(target.info.id),
+        )
+        sends.append(Outgoing(address_of(target), ping, target))
+
+    def _next_target(self) -> NodeState | None:
+        """The next member of the shuffled round-robin (dead ones now and then)."""
+        ids = self.state.sorted_ids()
+        nodes, me = self.state.nodes, self.state.me
+        a, b, p = self._perm
+        for _ in range(2 * len(ids) + 2):
+            if self._perm_i >= p:
+                p = _next_prime(max(len(ids), 2))
+                a, b = self.rng.randrange(1, p), self.rng.randrange(p)
+                self._perm, self._perm_i = (a, b, p), 0
+            index = (a * self._perm_i + b) % p
+            self._perm_i += 1
+            if index >= len(ids):
+                continue
+            node = nodes.get(ids[index])
+            if node is None or node is me or node.status == "left":
+                continue
+            if node.status == "dead" and self.rng.random() >= 0.25:
+                continue
+            return node
+        return None
+
+    def _indirect(self, probe: _Probe, sends: list[Outgoing]) -> None:
+        """Ask ``indirect_checks`` random members to probe the target for us."""
+        me = self.state.me.info.id
+        request = wire.PingReq(
+            me, probe.seq, probe.target, self._rumours_for(probe.target, 4)
+        )
+        for helper in self._random_members(
+            self.settings.indirect_checks, exclude={probe.target}
+        ):
+            address = address_of(helper)
+            probe.helpers.append(address)
+            sends.append(Outgoing(address, request, helper))
+
+    def _failed(self, probe: _Probe, now: float, sends: list[Outgoing]) -> Batch:
+        """No ack by the end of the period: suspect the target."""
+        if probe.helpers and probe.nacks == 0:
+            self.lhm = min(self.settings.max_lhm, self.lhm + 1)  # we may be slow
+        node = self.state.nodes.get(probe.target)
+        if node is None or node.info.generation != probe.generation:
+            return Batch()
+        return self._suspect_unanswered(probe.target, now, sends)
+
+    def _suspect_unanswered(
+        self, node_id: str, now: float, sends: list[Outgoing]
+    ) -> Batch:
+        """Our probe of ``node_id`` went unanswered: suspect it, and tell it."""
+        node = self.state.nodes.get(node_id)
+        if node is None or node.status != "alive":
+            return Batch()
+        record = self._current(node)
+        incarnation = 0 if record is None else record.incarnation
+        me = self.state.me.info.id
+        rumour = wire.Rumour(
+            wire.SUSPECT, node_id, node.info.generation, incarnation, me
+        )
+        fresh = record is None or record.status != "suspect"
+        batch = self._take(rumour, now, sends)
+        if fresh:  # the buddy system: the suspect hears it first-hand
+            sends.append(Outgoing(address_of(node), wire.Notice(me, (rumour,)), node))
+        return batch
+
+    def _on_ping(
+        self,
+        ping: wire.Ping,
+        source: Address,
+        size: int | None,
+        member: bool,
+        sends: list[Outgoing],
+    ) -> None:
+        me = self.state.me.info.id
+        if ping.target != me or not self._may_reply(source):
+            return
+        if member:
+            ack = wire.PingAck(me, ping.seq, me, self._rumours_for(ping.sender))
+        else:  # a stranger gets no more bytes than it sent, and no news
+            ack = wire.PingAck(me, ping.seq, me)
+            if size is not None and len(wire.encode_body(ack)) + 9 > size:
+                self._reject("stranger-ping", "ack bigger than the ping, withheld")
+                return
+        sends.append(Outgoing(source, ack, self.state.nodes.get(ping.sender)))
+
+    def _on_ping_req(
+        self, request: wire.PingReq, source: Address, now: float, sends: list[Outgoing]
+    ) -> None:
+        target = self.state.nodes.get(request.target)
+        if (
+            target is None
+            or target is self.state.me
+            or target.status == "left"
+            or not self._may_reply(source)
+        ):
+            return
+        if len(self._relays) >= MAX_RELAYS:
+            self._reject("rate-limited", "indirect probe withheld")
+            return
+        self._seq = (self._seq + 1) % (wire.MAX_SEQ + 1)
+        self._relays[self._seq] = _Relay(
+            source,
+            request.seq,
+            request.target,
+            now + self.settings.nack_timeout * self.settings.interval,
+        )
+        ping = wire.Ping(
+            self.state.me.info.id,
+            self._seq,
+            request.target,
+            self._rumours_for(request.target, 4),
+        )
+        sends.append(Outgoing(address_of(target), ping, target))
+
+    def _on_ack(
+        self, ack: wire.PingAck, source: Address, sends: list[Outgoing]
+    ) -> None:
+        me = self.state.me.info.id
+        relay = self._relays.get(ack.seq)
+        if relay is not None and ack.target == relay.target:
+            target = self.state.nodes.get(relay.target)
+            if target is not None and address_of(target) == source:
+                del self._relays[ack.seq]
+                forward = wire.PingAck(me, relay.seq, relay.target)
+                sends.append(Outgoing(relay.requester, forward))
+            return
+        probe = self._probe
+        if probe is None or probe.acked or ack.seq != probe.seq:
+            return
+        if ack.target != probe.target:
+            return
+        target = self.state.nodes.get(probe.target)
+        direct = target is not None and address_of(target) == source
+        if direct or source in probe.helpers:
+            probe.acked = True
+            self.lhm = max(0, self.lhm - 1)
+
+    def _may_reply(self, source: Address) -> bool:
+        sent = self._replies.get(source, 0)
+        if sent >= MAX_REPLIES_PER_SOURCE or (
+            not sent and len(self._replies) >= 4 * self.state.max_nodes
+        ):
+            self._reject("rate-limited", "probe reply withheld")
+            return False
+        self._replies[source] = sent + 1
+        return True
+
+    def _random_members(self, count: int, exclude: set[str]) -> list[NodeState]:
+        """Up to ``count`` distinct random live members, none in ``exclude``."""
+        ids = self.state.sorted_ids()
+        nodes, me = self.state.nodes, self.state.me
+        chosen: dict[str, NodeState] = {}
+        for _ in range(4 * count):
+            if len(chosen) >= count or len(ids) < 2:
+                break
+            node = nodes.get(ids[self.rng.randrange(len(ids))])
+            if (
+                node is None
+                or node is me
+                or node.status != "alive"
+                or node.info.id in exclude
+            ):
+                continue
+            chosen[node.info.id] = node
+        return list(chosen.values())
+
+    # -- rumours -----------------------------------------------------------------
+
+    def _current(self, node: NodeState) -> _Record | None:
+        """Our record of ``node`` if it is of its current generation."""
+        record = self._records.get(node.info.id)
+        if record is not None and record.generation != node.info.generation:
+            self.forget(node.info.id)  # an old incarnation (the node restarted)
+            return None
+        return record
+
+    def _take_all(
+        self, rumours: Iterable[wire.Rumour], now: float, sends: list[Outgoing]
+    ) -> Batch:
+        batch = Batch()
+        for rumour in rumours:
+            batch += self._take(rumour, now, sends)
+        return batch
+
+    def _take(self, r: wire.Rumour, now: float, sends: list[Outgoing]) -> Batch:
+        """Apply one rumour (ours or a peer's); news is queued and pushed."""
+        me = self.state.me
+        if r.node_id == me.info.id:
+            self._about_me(r)
+            return self._push(sends)
+        node = self.state.nodes.get(r.node_id)
+        if node is None or node.status == "left":
+            return Batch()
+        if r.generation != node.info.generation:
+            return Batch()  # another incarnation: gossip brings the new one
+        record = self._current(node)
+        known = 0 if record is None else record.incarnation
+        if r.incarnation > known + MAX_INCARNATION_JUMP:
+            self._reject("implausible-incarnation", repr(r.node_id))
+            return Batch()
+        batch = Batch()
+        if r.kind == wire.ALIVE:
+            batch = self._alive(node, record, r)
+        elif node.status == "dead" or r.incarnation < known:
+            return Batch()  # already convicted, or stale
+        elif r.kind == wire.SUSPECT:
+            self._suspect(node, record, r, now)
+        else:
+            batch = self._declared(node, record, r, now)
+        return batch + self._push(sends)
+
+    def _about_me(self, r: wire.Rumour) -> None:
+        """A rumour about us: refute a suspicion or declaration, outlive a forgery."""
+        if r.generation != self.state.me.info.generation:
+            return
+        if (
+            not self.incarnation
+            <= r.incarnation
+            <= (self.incarnation + MAX_INCARNATION_JUMP)
+        ):
+            return
+        if r.kind == wire.ALIVE and r.incarnation == self.incarnation:
+            return
+        if r.kind != wire.ALIVE:
+            self.lhm = min(self.settings.max_lhm, self.lhm + 1)
+        self._refute(r.incarnation)
+
+    def _refute(self, above: int) -> None:
+        """Raise our incarnation above ``above`` and rumour that we are alive."""
+        self._check_generation()
+        self.incarnation = min(max(self.incarnation, above) + 1, wire.MAX_COUNTER)
+        self.refutations += 1
+        me = self.state.me.info
+        self._enqueue(
+            wire.Rumour(wire.ALIVE, me.id, me.generation, self.incarnation, me.id)
+        )
+
+    def _alive(self, node: NodeState, record: _Record | None, r: wire.Rumour) -> Batch:
+        if r.origin != r.node_id:
+            return Batch()  # only a node itself says it is alive
+        known = 0 if record is None else record.incarnation
+        if r.incarnation <= known:
+            return Batch()
+        self._suspects.discard(node.info.id)
+        self._records[node.info.id] = _Record(node.info.generation, r.incarnation)
+        self._enqueue(r)
+        if node.status != "dead":
+            return Batch()
+        node = self.state.set_status(node, "alive")
+        return Batch((), (node.record(),))
+
+    def _suspect(
+        self, node: NodeState, record: _Record | None, r: wire.Rumour, now: float
+    ) -> None:
+        if (
+            record is not None
+            and record.status == "suspect"
+            and (record.incarnation == r.incarnation)
+        ):
+            if r.origin in record.origins or (
+                len(record.origins) > self.settings.confirmations
+            ):
+                return
+            record.origins.add(r.origin)
+            self._enqueue(r)  # a confirmation: news for the others' timers
+            return
+        self.suspicions += 1
+        self._records[node.info.id] = _Record(
+            node.info.generation, r.incarnation, "suspect", now, {r.origin}
+        )
+        self._suspects.add(node.info.id)
+        self._enqueue(r)
+
+    def _declared(
+        self, node: NodeState, record: _Record | None, r: wire.Rumour, now: float
+    ) -> Batch:
+        """A peer declared ``node`` dead: believed once we suspect it long enough."""
+        if (
+            record is None
+            or record.status != "suspect"
+            or (record.incarnation != r.incarnation)
+        ):
+            suspicion = r._replace(kind=wire.SUSPECT)
+            self._suspect(node, record, suspicion, now)
+            record = self._records[node.info.id]
+        else:
+            record.origins.add(r.origin)
+        record.declared = r.origin  # convicted once old enough: see _expire
+        return Batch()
+
+    def _accept_after(self) -> float:
+        return self.settings.accept_dead_after * self.min_timeout()
+
+    def _expire(self, now: float, sends: list[Outgoing]) -> Batch:
+        batch = Batch()
+        accept = self._accept_after()
+        for node_id in list(self._suspects):
+            record = self._records.get(node_id)
+            node = self.state.nodes.get(node_id)
+            if (
+                record is None
+                or node is None
+                or node.status != "alive"
+                or (record.generation != node.info.generation)
+            ):
+                self._suspects.discard(node_id)
+                continue
+            held = now - record.since
+            timeout = self.suspicion_timeout(len(record.origins))
+            if held < timeout and (record.declared is None or held < accept):
+                continue
+            wait = self.settings.probe_timeout * self.settings.interval
+            if (
+                record.final is not None
+                and not record.repinged
+                and (now - record.final > wait + 0.1 * self.settings.interval)
+            ):
+                # we were not called when the wait ended: the suspect may
+                # have come back meanwhile (a pause over), ask it once more
+                record.final, record.repinged = None, True
+            if record.final is None:
+                # a last chance: a node that was only paused answers this
+                # ping with its refutation, before we convict it
+                record.final = now
+                self._seq = (self._seq + 1) % (wire.MAX_SEQ + 1)
+                claim = self._rumours_for(node_id, 4)
+                ping = wire.Ping(self.state.me.info.id, self._seq, node_id, claim)
+                sends.append(Outgoing(address_of(node), ping, node))
+                continue
+            if now - record.final < wait:
+                continue
+            if record.declared is not None and held < timeout:
+                why = f"declared dead by {record.declared!r}"
+            else:
+                why = f"suspected {held:.1f}s by {len(record.origins)}, not refuted"
+            batch += self._convict(node, record, now, why)
+        if batch:
+            batch += self._push(sends)
+        return batch
+
+    def _convict(self, node: NodeState, record: _Record, now: float, why: str) -> Batch:
+        node_id = node.info.id
+        self._suspects.discard(node_id)
+        record.status, record.since, record.declared = "dead", now, None
+        self.convictions += 1
+        self._notes[node_id] = why
+        me = self.state.me.info.id
+        self._enqueue(
+            wire.Rumour(wire.DEAD, node_id, record.generation, record.incarnation, me)
+        )
+        node = self.state.set_status(node, "dead")
+        return Batch((), (node.record(),))
+
+    def _enqueue(self, rumour: wire.Rumour) -> None:
+        key = rumour.node_id
+        if key not in self._queue and len(self._queue) >= MAX_QUEUED:
+            stalest = max(self._queue, key=lambda k: self._queue[k].transmits)
+            del self._queue[stalest]
+        self._queue[key] = _Queued(rumour)
+
+    def _limit(self) -> int:
+        n = len(self.state.nodes)
+        return self.settings.retransmit_mult * max(1, math.ceil(math.log10(n + 1)))
+
+    def _rumours_for(
+        self, node_id: str, count: int = wire.MAX_RUMOURS
+    ) -> tuple[wire.Rumour, ...]:
+        """Rumours to piggyback on a message to ``node_id``: its own first.
+
+        A node we hold suspect or dead always gets our claim (the buddy
+        system), queued or not, so it can refute at once.
+        """
+        claim = self._claim(node_id)
+        if not self._queue:
+            return () if claim is None else (claim,)
+        chosen: list[str] = []
+        me = self.state.me.info.id
+        if me in self._queue:  # our refutation first: it may save us
+            chosen.append(me)
+        if node_id in self._queue:
+            chosen.append(node_id)
+            claim = None
+        if len(self._queue) > len(chosen):
+            ranked = sorted(self._queue, key=lambda k: self._queue[k].transmits)
+            chosen.extend(k for k in ranked[:count] if k not in (node_id, me))
+        sent = self._send(chosen[: count - (claim is not None)])
+        return sent if claim is None else (claim, *sent)
+
+    def _claim(self, node_id: str) -> wire.Rumour | None:
+        """What we hold against ``node_id`` (suspect or dead), as a rumour."""
+        record = self._records.get(node_id)
+        if record is None or record.status == "alive":
+            return None
+        kind = wire.SUSPECT if record.status == "suspect" else wire.DEAD
+        me = self.state.me.info.id
+        return wire.Rumour(kind, node_id, record.generation, record.incarnation, me)
+
+    def _send(self, keys: list[str], copies: int = 1) -> tuple[wire.Rumour, ...]:
+        limit = self._limit()
+        out = []
+        for key in keys:
+            item = self._queue[key]
+            out.append(item.rumour)
+            item.transmits += copies
+            item.hot = False
+            if item.transmits >= limit:
+                del self._queue[key]
+        return tuple(out)
+
+    def _push(self, sends: list[Outgoing]) -> Batch:
+        """Push hot rumours at once to a few members, if a token allows."""
+        hot = [k for k, item in self._queue.items() if item.hot]
+        if not hot or self._push_tokens <= 0 or self.settings.push_fanout <= 0:
+            return Batch()
+        peers = self._random_members(self.settings.push_fanout, exclude=set())
+        if not peers:
+            return Batch()
+        self._push_tokens -= 1
+        notice = wire.Notice(
+            self.state.me.info.id,
+            self._send(hot[: wire.MAX_RUMOURS], copies=len(peers)),
+        )
+        sends.extend(Outgoing(address_of(p), notice, p) for p in peers)
+        return Batch()
+
+    def _reject(self, reason: str, detail: str) -> None:
+        if len(self._rejected) < 64:
+            self._rejected.append((reason, detail))
+
+    def _verdict(self, sends: list[Outgoing], batch: Batch) -> Verdict:
+        rejected, self._rejected = tuple(self._rejected), []
+        if not (sends or batch or rejected):
+            return _NOTHING
+        return Verdict(tuple(sends), batch, rejected)
+
+
+_NOTHING = Verdict()
+
+
+def _next_prime(n: int) -> int:
+    """The smallest prime >= n (n small: trial division)."""
+    candidate = max(n, 2)
+    while True:
+        if all(candidate % d for d in range(2, math.isqrt(candidate) + 1)):
+            return candidate
+        candidate += 1
