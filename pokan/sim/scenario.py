@@ -136,7 +136,11 @@ def run(
         sim.pause(pause.index, pause.end)
         stalled.add(pause.index)
         spreads.drop(pause.index, sim.now)
-        sim.schedule(pause.end, stalled.discard, pause.index)
+        sim.schedule(pause.end, wake, pause.index)
+
+    def wake(index: int) -> None:
+        stalled.discard(index)
+        convictions.resumed_at[index] = sim.now
 
     writes = 0
 
@@ -213,9 +217,15 @@ def run(
         "false_convictions": len(convictions.false),
         "convictions_of_paused": len(convictions.of_stalled),
         "revived": convictions.revived,
+        "false_after_pause": len(convictions.false_after_stall),
         "false_examples": [
-            {"observer": o, "node": v, "round": round(t / interval, 2)}
-            for o, v, t in convictions.examples
+            {
+                "observer": o,
+                "node": v,
+                "round": round(t / interval, 2),
+                "rounds_since_pause": None if w is None else round(w / interval, 2),
+            }
+            for o, v, t, w in convictions.examples
         ],
         "bytes_per_node_round": {
             "mean": round(sum(per_node) / len(per_node), 1) if per_node else 0.0,

@@ -118,8 +118,13 @@ class Convictions:
         self.right: set[tuple[int, int]] = set()
         #: a killed node held alive again after it was convicted
         self.revived = 0
-        #: the first false convictions, for a reader: (observer, node, time)
-        self.examples: list[tuple[int, int, float]] = []
+        #: node -> when it last woke from a stall (set by the driver)
+        self.resumed_at: dict[int, float] = {}
+        #: false pairs whose node had stalled before (woke, then convicted)
+        self.false_after_stall: set[tuple[int, int]] = set()
+        #: the first false convictions, for a reader: (observer, node, time,
+        #: seconds since the node last woke from a stall or None)
+        self.examples: list[tuple[int, int, float, float | None]] = []
         self._sample = sample
 
     def transition(self, observer: int, event: str, node: int, now: float) -> None:
@@ -131,8 +136,12 @@ class Convictions:
             elif self.stalled(node):
                 self.of_stalled.add(pair)
             else:
+                woke = self.resumed_at.get(node)
                 if pair not in self.false and len(self.examples) < self._sample:
-                    self.examples.append((observer, node, now))
+                    since = None if woke is None else now - woke
+                    self.examples.append((observer, node, now, since))
                 self.false.add(pair)
+                if woke is not None:
+                    self.false_after_stall.add(pair)
         elif event in ("peer_alive", "peer_joined") and pair in self.right:
             self.revived += 1

@@ -55,7 +55,16 @@ class ConvictionsTests(unittest.TestCase):
         self.assertEqual(convictions.right, {(1, 5)})
         self.assertEqual(convictions.of_stalled, {(1, 6)})
         self.assertEqual(convictions.false, {(1, 7), (2, 7)})
-        self.assertEqual(convictions.examples, [(1, 7, 2.0), (2, 7, 2.5)])
+        self.assertEqual(convictions.examples, [(1, 7, 2.0, None), (2, 7, 2.5, None)])
+        self.assertEqual(convictions.false_after_stall, set())
+
+    def test_a_node_convicted_after_its_stall_is_a_false_conviction(self) -> None:
+        convictions = Convictions(set(), lambda i: False)
+        convictions.resumed_at[6] = 10.0
+        convictions.transition(1, "peer_dead", 6, 10.5)
+        self.assertEqual(convictions.false, {(1, 6)})
+        self.assertEqual(convictions.false_after_stall, {(1, 6)})
+        self.assertEqual(convictions.examples, [(1, 6, 10.5, 0.5)])
 
     def test_a_killed_node_held_alive_again_is_counted(self) -> None:
         convictions = Convictions({5}, lambda i: False)
