@@ -613,7 +613,16 @@ class SwimDetector:
 
     def _about_me(self, r: wire.Rumour) -> None:
         """A rumour about us: refute a suspicion or declaration, outlive a forgery."""
-        if r.generation != self.state.me.info.generation:
+        me = self.state.me.info
+        if r.generation != me.generation:
+            return
+        if r.kind != wire.ALIVE and r.incarnation < self.incarnation:
+            # a claim we refuted already, still held somewhere (it missed
+            # our refutation): say it again, no higher
+            alive = wire.Rumour(
+                wire.ALIVE, me.id, me.generation, self.incarnation, me.id
+            )
+            self._enqueue(alive)
             return
         if (
             not self.incarnation

@@ -21,7 +21,7 @@ comes back). See docs/membership.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pokan import wire
@@ -86,6 +86,9 @@ class Membership:
         self.set_interval(interval, idle_interval)
         self.convictions = 0
         self._announced: dict[str, tuple[int, Status]] = {}
+        #: what was announced before this node's own changes, shared by many
+        #: nodes (the simulator's converged start): see adopt_shared()
+        self._baseline: Mapping[str, tuple[int, Status]] = {}
         self._status_since: dict[str, float] = {}
         self._convicted_at: dict[str, int] = {}  # heartbeat at conviction
         self._forgotten_at: dict[str, float] = {}
@@ -122,6 +125,12 @@ class Membership:
         for node in self.state.others():
             self._announced[node.info.id] = (node.info.generation, node.status)
             self._status_since.setdefault(node.info.id, now)
+
+    def adopt_shared(self, baseline: Mapping[str, tuple[int, Status]]) -> None:
+        """Take ``baseline`` (id -> (generation, status)) as announced already,
+        without copying it: one mapping serves every node of a converged
+        simulated cluster, instead of N entries per node (:meth:`adopt`)."""
+        self._baseline = baseline
 
     def start(self, now: float) -> None:
         """The rounds start now: a first round late by a stall (a handler
@@ -273,7 +282,7 @@ class Membership:
                 continue
             node_id = node.info.id
             current = (node.info.generation, node.status)
-            previous = self._announced.get(node_id)
+            previous = self._announced.get(node_id) or self._baseline.get(node_id)
             if previous == current:
                 continue
             self._announced[node_id] = current

@@ -12,9 +12,12 @@ import random
 from twisted.trial import unittest
 
 from pokan import wire
+from pokan.core.engine import Engine
 from pokan.core.liveness import SwimDetector, SwimSettings, Verdict
 from pokan.core.node import Outgoing, address_of
-from pokan.core.state import ClusterState, NodeInfo, NodeState
+from pokan.core.settings import EngineSettings
+from pokan.core.state import Batch, ClusterState, NodeInfo, NodeState
+from pokan.core.swim import SwimMembership
 from tests.core.swimnet import SwimNet
 
 
@@ -453,3 +456,85 @@ class NetworkTests(unittest.TestCase):
         self.assertLessEqual(len(net.boundary), stalls)
         # and every one is alive everywhere once its refutation spread
         self.assertEqual(net.held_dead_now(), [])
+
+
+def canonical(i: int) -> NodeInfo:
+    """An identity the Engine's checks accept: id = address:udp port."""
+    return NodeInfo(f"10.0.0.{i}:5555", 1, f"10.0.0.{i}", 5555, 5555)
+
+
+N = {i: canonical(i).id for i in range(1, 4)}
+
+
+class EngineTests(unittest.TestCase):
+    """SWIM as the Engine's default detector: probes out, events in Outputs."""
+
+    def engines(self, n: int = 3) -> list[Engine]:
+        engines = [
+            Engine(EngineSettings.checked(), canonical(i), random.Random(i))
+            for i in range(1, n + 1)
+        ]
+        for a in engines:
+            for b in engines:
+                if a is not b:
+                    a.merge_full(b.full_state(), 0.0, wall=1.7e9)
+        return engines
+
+    def test_swim_is_the_default_and_heartbeats_stay_still(self) -> None:
+        a, _, _ = self.engines()
+        self.assertEqual(a.detector_view(N[2], 0.0)["kind"], "swim")
+        a.start(0.0)
+        out = a.tick(1.0)
+        self.assertTrue(any(isinstance(o.message, wire.Ping) for o in out.sends))
+        for second in range(2, 6):
+            a.tick(float(second))
+        self.assertEqual(a.state.me.heartbeat, 0)
+
+    def test_a_silent_peer_gives_peer_dead_with_a_note(self) -> None:
+        a, _, _ = self.engines()
+        a.start(0.0)
+        transitions = []
+        for step in range(2, 60):
+            now = step / 2
+            out = a.tick(now) if step % 2 == 0 else a.retry(now)
+            transitions += [
+                (e, n.info.id, note)
+                for (e, n), note in zip(out.transitions, out.notes, strict=True)
+            ]
+        self.assertEqual(
+            sorted(t[:2] for t in transitions),
+            [("peer_dead", N[2]), ("peer_dead", N[3])],
+        )
+        self.assertIn("not refuted", transitions[0][2])
+        self.assertEqual(a.convictions, 2)
+
+    def test_a_refutation_revives_with_peer_alive(self) -> None:
+        a, b, _ = self.engines()
+        a.start(0.0)
+        now = 0.0
+        while a.state.nodes[N[2]].status != "dead" and now < 60:
+            now += 0.5
+            a.tick(now)
+        self.assertEqual(a.state.nodes[N[2]].status, "dead")
+        # b hears it is held dead (a's ping carries the claim) and refutes
+        claim = a.detector.heard(N[2], now)  # type: ignore[attr-defined]
+        (ping,) = [o.message for o in claim.sends if isinstance(o.message, wire.Ping)]
+        reply = b.receive(ping, address_of(a.state.me), None, now + 0.01)
+        (ack,) = [o.message for o in reply.sends if isinstance(o.message, wire.PingAck)]
+        back = a.receive(ack, address_of(b.state.me), None, now + 0.02)
+        self.assertEqual(
+            [(e, n.info.id) for e, n in back.transitions], [("peer_alive", N[2])]
+        )
+
+    def test_a_shared_baseline_stands_for_adopt(self) -> None:
+        states = [ClusterState(info(i)) for i in range(3)]
+        for state in states:
+            for other in range(3):
+                if other != int(state.me.info.id[1:]):
+                    state.nodes[f"n{other}"] = NodeState(info(other))
+        baseline = {f"n{i}": (1, "alive") for i in range(3)}
+        m = SwimMembership(states[0], random.Random(0), 1.0)
+        m.adopt_shared(baseline)
+        node = states[0].set_status(states[0].nodes["n1"], "dead")
+        events = m.settle(Batch((), (node.record(),)), 5.0)
+        self.assertEqual([(e, n.info.id) for e, n in events], [("peer_dead", "n1")])

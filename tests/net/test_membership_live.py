@@ -113,9 +113,12 @@ class LiveMembershipTests(unittest.TestCase):
             20,
             "the child to join",
         )
+        # the child answers the seed's probes for a while (SWIM: no heartbeats)
+        probes = seed._engine.detector.swim.probes
         yield wait_for(
-            lambda: seed._state.nodes[child].heartbeat >= 10, 5, "heartbeats"
+            lambda: seed._engine.detector.swim.probes >= probes + 10, 5, "probes"
         )
+        self.assertEqual(seed.peer(child).status, "alive")  # type: ignore[union-attr]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         yield wait_for(lambda: seed.peer(child).is_dead, 10, "the conviction")  # type: ignore[union-attr]

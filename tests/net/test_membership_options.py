@@ -92,6 +92,7 @@ class TapOptionTests(unittest.TestCase):
         options = self.parse(
             "--phi-threshold", "10", "--tombstone-ttl", "60",
             "--dead-node-ttl", "120", "--gossip-fanout", "3", "--drop-rate", "0.1",
+            "--failure-detector", "phi",
         )  # fmt: skip
         self.assertEqual(options["phi-threshold"], 10.0)
         self.assertEqual(options["tombstone-ttl"], 60.0)
@@ -103,8 +104,16 @@ class TapOptionTests(unittest.TestCase):
         self.assertEqual(server._membership.detector.threshold, 10.0)
         self.assertEqual(server._node.fanout, 3)
 
+    def test_swim_is_the_default_detector(self) -> None:
+        service = tap.makeService(self.parse())
+        server = service.server  # type: ignore[attr-defined]
+        self.assertEqual(server._engine.settings.failure_detector, "swim")
+        self.assertEqual(server._engine.detector_view("x", 0.0)["kind"], "swim")
+        self.assertFalse(server._engine.node.heartbeats)
+
     def test_bad_membership_options(self) -> None:
         for args in (
+            ("--failure-detector", "gossip"),
             ("--phi-threshold", "-1"),
             ("--tombstone-ttl", "soon"),
             ("--dead-node-ttl", "0"),

@@ -125,6 +125,9 @@ class ServerTestCase(unittest.TestCase):
         self.reactor = UDPMemoryReactor()
         self.reactor.advance(1000.0)
         kwargs.setdefault("rng", random.Random(1))
+        # these count the gossip's own datagrams and read phi's notes: phi,
+        # unless a test asks for SWIM (its probes add datagrams of their own)
+        kwargs.setdefault("failure_detector", "phi")
         self.server = Server(ADDRESS, reactor=self.reactor, **kwargs)
         return self.server
 
@@ -555,6 +558,44 @@ class SyncTests(ServerTestCase):
         for _ in range(10):
             self.reactor.advance(1.0)
         self.assertEqual(len(dead), 5)
+
+    def test_a_handler_blocking_15s_in_the_join_convicts_nobody_under_swim(
+        self,
+    ) -> None:
+        """The same stall with SWIM: no conviction for it, a refutation."""
+        seed = NodeInfo("10.0.0.7:9989", 3, "10.0.0.7", 9876, 9989, "seed")
+        server = self.make(
+            gossip_with="10.0.0.7:9876", gossip_interval=1.0, failure_detector="swim"
+        )
+        blocked: list[str] = []
+
+        def blocking(key: str, peer: Peer) -> None:
+            if not blocked:
+                blocked.append(peer.id)
+                self.reactor.rightNow += 15.0
+
+        server.on("new_key", blocking)
+        dead: list[str] = []
+        server.on("peer_dead", lambda peer: dead.append(peer.id))
+        self.successResultOf(server.startService())
+        self.addCleanup(self.stop)
+        proto, _ = self.connect(9876)
+        deltas = [NodeDelta(seed, 1, 0, 1, (("role", Entry("seed", 1, 1.0)),))]
+        deltas += [NodeDelta(other_node(i), 1, 0, 0, ()) for i in range(2, 6)]
+        data = wire.encode(wire.Welcome(seed.id, tuple(deltas)))
+        proto.dataReceived(struct.pack(">I", len(data)) + data)
+        proto.connectionLost(Failure(error.ConnectionDone()))
+        self.reactor.advance(0)
+        self.assertEqual(dead, [])
+        self.assertEqual(server.stats["pauses"], 1)
+        # nobody answers the probes here: each is suspected in turn, and
+        # convicted once its suspicion times out (2 to 6 s at N = 6); with no
+        # nack either, this node's health multiplier slows its probes down
+        for _ in range(40):
+            self.reactor.advance(1.0)
+        self.assertEqual(len(dead), 5)
+        view = server._engine.detector_view(dead[0], self.reactor.seconds())
+        self.assertEqual(view["kind"], "swim")
 
 
 class HandlerTimeoutTests(ServerTestCase):
