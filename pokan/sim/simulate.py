@@ -199,7 +199,13 @@ class Simulation:
         entries = {"status": Entry("up", 1, 1.0)}
         base = {info.id: SharedNodeState(info, entries, 1, 0) for info in infos}
         ids = sorted(base)
+        # every node counts as announced alive already (one shared mapping):
+        # its first transition is then an event (peer_dead...), not silence
+        announced = {info.id: (info.generation, "alive") for info in infos}
         for node in self.nodes:
+            adopt_shared = getattr(node.detector, "adopt_shared", None)
+            if adopt_shared is not None:
+                adopt_shared(announced)
             state = node.state
             me = state.me
             nodes = {me.info.id: me}

@@ -179,3 +179,19 @@ class NoDetectorTests(unittest.TestCase):
         self.assertIsNone(figures["detect_rounds"]["p99"])
         self.assertEqual(figures["false_convictions"], 0)
         self.assertEqual(figures["update_rounds"]["unfinished"], 0)
+
+
+class ConvergedStartTests(unittest.TestCase):
+    def test_a_first_conviction_is_a_peer_dead_event(self) -> None:
+        """The converged start counts every node announced alive: the first
+        conviction of a node nobody heard of since is reported."""
+        sim = Simulation(Config(n=12, seed=8, failure_detector=detector()))
+        seen: list[tuple[int, str, str]] = []
+        sim.on_output = lambda index, output: seen.extend(
+            (index, event, node.info.id) for event, node in output.transitions
+        )
+        sim.kill(5)
+        sim.run_until(lambda: False, 30.0)
+        victim = sim.nodes[5].state.me.info.id
+        dead = {i for i, event, who in seen if event == "peer_dead" and who == victim}
+        self.assertEqual(dead, set(range(12)) - {5})
