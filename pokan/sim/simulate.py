@@ -1,7 +1,8 @@
 """N nodes in one process on a virtual clock: ``python -m pokan.simulate``.
 
-Every simulated node is the Engine a real node runs (:class:`pokan.core.engine.Engine`,
-the very object the Server drives); every message between them is
+Every simulated node is a full node's sans-IO core, the very
+:class:`pokan.core.engine.Engine` a Server drives (gossip, failure detection,
+GC); every message between them is
 encoded with :mod:`pokan.wire` and decoded again on arrival, so the bytes
 counted are the bytes a real node would send. The network delays, drops and
 partitions datagrams; the clock is a heap of events. Everything random comes
@@ -18,7 +19,6 @@ from __future__ import annotations
 import heapq
 import math
 import random
-import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -28,16 +28,22 @@ import attrs
 
 from pokan import wire
 from pokan.core.detection import FailureDetector
-from pokan.core.engine import Engine
+from pokan.core.engine import Engine, Output
 from pokan.core.node import Address, Outgoing
 from pokan.core.rumours import RumourQueue
 from pokan.core.settings import EngineSettings
 from pokan.core.state import Entry, NodeInfo
 from pokan.sim.nodetection import NoDetection
 from pokan.sim.shared import SharedNodeState, SharingClusterState
+from pokan.sim.watch import peak_rss_mb, percentile
 
 #: rounds after which a trial gives up (counted as not converged)
 MAX_ROUNDS = 200
+#: datagrams a stalled node's socket holds; more are lost (about 200 KB)
+BACKLOG_DATAGRAMS = 150
+#: the wall clock of the simulation's start: generations are microseconds
+#: since the epoch, checked against it (see pokan.core.plausible)
+EPOCH = 1_700_000_000.0
 
 
 @attrs.frozen
@@ -60,16 +66,13 @@ class Config:
     retransmit_mult: int = 4
     #: retry an exchange whose SynAck did not come within half a round
     retry: bool = True
-    seed: int = 1
-    #: live peers each node gossips with per round
+    #: live peers each round's exchange goes to (the simulator's figures
+    #: have always been for 1; a Server's default is 3)
     fanout: int = 1
-    #: the Engine's failure detector ("phi"); None: none (gossip only)
+    #: the Engine's failure detector ("phi"...); None: none, the gossip alone
+    #: (:mod:`pokan.sim.nodetection`)
     failure_detector: str | None = None
-
-
-#: the wall clock of the simulation's start: generations are microseconds
-#: since the epoch, checked against it (see pokan.core.plausible)
-EPOCH = 1_700_000_000.0
+    seed: int = 1
 
 
 def node_info(index: int) -> NodeInfo:
@@ -99,61 +102,89 @@ class Meter:
 
 
 class Simulation:
-    """N gossiping nodes, a virtual clock and a lossy network between them."""
+    """N full nodes (Engines), a virtual clock and a lossy network between them.
+
+    The clock is a heap of timed events. A message is encoded once, however
+    many peers it goes to (its size counted for each), and decoded once, on
+    its first arrival; every target gets the same decoded message. Nodes can
+    be killed (:meth:`kill`: silent for good) and stalled (:meth:`pause`:
+    nothing processed until a time, then the round that was due and the
+    datagrams that queued up meanwhile, as after a real process's stall).
+    """
 
     def __init__(self, config: Config, converged: bool = True) -> None:
+        built, cpu_built = time.monotonic(), time.process_time()
         self.config = config
         self.rng = random.Random(config.seed)
+        #: the faults' own randomness: planning them changes nothing else
+        self.fault_rng = random.Random(config.seed + 0x5EED)
+        self.settings = EngineSettings.checked(
+            gossip_interval=config.interval,
+            fanout=config.fanout,
+            max_datagram=config.max_datagram,
+            # no detector: heartbeats on, as the gossip was always measured
+            failure_detector=config.failure_detector or "phi",
+        )
         self.now = 0.0
         self._events: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = 0
         self.nodes: list[Engine] = []
         self.by_address: dict[Address, int] = {}
+        #: node id -> index
+        self.index_of: dict[str, int] = {}
         self.meter = Meter()
         self.dropped = 0
+        #: full syncs the engines asked for (resets after GC; not carried out)
+        self.syncs_asked = 0
         self.group: list[int] = []
         self.partitioned_until = -1.0
+        self.killed: set[int] = set()
+        #: stalled node -> when it resumes
+        self.stalled_until: dict[int, float] = {}
+        #: datagrams that arrived at a stalled node, handled when it resumes
+        self._backlog: dict[int, list[tuple[list[Any], Address]]] = {}
+        #: stalled nodes whose round fell due while stalled
+        self._round_due: set[int] = set()
         #: called with the index of a node after it handled a message
         self.on_receive: Callable[[int], None] | None = None
+        #: called with a node's index and every Output it produced
+        self.on_output: Callable[[int, Output], None] | None = None
         infos = [node_info(i) for i in range(config.n)]
         for info in infos:
             self._add_node(info)
         if converged:
             self._converge(infos)
         self._schedule(config.interval, self._end_round)
+        self.build_wall_s = time.monotonic() - built
+        self.build_cpu_s = time.process_time() - cpu_built
 
     # -- building the cluster ---------------------------------------------------
 
     def _add_node(self, info: NodeInfo) -> int:
         index = len(self.nodes)
-        config = self.config
         state = SharingClusterState(info)
         state.write("status", "up", 1.0)
         rumours = RumourQueue(
-            retransmit_mult=config.retransmit_mult,
-            push_fanout=config.push_fanout,
-        )
-        settings = EngineSettings(
-            gossip_interval=config.interval,
-            fanout=config.fanout,
-            max_datagram=config.max_datagram,
-            failure_detector=config.failure_detector or "phi",
+            retransmit_mult=self.config.retransmit_mult,
+            push_fanout=self.config.push_fanout,
         )
         detector: FailureDetector | None = (
-            NoDetection(state) if config.failure_detector is None else None
+            NoDetection(state) if self.config.failure_detector is None else None
         )
-        node = Engine(
-            settings,
+        engine = Engine(
+            self.settings,
             info,
             random.Random(self.rng.getrandbits(64)),
             state=state,
             rumours=rumours,
             detector=detector,
         )
-        self.nodes.append(node)
+        self.nodes.append(engine)
         self.by_address[(info.address, info.udp_port)] = index
+        self.index_of[info.id] = index
         self.group.append(index % max(1, self.config.partitions))
         phase = self.rng.uniform(0, self.config.interval)
+        engine.start(self.now)
         self._schedule(self.now + phase, self._tick, index)
         return index
 
@@ -168,7 +199,13 @@ class Simulation:
         entries = {"status": Entry("up", 1, 1.0)}
         base = {info.id: SharedNodeState(info, entries, 1, 0) for info in infos}
         ids = sorted(base)
+        # every node counts as announced alive already (one shared mapping):
+        # its first transition is then an event (peer_dead...), not silence
+        announced = {info.id: (info.generation, "alive") for info in infos}
         for node in self.nodes:
+            adopt_shared = getattr(node.detector, "adopt_shared", None)
+            if adopt_shared is not None:
+                adopt_shared(announced)
             state = node.state
             me = state.me
             nodes = {me.info.id: me}
@@ -179,49 +216,107 @@ class Simulation:
 
     # -- the clock ----------------------------------------------------------------
 
-    def _schedule(self, at: float, fn: Callable[..., None], *args: Any) -> None:
+    def schedule(self, at: float, fn: Callable[..., None], *args: Any) -> None:
+        """Call ``fn(*args)`` at virtual time ``at``."""
         self._seq += 1
         heapq.heappush(self._events, (at, self._seq, fn, args))
+
+    _schedule = schedule
 
     def run_until(self, done: Callable[[], bool], deadline: float) -> bool:
         """Run events until ``done()`` or the virtual ``deadline``."""
         events = self._events
+        pop = heapq.heappop
         while events and not done():
             at, _, fn, args = events[0]
             if at > deadline:
                 self.now = deadline
                 return False
-            heapq.heappop(events)
+            pop(events)
             self.now = at
             fn(*args)
         return done()
 
     def _tick(self, index: int) -> None:
-        self._send_all(index, self.nodes[index].tick(self.now).sends)
-        self._schedule(self.now + self.config.interval, self._tick, index)
+        if index in self.killed:
+            return
+        if index in self.stalled_until:
+            self._round_due.add(index)
+            return
+        self._carry_out(index, self.nodes[index].tick(self.now))
+        interval = self.config.interval
+        self._schedule(self.now + interval, self._tick, index)
         if self.config.retry:
-            self._schedule(self.now + self.config.interval / 2, self._retry, index)
+            self._schedule(self.now + interval / 2, self._retry, index)
 
     def _retry(self, index: int) -> None:
-        self._send_all(index, self.nodes[index].retry(self.now).sends)
+        if index in self.killed or index in self.stalled_until:
+            return
+        self._carry_out(index, self.nodes[index].retry(self.now))
 
     def _end_round(self) -> None:
         self.meter.end_round()
         self._schedule(self.now + self.config.interval, self._end_round)
 
+    # -- faults -------------------------------------------------------------------
+
+    def kill(self, index: int) -> None:
+        """Node ``index`` goes silent for good (kill -9: no goodbye)."""
+        self.killed.add(index)
+        self.stalled_until.pop(index, None)
+        self._backlog.pop(index, None)
+
+    def pause(self, index: int, until: float) -> None:
+        """Node ``index`` handles nothing until ``until``, then catches up."""
+        if index in self.killed:
+            return
+        self.stalled_until[index] = until
+        self._schedule(until, self._resume, index)
+
+    def _resume(self, index: int) -> None:
+        if self.stalled_until.get(index, math.inf) > self.now:
+            return  # killed meanwhile, or stalled again for longer
+        del self.stalled_until[index]
+        if index in self._round_due:
+            # the round's timer fires late, before the socket is read
+            self._round_due.discard(index)
+            self._tick(index)
+        for holder, source in self._backlog.pop(index, ()):
+            self._deliver(index, holder, source)
+
     # -- the network --------------------------------------------------------------
 
+    def _carry_out(self, index: int, output: Output) -> None:
+        """Send what an Engine call produced; tell the watchers."""
+        if output.sends:
+            self._send_all(index, output.sends)
+        if output.syncs:
+            self.syncs_asked += len(output.syncs)
+        if self.on_output is not None:
+            self.on_output(index, output)
+
     def _send_all(self, sender: int, outgoing: Sequence[Outgoing]) -> None:
+        encoded: dict[int, list[Any]] = {}
         for out in outgoing:
-            self.send(sender, out.address, out.message)
+            message = out.message
+            holder = encoded.get(id(message))
+            if holder is None:
+                holder = encoded[id(message)] = [self._encode(message), None]
+            self._transmit(sender, out.address, holder)
+
+    def _encode(self, message: wire.Message) -> bytes:
+        return wire.encode(message, self.config.max_datagram - wire.SEAL_HEADROOM)
 
     def send(self, sender: int, address: Address, message: wire.Message) -> None:
         """Encode, count, then lose, block or deliver one datagram."""
-        limit = self.config.max_datagram - wire.SEAL_HEADROOM
-        data = wire.encode(message, limit)
-        self.meter.count(sender, len(data))
+        self._transmit(sender, address, [self._encode(message), None])
+
+    def _transmit(self, sender: int, address: Address, holder: list[Any]) -> None:
+        """Count one datagram (``holder``: its bytes, and its decoded message
+        once decoded), then lose, block or deliver it."""
+        self.meter.count(sender, len(holder[0]))
         target = self.by_address.get(address)
-        if target is None:
+        if target is None or target in self.killed:
             return
         if self.config.loss and self.rng.random() < self.config.loss:
             self.dropped += 1
@@ -235,23 +330,40 @@ class Simulation:
         low, high = self.config.latency
         source = address_of(self.nodes[sender])
         self._schedule(
-            self.now + self.rng.uniform(low, high), self._deliver, target, data, source
+            self.now + self.rng.uniform(low, high),
+            self._deliver,
+            target,
+            holder,
+            source,
         )
 
-    def _deliver(self, target: int, data: bytes, source: Address) -> None:
-        message = wire.decode(data, wire.DATAGRAM_TYPES)
+    def _deliver(self, target: int, holder: list[Any], source: Address) -> None:
+        if target in self.killed:
+            return
+        if target in self.stalled_until:
+            backlog = self._backlog.setdefault(target, [])
+            if len(backlog) < BACKLOG_DATAGRAMS:
+                backlog.append((holder, source))
+            else:
+                self.dropped += 1  # the socket's buffer is full
+            return
+        message = holder[1]
+        if message is None:
+            message = holder[1] = wire.decode(holder[0], wire.DATAGRAM_TYPES)
         node = self.nodes[target]
-        output = node.receive(message, source, None, self.now, wall=EPOCH + self.now)
+        output = node.receive(
+            message, source, len(holder[0]), self.now, wall=EPOCH + self.now
+        )
+        self._carry_out(target, output)
         if self.on_receive is not None:
             self.on_receive(target)
-        self._send_all(target, output.sends)
 
     # -- what a trial does --------------------------------------------------------
 
     def write(self, index: int, key: str, value: str) -> int:
         """A local write on node ``index``; its version."""
         node = self.nodes[index]
-        self._send_all(index, node.write(key, value, self.now + 1.0, self.now).sends)
+        self._carry_out(index, node.write(key, value, self.now + 1.0, self.now))
         return node.state.me.version
 
     def join(self) -> int:
@@ -259,21 +371,15 @@ class Simulation:
         index = self._add_node(node_info(len(self.nodes)))
         seed = self.rng.randrange(index)
         joiner, peer = self.nodes[index], self.nodes[seed]
-        hello = wire.decode(
-            wire.encode(wire.Hello(joiner.state.me.info.id, joiner.full_state()))
-        )
-        assert isinstance(hello, wire.Hello)
         wall = EPOCH + self.now
-        self._send_all(seed, peer.merge_full(hello.deltas, self.now, wall=wall).sends)
-        welcome = wire.decode(
-            wire.encode(wire.Welcome(peer.state.me.info.id, peer.full_state()))
-        )
+        hello = wire.decode(wire.encode(wire.Hello(joiner.id, joiner.full_state())))
+        assert isinstance(hello, wire.Hello)
+        self._carry_out(seed, peer.merge_full(hello.deltas, self.now, wall=wall))
+        welcome = wire.decode(wire.encode(wire.Welcome(peer.id, peer.full_state())))
         assert isinstance(welcome, wire.Welcome)
-        self._send_all(
-            index, joiner.merge_full(welcome.deltas, self.now, wall=wall).sends
-        )
+        self._carry_out(index, joiner.merge_full(welcome.deltas, self.now, wall=wall))
         # the seed pushes the joiner's news at once (the Server waits a round)
-        self._send_all(seed, peer.push().sends)
+        self._carry_out(seed, peer.push())
         return index
 
     def partition(self, rounds: float) -> None:
@@ -339,19 +445,6 @@ def _knows(node_id: str) -> Callable[[Engine], bool]:
 
 def _rounds(rounds: float | None) -> str:
     return "not converged" if rounds is None else f"{rounds:.2f} rounds"
-
-
-def peak_rss_mb() -> float:
-    """The peak resident memory of this process so far, in MB (Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """The nearest-rank percentile (inf for no values)."""
-    if not values:
-        return math.inf
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def measure(
