@@ -63,7 +63,11 @@ class ReadTests(unittest.TestCase):
         self.assertEqual(mine["id"], self.a.id)
         other = next(m for m in body["members"] if not m["me"])
         self.assertEqual(other["status"], "alive")
-        self.assertEqual(other["detector"]["kind"], "phi")
+        # SWIM, the default detector: the peer is alive at incarnation 0
+        self.assertEqual(
+            {k: other["detector"][k] for k in ("kind", "status", "incarnation")},
+            {"kind": "swim", "status": "alive", "incarnation": 0},
+        )
         self.assertIsNone(body["next"])
         code, body = yield call(self.url, "GET", "/v1/members?limit=1")
         self.assertEqual(len(body["members"]), 1)
