@@ -154,7 +154,8 @@ class InstalledAssetsTests(unittest.TestCase):
         """``pip install .`` puts the three files beside the installed module."""
         code = (
             "import pokan.control.dashboard as d, os, sys\n"
-            "assert not d.__file__.startswith(sys.argv[1]), d.__file__\n"
+            "here = os.path.join(sys.argv[1], 'pokan', '')\n"
+            "assert not d.__file__.startswith(here), d.__file__\n"
             "for n in ('index.html', 'dashboard.css', 'dashboard.js'):\n"
             "    print(n, len(d.read_asset(n)))\n"
         )
