@@ -80,7 +80,7 @@ class FailureDetector(Protocol):
     def poll(self, now: float) -> Detected:
         """Between rounds (the retry, any datagram): the timeouts now due."""
 
-    def missed(self, node_id: str) -> None:
+    def missed(self, node_id: str, now: float) -> Detected:
         """An exchange opened with ``node_id`` went unanswered this round."""
 
     def heard(self, node_id: str, now: float) -> Detected:

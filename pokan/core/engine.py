@@ -176,19 +176,20 @@ class Engine:
             return Output(sends=tuple(self.node.gossip_round()))
         checked = self.detector.check(now)
         sends = checked.sends + tuple(self.node.gossip_round())
-        return self._settled(
-            now, checked.batch, sends=sends, rejected=checked.rejected
-        )
+        return self._settled(now, checked.batch, sends=sends, rejected=checked.rejected)
 
     def retry(self, now: float) -> Output:
         """Half a round on: a new exchange if this round's went unanswered."""
         polled = self.detector.poll(now)
         self.node.missed = None
         sends = polled.sends + tuple(self.node.retry_round())
+        batch, rejected = polled.batch, polled.rejected
         if self.node.missed is not None:
             # an exchange went unanswered: evidence for the detector
-            self.detector.missed(self.node.missed.info.id)
-        return self._settled(now, polled.batch, sends=sends, rejected=polled.rejected)
+            probed = self.detector.missed(self.node.missed.info.id, now)
+            sends += probed.sends
+            batch, rejected = batch + probed.batch, rejected + probed.rejected
+        return self._settled(now, batch, sends=sends, rejected=rejected)
 
     def skip_rounds(self, count: int) -> None:
         """Account for up to ``count`` quiet rounds the driver slept through."""

@@ -48,7 +48,7 @@ from pokan.core.plausible import MAX_REPLIES_PER_SOURCE
 from pokan.core.state import Batch, ClusterState, NodeState
 
 #: suspicion timeout: min = ALPHA * log10(N) probe intervals, max = BETA * min
-DEFAULT_ALPHA = 1.0
+DEFAULT_ALPHA = 1.65
 DEFAULT_BETA = 3.0
 #: independent suspicions after which the timeout is at its minimum
 DEFAULT_CONFIRMATIONS = 3
@@ -62,6 +62,12 @@ MAX_INCARNATION_JUMP = 2**20
 MAX_RELAYS = 64
 #: rumours queued at most; the most sent is dropped first
 MAX_QUEUED = 512
+#: a conviction rides as filler for this many minimum suspicion timeouts
+RECENT_DEAD_FOR = 8.0
+#: last-chance pings sent together before a conviction
+LAST_CHANCE_PINGS = 2
+#: recent convictions carried per message, at most
+RECENT_PER_MESSAGE = 2
 
 
 @attrs.frozen
@@ -125,6 +131,8 @@ class SwimSettings:
     """The tunables of :class:`SwimDetector` (see docs/membership.md)."""
 
     interval: float
+    #: the probe period, as a share of the gossip interval
+    probe_share: float = 0.5
     alpha: float = DEFAULT_ALPHA
     beta: float = DEFAULT_BETA
     confirmations: int = DEFAULT_CONFIRMATIONS
@@ -140,8 +148,9 @@ class SwimSettings:
     #: calls more than this many intervals apart mean this node was paused
     pause_factor: float = 2.5
     #: a peer's dead declaration is taken once our own suspicion is this
-    #: share of the minimum suspicion timeout old
-    accept_dead_after: float = 0.5
+    #: share of the minimum suspicion timeout old (and a last-chance ping
+    #: went unanswered); 0: as soon as that ping goes unanswered
+    accept_dead_after: float = 0.0
 
 
 class SwimDetector:
@@ -171,8 +180,15 @@ class SwimDetector:
         self._seq = rng.randrange(wire.MAX_SEQ)
         self._queue: dict[str, _Queued] = {}
         self._push_tokens = settings.push_burst
+        self._urgent_tokens = settings.push_burst
         self._replies: dict[Address, int] = {}
         self._last_tick: float | None = None
+        #: when _advance last ran, and how long before that it had not
+        self._last_call: float | None = None
+        self._gap = 0.0
+        #: members convicted lately (id -> when), carried as filler so that
+        #: a member that missed the rumour (it was paused) learns it
+        self._recent_dead: dict[str, float] = {}
         #: the probe order: index i of the cycle is ids[(a*i + b) % p]
         self._perm = (1, 0, 0)  # empty: the first probe draws a cycle
         self._perm_i = 0
@@ -199,6 +215,7 @@ class SwimDetector:
         last, self._last_tick = self._last_tick, now
         self._replies.clear()
         self._push_tokens = min(self.settings.push_burst, self._push_tokens + 1)
+        self._urgent_tokens = min(self.settings.push_burst, self._urgent_tokens + 1)
         if last is not None and now - last > self.settings.pause_factor * (
             self.settings.interval
         ):
@@ -275,14 +292,22 @@ class SwimDetector:
         sends.append(Outgoing(address_of(node), ping, node))
         return self._verdict(sends, Batch())
 
-    def hint(self, node_id: str) -> None:
-        """A gossip exchange with ``node_id`` went unanswered: probe it next.
+    def hint(self, node_id: str, now: float) -> Verdict:
+        """A gossip exchange with ``node_id`` went unanswered: probe it now.
 
         Free evidence: each node opens a few exchanges a round, so a dead
-        node is probed within about a period of its death instead of
-        waiting for its turn in the round-robin.
+        node is probed within a fraction of a period of its death instead
+        of waiting for its turn in the round-robin. With a probe of our own
+        still unanswered, the hinted node is the next one probed.
         """
         self._hinted = node_id
+        sends: list[Outgoing] = []
+        batch = self._advance(now, sends)
+        probe = self._probe
+        if self._hinted is not None and (probe is None or probe.acked):
+            self._probe = None
+            self._start_probe(now, sends)
+        return self._verdict(sends, batch)
 
     def forget(self, node_id: str) -> None:
         self._records.pop(node_id, None)
@@ -332,12 +357,18 @@ class SwimDetector:
         shrink = math.log(confirmations + 1) / math.log(expected + 1)
         return max(low, high - (high - low) * shrink)
 
+    def _base_period(self) -> float:
+        return self.settings.probe_share * self.settings.interval
+
     def _period(self) -> float:
-        return self.settings.interval * (self.lhm + 1)
+        return self.settings.probe_share * self.settings.interval * (self.lhm + 1)
 
     def _advance(self, now: float, sends: list[Outgoing]) -> Batch:
         """Everything due at ``now``: probe stages, relays, suspicion expiry."""
         self._check_generation()
+        if self._last_call is not None:
+            self._gap = now - self._last_call
+        self._last_call = now
         batch = Batch()
         probe = self._probe
         if probe is not None and not probe.acked:
@@ -528,7 +559,7 @@ class SwimDetector:
             source,
             request.seq,
             request.target,
-            now + self.settings.nack_timeout * self.settings.interval,
+            now + self.settings.nack_timeout * self._base_period(),
         )
         ping = wire.Ping(
             self.state.me.info.id,
@@ -720,6 +751,8 @@ class SwimDetector:
             record = self._records[node.info.id]
         else:
             record.origins.add(r.origin)
+        if record.declared is None:
+            self._enqueue(r)  # passed on at once: every member checks it
         record.declared = r.origin  # convicted once old enough: see _expire
         return Batch()
 
@@ -744,23 +777,27 @@ class SwimDetector:
             timeout = self.suspicion_timeout(len(record.origins))
             if held < timeout and (record.declared is None or held < accept):
                 continue
-            wait = self.settings.probe_timeout * self.settings.interval
+            wait = self.settings.probe_timeout * self._base_period()
             if (
                 record.final is not None
                 and not record.repinged
-                and (now - record.final > wait + 0.1 * self.settings.interval)
+                and now - record.final > wait
+                and self._gap > self.settings.interval
             ):
-                # we were not called when the wait ended: the suspect may
-                # have come back meanwhile (a pause over), ask it once more
+                # we were not called for a while (stalled, though not long
+                # enough to count as paused): the suspect may have come
+                # back meanwhile, ask it once more
                 record.final, record.repinged = None, True
             if record.final is None:
-                # a last chance: a node that was only paused answers this
-                # ping with its refutation, before we convict it
+                # a last chance: a node that was only paused answers these
+                # pings with its refutation, before we convict it (two, so
+                # that one lost datagram does not convict a live node)
                 record.final = now
-                self._seq = (self._seq + 1) % (wire.MAX_SEQ + 1)
                 claim = self._rumours_for(node_id, 4)
-                ping = wire.Ping(self.state.me.info.id, self._seq, node_id, claim)
-                sends.append(Outgoing(address_of(node), ping, node))
+                for _ in range(LAST_CHANCE_PINGS):
+                    self._seq = (self._seq + 1) % (wire.MAX_SEQ + 1)
+                    ping = wire.Ping(self.state.me.info.id, self._seq, node_id, claim)
+                    sends.append(Outgoing(address_of(node), ping, node))
                 continue
             if now - record.final < wait:
                 continue
@@ -777,6 +814,9 @@ class SwimDetector:
         node_id = node.info.id
         self._suspects.discard(node_id)
         record.status, record.since, record.declared = "dead", now, None
+        self._recent_dead[node_id] = now
+        if len(self._recent_dead) > MAX_QUEUED:
+            del self._recent_dead[next(iter(self._recent_dead))]
         self.convictions += 1
         self._notes[node_id] = why
         me = self.state.me.info.id
@@ -807,7 +847,8 @@ class SwimDetector:
         """
         claim = self._claim(node_id)
         if not self._queue:
-            return () if claim is None else (claim,)
+            recent = self._recent(node_id, (), count - (claim is not None))
+            return (*(() if claim is None else (claim,)), *recent)
         chosen: list[str] = []
         me = self.state.me.info.id
         if me in self._queue:  # our refutation first: it may save us
@@ -819,7 +860,30 @@ class SwimDetector:
             ranked = sorted(self._queue, key=lambda k: self._queue[k].transmits)
             chosen.extend(k for k in ranked[:count] if k not in (node_id, me))
         sent = self._send(chosen[: count - (claim is not None)])
-        return sent if claim is None else (claim, *sent)
+        recent = self._recent(node_id, chosen, count - len(sent) - (claim is not None))
+        return (*sent, *recent) if claim is None else (claim, *sent, *recent)
+
+    def _recent(
+        self, node_id: str, chosen: Iterable[str], room: int
+    ) -> tuple[wire.Rumour, ...]:
+        """Up to :data:`RECENT_PER_MESSAGE` of our recent convictions, oldest
+        first and then rotated, for ``room`` slots left in a message."""
+        if not self._recent_dead or room <= 0:
+            return ()
+        horizon = (self._last_call or 0.0) - RECENT_DEAD_FOR * self.min_timeout()
+        out: list[wire.Rumour] = []
+        taken = set(chosen)
+        for dead_id in list(self._recent_dead):
+            if len(out) >= min(room, RECENT_PER_MESSAGE):
+                break
+            at = self._recent_dead.pop(dead_id)
+            record = self._records.get(dead_id)
+            if at < horizon or record is None or record.status != "dead":
+                continue
+            self._recent_dead[dead_id] = at  # to the back: the next go round
+            if dead_id != node_id and dead_id not in taken:
+                out.append(self._claim(dead_id))  # type: ignore[arg-type]
+        return tuple(out)
 
     def _claim(self, node_id: str) -> wire.Rumour | None:
         """What we hold against ``node_id`` (suspect or dead), as a rumour."""
@@ -845,12 +909,24 @@ class SwimDetector:
     def _push(self, sends: list[Outgoing]) -> Batch:
         """Push hot rumours at once to a few members, if a token allows."""
         hot = [k for k, item in self._queue.items() if item.hot]
-        if not hot or self._push_tokens <= 0 or self.settings.push_fanout <= 0:
+        if not hot or self.settings.push_fanout <= 0:
             return Batch()
+        if self._push_tokens <= 0:
+            # deaths and refutations have a bucket of their own, so that a
+            # burst of suspicions does not hold them back
+            urgent = [k for k in hot if self._queue[k].rumour.kind != wire.SUSPECT]
+            if not urgent or self._urgent_tokens <= 0:
+                return Batch()
+            hot, bucket = urgent, "urgent"
+        else:
+            bucket = "push"
         peers = self._random_members(self.settings.push_fanout, exclude=set())
         if not peers:
             return Batch()
-        self._push_tokens -= 1
+        if bucket == "push":
+            self._push_tokens -= 1
+        else:
+            self._urgent_tokens -= 1
         notice = wire.Notice(
             self.state.me.info.id,
             self._send(hot[: wire.MAX_RUMOURS], copies=len(peers)),

@@ -155,8 +155,8 @@ class Membership:
     def poll(self, now: float) -> Detected:
         return Detected()  # phi has no timeouts between rounds
 
-    def missed(self, node_id: str) -> None:
-        pass  # heartbeats, not exchanges, tell phi
+    def missed(self, node_id: str, now: float) -> Detected:
+        return Detected()  # heartbeats, not exchanges, tell phi
 
     def heard(self, node_id: str, now: float) -> Detected:
         return Detected()  # heartbeats count, not who sent the datagram

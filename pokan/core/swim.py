@@ -116,8 +116,8 @@ class SwimMembership(Membership):
     def poll(self, now: float) -> Detected:
         return self._detected(self.swim.poll(now))
 
-    def missed(self, node_id: str) -> None:
-        self.swim.hint(node_id)
+    def missed(self, node_id: str, now: float) -> Detected:
+        return self._detected(self.swim.hint(node_id, now))
 
     def heard(self, node_id: str, now: float) -> Detected:
         return self._detected(self.swim.heard_from(node_id, now))

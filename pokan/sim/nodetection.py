@@ -59,8 +59,8 @@ class NoDetection:
     def poll(self, now: float) -> Detected:
         return Detected()
 
-    def missed(self, node_id: str) -> None:
-        pass  # heartbeats, not exchanges, tell phi
+    def missed(self, node_id: str, now: float) -> Detected:
+        return Detected()  # heartbeats, not exchanges, tell phi
 
     def heard(self, node_id: str, now: float) -> Detected:
         return Detected()

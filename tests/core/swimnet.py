@@ -118,7 +118,8 @@ class SwimNet:
             j = self.rng.randrange(len(self.states))
             answered = self._up(j) and self.rng.random() >= 1 - (1 - self.loss) ** 2
             if j != i and not answered:
-                self.detectors[i].hint(self.states[j].me.info.id)
+                hinted = self.states[j].me.info.id
+                self._apply(i, self.detectors[i].hint(hinted, self.now))
         self._apply(i, self.detectors[i].poll(self.now))
 
     def _apply(self, i: int, verdict: Verdict) -> None:

@@ -203,3 +203,52 @@ class SettingsTests(unittest.TestCase):
         self.assertEqual(a.node.idle_rounds, 4)
         assert isinstance(a.detector, Membership)
         self.assertEqual(a.detector.detector.interval, 2.0)
+
+
+class ForgetTests(unittest.TestCase):
+    """An operator's forget: the record goes, and stays gone unless told."""
+
+    def cluster(self) -> tuple[Engine, Engine, Engine]:
+        a, b, c = engine(1), engine(2, seed=1), engine(3, seed=2)
+        for x, y in ((a, b), (a, c), (b, c)):
+            joined(x, y)
+        return a, b, c
+
+    def test_forget_drops_the_record_and_ignores_its_old_gossip(self) -> None:
+        a, b, c = self.cluster()
+        out = a.forget(c.id, 10.0)
+        self.assertEqual(out.batch.forgotten, (c.id,))
+        self.assertNotIn(c.id, a.state.nodes)
+        # b still gossips c's record of the same generation: not taken back
+        a.merge_full(b.full_state(), 11.0)
+        self.assertNotIn(c.id, a.state.nodes)
+        # a restart of c (a newer generation) is a new node: welcome
+        c2 = Engine(
+            EngineSettings.checked(),
+            NodeInfo(c.id, GENERATION + 1, "10.0.0.3", 5555, 5555),
+            random.Random(3),
+        )
+        a.merge_full(c2.full_state(), 12.0)
+        self.assertEqual(a.state.nodes[c.id].info.generation, GENERATION + 1)
+
+    def test_without_remember_its_next_gossip_brings_it_back(self) -> None:
+        a, b, c = self.cluster()
+        a.forget(c.id, 10.0, remember=False)
+        self.assertNotIn(c.id, a.state.nodes)
+        a.merge_full(b.full_state(), 11.0)
+        self.assertIn(c.id, a.state.nodes)
+
+    def test_the_detector_forgets_its_suspicion_too(self) -> None:
+        a, b, c = self.cluster()
+        a.start(0.0)
+        now = 0.0
+        for step in range(1, 200):  # nobody answers: suspicions start
+            now = step / 4
+            (a.tick if step % 4 == 0 else a.retry)(now)
+            if a.detector_view(c.id, now)["status"] == "suspect":
+                break
+        self.assertEqual(a.detector_view(c.id, now)["status"], "suspect")
+        a.forget(c.id, now)
+        self.assertNotIn(c.id, a.state.nodes)
+        a.merge_full(b.full_state(), now)  # ignored: remembered as forgotten
+        self.assertEqual(a.detector_view(c.id, now)["status"], "alive")

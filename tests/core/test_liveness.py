@@ -25,13 +25,24 @@ def info(i: int, generation: int = 1) -> NodeInfo:
     return NodeInfo(f"n{i}", generation, f"10.0.0.{i}", 5555, 5555)
 
 
+LEGACY = {"probe_share": 1.0, "alpha": 1.0, "accept_dead_after": 0.5}
+
+
 class Cluster:
     """``n`` detectors that all know each other; nobody sends on its own."""
 
-    def __init__(self, n: int, seed: int = 0, **options: object) -> None:
+    def __init__(
+        self, n: int, seed: int = 0, legacy: bool = True, **options: object
+    ) -> None:
         infos = [info(i) for i in range(n)]
         self.states = []
         self.detectors = []
+        # the mechanism tests count in whole probe periods of one interval,
+        # with the minimum suspicion timeout log10(N) periods (at least 2)
+        # and a peer's declaration taken at half of it; DefaultsTests below
+        # use the shipped settings
+        for name, value in LEGACY.items() if legacy else ():
+            options.setdefault(name, value)
         settings = SwimSettings(interval=1.0, **options)  # type: ignore[arg-type]
         for i, me in enumerate(infos):
             state = ClusterState(me)
@@ -456,6 +467,130 @@ class NetworkTests(unittest.TestCase):
         self.assertLessEqual(len(net.boundary), stalls)
         # and every one is alive everywhere once its refutation spread
         self.assertEqual(net.held_dead_now(), [])
+
+    def test_pauses_shorter_than_the_timeout_convict_nobody(self) -> None:
+        # N = 40: min timeout 3.3 s; a 3 s stall ends before any timer does
+        net = SwimNet(40, loss=0.05, seed=5, gossip_fanout=3)
+        rng = random.Random(5)
+        for start in range(5, 100, 3):
+            net.run_until(float(start))
+            net.pause(rng.randrange(40), 3.0)
+        net.kill(11)
+        net.run_until(120.0)
+        self.assertEqual(net.false, [])
+        self.assertEqual(
+            [conviction for conviction in net.convictions if conviction[2] != 11],
+            [],
+        )
+        seen = net.seen_dead_by_all(11)
+        self.assertIsNotNone(seen)
+        self.assertLess(seen - 100.0, 7.0)  # type: ignore[operator]
+
+
+class DefaultsTests(unittest.TestCase):
+    """The shipped settings: half-interval probes, declarations checked at once."""
+
+    def test_the_probe_period_is_half_the_interval(self) -> None:
+        c = Cluster(6, legacy=False)
+        a = c.detectors[0]
+        a.start(0.0)
+        c.flood(0, a.tick(0.0), 0.0)  # pinged, and acked
+        self.assertEqual(pings(a.poll(0.49)), [])
+        self.assertEqual(len(pings(a.poll(0.5))), 1)
+        # min = 1.65 x log10(N) intervals, at least 2: 3.3 s for 6 nodes
+        self.assertAlmostEqual(a.min_timeout(), 3.3)
+
+    def test_an_unanswered_exchange_probes_its_peer_at_once(self) -> None:
+        c = Cluster(6, legacy=False)
+        a = c.detectors[0]
+        a.start(0.0)
+        first = pings(a.tick(0.0))[0]
+        c.flood(
+            0,
+            a.receive(
+                wire.PingAck(first.target, first.seq, first.target),
+                address_of(c.states[int(first.target[1:])].me),
+                20,
+                0.01,
+            ),
+            0.01,
+        )
+        hinted = "n3" if first.target != "n3" else "n4"
+        out = a.hint(hinted, 0.2)
+        self.assertEqual([p.target for p in pings(out)], [hinted])
+        # with a probe of its own still unanswered, the hint waits its turn
+        b = c.detectors[1]
+        b.start(0.0)
+        b.tick(0.0)
+        self.assertEqual(pings(b.hint("n5", 0.1)), [])
+
+    def test_a_declaration_is_passed_on_and_checked_with_one_ping(self) -> None:
+        c = Cluster(6, legacy=False)
+        a = c.detectors[0]
+        dead = wire.Rumour(wire.DEAD, "n2", 1, 0, "n5")
+        out = a.receive(wire.Notice("n5", (dead,)), address_of(c.states[5].me), 90, 0.0)
+        self.assertFalse(out.batch)
+        self.assertEqual(pings(out)[-1].target, "n2")  # the last-chance ping
+        passed_on = [
+            r
+            for o in out.sends
+            if isinstance(o.message, wire.Notice)
+            for r in o.message.rumours
+        ]
+        self.assertIn(dead, passed_on)  # pushed at once, as it came
+        c.dead.add(2)
+        self.assertFalse(a.poll(0.19).batch)  # 0.4 of a 0.5 s period
+        self.assertTrue(a.poll(0.21).batch)
+        self.assertEqual(c.status(0, 2), "dead")
+
+    def test_a_forged_declaration_is_refuted_by_the_live_node(self) -> None:
+        c = Cluster(6, legacy=False)
+        a = c.detectors[0]
+        forged = wire.Rumour(wire.DEAD, "n2", 1, 0, "n5")
+        out = a.receive(
+            wire.Notice("n5", (forged,)), address_of(c.states[5].me), 90, 0.0
+        )
+        c.flood(0, out, 0.01)  # n2 gets the last-chance ping and refutes
+        self.assertEqual(c.detectors[2].incarnation, 1)
+        for step in range(1, 40):
+            c.flood(0, a.poll(step / 4), step / 4)
+        for observer in range(6):
+            self.assertEqual(c.status(observer, 2), "alive")
+
+    def test_recent_deaths_ride_as_filler_for_a_member_that_missed_them(
+        self,
+    ) -> None:
+        c = Cluster(6, legacy=False)
+        a = c.detectors[0]
+        dead = wire.Rumour(wire.DEAD, "n2", 1, 0, "n5")
+        a.receive(wire.Notice("n5", (dead,)), address_of(c.states[5].me), 90, 0.0)
+        c.dead.add(2)
+        a.poll(0.25)
+        self.assertEqual(c.status(0, 2), "dead")
+        a._queue.clear()  # the rumour's transmissions are over
+        carried = a._rumours_for("n4")
+        self.assertEqual([(r.kind, r.node_id) for r in carried], [(wire.DEAD, "n2")])
+        # until RECENT_DEAD_FOR minimum timeouts have passed
+        a.poll(0.25 + 8 * a.min_timeout() + 1)
+        self.assertEqual(a._rumours_for("n4"), ())
+
+    def test_deaths_have_a_push_bucket_of_their_own(self) -> None:
+        c = Cluster(8, legacy=False)
+        a = c.detectors[0]
+        source = address_of(c.states[7].me)
+        for i, node in enumerate(("n1", "n2", "n3", "n4")):
+            suspicion = wire.Rumour(wire.SUSPECT, node, 1, 0, "n7")
+            a.receive(wire.Notice("n7", (suspicion,)), source, 90, 0.01 * i)
+        self.assertEqual(a._push_tokens, 0)  # the suspicions spent them
+        dead = wire.Rumour(wire.DEAD, "n5", 1, 0, "n7")
+        out = a.receive(wire.Notice("n7", (dead,)), source, 90, 0.05)
+        pushed = [
+            r
+            for o in out.sends
+            if isinstance(o.message, wire.Notice)
+            for r in o.message.rumours
+        ]
+        self.assertIn(dead, pushed)
 
 
 def canonical(i: int) -> NodeInfo:

@@ -21,7 +21,7 @@ from pokan.sim.simulate import Config, Simulation
 
 #: kill seen by every running node, p99, in rounds, per failure detector:
 #: generous bounds (a regression guard, not the targets of docs/performance.md)
-DETECT_BOUND = {"phi": 25.0, "swim": 10.0}
+DETECT_BOUND = {"phi": 25.0, "swim": 8.0}
 
 
 def detector() -> str:
@@ -49,12 +49,15 @@ class ScenarioTests(unittest.TestCase):
 
     def test_stalled_nodes_are_not_convicted_nor_convict(self) -> None:
         """Lifeguard's slow nodes: 10% of the nodes stall 3 rounds at a time;
-        nobody convicts a running node, the stalled ones included on waking."""
+        nobody convicts a running node, the stalled ones included on waking,
+        and a stall shorter than the minimum suspicion timeout (3.3 rounds
+        at 40 nodes) gets nobody convicted at all."""
         figures = liveness(
             40, 3, rounds=60, kills=2, pause_fraction=0.1, pause_rounds=3
         )
         self.assertGreater(figures["pause"]["stalls"], 8)
         self.assertEqual(figures["false_convictions"], 0, figures["false_examples"])
+        self.assertEqual(figures["convictions_of_paused"], 0)
         self.assertEqual(figures["detect_rounds"]["unfinished"], 0)
         self.assertLessEqual(figures["detect_rounds"]["p99"], DETECT_BOUND[detector()])
 
