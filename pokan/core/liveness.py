@@ -1,6 +1,7 @@
 """SWIM failure detection with Lifeguard's refinements, sans-IO.
 
-Each node probes one member per probe period, in a shuffled round-robin
+Each node probes one member per probe period (half the gossip interval),
+and at once a member whose gossip exchange went unanswered, in a shuffled round-robin
 (a random affine permutation of the member list, new for every cycle: no
 per-member state). A probe is a :class:`~pokan.wire.Ping`; without a
 :class:`~pokan.wire.PingAck` by the probe timeout, ``indirect_checks``
@@ -13,11 +14,12 @@ A suspicion is a rumour, ``(generation, incarnation)`` ordered: the suspect
 refutes it by raising its incarnation and rumouring ``alive``. Each member
 runs its own suspicion timer, which shrinks from ``max`` to ``min`` as
 independent suspicions (other origins) arrive (Lifeguard's dynamic
-suspicion timeout); on expiry it declares the node dead. A declaration
-from another member convicts only a node this member has suspected itself
-for a while: a lone forged ``dead`` is taken as one more suspicion, which
-the live node refutes. A ping to a node held suspect carries the suspicion
-(the buddy system), so the suspect hears of it at once.
+suspicion timeout); on expiry two last-chance pings go out and, without a
+refutation in reply, it declares the node dead. A declaration from another
+member is passed on at once and checked the same way (one more suspicion,
+the last-chance pings, then the conviction): a lone forged ``dead`` about a
+live node is refuted by it. A ping to a node held suspect carries the
+suspicion (the buddy system), so the suspect hears of it at once.
 
 Lifeguard's *local health multiplier* (LHM, 0..``max_lhm``) grows when
 this node misses nacks or must refute a suspicion of itself (signs that it
@@ -29,8 +31,10 @@ said of it meanwhile.
 
 Rumours ride on every probe message (up to :data:`pokan.wire.MAX_RUMOURS`,
 the ones about the receiver first) and, when new, are pushed at once to
-``push_fanout`` members in a :class:`~pokan.wire.Notice`, so they spread in
-O(log N) hops. Per-member records exist only for members in a non-default
+``push_fanout`` members in a :class:`~pokan.wire.Notice` (deaths and
+refutations with a token bucket of their own), so they spread in O(log N)
+hops; recent convictions fill what room a message has left, for members
+that missed them. Per-member records exist only for members in a non-default
 state (suspect, dead, or an incarnation above 0). See docs/membership.md.
 """
 
