@@ -70,6 +70,7 @@ from pokan.net.events import (
     EventDispatcher,
     registrar,
 )
+from pokan.net.faults import Faults
 from pokan.net.heap import release_free_heap
 from pokan.net.meters import Meters
 from pokan.net.protocols import (
@@ -91,7 +92,6 @@ from pokan.net.settings import (
 )
 from pokan.net.stopping import SecondSignal, exit_with_signal
 from pokan.peer import Peer
-from pokan.sim.faults import Faults
 from pokan.store import IStore, MemoryStore, Snapshot
 from pokan.store.interface import IAttachedStore, snapshot_of
 from pokan.wire.envelope import Envelope

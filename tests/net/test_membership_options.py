@@ -13,7 +13,7 @@ from twisted.trial import unittest
 from pokan import ON_EVENTS, ConfigurationError, Peer, Server
 from pokan.core.state import NodeState
 from pokan.daemon import tap
-from pokan.sim.faults import Faults
+from pokan.net.faults import Faults
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
