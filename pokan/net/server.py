@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import math
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -18,7 +17,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from pokan import wire
-from pokan.core import plausible, reconcile
+from pokan.core import plausible
 from pokan.core import settings as settings_module
 from pokan.core.address import (
     DEFAULT_PORT,
@@ -50,13 +49,18 @@ from pokan.core.state import (
     STATUSES,
     Batch,
     ClusterState,
-    Entry,
     KeyChange,
     NodeInfo,
     NodeRecord,
     Value,
 )
 from pokan.core.transitionlog import Seconds, ThrottledLines, TransitionLog
+from pokan.core.write_checks import (
+    check_fits,
+    check_key,
+    check_timestamp,
+    check_value,
+)
 from pokan.daemon.logsetup import log_to_stderr
 from pokan.errors import ConfigurationError, StartupError
 from pokan.net import reactors
@@ -484,19 +488,16 @@ class Server(service.Service):
         A ``timestamp`` older than the key's current one changes nothing. The
         Deferred fires once the change is persisted and handlers have run.
         """
-        self._check_key(key)
-        if not isinstance(value, str | bytes):
-            raise TypeError(f"value must be str or bytes, got {type(value).__name__}")
-        if isinstance(value, str):
-            _check_utf8(value, "value", "store text without them, or bytes")
+        check_key(key)
+        check_value(value)
         # None: now, or later if the clock stepped back: a plain store() wins
-        stamp = None if timestamp is None else self._check_timestamp(timestamp)
-        self._check_fits(key, value)
+        stamp = None if timestamp is None else check_timestamp(timestamp)
+        check_fits(key, value, self._state.me.info, self._max_datagram)
         return self._carry_out(self._engine.write(key, value, stamp, self._now()))
 
     def delete(self, key: str) -> defer.Deferred[None]:
         """Remove one of this node's keys everywhere (``key_removed`` fires)."""
-        self._check_key(key)
+        check_key(key)
         return self._carry_out(self._engine.write(key, None, None, self._now()))
 
     def value(self, key: str) -> Value | None:
@@ -582,43 +583,6 @@ class Server(service.Service):
             "cluster": self.envelope.cluster,
             "reasserts": self._state.reasserts,
         }
-
-    def _check_key(self, key: object) -> None:
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"key must be a non-empty str, got {key!r}")
-        if len(key) > wire.MAX_KEY_LEN:
-            raise ValueError(
-                f"key is {len(key)} characters; the limit is {wire.MAX_KEY_LEN}"
-            )
-        _check_utf8(key, "key", "use a key without them")
-
-    @staticmethod
-    def _check_timestamp(timestamp: object) -> float:
-        if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
-            raise TypeError(f"timestamp must be a number, got {timestamp!r}")
-        if not math.isfinite(timestamp) or timestamp < 0:
-            raise ValueError(
-                "timestamp must be seconds since the epoch (a finite number, 0"
-                f" or more), got {timestamp}; omit it to use the current time"
-            )
-        return float(timestamp)
-
-    def _check_fits(self, key: str, value: Value) -> None:
-        """A write must fit one datagram, or it could never be gossiped.
-
-        Before the node binds port 0 its id and header are shorter than they
-        will be: the check takes the longest ones (port 65535, a full-size
-        generation), so what it accepts before start still fits after.
-        """
-        info = _largest_identity(self._state.me.info)
-        room = reconcile.entry_room(self._max_datagram, info.id, _header(info))
-        size = wire.packed_size(wire.pack_entry(key, Entry(value, 2**32, 0.0)))
-        if size > room:
-            raise ValueError(
-                f"key and value take {size} bytes packed; with max_datagram="
-                f"{self._max_datagram} one write may take at most {room}."
-                " Store less per key, or raise max_datagram on every node."
-            )
 
     # -- committing changes --------------------------------------------------------
 
@@ -1611,41 +1575,12 @@ def _sealer_for(key_file: str | None) -> Any:
     return Sealer(read_key_file(key_file))
 
 
-def _header(info: NodeInfo) -> Any:
-    from pokan.core.state import NodeDelta
-
-    return NodeDelta(info, 2**32, 2**32, 2**32, ())
-
-
-def _largest_identity(info: NodeInfo) -> NodeInfo:
-    """``info`` as large as it can get once started: ports 0 bound, a generation."""
-    udp = info.udp_port or 65535
-    return attrs.evolve(
-        info,
-        id=format_host_port(info.address, udp),
-        generation=2**63,  # a started node's (microseconds): as many bytes
-        tcp_port=info.tcp_port or 65535,
-        udp_port=udp,
-    )
-
-
 def _describe_store(store: IStore) -> str:
     """The store for the start banner: ``memory``, or its (redacted) URL."""
     url = getattr(store, "url", None)  # RedisStore's hides the password
     if url:
         return f"{type(store).__name__} {url}"
     return "memory" if isinstance(store, MemoryStore) else type(store).__name__
-
-
-def _check_utf8(text: str, what: str, fix: str) -> None:
-    """ValueError unless ``text`` encodes as UTF-8 (the wire's text encoding)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ValueError(
-            f"{what} cannot be encoded as UTF-8: it has a lone surrogate"
-            f" ({text[e.start]!r} at index {e.start}); {fix}"
-        ) from None
 
 
 def _client_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:

@@ -17,6 +17,7 @@ from twisted.trial import unittest
 from pokan import Peer, Server, wire
 from pokan.core.node import GossipNode
 from pokan.core.state import ClusterState, Entry, NodeDelta, NodeInfo
+from pokan.core.write_checks import check_fits
 from pokan.errors import ConfigurationError, StartupError
 from pokan.store import MemoryStore
 from tests.support import LogCatcher
@@ -912,7 +913,7 @@ def largest_accepted(server: Server, high: int) -> int:
     while low < high:
         mid = (low + high + 1) // 2
         try:
-            server._check_fits("k", "v" * mid)
+            check_fits("k", "v" * mid, server._state.me.info, server.max_datagram)
         except ValueError:
             high = mid - 1
         else:
