@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import attrs
 from twisted.application import service
-from twisted.internet import defer, error, task
+from twisted.internet import defer, error
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -36,7 +36,7 @@ from pokan.core.membership import (
     DEFAULT_TOMBSTONE_TTL,
     Membership,
 )
-from pokan.core.node import Address, GossipNode
+from pokan.core.node import Address, GossipNode, Outgoing
 from pokan.core.settings import (
     DEFAULT_FAILURE_DETECTOR,
     check_fanout,
@@ -77,6 +77,7 @@ from pokan.net.faults import Faults
 from pokan.net.heap import release_free_heap
 from pokan.net.listen_errors import ListenError
 from pokan.net.meters import Meters
+from pokan.net.pacing import Pacing
 from pokan.net.protocols import (
     DEFAULT_MAX_SYNC_CONNECTIONS,
     DEFAULT_MAX_SYNC_PER_HOST,
@@ -237,9 +238,16 @@ class Server(service.Service):
         self._syncing: dict[defer.Deferred[Any], SyncClientProtocol] = {}
         self._gossip: GossipProtocol | None = None
         self._ports: list[Any] = []
-        self._loop: task.LoopingCall | None = None
-        self._retry: Any = None  # the IDelayedCall of this round's retry
-        self._resume: Any = None  # the IDelayedCall ending an idle pause
+        self._pacing = Pacing(
+            self._timer,
+            self._engine,
+            now=self._now,
+            running=lambda: bool(self.running),
+            commit=self._commit,
+            send=self._send,
+            opening=self._before_gossip,
+            rejoin=self._retry_seeds,
+        )
         self._sync: SeedSync | None = None
         self._blocking = False
         self._stop_asked = False  # by stop() after start()
@@ -354,8 +362,7 @@ class Server(service.Service):
 
     def _interval_changed(self, **change: Any) -> None:
         self._engine.reconfigure(attrs.evolve(self._engine.settings, **change))
-        if (self._loop is not None and self._loop.running) or self._resume:
-            self._start_rounds(now=False)
+        self._pacing.interval_changed()
 
     @property
     def max_datagram(self) -> int:
@@ -593,7 +600,7 @@ class Server(service.Service):
         """
         for out in output.sends:
             self._send(out.address, out.message)
-        self._wake()
+        self._pacing.wake()
         if output.reasserted:
             self._reasserting(source)
         for (host, port), peer in zip(output.syncs, output.behind, strict=True):
@@ -834,7 +841,7 @@ class Server(service.Service):
                 rest="" if seeds else NO_OTHER_SEED,
             )
         self._engine.start(self._now())  # a late first round is a pause
-        self._start_rounds(now=False)
+        self._pacing.start()
         release_free_heap()  # what starting left free
         self.events.fire("start")
         if seeds:
@@ -887,87 +894,6 @@ class Server(service.Service):
         """What times rounds and checks: the clock given, else the reactor."""
         return self._clock if self._clock is not None else self._get_reactor()
 
-    def _start_rounds(self, now: bool) -> None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        if self._resume is not None and self._resume.active():
-            self._resume.cancel()
-        self._resume = None
-        self._loop = task.LoopingCall(self._gossip_round)
-        self._loop.clock = self._timer()
-        self._loop.start(self._interval, now=now)
-
-    def _pause_while_quiet(self) -> None:
-        """Sleep through the rounds an idle node would skip: no wakeups."""
-        quiet = self._node.quiet_rounds
-        if not quiet or not self.running:
-            return
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._resume = self._timer().callLater(
-            (quiet + 1) * self._interval, self._resume_rounds, quiet
-        )
-
-    def _resume_rounds(self, skipped: int) -> None:
-        """The idle round after a pause: one wakeup, then another pause."""
-        self._resume = None
-        self._node.skip_rounds(skipped)
-        self._gossip_round()  # pauses again while the node stays quiet
-        if self._resume is None and self.running:
-            self._start_rounds(now=False)  # busy: a round every interval
-
-    def _wake(self) -> None:
-        """News during an idle pause: rounds every gossip interval again."""
-        if self._resume is not None and not self._node.idle:
-            self._start_rounds(now=False)
-
-    def _gossip_round(self) -> None:
-        # failure checks run at the start of every round: no wakeups of
-        # their own (an idle node checks once per idle interval)
-        try:
-            output = self._engine.tick(self._now())
-        except Exception:
-            log.failure("gossip round failed; the next one will run as usual")
-            return
-        try:
-            self._commit(output)
-            self._retry_seeds()
-        except Exception:
-            log.failure("membership check failed; gossip goes on")
-        try:
-            outgoing = output.sends
-            for out in outgoing:
-                if self.events.has_handlers("before_gossip"):
-                    peer = (
-                        Peer(out.peer)
-                        if out.peer is not None
-                        else Peer.unknown_seed(*out.address)
-                    )
-                    self.events.fire("before_gossip", peer, peer=peer)
-                self._send(out.address, out.message)
-            if self._retry is not None and self._retry.active():
-                self._retry.cancel()  # a late round: the old retry is moot
-            if outgoing and not self._node.idle:
-                # an idle exchange is not retried: the next idle round
-                # opens another, and an idle node keeps its wakeups few
-                self._retry = self._timer().callLater(
-                    self._interval / 2, self._retry_round
-                )
-            self._pause_while_quiet()
-        except Exception:
-            log.failure("gossip round failed; the next one will run as usual")
-
-    def _retry_round(self) -> None:
-        """Half a round on: a new exchange if this round's went unanswered."""
-        self._retry = None
-        try:
-            output = self._engine.retry(self._now())
-            self._commit(output)
-            for out in output.sends:
-                self._send(out.address, out.message)
-        except Exception:
-            log.failure("gossip retry failed; the next round will run as usual")
-
     def _retry_seeds(self) -> None:
         """With no live peer, join through the seeds again (TCP full sync)."""
         sync = self._sync
@@ -977,6 +903,16 @@ class Server(service.Service):
             return
         log.info("no live peer known; syncing with the seeds again")
         sync.restart()
+
+    def _before_gossip(self, out: Outgoing) -> None:
+        """Fire ``before_gossip`` for an exchange a round opens."""
+        if self.events.has_handlers("before_gossip"):
+            peer = (
+                Peer(out.peer)
+                if out.peer is not None
+                else Peer.unknown_seed(*out.address)
+            )
+            self.events.fire("before_gossip", peer, peer=peer)
 
     def _send(self, address: Address, message: wire.Message) -> None:
         if self._gossip is not None and not self.faults.drops(address):
@@ -993,10 +929,7 @@ class Server(service.Service):
         where = format_host_port(*source)
         self._refused("udp", where, source[0], output.rejected)
         self._note_heard(message, source)
-        if self._retry is not None and not self._engine.awaiting:
-            if self._retry.active():
-                self._retry.cancel()  # answered: no retry, no wakeup for it
-            self._retry = None
+        self._pacing.answered()
         d = self._carry_out(output, where)
         if output.exchanged_with is not None and self.events.has_handlers(
             "after_gossip"
@@ -1204,11 +1137,7 @@ class Server(service.Service):
         return d.addCallback(lambda _: None)
 
     def _stop_timers(self) -> None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        for call in (self._resume, self._retry):
-            if call is not None and call.active():
-                call.cancel()
+        self._pacing.stop()
 
     def _stop_syncs(self) -> None:
         if self._sync is not None:
@@ -1386,7 +1315,7 @@ class Server(service.Service):
         other than itself, has synced with one of them (or joined a node
         through :meth:`join`) at least once.
         """
-        listening = self.running and self._loop is not None
+        listening = self.running and self._pacing.started
         seeds = self._other_seeds()
         synced = (
             not seeds

@@ -86,10 +86,7 @@ class LiveMembershipTests(unittest.TestCase):
     def crash(server: Server) -> defer.Deferred[None]:
         """Stop a server as a crash would: no goodbye, ports closed."""
         service_stop = super(Server, server).stopService
-        if server._loop is not None and server._loop.running:
-            server._loop.stop()
-        if server._resume is not None and server._resume.active():
-            server._resume.cancel()
+        server._pacing.stop()
         service_stop()
         return server._close_ports()
 
