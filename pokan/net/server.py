@@ -21,7 +21,6 @@ from pokan.core import plausible
 from pokan.core import settings as settings_module
 from pokan.core.address import (
     DEFAULT_PORT,
-    check_ip,
     check_port,
     family,
     family_name,
@@ -30,7 +29,6 @@ from pokan.core.address import (
 )
 from pokan.core.engine import Engine, Output
 from pokan.core.failure import DEFAULT_THRESHOLD
-from pokan.core.joinbudget import JoinBudget
 from pokan.core.membership import (
     DEFAULT_DEAD_NODE_TTL,
     DEFAULT_TOMBSTONE_TTL,
@@ -82,11 +80,9 @@ from pokan.net.protocols import (
     DEFAULT_MAX_SYNC_CONNECTIONS,
     DEFAULT_MAX_SYNC_PER_HOST,
     GossipProtocol,
-    SyncClientFactory,
-    SyncClientProtocol,
     SyncServerFactory,
 )
-from pokan.net.seeds import NO_OTHER_SEED, SeedIsSelf, SeedSync
+from pokan.net.seeds import NO_OTHER_SEED
 from pokan.net.settings import (
     MAX_FRAME_LIMIT,
     Settings,
@@ -96,6 +92,7 @@ from pokan.net.settings import (
     check_sync_cap,
 )
 from pokan.net.stopping import SecondSignal, exit_with_signal
+from pokan.net.sync import FullSyncs
 from pokan.peer import Peer
 from pokan.store import IStore, MemoryStore, Snapshot
 from pokan.store.interface import IAttachedStore, snapshot_of
@@ -224,18 +221,12 @@ class Server(service.Service):
         self._after = registrar(self.events, "after_", AFTER_EVENTS)
         self._engine = Engine(settings.engine, self._identity(generation=0), self._rng)
         self._transition_log = TransitionLog(Seconds(self._now))
-        #: lines any peer can cause: full syncs answered, forgeries undone
-        self._sync_log = ThrottledLines(Seconds(self._now), "full syncs")
+        #: a line any peer can cause: forgeries undone
         self._forgery_log = ThrottledLines(Seconds(self._now), "re-asserts")
         #: testing and benchmarks only: datagrams dropped on purpose
         self.faults = Faults(settings.drop_rate, random.Random(self._rng.random()))
         self._key_file = settings.key_file
         self.envelope = Envelope(settings.cluster, _sealer_for(settings.key_file))
-        self._join_budget = JoinBudget()
-        #: seeds that said this node is of another cluster: seed -> why
-        self._refusals: dict[str, str] = {}
-        #: TCP syncs under way, cancelled when the node stops
-        self._syncing: dict[defer.Deferred[Any], SyncClientProtocol] = {}
         self._gossip: GossipProtocol | None = None
         self._ports: list[Any] = []
         self._pacing = Pacing(
@@ -246,9 +237,8 @@ class Server(service.Service):
             commit=self._commit,
             send=self._send,
             opening=self._before_gossip,
-            rejoin=self._retry_seeds,
+            rejoin=lambda: self._syncs.rejoin(),
         )
-        self._sync: SeedSync | None = None
         self._blocking = False
         self._stop_asked = False  # by stop() after start()
         self._startup_failure: Failure | None = None
@@ -265,6 +255,19 @@ class Server(service.Service):
         self._metrics: Any = None
         #: a join() through the control API completed (health: synced)
         self._joined = False
+        self._syncs = FullSyncs(
+            self._engine,
+            settings,
+            envelope=self.envelope,
+            events=self.events,
+            meters=self.meters,
+            reactor=self._get_reactor,
+            bad_input=lambda: self.bad_input,
+            now=self._now,
+            rng=self._rng,
+            carry_out=self._carry_out,
+            refused=self._refused,
+        )
 
     # -- the engine's parts ------------------------------------------------------
 
@@ -604,7 +607,7 @@ class Server(service.Service):
         if output.reasserted:
             self._reasserting(source)
         for (host, port), peer in zip(output.syncs, output.behind, strict=True):
-            self._reset_sync(host, port, peer)
+            self._syncs.reset(host, port, peer)
         return self._commit(output)
 
     def _commit(self, output: Output) -> defer.Deferred[None]:
@@ -711,7 +714,7 @@ class Server(service.Service):
             traffic=self.meters.traffic,
         )
         factory = SyncServerFactory(
-            self._on_hello,
+            self._syncs.on_hello,
             bad_input,
             self._max_frame,
             self._sync_timeout,
@@ -845,39 +848,7 @@ class Server(service.Service):
         release_free_heap()  # what starting left free
         self.events.fire("start")
         if seeds:
-            self._learn_seed_addresses(seeds)
-            self._sync = SeedSync(
-                self._get_reactor(), seeds, self._sync_with, rng=self._rng
-            )
-            self._sync.start()
-
-    def _learn_seed_addresses(self, seeds: list[tuple[str, int]]) -> None:
-        """Let UDP gossip reach the seeds too (it needs IP addresses)."""
-        for host, port in seeds:
-            try:
-                self._node.seeds.append((check_ip(host), port))
-            except ConfigurationError:
-                d = self._get_reactor().resolve(host)
-                d.addCallback(self._learn_resolved_seed, host, port)
-                d.addErrback(
-                    lambda f, host=host: log.warn(
-                        "cannot resolve seed {host}: {error}",
-                        host=host,
-                        error=f.getErrorMessage(),
-                    )
-                )
-
-    def _learn_resolved_seed(self, ip: str, host: str, port: int) -> None:
-        if family(ip) != family(self._address):
-            log.warn(
-                "seed {host} resolves to {ip}, not an {family} address: not"
-                " gossiped with over UDP",
-                host=host,
-                ip=ip,
-                family=family_name(self._address),
-            )
-            return
-        self._node.seeds.append((ip, port))
+            self._syncs.join(seeds)
 
     def _start_failed(self, failure: Failure) -> Failure:
         self._close_ports()
@@ -893,16 +864,6 @@ class Server(service.Service):
     def _timer(self) -> Any:
         """What times rounds and checks: the clock given, else the reactor."""
         return self._clock if self._clock is not None else self._get_reactor()
-
-    def _retry_seeds(self) -> None:
-        """With no live peer, join through the seeds again (TCP full sync)."""
-        sync = self._sync
-        if sync is None or not sync.idle:
-            return
-        if self._engine.has_live_peer():
-            return
-        log.info("no live peer known; syncing with the seeds again")
-        sync.restart()
 
     def _before_gossip(self, out: Outgoing) -> None:
         """Fire ``before_gossip`` for an exchange a round opens."""
@@ -963,31 +924,6 @@ class Server(service.Service):
                 continue
             self.bad_input.report(channel, source, reason, detail, host=host)
 
-    def _reset_sync(self, host: str, port: int, sender: str) -> None:
-        """A peer behind our GC point of some node gets a full sync (a reset)."""
-        log.info("peer {peer} is behind what GC removed; full sync", peer=sender)
-        d = self._sync_with(host, port)
-        d.addErrback(
-            lambda f: log.warn(
-                "reset sync with {peer} failed: {error}",
-                peer=sender,
-                error=f.getErrorMessage(),
-            )
-        )
-
-    def _merge_full(
-        self,
-        deltas: Iterable[Any],
-        new_limit: int | None = None,
-        peer: str = "a full sync",
-    ) -> defer.Deferred[None]:
-        output = self._engine.merge_full(
-            deltas, self._now(), new_limit=new_limit, wall=time.time()
-        )
-        self._note_taken_back(output.taken_back, peer)
-        self._refused("tcp", peer, peer, output.rejected)
-        return self._carry_out(output, peer)
-
     def _reasserting(self, source: str) -> None:
         self._forgery_log.emit(
             "re-assert",
@@ -999,108 +935,6 @@ class Server(service.Service):
             source=source,
             count=self._state.reasserts,
         )
-
-    def _note_taken_back(self, count: int, peer: str) -> None:
-        if count:
-            log.info(
-                "the store had no record of this node: took back {count} of its"
-                " keys from the cluster (through {peer})",
-                count=count,
-                peer=peer,
-            )
-
-    def _own_full_state(self) -> tuple[Any, ...]:
-        """What a Hello sends: not our own record while we would take it back
-        (the peer would drop its view of us on seeing our new generation)."""
-        return self._engine.full_state()
-
-    def _on_hello(
-        self, hello: wire.Hello, host: str = ""
-    ) -> defer.Deferred[wire.Welcome]:
-        # a joiner brings itself and a few more, a host's joiners a few a
-        # minute: not a cluster of their own
-        peer = repr(hello.sender)
-        now = self._now()
-        self.meters.syncs.answered += 1
-        known = len(self._state.nodes)
-        room = self._join_budget.available(host, now)
-        d = self._merge_full(hello.deltas, room, peer)
-        self._join_budget.spend(host, len(self._state.nodes) - known, now)
-        self._sync_log.emit(
-            "full sync",
-            "full sync with {peer} (from {host})",
-            peer=peer,
-            host=host or "?",
-        )
-        return d.addCallback(lambda _: wire.Welcome(self.id, self._node.full_state()))
-
-    def _sync_with(self, host: str, port: int) -> defer.Deferred[Peer]:
-        """One full push-pull sync over TCP with the node at host:port."""
-        reactor = self._get_reactor()
-        seed = format_host_port(host, port)
-        started = self._now()
-        before = self._peer_at(host, port)
-        self.events.fire("before_sync", before, peer=before)
-        proto = SyncClientProtocol(
-            wire.Hello(self.id, self._own_full_state()),
-            self.bad_input,  # type: ignore[arg-type]
-            self._max_frame,
-            self._sync_timeout,
-            self._max_datagram,
-            max_hello=self._max_hello,
-            envelope=self.envelope,
-        )
-        proto.earlier_refusal = self._refusals.get(seed)
-        endpoint = _client_endpoint(reactor, host, port, self._sync_timeout)
-        connected: defer.Deferred[Any] = endpoint.connect(SyncClientFactory(proto))
-        self._syncing[connected] = proto
-        connected.addCallback(lambda _: proto.welcome)
-
-        def merged(welcome: wire.Welcome) -> defer.Deferred[Peer]:
-            if welcome.sender == self.id:  # a seed name that resolves to us
-                ours = {self._address, host}
-                self._node.seeds = [
-                    a for a in self._node.seeds if not (a[1] == port and a[0] in ours)
-                ]
-                raise SeedIsSelf(seed)
-            d = self._merge_full(welcome.deltas)
-            release_free_heap()  # what the frames and their decoding left free
-            node = self._state.nodes.get(welcome.sender)
-            # before_sync's kind: a Peer, as known once merged (if it can be)
-            peer = Peer(node) if node is not None else self._peer_at(host, port)
-            if node is not None:
-                self._seed_synced(host, port, node.info)
-            d.addCallback(lambda _: self.events.fire("after_sync", peer, peer=peer))
-            return d.addCallback(lambda _: peer)
-
-        def finished(result: Any) -> Any:
-            self._syncing.pop(connected, None)
-            ok = not isinstance(result, Failure)
-            self.meters.syncs.finished(self._now() - started, ok)
-            if proto.refusal is not None and proto.refusal.startswith("it is of"):
-                self._refusals[seed] = proto.refusal  # told once an hour only
-            elif not isinstance(result, Failure):
-                self._refusals.pop(seed, None)
-            return result
-
-        return connected.addCallback(merged).addBoth(finished)
-
-    def _peer_at(self, host: str, tcp_port: int) -> Peer:
-        """The Peer synced with at host:port: the node known there, if any,
-        else a seed known only by that address (generation 0)."""
-        for node in self._state.others():
-            if node.info.address == host and node.info.tcp_port == tcp_port:
-                return Peer(node)
-        return Peer.unknown_seed(host, tcp_port)
-
-    def _seed_synced(self, host: str, tcp_port: int, info: NodeInfo) -> None:
-        """Gossip with a synced seed on its UDP port, not the TCP port given."""
-        given = {(host, tcp_port), (info.address, tcp_port)}
-        real = (info.address, info.udp_port)
-        seeds = [a for a in self._node.seeds if a not in given]
-        if len(seeds) < len(self._node.seeds) and real not in seeds:
-            seeds.append(real)
-        self._node.seeds = seeds
 
     def stopService(self) -> defer.Deferred[None]:
         """Say goodbye, fire ``shutdown``, close the ports and the store.
@@ -1140,12 +974,7 @@ class Server(service.Service):
         self._pacing.stop()
 
     def _stop_syncs(self) -> None:
-        if self._sync is not None:
-            self._sync.stop()
-        for d, proto in list(self._syncing.items()):
-            if proto.transport is not None:
-                proto.transport.abortConnection()
-            d.cancel()
+        self._syncs.stop()
 
     def _say_goodbye(self) -> int:
         """Send every goodbye that can be sent; how many were."""
@@ -1317,11 +1146,7 @@ class Server(service.Service):
         """
         listening = self.running and self._pacing.started
         seeds = self._other_seeds()
-        synced = (
-            not seeds
-            or self._joined
-            or (self._sync is not None and self._sync.synced_with is not None)
-        )
+        synced = not seeds or self._joined or self._syncs.synced
         reason = None
         if not listening:
             reason = "not listening yet: the node is starting, or stopped"
@@ -1421,7 +1246,7 @@ class Server(service.Service):
             self._joined = True
             return peer
 
-        return self._sync_with(host, port).addCallback(joined)
+        return self._syncs.sync_with(host, port).addCallback(joined)
 
     def forget(self, node_id: str, force: bool = False) -> defer.Deferred[None]:
         """Drop a dead or left node's record and keys, here and at every peer.
@@ -1510,27 +1335,6 @@ def _describe_store(store: IStore) -> str:
     if url:
         return f"{type(store).__name__} {url}"
     return "memory" if isinstance(store, MemoryStore) else type(store).__name__
-
-
-def _client_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
-    """A TCP client endpoint; a plain one for an IP address.
-
-    ``HostnameEndpoint`` resolves even an IP address, in the reactor's
-    thread pool, and imports the idna tables: a thread and about a
-    megabyte of memory for nothing, in every node that joins through a seed.
-    """
-    from twisted.internet import endpoints
-
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout)
-    plain = (
-        endpoints.TCP6ClientEndpoint
-        if ip.version == 6
-        else endpoints.TCP4ClientEndpoint
-    )
-    return plain(reactor, str(ip), port, timeout=timeout)
 
 
 __all__ = [
