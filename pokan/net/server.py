@@ -61,7 +61,7 @@ from pokan.core.write_checks import (
 )
 from pokan.daemon.logsetup import log_to_stderr
 from pokan.errors import ConfigurationError, StartupError
-from pokan.net import reactors
+from pokan.net import reactors, views
 from pokan.net.badinput import BadInputReporter, OtherFamilyReporter
 from pokan.net.events import (
     AFTER_EVENTS,
@@ -249,7 +249,7 @@ class Server(service.Service):
         #: the handlers the start banner lists (see add_handler)
         self._handler_names: list[str] = []
         #: when each member last sent a datagram from its own socket
-        self._heard: dict[str, float] = {}
+        self._heard = views.Heard(self._state)
         #: traffic by message type and timings, for /metrics
         self.meters = Meters()
         self._metrics: Any = None
@@ -559,40 +559,15 @@ class Server(service.Service):
     @property
     def stats(self) -> dict[str, Any]:
         """Counters for monitoring: messages, drops, handler failures."""
-        gossip = self._gossip
-        nodes = self._state.nodes.values()
-        held = sum(len(n.entries) for n in nodes)
-        tombstones = sum(1 for n in nodes for e in n.entries.values() if e.deleted)
-        statuses = {status: 0 for status in STATUSES}
-        for node in self._state.others():
-            statuses[node.status] = statuses.get(node.status, 0) + 1
-        return {
-            "datagrams_sent": gossip.sent if gossip else 0,
-            "datagrams_received": gossip.received if gossip else 0,
-            "bytes_sent": gossip.bytes_sent if gossip else 0,
-            "bytes_received": gossip.bytes_received if gossip else 0,
-            "send_errors": gossip.send_errors if gossip else 0,
-            "dropped": self.bad_input.total if self.bad_input else 0,
-            "dropped_by_reason": dict(self.bad_input.counts) if self.bad_input else {},
-            "handler_runs": self.events.runs,
-            "handler_failures": self.events.failures,
-            "handler_timeouts": self.events.timeouts,
-            "nodes": len(self._state.nodes),
-            "peers_by_status": statuses,
-            "keys": held - tombstones,
-            "tombstones": tombstones,
-            "rumours_queued": len(self._node.rumours),
-            "rumours_evicted": self._node.rumours.evicted,
-            "store_pending": getattr(self._store, "pending", 0),
-            "convictions": self._engine.convictions,
-            "pauses": self._engine.pauses,
-            "rounds": self._node.rounds,
-            "idle_rounds": self._node.idle_skipped,
-            "dropped_on_purpose": self.faults.dropped,
-            "sealed": self.envelope.sealed,
-            "cluster": self.envelope.cluster,
-            "reasserts": self._state.reasserts,
-        }
+        return views.stats(
+            self._engine,
+            gossip=self._gossip,
+            bad_input=self.bad_input,
+            events=self.events,
+            store=self._store,
+            faults=self.faults,
+            envelope=self.envelope,
+        )
 
     # -- committing changes --------------------------------------------------------
 
@@ -810,7 +785,7 @@ class Server(service.Service):
             max_datagram=self._max_datagram,
             seeds=", ".join(format_host_port(*s) for s in seeds)
             or "none (acting as seed)",
-            store=_describe_store(self._store),
+            store=views.describe_store(self._store),
             handlers=", ".join(self._handler_names) or "none",
             cluster=self.envelope.cluster,
             seal=(
@@ -889,7 +864,7 @@ class Server(service.Service):
         )
         where = format_host_port(*source)
         self._refused("udp", where, source[0], output.rejected)
-        self._note_heard(message, source)
+        self._heard.note(message, source, self._now())
         self._pacing.answered()
         d = self._carry_out(output, where)
         if output.exchanged_with is not None and self.events.has_handlers(
@@ -897,19 +872,6 @@ class Server(service.Service):
         ):
             peer = Peer(output.exchanged_with)
             d.addCallback(lambda _: self.events.fire("after_gossip", peer, peer=peer))
-
-    def _note_heard(self, message: wire.Message, source: Address) -> None:
-        """When a member last sent us a datagram from its own socket (for
-        :meth:`last_heard`: SWIM gossips no heartbeats to time)."""
-        sender = getattr(message, "sender", None)
-        node = self._state.nodes.get(sender) if isinstance(sender, str) else None
-        if node is None or (node.info.address, node.info.udp_port) != source:
-            return
-        heard = self._heard
-        heard[node.info.id] = self._now()
-        if len(heard) > 2 * len(self._state.nodes) + 16:  # forgotten nodes
-            for node_id in [n for n in heard if n not in self._state.nodes]:
-                del heard[node_id]
 
     def _refused(
         self, channel: str, source: str, host: str, rejected: Iterable[tuple[str, str]]
@@ -1144,68 +1106,31 @@ class Server(service.Service):
         other than itself, has synced with one of them (or joined a node
         through :meth:`join`) at least once.
         """
-        listening = self.running and self._pacing.started
-        seeds = self._other_seeds()
-        synced = not seeds or self._joined or self._syncs.synced
-        reason = None
-        if not listening:
-            reason = "not listening yet: the node is starting, or stopped"
-        elif not synced:
-            reason = (
-                "not yet synced with any seed ("
-                + ", ".join(format_host_port(*s) for s in seeds)
-                + "): is one of them running?"
-            )
-        return {"listening": listening, "synced": bool(synced), "reason": reason}
+        listening = bool(self.running) and self._pacing.started
+        synced = self._joined or self._syncs.synced
+        return views.health(listening, self._other_seeds(), synced)
 
     def settings(self) -> dict[str, Any]:
         """The node's settings, as plain data (for ``GET /v1/info``)."""
-        detector = self._membership.detector
-        return {
-            "gossip_interval": self._interval,
-            "idle_interval": self.idle_interval,
-            "gossip_fanout": self._node.fanout,
-            "max_datagram": self._max_datagram,
-            "max_frame": self._max_frame,
-            "max_hello": self._max_hello,
-            "sync_timeout": self._sync_timeout,
-            "phi_threshold": detector.threshold,
-            "tombstone_ttl": self._membership.tombstone_ttl,
-            "dead_node_ttl": self._membership.dead_node_ttl,
-            "max_nodes": self._state.max_nodes,
-            "handler_timeout": self.events.timeout,
-            "seeds": self.seeds,
-            "store": _describe_store(self._store),
-            "key_file": self._key_file,
-            "control": self.control_address,
-            "handlers": list(self._handler_names),
-        }
+        return views.settings(
+            self.configuration,
+            self._engine,
+            events=self.events,
+            store=self._store,
+            control=self.control_address,
+            handlers=self._handler_names,
+        )
 
     def entries(self, node_id: str) -> list[tuple[str, Value, int, float]] | None:
         """A node's live keys as ``(key, value, version, timestamp)``, by key;
         None for a node this node does not know."""
-        node = self._state.nodes.get(node_id)
-        if node is None:
-            return None
-        return [
-            (key, entry.value, entry.version, entry.timestamp)
-            for key, entry in sorted(node.live_items())
-            if entry.value is not None
-        ]
+        return views.entries(self._state, node_id)
 
     def last_heard(self, node_id: str) -> float | None:
         """Seconds since ``node_id`` was last heard: its last datagram from its
         own socket (SWIM), or its last fresh heartbeat (phi); None if it was
         not heard yet (or it is this node)."""
-        if node_id == self.id:
-            return None
-        if self._engine.settings.failure_detector != "phi":
-            heard = self._heard.get(node_id)
-            return None if heard is None else max(0.0, self._now() - heard)
-        detector = self._membership.detector
-        if node_id not in detector:
-            return None
-        return detector.silence(node_id, self._now())
+        return views.last_heard(self._engine, self._heard, node_id, self._now())
 
     def detector_view(self, node_id: str) -> dict[str, Any]:
         """What the failure detector thinks of ``node_id``: under SWIM
@@ -1213,13 +1138,7 @@ class Server(service.Service):
         (with ``suspected_for``, ``confirmations`` and ``timeout`` for a
         suspect); under phi ``{"kind": "phi", "phi": 0.3, "threshold": 8.0}``
         (phi None if never heard)."""
-        if self._engine.settings.failure_detector != "phi":
-            return self._engine.detector_view(node_id, self._now())
-        detector = self._membership.detector
-        phi = None
-        if node_id != self.id and node_id in detector:
-            phi = round(detector.phi(node_id, self._now()), 3)
-        return {"kind": "phi", "phi": phi, "threshold": detector.threshold}
+        return views.detector_view(self._engine, node_id, self._now())
 
     def listen(
         self,
@@ -1327,14 +1246,6 @@ def _sealer_for(key_file: str | None) -> Any:
     from pokan.wire.keyring import Sealer, read_key_file
 
     return Sealer(read_key_file(key_file))
-
-
-def _describe_store(store: IStore) -> str:
-    """The store for the start banner: ``memory``, or its (redacted) URL."""
-    url = getattr(store, "url", None)  # RedisStore's hides the password
-    if url:
-        return f"{type(store).__name__} {url}"
-    return "memory" if isinstance(store, MemoryStore) else type(store).__name__
 
 
 __all__ = [
