@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import random
 import time
@@ -12,7 +11,6 @@ from typing import Any, cast
 import attrs
 from twisted.application import service
 from twisted.internet import defer, error
-from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
@@ -59,10 +57,10 @@ from pokan.core.write_checks import (
     check_timestamp,
     check_value,
 )
-from pokan.daemon.logsetup import log_to_stderr
 from pokan.errors import ConfigurationError, StartupError
 from pokan.net import reactors, views
 from pokan.net.badinput import BadInputReporter, OtherFamilyReporter
+from pokan.net.blocking import BlockingRun
 from pokan.net.events import (
     AFTER_EVENTS,
     BEFORE_EVENTS,
@@ -91,7 +89,6 @@ from pokan.net.settings import (
     check_seeds,
     check_sync_cap,
 )
-from pokan.net.stopping import SecondSignal, exit_with_signal
 from pokan.net.sync import FullSyncs
 from pokan.peer import Peer
 from pokan.store import IStore, MemoryStore, Snapshot
@@ -239,9 +236,7 @@ class Server(service.Service):
             opening=self._before_gossip,
             rejoin=lambda: self._syncs.rejoin(),
         )
-        self._blocking = False
-        self._stop_asked = False  # by stop() after start()
-        self._startup_failure: Failure | None = None
+        self._run = BlockingRun()  # start()'s
         self.bad_input: BadInputReporter | None = None
         self._other_family = OtherFamilyReporter(
             self._address, family_name(self._address)
@@ -979,7 +974,7 @@ class Server(service.Service):
         (info and up). Raises StartupError if the node cannot start (e.g. a
         port in use).
         """
-        if self.running or self._blocking:
+        if self.running or self._run.active:
             raise ConfigurationError(
                 f"node {self.id} is already started (by start(), or by the"
                 " application or MultiService it belongs to): stop it with"
@@ -990,49 +985,7 @@ class Server(service.Service):
             self.gossip_with(gossip_with)
         if self._epoll:
             reactors.install_epoll()
-        reactor = self._get_reactor()
-        if not IReactorCore.providedBy(reactor):
-            raise ConfigurationError("start() needs a real reactor; use startService()")
-        if reactor.running:
-            raise ConfigurationError(
-                "start() runs the reactor, and the reactor is running already:"
-                " call startService() instead (or add the node to your"
-                " application); it returns a Deferred that fires once the node"
-                " listens (see docs/api.md, Running)"
-            )
-        log_to_stderr()  # unless the program logs itself
-        self._blocking = True
-        self._stop_asked = False
-        self._startup_failure = None
-
-        def launch() -> None:
-            d = self.startService()
-            d.addErrback(startup_failed)
-
-        def startup_failed(failure: Failure) -> None:
-            self._startup_failure = failure  # raised below: not logged
-            self._stop_reactor()  # the one start() runs: never another
-
-        # a second Ctrl-C (or SIGTERM) while the node stops ends the process
-        second = SecondSignal(reactor)
-        reactor.callWhenRunning(launch)
-        reactor.addSystemEventTrigger("before", "shutdown", second.arm)
-        reactor.addSystemEventTrigger("before", "shutdown", self.stopService)
-        try:
-            reactor.run()
-        except error.ReactorNotRestartable:
-            raise ConfigurationError(
-                "start() runs Twisted's reactor, which runs once per process, and"
-                " it has run already: start the node again with startService()"
-                " inside a running reactor (see docs/embedding.md)"
-            ) from None
-        finally:
-            self._blocking = False
-            second.disarm()
-        if second.received is not None:
-            exit_with_signal(second.received)
-        if self._startup_failure is not None:
-            self._startup_failure.raiseException()
+        self._run.run(self._get_reactor(), self.startService, self.stopService)
 
     def stop(self) -> defer.Deferred[None] | None:
         """Stop the node; after :meth:`start`, also stop the reactor.
@@ -1040,19 +993,10 @@ class Server(service.Service):
         Once stopping, calling it again does nothing. Without :meth:`start`,
         the same as :meth:`stopService`: the reactor is left running.
         """
-        if self._blocking:
-            self._stop_reactor()
+        if self._run.active:
+            self._run.stop_reactor(self._get_reactor())
             return None
         return self.stopService()
-
-    def _stop_reactor(self) -> None:
-        """Stop the reactor :meth:`start` runs, once."""
-        if self._stop_asked:
-            return
-        self._stop_asked = True
-        # stopping already: a second SIGTERM, a handler's stop()
-        with contextlib.suppress(error.ReactorNotRunning):
-            self._get_reactor().stop()
 
     @property
     def metrics(self) -> Any:

@@ -12,7 +12,7 @@ from twisted.logger import LogBeginner, Logger, LogPublisher
 from twisted.trial import unittest
 
 from pokan.daemon.logsetup import log_to_stderr
-from pokan.net import server as server_module
+from pokan.net import blocking
 from tests.support import start_server
 
 
@@ -87,7 +87,7 @@ class ServiceDoesNotBeginLoggingTests(unittest.TestCase):
     def test_start_service_leaves_logging_to_the_program(self) -> Any:
         """Only the blocking start() may begin logging; a service never does."""
         calls: list[Any] = []
-        self.patch(server_module, "log_to_stderr", lambda *a: calls.append(a))
+        self.patch(blocking, "log_to_stderr", lambda *a: calls.append(a))
         node = yield start_server(self)
         yield node.stopService()
         self.assertEqual(calls, [])
