@@ -58,7 +58,7 @@ from pokan.core.write_checks import (
     check_value,
 )
 from pokan.errors import ConfigurationError, StartupError
-from pokan.net import reactors, views
+from pokan.net import keys, reactors, views
 from pokan.net.badinput import BadInputReporter, OtherFamilyReporter
 from pokan.net.blocking import BlockingRun
 from pokan.net.events import (
@@ -223,7 +223,7 @@ class Server(service.Service):
         #: testing and benchmarks only: datagrams dropped on purpose
         self.faults = Faults(settings.drop_rate, random.Random(self._rng.random()))
         self._key_file = settings.key_file
-        self.envelope = Envelope(settings.cluster, _sealer_for(settings.key_file))
+        self.envelope = Envelope(settings.cluster, keys.sealer_for(settings.key_file))
         self._gossip: GossipProtocol | None = None
         self._ports: list[Any] = []
         self._pacing = Pacing(
@@ -384,31 +384,7 @@ class Server(service.Service):
         A node started without ``key_file`` cannot take keys at run time:
         every node of a cluster must seal, or none.
         """
-        sealer = self.envelope.sealer
-        if self._key_file is None or sealer is None:
-            log.warn(
-                "reload of the gossip keys asked, but this node was started"
-                " without a key file (key_file=, --key-file): nothing to reload"
-            )
-            return False
-        from pokan.wire.keyring import read_key_file
-
-        try:
-            keyring = read_key_file(self._key_file)
-        except ConfigurationError as e:
-            log.warn(
-                "could not reload the gossip keys: {error}; still using {keys}",
-                error=e,
-                keys=sealer.keyring.describe(),
-            )
-            return False
-        sealer.keyring = keyring
-        log.info(
-            "gossip keys reloaded from {path}: {keys}",
-            path=self._key_file,
-            keys=keyring.describe(),
-        )
-        return True
+        return keys.reload_keys(self.envelope, self._key_file)
 
     def gossip_with(self, seeds: str | Iterable[str]) -> None:
         """Seeds (``HOST:PORT``, their TCP port) to join through; first that answers."""
@@ -1181,15 +1157,6 @@ def _log_stop_failure(failure: Failure, what: str) -> None:
 
 def _is_loopback(address: str) -> bool:
     return ipaddress.ip_address(address).is_loopback
-
-
-def _sealer_for(key_file: str | None) -> Any:
-    """The Sealer of the keys in ``key_file``; None for plaintext gossip."""
-    if key_file is None:
-        return None
-    from pokan.wire.keyring import Sealer, read_key_file
-
-    return Sealer(read_key_file(key_file))
 
 
 __all__ = [
