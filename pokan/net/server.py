@@ -61,6 +61,7 @@ from pokan.errors import ConfigurationError, StartupError
 from pokan.net import keys, reactors, views
 from pokan.net.badinput import BadInputReporter, OtherFamilyReporter
 from pokan.net.blocking import BlockingRun
+from pokan.net.commits import Commits
 from pokan.net.events import (
     AFTER_EVENTS,
     BEFORE_EVENTS,
@@ -217,7 +218,9 @@ class Server(service.Service):
         self._before = registrar(self.events, "before_", BEFORE_EVENTS)
         self._after = registrar(self.events, "after_", AFTER_EVENTS)
         self._engine = Engine(settings.engine, self._identity(generation=0), self._rng)
-        self._transition_log = TransitionLog(Seconds(self._now))
+        self._commits = Commits(
+            self._state, self._store, self.events, TransitionLog(Seconds(self._now))
+        )
         #: a line any peer can cause: forgeries undone
         self._forgery_log = ThrottledLines(Seconds(self._now), "re-asserts")
         #: testing and benchmarks only: datagrams dropped on purpose
@@ -558,45 +561,7 @@ class Server(service.Service):
 
     def _commit(self, output: Output) -> defer.Deferred[None]:
         """Persist a batch, then fire its events; the Deferred fires after both."""
-        batch, transitions = output.batch, output.transitions
-        if not batch:
-            return defer.succeed(None)
-        for (event, node), note in zip(transitions, output.notes, strict=True):
-            self._transition_log.line(event[5:], node.info.id, note)
-        d = defer.maybeDeferred(self._store.persist, batch)
-        d.addErrback(self._persist_failed, batch)
-        if transitions:
-            d.addCallback(lambda _: self._announce_membership(transitions))
-        d.addCallback(lambda _: self._announce(batch))
-        return d
-
-    def _announce_membership(self, transitions: Iterable[Any]) -> Any:
-        fired = []
-        for event, node in transitions:
-            if self.events.has_handlers(event):
-                peer = Peer(node)
-                fired.append(self.events.fire(event, peer, peer=peer))
-        return defer.gatherResults(fired) if fired else None
-
-    def _persist_failed(self, failure: Failure, batch: Batch) -> None:
-        log.failure(
-            "store could not persist {count} changes; they stay in memory",
-            failure,
-            count=len(batch.changes),
-        )
-
-    def _announce(self, batch: Batch) -> defer.Deferred[None]:
-        fired = []
-        for change in batch.changes:
-            event = change.event
-            if event is None or not self.events.has_handlers(event):
-                continue
-            node = self._state.nodes.get(change.node_id)
-            peer = Peer(node) if node is not None else None
-            fired.append(self.events.fire(event, change.key, change.value, peer=peer))
-        if not fired:
-            return defer.succeed(None)
-        return defer.gatherResults(fired).addCallback(lambda _: None)
+        return self._commits.commit(output)
 
     # -- the service ---------------------------------------------------------------
 
@@ -730,7 +695,7 @@ class Server(service.Service):
             )
             batch = Batch(changes, (me.record(),))
             d = defer.maybeDeferred(self._store.persist, batch)
-            d.addErrback(self._persist_failed, batch)
+            d.addErrback(self._commits.persist_failed, batch)
         else:
             self._commit(restored)
 
