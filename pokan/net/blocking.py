@@ -10,8 +10,8 @@ from twisted.internet import defer, error
 from twisted.internet.interfaces import IReactorCore
 from twisted.python.failure import Failure
 
-from pokan.daemon.logsetup import log_to_stderr
 from pokan.errors import ConfigurationError
+from pokan.net.stderrlog import log_to_stderr
 from pokan.net.stopping import SecondSignal, exit_with_signal
 
 
