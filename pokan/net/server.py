@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -58,7 +57,7 @@ from pokan.core.write_checks import (
     check_value,
 )
 from pokan.errors import ConfigurationError, StartupError
-from pokan.net import keys, reactors, views
+from pokan.net import banner, keys, reactors, views
 from pokan.net.badinput import BadInputReporter, OtherFamilyReporter
 from pokan.net.blocking import BlockingRun
 from pokan.net.commits import Commits
@@ -81,7 +80,6 @@ from pokan.net.protocols import (
     GossipProtocol,
     SyncServerFactory,
 )
-from pokan.net.seeds import NO_OTHER_SEED
 from pokan.net.settings import (
     MAX_FRAME_LIMIT,
     Settings,
@@ -700,60 +698,19 @@ class Server(service.Service):
             self._commit(restored)
 
     def _started(self) -> None:
-        seeds = self._other_seeds()
-        log.info(
-            "pokan node {id} listening on {address} udp {udp} tcp {tcp}; gossip"
-            " every {interval}s{idle} to {fanout} peers; {detector};"
-            " max datagram {max_datagram}; seeds: {seeds}; store: {store};"
-            " handlers: {handlers}; cluster {cluster}, gossip {seal}{control}",
+        sealer = self.envelope.sealer
+        for line in banner.start_lines(
+            self.configuration,
             id=self.id,
-            address=self._address,
-            udp=self._udp_port,
-            tcp=self._tcp_port,
-            interval=self._interval,
-            idle=(
-                ""
-                if self._idle_interval is None
-                else f", every {self._idle_interval}s when idle"
-            ),
             fanout=self._node.fanout,
             detector=self._membership.describe(),
-            max_datagram=self._max_datagram,
-            seeds=", ".join(format_host_port(*s) for s in seeds)
-            or "none (acting as seed)",
             store=views.describe_store(self._store),
-            handlers=", ".join(self._handler_names) or "none",
-            cluster=self.envelope.cluster,
-            seal=(
-                f"sealed with {self.envelope.sealer.keyring.describe()}"
-                if self.envelope.sealer is not None
-                else "unauthenticated"
-            ),
-            control=(
-                ""
-                if self._control is None
-                else f"; control API on {self._control.address}"
-            ),
-        )
-        if self.envelope.sealer is None and not _is_loopback(self._address):
-            log.warn(
-                "gossip is unauthenticated: anyone who can reach {address} can"
-                " read this cluster's keys and values and inject their own. Give"
-                " every node a key (--key-file, key_file=): see docs/security.md",
-                address=self._address,
-            )
-        if self.faults.drop_rate:
-            log.warn(
-                "dropping {percent:g}% of the datagrams this node sends, on purpose"
-                " (--drop-rate: for tests only)",
-                percent=self.faults.drop_rate * 100,
-            )
-        if len(seeds) < len(self._seeds):
-            log.warn(
-                "seed {seed} is this node itself; ignored{rest}",
-                seed=format_host_port(self._address, self._tcp_port),
-                rest="" if seeds else NO_OTHER_SEED,
-            )
+            handlers=self._handler_names,
+            keys=None if sealer is None else sealer.keyring.describe(),
+            control=self.control_address,
+        ):
+            log.emit(line.level, line.format, **line.fields)
+        seeds = self._other_seeds()
         self._engine.start(self._now())  # a late first round is a pause
         self._pacing.start()
         release_free_heap()  # what starting left free
@@ -1118,10 +1075,6 @@ def _then(_: object, step: Callable[[], Any]) -> Any:
 
 def _log_stop_failure(failure: Failure, what: str) -> None:
     log.failure("while stopping: {what} failed", failure, what=what)
-
-
-def _is_loopback(address: str) -> bool:
-    return ipaddress.ip_address(address).is_loopback
 
 
 __all__ = [
