@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import attrs
 from twisted.application import service
-from twisted.internet import defer, error
+from twisted.internet import defer
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
@@ -74,6 +74,7 @@ from pokan.net.heap import release_free_heap
 from pokan.net.listen_errors import ListenError
 from pokan.net.meters import Meters
 from pokan.net.pacing import Pacing
+from pokan.net.ports import Ports
 from pokan.net.protocols import (
     DEFAULT_MAX_SYNC_CONNECTIONS,
     DEFAULT_MAX_SYNC_PER_HOST,
@@ -198,11 +199,6 @@ class Server(service.Service):
         self._tcp_port = settings.tcp_port
         self._udp_port = settings.udp_port
         self._max_datagram = settings.max_datagram
-        self._max_frame = settings.max_frame
-        self._sync_timeout = settings.sync_timeout
-        self._max_hello = settings.max_hello
-        self._max_sync_connections = settings.max_sync_connections
-        self._max_sync_per_host = settings.max_sync_per_host
         self._seeds: list[tuple[str, int]] = list(settings.seeds)
         self._store: IStore = store if store is not None else MemoryStore()
         self._reactor = reactor
@@ -226,7 +222,7 @@ class Server(service.Service):
         self._key_file = settings.key_file
         self.envelope = Envelope(settings.cluster, keys.sealer_for(settings.key_file))
         self._gossip: GossipProtocol | None = None
-        self._ports: list[Any] = []
+        self._ports = Ports()
         self._pacing = Pacing(
             self._timer,
             self._engine,
@@ -615,6 +611,7 @@ class Server(service.Service):
         return d
 
     def _listen(self, reactor: Any, bad_input: BadInputReporter) -> None:
+        settings = self._settings
         self._gossip = GossipProtocol(
             self._receive,
             bad_input,
@@ -622,41 +619,25 @@ class Server(service.Service):
             envelope=self.envelope,
             traffic=self.meters.traffic,
         )
-        factory = SyncServerFactory(
+        syncs = SyncServerFactory(
             self._syncs.on_hello,
             bad_input,
-            self._max_frame,
-            self._sync_timeout,
+            settings.max_frame,
+            settings.sync_timeout,
             self._max_datagram,
-            max_hello=self._max_hello,
-            max_connections=self._max_sync_connections,
-            max_per_host=self._max_sync_per_host,
+            max_hello=settings.max_hello,
+            max_connections=settings.max_sync_connections,
+            max_per_host=settings.max_sync_per_host,
             envelope=self.envelope,
         )
-        try:
-            udp = reactor.listenUDP(
-                self._udp_port,
-                self._gossip,
-                interface=self._address,
-                maxPacketSize=wire.MAX_UDP_PAYLOAD + 1,
-            )
-            self._ports.append(udp)
-            tcp = reactor.listenTCP(self._tcp_port, factory, interface=self._address)
-            self._ports.append(tcp)
-        except error.CannotListenError as e:
-            proto = "udp" if not self._ports else "tcp"
-            self._close_ports()
-            port = self._udp_port if proto == "udp" else self._tcp_port
-            raise ListenError(self._address, port, proto, e.socketError) from None
+        udp, tcp = self._udp_port, self._tcp_port
         # port 0 asks for any free port: advertise the one we got
-        self._udp_port = udp.getHost().port
-        self._tcp_port = tcp.getHost().port
-        if self._control is not None:
-            try:
-                self._ports.append(self._control.listen(reactor, self._timer()))
-            except StartupError:
-                self._close_ports()
-                raise
+        self._udp_port, self._tcp_port = self._ports.listen(
+            reactor, self._address, udp, tcp, self._gossip, syncs
+        )
+        control = self._control
+        if control is not None:
+            self._ports.add(lambda: control.listen(reactor, self._timer()))
 
     def _restore(self, snapshot: Snapshot | None) -> None:
         """Start a new generation, keeping what the store persisted before."""
@@ -719,7 +700,7 @@ class Server(service.Service):
             self._syncs.join(seeds)
 
     def _start_failed(self, failure: Failure) -> Failure:
-        self._close_ports()
+        self._ports.close()
         service.Service.stopService(self)
         if not failure.check(StartupError):
             return Failure(
@@ -799,7 +780,7 @@ class Server(service.Service):
         store. The Deferred fires when done; it never fails.
         """
         if not self.running:
-            return self._close_ports()  # any bound by privilegedStartService
+            return self._ports.close()  # any bound by privilegedStartService
         service.Service.stopService(self)
         for step in (self._stop_timers, self._stop_syncs):
             _logging_failure(step, "stopping {step}", step=step.__name__)
@@ -816,7 +797,7 @@ class Server(service.Service):
         d: defer.Deferred[Any] = self.events.fire("shutdown")  # never fails
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("closing the control API's connections", self._stop_control),
-            ("closing the ports", self._close_ports),
+            ("closing the ports", self._ports.close),
             ("persisting the node's departure", lambda: self._store.persist(gone)),
             ("closing the store", self._store.close),
         ]
@@ -851,17 +832,6 @@ class Server(service.Service):
                 continue
             said += 1
         return said
-
-    def _close_ports(self) -> defer.Deferred[None]:
-        """Close every port, even if closing one fails (logged)."""
-        ports, self._ports = self._ports, []
-        closing = [
-            defer.maybeDeferred(p.stopListening).addErrback(
-                _log_stop_failure, "closing a port"
-            )
-            for p in ports
-        ]
-        return defer.gatherResults(closing).addCallback(lambda _: None)
 
     # -- blocking convenience of the original --------------------------------------
 

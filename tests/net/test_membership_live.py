@@ -88,7 +88,7 @@ class LiveMembershipTests(unittest.TestCase):
         service_stop = super(Server, server).stopService
         server._pacing.stop()
         service_stop()
-        return server._close_ports()
+        return server._ports.close()
 
     @defer.inlineCallbacks
     def test_killed_process_is_convicted_and_peer_dead_fires(self) -> Any:
