@@ -19,7 +19,6 @@ from pokan.core import settings as settings_module
 from pokan.core.address import (
     DEFAULT_PORT,
     check_port,
-    family,
     family_name,
     format_host_port,
     parse_host_port,
@@ -44,7 +43,6 @@ from pokan.core.state import (
     STATUSES,
     Batch,
     ClusterState,
-    KeyChange,
     NodeInfo,
     NodeRecord,
     Value,
@@ -57,7 +55,7 @@ from pokan.core.write_checks import (
     check_value,
 )
 from pokan.errors import ConfigurationError, StartupError
-from pokan.net import banner, keys, reactors, views
+from pokan.net import banner, keys, reactors, restore, views
 from pokan.net.badinput import BadInputReporter, OtherFamilyReporter
 from pokan.net.blocking import BlockingRun
 from pokan.net.commits import Commits
@@ -643,22 +641,12 @@ class Server(service.Service):
         """Start a new generation, keeping what the store persisted before."""
         previous = 0
         if snapshot is not None:
-            # a record with port 0 is this node before it bound "any free
-            # port": never a peer (nobody can reach port 0)
-            # nor one of the other address family (stored by an older pokan)
-            mine = family(self._address)
-            nodes = tuple(
-                r
-                for r in snapshot.nodes
-                if r.info.udp_port and family(r.info.address) == mine
-            )
-            snapshot = Snapshot(nodes, snapshot.entries)
-            previous = self._state.restore(snapshot)
+            previous = self._state.restore(restore.restorable(snapshot, self._address))
         self._engine.take_back = not previous and not isinstance(
             self._store, MemoryStore
         )
         unbound_id = self._state.me.info.id
-        generation = max(time.time_ns() // 1000, previous + 1)
+        generation = restore.next_generation(previous, time.time_ns() // 1000)
         self._engine.rename(self._identity(generation))
         restored = self._engine.restored(self._now())
         if (
@@ -666,13 +654,8 @@ class Server(service.Service):
             and self._state.me.entries
             and not IAttachedStore.providedBy(self._store)
         ):
-            # keys stored before binding port 0 were persisted under the
-            # unbound id: persist them under the real one (no events again)
-            me = self._state.me
-            changes = tuple(
-                KeyChange(self.id, k, None, e) for k, e in me.entries.items()
-            )
-            batch = Batch(changes, (me.record(),))
+            # keys stored before binding port 0: persist them under the real id
+            batch = restore.under_bound_id(self._state.me)
             d = defer.maybeDeferred(self._store.persist, batch)
             d.addErrback(self._commits.persist_failed, batch)
         else:
