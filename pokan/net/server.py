@@ -55,7 +55,7 @@ from pokan.core.write_checks import (
     check_value,
 )
 from pokan.errors import ConfigurationError, StartupError
-from pokan.net import banner, keys, reactors, restore, views
+from pokan.net import banner, forgetting, keys, reactors, restore, views
 from pokan.net.badinput import BadInputReporter, OtherFamilyReporter
 from pokan.net.blocking import BlockingRun
 from pokan.net.commits import Commits
@@ -974,40 +974,14 @@ class Server(service.Service):
         memory, and comes back with its next gossip. The Deferred fires once
         the store has persisted it.
         """
-        from pokan.core.node import address_of
-        from pokan.errors import NodeIsAlive
-
-        if node_id == self.id:
-            raise ValueError(
-                f"{node_id} is this node itself: stop it instead of forgetting it"
-            )
-        node = self._state.nodes.get(node_id)
-        if node is None:
-            raise LookupError(f"unknown node {node_id!r}")
-        alive = node.status == "alive"
-        if alive and not force:
-            raise NodeIsAlive(
-                f"node {node_id} is alive: only a dead or left node is forgotten;"
-                " force it (force=True, --force) to drop it here anyway, and it"
-                " comes back with its next gossip"
-            )
-        status, generation = node.status, node.info.generation
-        d = self._commit(self._engine.forget(node_id, self._now(), remember=not alive))
-        tell = wire.Forget(self.id, node_id, generation)
-        told = 0
-        for peer in self._state.others():
-            if peer.status == "alive":
-                self._send(address_of(peer), tell)
-                told += 1
-        log.info(
-            "forgot node {node} ({status}{forced}); told {count} live peer{s}",
-            node=node_id,
-            status=status,
-            forced=", forced" if alive else "",
-            count=told,
-            s="" if told == 1 else "s",
+        return forgetting.forget(
+            self._engine,
+            node_id,
+            force,
+            self._now(),
+            commit=self._commit,
+            send=self._send,
         )
-        return d
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
