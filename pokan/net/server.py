@@ -10,7 +10,7 @@ from typing import Any, cast
 import attrs
 from twisted.application import service
 from twisted.internet import defer
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pokan import wire
@@ -55,7 +55,15 @@ from pokan.core.write_checks import (
     check_value,
 )
 from pokan.errors import ConfigurationError, StartupError
-from pokan.net import banner, forgetting, keys, reactors, restore, views
+from pokan.net import (
+    banner,
+    forgetting,
+    keys,
+    reactors,
+    restore,
+    shutdown,
+    views,
+)
 from pokan.net.badinput import BadInputReporter, OtherFamilyReporter
 from pokan.net.blocking import BlockingRun
 from pokan.net.commits import Commits
@@ -765,9 +773,12 @@ class Server(service.Service):
         if not self.running:
             return self._ports.close()  # any bound by privilegedStartService
         service.Service.stopService(self)
-        for step in (self._stop_timers, self._stop_syncs):
-            _logging_failure(step, "stopping {step}", step=step.__name__)
-        goodbyes = self._say_goodbye()
+        shutdown.each_now(
+            [("the rounds", self._pacing.stop), ("the full syncs", self._syncs.stop)]
+        )
+        goodbyes = shutdown.say_goodbye(
+            lambda: self._engine.goodbye(self._now()), self._send
+        )
         log.info(
             "pokan node {id} stopping; said goodbye to {count} peer{s}",
             id=self.id,
@@ -777,44 +788,16 @@ class Server(service.Service):
         me = self._state.me
         # readers of the store see the node gone, as its peers do
         gone = Batch((), (NodeRecord(me.info, me.version, "left"),))
-        d: defer.Deferred[Any] = self.events.fire("shutdown")  # never fails
-        steps: list[tuple[str, Callable[[], Any]]] = [
-            ("closing the control API's connections", self._stop_control),
-            ("closing the ports", self._ports.close),
-            ("persisting the node's departure", lambda: self._store.persist(gone)),
-            ("closing the store", self._store.close),
-        ]
-        for what, step in steps:
-            d.addCallback(_then, step)
-            d.addErrback(_log_stop_failure, what)
-        return d.addCallback(lambda _: None)
-
-    def _stop_timers(self) -> None:
-        self._pacing.stop()
-
-    def _stop_syncs(self) -> None:
-        self._syncs.stop()
-
-    def _say_goodbye(self) -> int:
-        """Send every goodbye that can be sent; how many were."""
-        try:
-            goodbyes = self._engine.goodbye(self._now())
-        except Exception:
-            log.failure("could not say goodbye to any peer")
-            return 0
-        said = 0
-        for out in goodbyes:
-            try:
-                self._send(out.address, out.message)
-            except Exception as e:
-                log.warn(
-                    "could not say goodbye to {peer}: {error}",
-                    peer=format_host_port(*out.address),
-                    error=f"{type(e).__name__}: {e}",
-                )
-                continue
-            said += 1
-        return said
+        fired: defer.Deferred[Any] = self.events.fire("shutdown")  # never fails
+        return shutdown.each_after(
+            fired,
+            [
+                ("closing the control API's connections", self._stop_control),
+                ("closing the ports", self._ports.close),
+                ("persisting the node's departure", lambda: self._store.persist(gone)),
+                ("closing the store", self._store.close),
+            ],
+        )
 
     # -- blocking convenience of the original --------------------------------------
 
@@ -986,22 +969,6 @@ class Server(service.Service):
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<pokan.Server {self.id} {state}>"
-
-
-def _logging_failure(f: Callable[[], object], what: str, **fields: object) -> None:
-    """Call ``f``; log (never raise) what it raises."""
-    try:
-        f()
-    except Exception:
-        log.failure("while " + what, None, LogLevel.critical, **fields)
-
-
-def _then(_: object, step: Callable[[], Any]) -> Any:
-    return step()
-
-
-def _log_stop_failure(failure: Failure, what: str) -> None:
-    log.failure("while stopping: {what} failed", failure, what=what)
 
 
 __all__ = [
