@@ -19,7 +19,6 @@ from pokan.core import settings as settings_module
 from pokan.core.address import (
     DEFAULT_PORT,
     check_port,
-    family_name,
     format_host_port,
     parse_host_port,
 )
@@ -47,7 +46,7 @@ from pokan.core.state import (
     NodeRecord,
     Value,
 )
-from pokan.core.transitionlog import Seconds, ThrottledLines, TransitionLog
+from pokan.core.transitionlog import Seconds, TransitionLog
 from pokan.core.write_checks import (
     check_fits,
     check_key,
@@ -64,7 +63,7 @@ from pokan.net import (
     shutdown,
     views,
 )
-from pokan.net.badinput import BadInputReporter, OtherFamilyReporter
+from pokan.net.badinput import BadInputReporter
 from pokan.net.blocking import BlockingRun
 from pokan.net.commits import Commits
 from pokan.net.events import (
@@ -87,6 +86,7 @@ from pokan.net.protocols import (
     GossipProtocol,
     SyncServerFactory,
 )
+from pokan.net.refusals import Refusals
 from pokan.net.settings import (
     MAX_FRAME_LIMIT,
     Settings,
@@ -221,8 +221,6 @@ class Server(service.Service):
         self._commits = Commits(
             self._state, self._store, self.events, TransitionLog(Seconds(self._now))
         )
-        #: a line any peer can cause: forgeries undone
-        self._forgery_log = ThrottledLines(Seconds(self._now), "re-asserts")
         #: testing and benchmarks only: datagrams dropped on purpose
         self.faults = Faults(settings.drop_rate, random.Random(self._rng.random()))
         self._key_file = settings.key_file
@@ -241,9 +239,7 @@ class Server(service.Service):
         )
         self._run = BlockingRun()  # start()'s
         self.bad_input: BadInputReporter | None = None
-        self._other_family = OtherFamilyReporter(
-            self._address, family_name(self._address)
-        )
+        self._refusals = Refusals(self._state, lambda: self.bad_input, self._now)
         #: the handlers the start banner lists (see add_handler)
         self._handler_names: list[str] = []
         #: when each member last sent a datagram from its own socket
@@ -264,7 +260,7 @@ class Server(service.Service):
             now=self._now,
             rng=self._rng,
             carry_out=self._carry_out,
-            refused=self._refused,
+            refused=self._refusals.refused,
         )
 
     # -- the engine's parts ------------------------------------------------------
@@ -554,7 +550,7 @@ class Server(service.Service):
             self._send(out.address, out.message)
         self._pacing.wake()
         if output.reasserted:
-            self._reasserting(source)
+            self._refusals.reasserted(source)
         for (host, port), peer in zip(output.syncs, output.behind, strict=True):
             self._syncs.reset(host, port, peer)
         return self._commit(output)
@@ -728,7 +724,7 @@ class Server(service.Service):
             message, source, size, self._now(), wall=time.time()
         )
         where = format_host_port(*source)
-        self._refused("udp", where, source[0], output.rejected)
+        self._refusals.refused("udp", where, source[0], output.rejected)
         self._heard.note(message, source, self._now())
         self._pacing.answered()
         d = self._carry_out(output, where)
@@ -737,31 +733,6 @@ class Server(service.Service):
         ):
             peer = Peer(output.exchanged_with)
             d.addCallback(lambda _: self.events.fire("after_gossip", peer, peer=peer))
-
-    def _refused(
-        self, channel: str, source: str, host: str, rejected: Iterable[tuple[str, str]]
-    ) -> None:
-        """Count (and log, throttled) what the core refused."""
-        if self.bad_input is None:
-            return
-        for reason, detail in rejected:
-            if reason == "other-family":  # one warning per peer, not per source
-                self.bad_input.counts[reason] += 1
-                self._other_family.report(detail)
-                continue
-            self.bad_input.report(channel, source, reason, detail, host=host)
-
-    def _reasserting(self, source: str) -> None:
-        self._forgery_log.emit(
-            "re-assert",
-            "a message from {source} (or one it passed on) claimed a version,"
-            " write, heartbeat or status of this node that it never had; wrote"
-            " its true state again above it ({count} re-asserts so far). Often"
-            " a forgery: give every node a key (docs/security.md)",
-            warn=True,
-            source=source,
-            count=self._state.reasserts,
-        )
 
     def stopService(self) -> defer.Deferred[None]:
         """Say goodbye, fire ``shutdown``, close the ports and the store.
