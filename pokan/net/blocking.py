@@ -27,6 +27,16 @@ class BlockingRun:
         self._stop_asked = False  # by stop() after start()
         self._failure: Failure | None = None
 
+    def check_not_started(self, running: bool, node_id: str) -> None:
+        """ConfigurationError if the node runs (by :meth:`run`, or a service)."""
+        if running or self.active:
+            raise ConfigurationError(
+                f"node {node_id} is already started (by start(), or by the"
+                " application or MultiService it belongs to): stop it with"
+                " stopService() (or stop(), after start()) before starting it"
+                " again"
+            )
+
     def run(
         self,
         reactor: Any,

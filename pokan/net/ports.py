@@ -13,7 +13,11 @@ from twisted.python.failure import Failure
 
 from pokan import wire
 from pokan.errors import StartupError
+from pokan.net.badinput import BadInputReporter
 from pokan.net.listen_errors import ListenError
+from pokan.net.protocols import SyncServerFactory
+from pokan.net.settings import Settings
+from pokan.wire.envelope import Envelope
 
 log = Logger()
 
@@ -74,6 +78,26 @@ class Ports:
             for p in ports
         ]
         return defer.gatherResults(closing).addCallback(lambda _: None)
+
+
+def sync_factory(
+    settings: Settings,
+    on_hello: Callable[..., Any],
+    bad_input: BadInputReporter,
+    envelope: Envelope,
+) -> SyncServerFactory:
+    """What answers the TCP full syncs, within the node's limits."""
+    return SyncServerFactory(
+        on_hello,
+        bad_input,
+        settings.max_frame,
+        settings.sync_timeout,
+        settings.max_datagram,
+        max_hello=settings.max_hello,
+        max_connections=settings.max_sync_connections,
+        max_per_host=settings.max_sync_per_host,
+        envelope=envelope,
+    )
 
 
 def _log_close_failure(failure: Failure) -> None:

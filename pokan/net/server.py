@@ -38,8 +38,6 @@ from pokan.core.settings import (
     check_max_datagram,
 )
 from pokan.core.state import (
-    ROLES,
-    STATUSES,
     Batch,
     ClusterState,
     NodeInfo,
@@ -79,12 +77,11 @@ from pokan.net.heap import release_free_heap
 from pokan.net.listen_errors import ListenError
 from pokan.net.meters import Meters
 from pokan.net.pacing import Pacing
-from pokan.net.ports import Ports
+from pokan.net.ports import Ports, sync_factory
 from pokan.net.protocols import (
     DEFAULT_MAX_SYNC_CONNECTIONS,
     DEFAULT_MAX_SYNC_PER_HOST,
     GossipProtocol,
-    SyncServerFactory,
 )
 from pokan.net.refusals import Refusals
 from pokan.net.settings import (
@@ -223,7 +220,6 @@ class Server(service.Service):
         )
         #: testing and benchmarks only: datagrams dropped on purpose
         self.faults = Faults(settings.drop_rate, random.Random(self._rng.random()))
-        self._key_file = settings.key_file
         self.envelope = Envelope(settings.cluster, keys.sealer_for(settings.key_file))
         self._gossip: GossipProtocol | None = None
         self._ports = Ports()
@@ -278,14 +274,6 @@ class Server(service.Service):
         """The phi detector (the only one yet): its windows for the control API."""
         return cast(Membership, self._engine.detector)
 
-    @property
-    def _interval(self) -> float:
-        return self._engine.settings.gossip_interval
-
-    @property
-    def _idle_interval(self) -> float | None:
-        return self._engine.settings.idle_interval
-
     # -- configuration (before start) -------------------------------------------
 
     @property
@@ -330,7 +318,7 @@ class Server(service.Service):
 
     @property
     def gossip_interval(self) -> float:
-        return self._interval
+        return self._engine.settings.gossip_interval
 
     @property
     def idle_interval(self) -> float:
@@ -338,12 +326,14 @@ class Server(service.Service):
 
         The gossip interval unless set longer: see :meth:`idle_every`.
         """
-        return self._interval if self._idle_interval is None else self._idle_interval
+        idle = self._engine.settings.idle_interval
+        return self.gossip_interval if idle is None else idle
 
     def gossip_every(self, seconds: float) -> None:
         """Gossip with a random peer every ``seconds`` (default 1)."""
         interval = check_interval(seconds, "gossip_every()")
-        check_idle_interval(self._idle_interval, interval, "the idle interval")
+        idle = self._engine.settings.idle_interval
+        check_idle_interval(idle, interval, "the idle interval")
         self._interval_changed(gossip_interval=interval)
 
     def idle_every(self, seconds: float | None) -> None:
@@ -354,7 +344,7 @@ class Server(service.Service):
         writes still go out at once, and rounds with news keep the gossip
         interval. The failure detector takes the idle interval as its pace.
         """
-        idle = check_idle_interval(seconds, self._interval, "idle_every()")
+        idle = check_idle_interval(seconds, self.gossip_interval, "idle_every()")
         self._interval_changed(idle_interval=idle)
 
     def _interval_changed(self, **change: Any) -> None:
@@ -372,7 +362,7 @@ class Server(service.Service):
 
     @property
     def key_file(self) -> str | None:
-        return self._key_file
+        return self._settings.key_file
 
     def reload_keys(self) -> bool:
         """Read the key file again (what SIGHUP does to ``twistd pokan``).
@@ -383,7 +373,7 @@ class Server(service.Service):
         A node started without ``key_file`` cannot take keys at run time:
         every node of a cluster must seal, or none.
         """
-        return keys.reload_keys(self.envelope, self._key_file)
+        return keys.reload_keys(self.envelope, self._settings.key_file)
 
     def gossip_with(self, seeds: str | Iterable[str]) -> None:
         """Seeds (``HOST:PORT``, their TCP port) to join through; first that answers."""
@@ -511,16 +501,7 @@ class Server(service.Service):
         ``peers("alive")`` gives the live ones only. ``role`` keeps only
         seeds or peers.
         """
-        if status is not None and status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-        if role is not None and role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-        return [
-            Peer(n)
-            for n in sorted(self._state.others(), key=lambda n: n.info.id)
-            if (status is None or n.status == status)
-            and (role is None or n.info.role == role)
-        ]
+        return [Peer(n) for n in views.peers(self._state, status, role)]
 
     def peer(self, node_id: str) -> Peer | None:
         node = self._state.nodes.get(node_id)
@@ -613,7 +594,6 @@ class Server(service.Service):
         return d
 
     def _listen(self, reactor: Any, bad_input: BadInputReporter) -> None:
-        settings = self._settings
         self._gossip = GossipProtocol(
             self._receive,
             bad_input,
@@ -621,16 +601,8 @@ class Server(service.Service):
             envelope=self.envelope,
             traffic=self.meters.traffic,
         )
-        syncs = SyncServerFactory(
-            self._syncs.on_hello,
-            bad_input,
-            settings.max_frame,
-            settings.sync_timeout,
-            self._max_datagram,
-            max_hello=settings.max_hello,
-            max_connections=settings.max_sync_connections,
-            max_per_host=settings.max_sync_per_host,
-            envelope=self.envelope,
+        syncs = sync_factory(
+            self._settings, self._syncs.on_hello, bad_input, self.envelope
         )
         udp, tcp = self._udp_port, self._tcp_port
         # port 0 asks for any free port: advertise the one we got
@@ -779,13 +751,7 @@ class Server(service.Service):
         (info and up). Raises StartupError if the node cannot start (e.g. a
         port in use).
         """
-        if self.running or self._run.active:
-            raise ConfigurationError(
-                f"node {self.id} is already started (by start(), or by the"
-                " application or MultiService it belongs to): stop it with"
-                " stopService() (or stop(), after start()) before starting it"
-                " again"
-            )
+        self._run.check_not_started(bool(self.running), self.id)
         if gossip_with is not None:
             self.gossip_with(gossip_with)
         if self._epoll:
@@ -815,16 +781,9 @@ class Server(service.Service):
     # -- operating a running node: what the control API uses -------------------
 
     def _configure_control(self, control: Any, token_file: str | None) -> Any:
-        if control is None:
-            if token_file is not None:
-                raise ConfigurationError(
-                    "control_token_file= needs control= (where the control API"
-                    " listens, such as 127.0.0.1:7373)"
-                )
-            return None
         from pokan.control.service import ControlListener
 
-        return ControlListener.configure(self, control, token_file)
+        return ControlListener.for_server(self, control, token_file)
 
     def _stop_control(self) -> None:
         if self._control is not None:

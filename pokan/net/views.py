@@ -15,7 +15,7 @@ from pokan.core.address import format_host_port
 from pokan.core.engine import Engine
 from pokan.core.membership import Membership
 from pokan.core.node import Address
-from pokan.core.state import STATUSES, ClusterState, Value
+from pokan.core.state import ROLES, STATUSES, ClusterState, NodeState, Value
 from pokan.net.badinput import BadInputReporter
 from pokan.net.events import EventDispatcher
 from pokan.net.faults import Faults
@@ -70,6 +70,20 @@ def stats(
         "cluster": envelope.cluster,
         "reasserts": state.reasserts,
     }
+
+
+def peers(state: ClusterState, status: str | None, role: str | None) -> list[NodeState]:
+    """The other nodes, sorted by id: of ``status`` and ``role`` if given."""
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    if role is not None and role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    return [
+        n
+        for n in sorted(state.others(), key=lambda n: n.info.id)
+        if (status is None or n.status == status)
+        and (role is None or n.info.role == role)
+    ]
 
 
 def health(
