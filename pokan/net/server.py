@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from pokan import wire
 from pokan.core import plausible
 from pokan.core import settings as settings_module
+from pokan.core import write_checks as checks
 from pokan.core.address import (
     DEFAULT_PORT,
     check_port,
@@ -45,12 +46,6 @@ from pokan.core.state import (
     Value,
 )
 from pokan.core.transitionlog import Seconds, TransitionLog
-from pokan.core.write_checks import (
-    check_fits,
-    check_key,
-    check_timestamp,
-    check_value,
-)
 from pokan.errors import ConfigurationError, StartupError
 from pokan.net import (
     banner,
@@ -169,7 +164,7 @@ class Server(service.Service):
             failure_detector=failure_detector,
         )
         self._configure(settings, store, reactor, rng, clock)
-        self._control = self._configure_control(control, control_token_file)
+        self._control = self._control_of(control, control_token_file)
 
     @classmethod
     def from_settings(
@@ -186,7 +181,7 @@ class Server(service.Service):
         """A node of settings checked already (:meth:`Settings.checked`)."""
         server = cls.__new__(cls)
         server._configure(settings, store, reactor, rng, clock)
-        server._control = server._configure_control(control, control_token_file)
+        server._control = server._control_of(control, control_token_file)
         return server
 
     def _configure(
@@ -458,16 +453,16 @@ class Server(service.Service):
         A ``timestamp`` older than the key's current one changes nothing. The
         Deferred fires once the change is persisted and handlers have run.
         """
-        check_key(key)
-        check_value(value)
+        checks.check_key(key)
+        checks.check_value(value)
         # None: now, or later if the clock stepped back: a plain store() wins
-        stamp = None if timestamp is None else check_timestamp(timestamp)
-        check_fits(key, value, self._state.me.info, self._max_datagram)
+        stamp = None if timestamp is None else checks.check_timestamp(timestamp)
+        checks.check_fits(key, value, self._state.me.info, self._max_datagram)
         return self._carry_out(self._engine.write(key, value, stamp, self._now()))
 
     def delete(self, key: str) -> defer.Deferred[None]:
         """Remove one of this node's keys everywhere (``key_removed`` fires)."""
-        check_key(key)
+        checks.check_key(key)
         return self._carry_out(self._engine.write(key, None, None, self._now()))
 
     def value(self, key: str) -> Value | None:
@@ -560,9 +555,7 @@ class Server(service.Service):
         """
         service.Service.privilegedStartService(self)
         if not self._ports and not self.running:
-            reactor = self._get_reactor()
-            self.bad_input = BadInputReporter(reactor)
-            self._listen(reactor, self.bad_input)
+            self._listen(self._get_reactor())
 
     def startService(self) -> defer.Deferred[None]:
         """Bind the ports, open the store, start gossiping and joining.
@@ -576,9 +569,8 @@ class Server(service.Service):
             reactors.check_reactor_is_epoll(reactor)
         service.Service.startService(self)
         if not self._ports:  # else bound already by privilegedStartService
-            self.bad_input = BadInputReporter(reactor)
             try:
-                self._listen(reactor, self.bad_input)
+                self._listen(reactor)
             except StartupError as e:
                 service.Service.stopService(self)
                 return defer.fail(e)
@@ -593,7 +585,8 @@ class Server(service.Service):
         d.addErrback(self._start_failed)
         return d
 
-    def _listen(self, reactor: Any, bad_input: BadInputReporter) -> None:
+    def _listen(self, reactor: Any) -> None:
+        bad_input = self.bad_input = BadInputReporter(reactor)
         self._gossip = GossipProtocol(
             self._receive,
             bad_input,
@@ -780,7 +773,7 @@ class Server(service.Service):
         return self._metrics
     # -- operating a running node: what the control API uses -------------------
 
-    def _configure_control(self, control: Any, token_file: str | None) -> Any:
+    def _control_of(self, control: Any, token_file: str | None) -> Any:
         from pokan.control.service import ControlListener
 
         return ControlListener.for_server(self, control, token_file)
