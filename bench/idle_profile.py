@@ -40,9 +40,8 @@ STEPS = [
     ("pokan.core.reconcile", "respond_to_syn_ack"),
     ("pokan.core.membership", "Membership.observe"),
     ("pokan.net.protocols", "GossipProtocol.send"),
-    ("pokan.net.server", "Server._resume_rounds"),
-    ("pokan.net.server", "Server._gossip_round"),
-    ("pokan.net.server", "Server._membership_check"),
+    ("pokan.net.pacing", "Pacing._resume_rounds"),
+    ("pokan.net.pacing", "Pacing._gossip_round"),
     ("pokan.core.node", "GossipNode.gossip_round"),
     ("pokan.core.reconcile", "make_syn"),
 ]

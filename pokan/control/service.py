@@ -87,6 +87,20 @@ class ControlListener:
             )
         return cls(node, endpoint, token)
 
+    @classmethod
+    def for_server(
+        cls, node: Any, control: str | None, token_file: str | None
+    ) -> ControlListener | None:
+        """The control API of a Server's ``control=`` (None: off)."""
+        if control is None:
+            if token_file is not None:
+                raise ConfigurationError(
+                    "control_token_file= needs control= (where the control API"
+                    " listens, such as 127.0.0.1:7373)"
+                )
+            return None
+        return cls.configure(node, control, token_file)
+
     @property
     def address(self) -> str:
         """``http://127.0.0.1:7373`` (the port bound, once bound) or ``unix:/path``."""

@@ -29,12 +29,13 @@ from pokan.daemon.handler_options import HandlerOptions, install_handlers
 from pokan.daemon.logsetup import check_log_level, filter_twistd_log
 from pokan.errors import ConfigurationError, PokanError, StartupError
 from pokan.net import reactors
+from pokan.net.listen_errors import ListenError
 from pokan.net.protocols import (
     DEFAULT_MAX_HELLO,
     DEFAULT_MAX_SYNC_CONNECTIONS,
     DEFAULT_MAX_SYNC_PER_HOST,
 )
-from pokan.net.server import DEFAULT_FANOUT, ListenError, Server
+from pokan.net.server import DEFAULT_FANOUT, Server
 from pokan.net.settings import Settings
 from pokan.net.stopping import arm_while_stopping
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import ipaddress
-import math
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -13,32 +9,28 @@ from typing import Any, cast
 
 import attrs
 from twisted.application import service
-from twisted.internet import defer, error, task
-from twisted.internet.interfaces import IReactorCore
-from twisted.logger import Logger, LogLevel
+from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pokan import wire
-from pokan.core import plausible, reconcile
+from pokan.core import plausible
 from pokan.core import settings as settings_module
+from pokan.core import write_checks as checks
 from pokan.core.address import (
     DEFAULT_PORT,
-    check_ip,
     check_port,
-    family,
-    family_name,
     format_host_port,
     parse_host_port,
 )
 from pokan.core.engine import Engine, Output
 from pokan.core.failure import DEFAULT_THRESHOLD
-from pokan.core.joinbudget import JoinBudget
 from pokan.core.membership import (
     DEFAULT_DEAD_NODE_TTL,
     DEFAULT_TOMBSTONE_TTL,
     Membership,
 )
-from pokan.core.node import Address, GossipNode
+from pokan.core.node import Address, GossipNode, Outgoing
 from pokan.core.settings import (
     DEFAULT_FAILURE_DETECTOR,
     check_fanout,
@@ -47,21 +39,26 @@ from pokan.core.settings import (
     check_max_datagram,
 )
 from pokan.core.state import (
-    ROLES,
-    STATUSES,
     Batch,
     ClusterState,
-    Entry,
-    KeyChange,
     NodeInfo,
     NodeRecord,
     Value,
 )
-from pokan.core.transitionlog import Seconds, ThrottledLines, TransitionLog
-from pokan.daemon.logsetup import log_to_stderr
+from pokan.core.transitionlog import Seconds, TransitionLog
 from pokan.errors import ConfigurationError, StartupError
-from pokan.net import reactors
-from pokan.net.badinput import BadInputReporter, OtherFamilyReporter
+from pokan.net import (
+    banner,
+    forgetting,
+    keys,
+    reactors,
+    restore,
+    shutdown,
+    views,
+)
+from pokan.net.badinput import BadInputReporter
+from pokan.net.blocking import BlockingRun
+from pokan.net.commits import Commits
 from pokan.net.events import (
     AFTER_EVENTS,
     BEFORE_EVENTS,
@@ -70,17 +67,18 @@ from pokan.net.events import (
     EventDispatcher,
     registrar,
 )
+from pokan.net.faults import Faults
 from pokan.net.heap import release_free_heap
+from pokan.net.listen_errors import ListenError
 from pokan.net.meters import Meters
+from pokan.net.pacing import Pacing
+from pokan.net.ports import Ports, sync_factory
 from pokan.net.protocols import (
     DEFAULT_MAX_SYNC_CONNECTIONS,
     DEFAULT_MAX_SYNC_PER_HOST,
     GossipProtocol,
-    SyncClientFactory,
-    SyncClientProtocol,
-    SyncServerFactory,
 )
-from pokan.net.seeds import NO_OTHER_SEED, SeedIsSelf, SeedSync
+from pokan.net.refusals import Refusals
 from pokan.net.settings import (
     MAX_FRAME_LIMIT,
     Settings,
@@ -89,9 +87,8 @@ from pokan.net.settings import (
     check_seeds,
     check_sync_cap,
 )
-from pokan.net.stopping import SecondSignal, exit_with_signal
+from pokan.net.sync import FullSyncs
 from pokan.peer import Peer
-from pokan.sim.faults import Faults
 from pokan.store import IStore, MemoryStore, Snapshot
 from pokan.store.interface import IAttachedStore, snapshot_of
 from pokan.wire.envelope import Envelope
@@ -167,7 +164,7 @@ class Server(service.Service):
             failure_detector=failure_detector,
         )
         self._configure(settings, store, reactor, rng, clock)
-        self._control = self._configure_control(control, control_token_file)
+        self._control = self._control_of(control, control_token_file)
 
     @classmethod
     def from_settings(
@@ -184,7 +181,7 @@ class Server(service.Service):
         """A node of settings checked already (:meth:`Settings.checked`)."""
         server = cls.__new__(cls)
         server._configure(settings, store, reactor, rng, clock)
-        server._control = server._configure_control(control, control_token_file)
+        server._control = server._control_of(control, control_token_file)
         return server
 
     def _configure(
@@ -200,11 +197,6 @@ class Server(service.Service):
         self._tcp_port = settings.tcp_port
         self._udp_port = settings.udp_port
         self._max_datagram = settings.max_datagram
-        self._max_frame = settings.max_frame
-        self._sync_timeout = settings.sync_timeout
-        self._max_hello = settings.max_hello
-        self._max_sync_connections = settings.max_sync_connections
-        self._max_sync_per_host = settings.max_sync_per_host
         self._seeds: list[tuple[str, int]] = list(settings.seeds)
         self._store: IStore = store if store is not None else MemoryStore()
         self._reactor = reactor
@@ -218,41 +210,49 @@ class Server(service.Service):
         self._before = registrar(self.events, "before_", BEFORE_EVENTS)
         self._after = registrar(self.events, "after_", AFTER_EVENTS)
         self._engine = Engine(settings.engine, self._identity(generation=0), self._rng)
-        self._transition_log = TransitionLog(Seconds(self._now))
-        #: lines any peer can cause: full syncs answered, forgeries undone
-        self._sync_log = ThrottledLines(Seconds(self._now), "full syncs")
-        self._forgery_log = ThrottledLines(Seconds(self._now), "re-asserts")
+        self._commits = Commits(
+            self._state, self._store, self.events, TransitionLog(Seconds(self._now))
+        )
         #: testing and benchmarks only: datagrams dropped on purpose
         self.faults = Faults(settings.drop_rate, random.Random(self._rng.random()))
-        self._key_file = settings.key_file
-        self.envelope = Envelope(settings.cluster, _sealer_for(settings.key_file))
-        self._join_budget = JoinBudget()
-        #: seeds that said this node is of another cluster: seed -> why
-        self._refusals: dict[str, str] = {}
-        #: TCP syncs under way, cancelled when the node stops
-        self._syncing: dict[defer.Deferred[Any], SyncClientProtocol] = {}
+        self.envelope = Envelope(settings.cluster, keys.sealer_for(settings.key_file))
         self._gossip: GossipProtocol | None = None
-        self._ports: list[Any] = []
-        self._loop: task.LoopingCall | None = None
-        self._retry: Any = None  # the IDelayedCall of this round's retry
-        self._resume: Any = None  # the IDelayedCall ending an idle pause
-        self._sync: SeedSync | None = None
-        self._blocking = False
-        self._stop_asked = False  # by stop() after start()
-        self._startup_failure: Failure | None = None
-        self.bad_input: BadInputReporter | None = None
-        self._other_family = OtherFamilyReporter(
-            self._address, family_name(self._address)
+        self._ports = Ports()
+        self._pacing = Pacing(
+            self._timer,
+            self._engine,
+            now=self._now,
+            running=lambda: bool(self.running),
+            commit=self._commit,
+            send=self._send,
+            opening=self._before_gossip,
+            rejoin=lambda: self._syncs.rejoin(),
         )
+        self._run = BlockingRun()  # start()'s
+        self.bad_input: BadInputReporter | None = None
+        self._refusals = Refusals(self._state, lambda: self.bad_input, self._now)
         #: the handlers the start banner lists (see add_handler)
         self._handler_names: list[str] = []
         #: when each member last sent a datagram from its own socket
-        self._heard: dict[str, float] = {}
+        self._heard = views.Heard(self._state)
         #: traffic by message type and timings, for /metrics
         self.meters = Meters()
         self._metrics: Any = None
         #: a join() through the control API completed (health: synced)
         self._joined = False
+        self._syncs = FullSyncs(
+            self._engine,
+            settings,
+            envelope=self.envelope,
+            events=self.events,
+            meters=self.meters,
+            reactor=self._get_reactor,
+            bad_input=lambda: self.bad_input,
+            now=self._now,
+            rng=self._rng,
+            carry_out=self._carry_out,
+            refused=self._refusals.refused,
+        )
 
     # -- the engine's parts ------------------------------------------------------
 
@@ -268,14 +268,6 @@ class Server(service.Service):
     def _membership(self) -> Membership:
         """The phi detector (the only one yet): its windows for the control API."""
         return cast(Membership, self._engine.detector)
-
-    @property
-    def _interval(self) -> float:
-        return self._engine.settings.gossip_interval
-
-    @property
-    def _idle_interval(self) -> float | None:
-        return self._engine.settings.idle_interval
 
     # -- configuration (before start) -------------------------------------------
 
@@ -321,7 +313,7 @@ class Server(service.Service):
 
     @property
     def gossip_interval(self) -> float:
-        return self._interval
+        return self._engine.settings.gossip_interval
 
     @property
     def idle_interval(self) -> float:
@@ -329,12 +321,14 @@ class Server(service.Service):
 
         The gossip interval unless set longer: see :meth:`idle_every`.
         """
-        return self._interval if self._idle_interval is None else self._idle_interval
+        idle = self._engine.settings.idle_interval
+        return self.gossip_interval if idle is None else idle
 
     def gossip_every(self, seconds: float) -> None:
         """Gossip with a random peer every ``seconds`` (default 1)."""
         interval = check_interval(seconds, "gossip_every()")
-        check_idle_interval(self._idle_interval, interval, "the idle interval")
+        idle = self._engine.settings.idle_interval
+        check_idle_interval(idle, interval, "the idle interval")
         self._interval_changed(gossip_interval=interval)
 
     def idle_every(self, seconds: float | None) -> None:
@@ -345,13 +339,12 @@ class Server(service.Service):
         writes still go out at once, and rounds with news keep the gossip
         interval. The failure detector takes the idle interval as its pace.
         """
-        idle = check_idle_interval(seconds, self._interval, "idle_every()")
+        idle = check_idle_interval(seconds, self.gossip_interval, "idle_every()")
         self._interval_changed(idle_interval=idle)
 
     def _interval_changed(self, **change: Any) -> None:
         self._engine.reconfigure(attrs.evolve(self._engine.settings, **change))
-        if (self._loop is not None and self._loop.running) or self._resume:
-            self._start_rounds(now=False)
+        self._pacing.interval_changed()
 
     @property
     def max_datagram(self) -> int:
@@ -364,7 +357,7 @@ class Server(service.Service):
 
     @property
     def key_file(self) -> str | None:
-        return self._key_file
+        return self._settings.key_file
 
     def reload_keys(self) -> bool:
         """Read the key file again (what SIGHUP does to ``twistd pokan``).
@@ -375,31 +368,7 @@ class Server(service.Service):
         A node started without ``key_file`` cannot take keys at run time:
         every node of a cluster must seal, or none.
         """
-        sealer = self.envelope.sealer
-        if self._key_file is None or sealer is None:
-            log.warn(
-                "reload of the gossip keys asked, but this node was started"
-                " without a key file (key_file=, --key-file): nothing to reload"
-            )
-            return False
-        from pokan.wire.keyring import read_key_file
-
-        try:
-            keyring = read_key_file(self._key_file)
-        except ConfigurationError as e:
-            log.warn(
-                "could not reload the gossip keys: {error}; still using {keys}",
-                error=e,
-                keys=sealer.keyring.describe(),
-            )
-            return False
-        sealer.keyring = keyring
-        log.info(
-            "gossip keys reloaded from {path}: {keys}",
-            path=self._key_file,
-            keys=keyring.describe(),
-        )
-        return True
+        return keys.reload_keys(self.envelope, self._settings.key_file)
 
     def gossip_with(self, seeds: str | Iterable[str]) -> None:
         """Seeds (``HOST:PORT``, their TCP port) to join through; first that answers."""
@@ -484,19 +453,16 @@ class Server(service.Service):
         A ``timestamp`` older than the key's current one changes nothing. The
         Deferred fires once the change is persisted and handlers have run.
         """
-        self._check_key(key)
-        if not isinstance(value, str | bytes):
-            raise TypeError(f"value must be str or bytes, got {type(value).__name__}")
-        if isinstance(value, str):
-            _check_utf8(value, "value", "store text without them, or bytes")
+        checks.check_key(key)
+        checks.check_value(value)
         # None: now, or later if the clock stepped back: a plain store() wins
-        stamp = None if timestamp is None else self._check_timestamp(timestamp)
-        self._check_fits(key, value)
+        stamp = None if timestamp is None else checks.check_timestamp(timestamp)
+        checks.check_fits(key, value, self._state.me.info, self._max_datagram)
         return self._carry_out(self._engine.write(key, value, stamp, self._now()))
 
     def delete(self, key: str) -> defer.Deferred[None]:
         """Remove one of this node's keys everywhere (``key_removed`` fires)."""
-        self._check_key(key)
+        checks.check_key(key)
         return self._carry_out(self._engine.write(key, None, None, self._now()))
 
     def value(self, key: str) -> Value | None:
@@ -530,16 +496,7 @@ class Server(service.Service):
         ``peers("alive")`` gives the live ones only. ``role`` keeps only
         seeds or peers.
         """
-        if status is not None and status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-        if role is not None and role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-        return [
-            Peer(n)
-            for n in sorted(self._state.others(), key=lambda n: n.info.id)
-            if (status is None or n.status == status)
-            and (role is None or n.info.role == role)
-        ]
+        return [Peer(n) for n in views.peers(self._state, status, role)]
 
     def peer(self, node_id: str) -> Peer | None:
         node = self._state.nodes.get(node_id)
@@ -548,77 +505,15 @@ class Server(service.Service):
     @property
     def stats(self) -> dict[str, Any]:
         """Counters for monitoring: messages, drops, handler failures."""
-        gossip = self._gossip
-        nodes = self._state.nodes.values()
-        held = sum(len(n.entries) for n in nodes)
-        tombstones = sum(1 for n in nodes for e in n.entries.values() if e.deleted)
-        statuses = {status: 0 for status in STATUSES}
-        for node in self._state.others():
-            statuses[node.status] = statuses.get(node.status, 0) + 1
-        return {
-            "datagrams_sent": gossip.sent if gossip else 0,
-            "datagrams_received": gossip.received if gossip else 0,
-            "bytes_sent": gossip.bytes_sent if gossip else 0,
-            "bytes_received": gossip.bytes_received if gossip else 0,
-            "send_errors": gossip.send_errors if gossip else 0,
-            "dropped": self.bad_input.total if self.bad_input else 0,
-            "dropped_by_reason": dict(self.bad_input.counts) if self.bad_input else {},
-            "handler_runs": self.events.runs,
-            "handler_failures": self.events.failures,
-            "handler_timeouts": self.events.timeouts,
-            "nodes": len(self._state.nodes),
-            "peers_by_status": statuses,
-            "keys": held - tombstones,
-            "tombstones": tombstones,
-            "rumours_queued": len(self._node.rumours),
-            "rumours_evicted": self._node.rumours.evicted,
-            "store_pending": getattr(self._store, "pending", 0),
-            "convictions": self._engine.convictions,
-            "pauses": self._engine.pauses,
-            "rounds": self._node.rounds,
-            "idle_rounds": self._node.idle_skipped,
-            "dropped_on_purpose": self.faults.dropped,
-            "sealed": self.envelope.sealed,
-            "cluster": self.envelope.cluster,
-            "reasserts": self._state.reasserts,
-        }
-
-    def _check_key(self, key: object) -> None:
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"key must be a non-empty str, got {key!r}")
-        if len(key) > wire.MAX_KEY_LEN:
-            raise ValueError(
-                f"key is {len(key)} characters; the limit is {wire.MAX_KEY_LEN}"
-            )
-        _check_utf8(key, "key", "use a key without them")
-
-    @staticmethod
-    def _check_timestamp(timestamp: object) -> float:
-        if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
-            raise TypeError(f"timestamp must be a number, got {timestamp!r}")
-        if not math.isfinite(timestamp) or timestamp < 0:
-            raise ValueError(
-                "timestamp must be seconds since the epoch (a finite number, 0"
-                f" or more), got {timestamp}; omit it to use the current time"
-            )
-        return float(timestamp)
-
-    def _check_fits(self, key: str, value: Value) -> None:
-        """A write must fit one datagram, or it could never be gossiped.
-
-        Before the node binds port 0 its id and header are shorter than they
-        will be: the check takes the longest ones (port 65535, a full-size
-        generation), so what it accepts before start still fits after.
-        """
-        info = _largest_identity(self._state.me.info)
-        room = reconcile.entry_room(self._max_datagram, info.id, _header(info))
-        size = wire.packed_size(wire.pack_entry(key, Entry(value, 2**32, 0.0)))
-        if size > room:
-            raise ValueError(
-                f"key and value take {size} bytes packed; with max_datagram="
-                f"{self._max_datagram} one write may take at most {room}."
-                " Store less per key, or raise max_datagram on every node."
-            )
+        return views.stats(
+            self._engine,
+            gossip=self._gossip,
+            bad_input=self.bad_input,
+            events=self.events,
+            store=self._store,
+            faults=self.faults,
+            envelope=self.envelope,
+        )
 
     # -- committing changes --------------------------------------------------------
 
@@ -629,54 +524,16 @@ class Server(service.Service):
         """
         for out in output.sends:
             self._send(out.address, out.message)
-        self._wake()
+        self._pacing.wake()
         if output.reasserted:
-            self._reasserting(source)
+            self._refusals.reasserted(source)
         for (host, port), peer in zip(output.syncs, output.behind, strict=True):
-            self._reset_sync(host, port, peer)
+            self._syncs.reset(host, port, peer)
         return self._commit(output)
 
     def _commit(self, output: Output) -> defer.Deferred[None]:
         """Persist a batch, then fire its events; the Deferred fires after both."""
-        batch, transitions = output.batch, output.transitions
-        if not batch:
-            return defer.succeed(None)
-        for (event, node), note in zip(transitions, output.notes, strict=True):
-            self._transition_log.line(event[5:], node.info.id, note)
-        d = defer.maybeDeferred(self._store.persist, batch)
-        d.addErrback(self._persist_failed, batch)
-        if transitions:
-            d.addCallback(lambda _: self._announce_membership(transitions))
-        d.addCallback(lambda _: self._announce(batch))
-        return d
-
-    def _announce_membership(self, transitions: Iterable[Any]) -> Any:
-        fired = []
-        for event, node in transitions:
-            if self.events.has_handlers(event):
-                peer = Peer(node)
-                fired.append(self.events.fire(event, peer, peer=peer))
-        return defer.gatherResults(fired) if fired else None
-
-    def _persist_failed(self, failure: Failure, batch: Batch) -> None:
-        log.failure(
-            "store could not persist {count} changes; they stay in memory",
-            failure,
-            count=len(batch.changes),
-        )
-
-    def _announce(self, batch: Batch) -> defer.Deferred[None]:
-        fired = []
-        for change in batch.changes:
-            event = change.event
-            if event is None or not self.events.has_handlers(event):
-                continue
-            node = self._state.nodes.get(change.node_id)
-            peer = Peer(node) if node is not None else None
-            fired.append(self.events.fire(event, change.key, change.value, peer=peer))
-        if not fired:
-            return defer.succeed(None)
-        return defer.gatherResults(fired).addCallback(lambda _: None)
+        return self._commits.commit(output)
 
     # -- the service ---------------------------------------------------------------
 
@@ -698,9 +555,7 @@ class Server(service.Service):
         """
         service.Service.privilegedStartService(self)
         if not self._ports and not self.running:
-            reactor = self._get_reactor()
-            self.bad_input = BadInputReporter(reactor)
-            self._listen(reactor, self.bad_input)
+            self._listen(self._get_reactor())
 
     def startService(self) -> defer.Deferred[None]:
         """Bind the ports, open the store, start gossiping and joining.
@@ -714,9 +569,8 @@ class Server(service.Service):
             reactors.check_reactor_is_epoll(reactor)
         service.Service.startService(self)
         if not self._ports:  # else bound already by privilegedStartService
-            self.bad_input = BadInputReporter(reactor)
             try:
-                self._listen(reactor, self.bad_input)
+                self._listen(reactor)
             except StartupError as e:
                 service.Service.stopService(self)
                 return defer.fail(e)
@@ -731,7 +585,8 @@ class Server(service.Service):
         d.addErrback(self._start_failed)
         return d
 
-    def _listen(self, reactor: Any, bad_input: BadInputReporter) -> None:
+    def _listen(self, reactor: Any) -> None:
+        bad_input = self.bad_input = BadInputReporter(reactor)
         self._gossip = GossipProtocol(
             self._receive,
             bad_input,
@@ -739,62 +594,28 @@ class Server(service.Service):
             envelope=self.envelope,
             traffic=self.meters.traffic,
         )
-        factory = SyncServerFactory(
-            self._on_hello,
-            bad_input,
-            self._max_frame,
-            self._sync_timeout,
-            self._max_datagram,
-            max_hello=self._max_hello,
-            max_connections=self._max_sync_connections,
-            max_per_host=self._max_sync_per_host,
-            envelope=self.envelope,
+        syncs = sync_factory(
+            self._settings, self._syncs.on_hello, bad_input, self.envelope
         )
-        try:
-            udp = reactor.listenUDP(
-                self._udp_port,
-                self._gossip,
-                interface=self._address,
-                maxPacketSize=wire.MAX_UDP_PAYLOAD + 1,
-            )
-            self._ports.append(udp)
-            tcp = reactor.listenTCP(self._tcp_port, factory, interface=self._address)
-            self._ports.append(tcp)
-        except error.CannotListenError as e:
-            proto = "udp" if not self._ports else "tcp"
-            self._close_ports()
-            port = self._udp_port if proto == "udp" else self._tcp_port
-            raise ListenError(self._address, port, proto, e.socketError) from None
+        udp, tcp = self._udp_port, self._tcp_port
         # port 0 asks for any free port: advertise the one we got
-        self._udp_port = udp.getHost().port
-        self._tcp_port = tcp.getHost().port
-        if self._control is not None:
-            try:
-                self._ports.append(self._control.listen(reactor, self._timer()))
-            except StartupError:
-                self._close_ports()
-                raise
+        self._udp_port, self._tcp_port = self._ports.listen(
+            reactor, self._address, udp, tcp, self._gossip, syncs
+        )
+        control = self._control
+        if control is not None:
+            self._ports.add(lambda: control.listen(reactor, self._timer()))
 
     def _restore(self, snapshot: Snapshot | None) -> None:
         """Start a new generation, keeping what the store persisted before."""
         previous = 0
         if snapshot is not None:
-            # a record with port 0 is this node before it bound "any free
-            # port": never a peer (nobody can reach port 0)
-            # nor one of the other address family (stored by an older pokan)
-            mine = family(self._address)
-            nodes = tuple(
-                r
-                for r in snapshot.nodes
-                if r.info.udp_port and family(r.info.address) == mine
-            )
-            snapshot = Snapshot(nodes, snapshot.entries)
-            previous = self._state.restore(snapshot)
+            previous = self._state.restore(restore.restorable(snapshot, self._address))
         self._engine.take_back = not previous and not isinstance(
             self._store, MemoryStore
         )
         unbound_id = self._state.me.info.id
-        generation = max(time.time_ns() // 1000, previous + 1)
+        generation = restore.next_generation(previous, time.time_ns() // 1000)
         self._engine.rename(self._identity(generation))
         restored = self._engine.restored(self._now())
         if (
@@ -802,114 +623,36 @@ class Server(service.Service):
             and self._state.me.entries
             and not IAttachedStore.providedBy(self._store)
         ):
-            # keys stored before binding port 0 were persisted under the
-            # unbound id: persist them under the real one (no events again)
-            me = self._state.me
-            changes = tuple(
-                KeyChange(self.id, k, None, e) for k, e in me.entries.items()
-            )
-            batch = Batch(changes, (me.record(),))
+            # keys stored before binding port 0: persist them under the real id
+            batch = restore.under_bound_id(self._state.me)
             d = defer.maybeDeferred(self._store.persist, batch)
-            d.addErrback(self._persist_failed, batch)
+            d.addErrback(self._commits.persist_failed, batch)
         else:
             self._commit(restored)
 
     def _started(self) -> None:
-        seeds = self._other_seeds()
-        log.info(
-            "pokan node {id} listening on {address} udp {udp} tcp {tcp}; gossip"
-            " every {interval}s{idle} to {fanout} peers; {detector};"
-            " max datagram {max_datagram}; seeds: {seeds}; store: {store};"
-            " handlers: {handlers}; cluster {cluster}, gossip {seal}{control}",
+        sealer = self.envelope.sealer
+        for line in banner.start_lines(
+            self.configuration,
             id=self.id,
-            address=self._address,
-            udp=self._udp_port,
-            tcp=self._tcp_port,
-            interval=self._interval,
-            idle=(
-                ""
-                if self._idle_interval is None
-                else f", every {self._idle_interval}s when idle"
-            ),
             fanout=self._node.fanout,
             detector=self._membership.describe(),
-            max_datagram=self._max_datagram,
-            seeds=", ".join(format_host_port(*s) for s in seeds)
-            or "none (acting as seed)",
-            store=_describe_store(self._store),
-            handlers=", ".join(self._handler_names) or "none",
-            cluster=self.envelope.cluster,
-            seal=(
-                f"sealed with {self.envelope.sealer.keyring.describe()}"
-                if self.envelope.sealer is not None
-                else "unauthenticated"
-            ),
-            control=(
-                ""
-                if self._control is None
-                else f"; control API on {self._control.address}"
-            ),
-        )
-        if self.envelope.sealer is None and not _is_loopback(self._address):
-            log.warn(
-                "gossip is unauthenticated: anyone who can reach {address} can"
-                " read this cluster's keys and values and inject their own. Give"
-                " every node a key (--key-file, key_file=): see docs/security.md",
-                address=self._address,
-            )
-        if self.faults.drop_rate:
-            log.warn(
-                "dropping {percent:g}% of the datagrams this node sends, on purpose"
-                " (--drop-rate: for tests only)",
-                percent=self.faults.drop_rate * 100,
-            )
-        if len(seeds) < len(self._seeds):
-            log.warn(
-                "seed {seed} is this node itself; ignored{rest}",
-                seed=format_host_port(self._address, self._tcp_port),
-                rest="" if seeds else NO_OTHER_SEED,
-            )
+            store=views.describe_store(self._store),
+            handlers=self._handler_names,
+            keys=None if sealer is None else sealer.keyring.describe(),
+            control=self.control_address,
+        ):
+            log.emit(line.level, line.format, **line.fields)
+        seeds = self._other_seeds()
         self._engine.start(self._now())  # a late first round is a pause
-        self._start_rounds(now=False)
+        self._pacing.start()
         release_free_heap()  # what starting left free
         self.events.fire("start")
         if seeds:
-            self._learn_seed_addresses(seeds)
-            self._sync = SeedSync(
-                self._get_reactor(), seeds, self._sync_with, rng=self._rng
-            )
-            self._sync.start()
-
-    def _learn_seed_addresses(self, seeds: list[tuple[str, int]]) -> None:
-        """Let UDP gossip reach the seeds too (it needs IP addresses)."""
-        for host, port in seeds:
-            try:
-                self._node.seeds.append((check_ip(host), port))
-            except ConfigurationError:
-                d = self._get_reactor().resolve(host)
-                d.addCallback(self._learn_resolved_seed, host, port)
-                d.addErrback(
-                    lambda f, host=host: log.warn(
-                        "cannot resolve seed {host}: {error}",
-                        host=host,
-                        error=f.getErrorMessage(),
-                    )
-                )
-
-    def _learn_resolved_seed(self, ip: str, host: str, port: int) -> None:
-        if family(ip) != family(self._address):
-            log.warn(
-                "seed {host} resolves to {ip}, not an {family} address: not"
-                " gossiped with over UDP",
-                host=host,
-                ip=ip,
-                family=family_name(self._address),
-            )
-            return
-        self._node.seeds.append((ip, port))
+            self._syncs.join(seeds)
 
     def _start_failed(self, failure: Failure) -> Failure:
-        self._close_ports()
+        self._ports.close()
         service.Service.stopService(self)
         if not failure.check(StartupError):
             return Failure(
@@ -923,96 +666,15 @@ class Server(service.Service):
         """What times rounds and checks: the clock given, else the reactor."""
         return self._clock if self._clock is not None else self._get_reactor()
 
-    def _start_rounds(self, now: bool) -> None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        if self._resume is not None and self._resume.active():
-            self._resume.cancel()
-        self._resume = None
-        self._loop = task.LoopingCall(self._gossip_round)
-        self._loop.clock = self._timer()
-        self._loop.start(self._interval, now=now)
-
-    def _pause_while_quiet(self) -> None:
-        """Sleep through the rounds an idle node would skip: no wakeups."""
-        quiet = self._node.quiet_rounds
-        if not quiet or not self.running:
-            return
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._resume = self._timer().callLater(
-            (quiet + 1) * self._interval, self._resume_rounds, quiet
-        )
-
-    def _resume_rounds(self, skipped: int) -> None:
-        """The idle round after a pause: one wakeup, then another pause."""
-        self._resume = None
-        self._node.skip_rounds(skipped)
-        self._gossip_round()  # pauses again while the node stays quiet
-        if self._resume is None and self.running:
-            self._start_rounds(now=False)  # busy: a round every interval
-
-    def _wake(self) -> None:
-        """News during an idle pause: rounds every gossip interval again."""
-        if self._resume is not None and not self._node.idle:
-            self._start_rounds(now=False)
-
-    def _gossip_round(self) -> None:
-        # failure checks run at the start of every round: no wakeups of
-        # their own (an idle node checks once per idle interval)
-        try:
-            output = self._engine.tick(self._now())
-        except Exception:
-            log.failure("gossip round failed; the next one will run as usual")
-            return
-        try:
-            self._commit(output)
-            self._retry_seeds()
-        except Exception:
-            log.failure("membership check failed; gossip goes on")
-        try:
-            outgoing = output.sends
-            for out in outgoing:
-                if self.events.has_handlers("before_gossip"):
-                    peer = (
-                        Peer(out.peer)
-                        if out.peer is not None
-                        else Peer.unknown_seed(*out.address)
-                    )
-                    self.events.fire("before_gossip", peer, peer=peer)
-                self._send(out.address, out.message)
-            if self._retry is not None and self._retry.active():
-                self._retry.cancel()  # a late round: the old retry is moot
-            if outgoing and not self._node.idle:
-                # an idle exchange is not retried: the next idle round
-                # opens another, and an idle node keeps its wakeups few
-                self._retry = self._timer().callLater(
-                    self._interval / 2, self._retry_round
-                )
-            self._pause_while_quiet()
-        except Exception:
-            log.failure("gossip round failed; the next one will run as usual")
-
-    def _retry_round(self) -> None:
-        """Half a round on: a new exchange if this round's went unanswered."""
-        self._retry = None
-        try:
-            output = self._engine.retry(self._now())
-            self._commit(output)
-            for out in output.sends:
-                self._send(out.address, out.message)
-        except Exception:
-            log.failure("gossip retry failed; the next round will run as usual")
-
-    def _retry_seeds(self) -> None:
-        """With no live peer, join through the seeds again (TCP full sync)."""
-        sync = self._sync
-        if sync is None or not sync.idle:
-            return
-        if self._engine.has_live_peer():
-            return
-        log.info("no live peer known; syncing with the seeds again")
-        sync.restart()
+    def _before_gossip(self, out: Outgoing) -> None:
+        """Fire ``before_gossip`` for an exchange a round opens."""
+        if self.events.has_handlers("before_gossip"):
+            peer = (
+                Peer(out.peer)
+                if out.peer is not None
+                else Peer.unknown_seed(*out.address)
+            )
+            self.events.fire("before_gossip", peer, peer=peer)
 
     def _send(self, address: Address, message: wire.Message) -> None:
         if self._gossip is not None and not self.faults.drops(address):
@@ -1027,183 +689,15 @@ class Server(service.Service):
             message, source, size, self._now(), wall=time.time()
         )
         where = format_host_port(*source)
-        self._refused("udp", where, source[0], output.rejected)
-        self._note_heard(message, source)
-        if self._retry is not None and not self._engine.awaiting:
-            if self._retry.active():
-                self._retry.cancel()  # answered: no retry, no wakeup for it
-            self._retry = None
+        self._refusals.refused("udp", where, source[0], output.rejected)
+        self._heard.note(message, source, self._now())
+        self._pacing.answered()
         d = self._carry_out(output, where)
         if output.exchanged_with is not None and self.events.has_handlers(
             "after_gossip"
         ):
             peer = Peer(output.exchanged_with)
             d.addCallback(lambda _: self.events.fire("after_gossip", peer, peer=peer))
-
-    def _note_heard(self, message: wire.Message, source: Address) -> None:
-        """When a member last sent us a datagram from its own socket (for
-        :meth:`last_heard`: SWIM gossips no heartbeats to time)."""
-        sender = getattr(message, "sender", None)
-        node = self._state.nodes.get(sender) if isinstance(sender, str) else None
-        if node is None or (node.info.address, node.info.udp_port) != source:
-            return
-        heard = self._heard
-        heard[node.info.id] = self._now()
-        if len(heard) > 2 * len(self._state.nodes) + 16:  # forgotten nodes
-            for node_id in [n for n in heard if n not in self._state.nodes]:
-                del heard[node_id]
-
-    def _refused(
-        self, channel: str, source: str, host: str, rejected: Iterable[tuple[str, str]]
-    ) -> None:
-        """Count (and log, throttled) what the core refused."""
-        if self.bad_input is None:
-            return
-        for reason, detail in rejected:
-            if reason == "other-family":  # one warning per peer, not per source
-                self.bad_input.counts[reason] += 1
-                self._other_family.report(detail)
-                continue
-            self.bad_input.report(channel, source, reason, detail, host=host)
-
-    def _reset_sync(self, host: str, port: int, sender: str) -> None:
-        """A peer behind our GC point of some node gets a full sync (a reset)."""
-        log.info("peer {peer} is behind what GC removed; full sync", peer=sender)
-        d = self._sync_with(host, port)
-        d.addErrback(
-            lambda f: log.warn(
-                "reset sync with {peer} failed: {error}",
-                peer=sender,
-                error=f.getErrorMessage(),
-            )
-        )
-
-    def _merge_full(
-        self,
-        deltas: Iterable[Any],
-        new_limit: int | None = None,
-        peer: str = "a full sync",
-    ) -> defer.Deferred[None]:
-        output = self._engine.merge_full(
-            deltas, self._now(), new_limit=new_limit, wall=time.time()
-        )
-        self._note_taken_back(output.taken_back, peer)
-        self._refused("tcp", peer, peer, output.rejected)
-        return self._carry_out(output, peer)
-
-    def _reasserting(self, source: str) -> None:
-        self._forgery_log.emit(
-            "re-assert",
-            "a message from {source} (or one it passed on) claimed a version,"
-            " write, heartbeat or status of this node that it never had; wrote"
-            " its true state again above it ({count} re-asserts so far). Often"
-            " a forgery: give every node a key (docs/security.md)",
-            warn=True,
-            source=source,
-            count=self._state.reasserts,
-        )
-
-    def _note_taken_back(self, count: int, peer: str) -> None:
-        if count:
-            log.info(
-                "the store had no record of this node: took back {count} of its"
-                " keys from the cluster (through {peer})",
-                count=count,
-                peer=peer,
-            )
-
-    def _own_full_state(self) -> tuple[Any, ...]:
-        """What a Hello sends: not our own record while we would take it back
-        (the peer would drop its view of us on seeing our new generation)."""
-        return self._engine.full_state()
-
-    def _on_hello(
-        self, hello: wire.Hello, host: str = ""
-    ) -> defer.Deferred[wire.Welcome]:
-        # a joiner brings itself and a few more, a host's joiners a few a
-        # minute: not a cluster of their own
-        peer = repr(hello.sender)
-        now = self._now()
-        self.meters.syncs.answered += 1
-        known = len(self._state.nodes)
-        room = self._join_budget.available(host, now)
-        d = self._merge_full(hello.deltas, room, peer)
-        self._join_budget.spend(host, len(self._state.nodes) - known, now)
-        self._sync_log.emit(
-            "full sync",
-            "full sync with {peer} (from {host})",
-            peer=peer,
-            host=host or "?",
-        )
-        return d.addCallback(lambda _: wire.Welcome(self.id, self._node.full_state()))
-
-    def _sync_with(self, host: str, port: int) -> defer.Deferred[Peer]:
-        """One full push-pull sync over TCP with the node at host:port."""
-        reactor = self._get_reactor()
-        seed = format_host_port(host, port)
-        started = self._now()
-        before = self._peer_at(host, port)
-        self.events.fire("before_sync", before, peer=before)
-        proto = SyncClientProtocol(
-            wire.Hello(self.id, self._own_full_state()),
-            self.bad_input,  # type: ignore[arg-type]
-            self._max_frame,
-            self._sync_timeout,
-            self._max_datagram,
-            max_hello=self._max_hello,
-            envelope=self.envelope,
-        )
-        proto.earlier_refusal = self._refusals.get(seed)
-        endpoint = _client_endpoint(reactor, host, port, self._sync_timeout)
-        connected: defer.Deferred[Any] = endpoint.connect(SyncClientFactory(proto))
-        self._syncing[connected] = proto
-        connected.addCallback(lambda _: proto.welcome)
-
-        def merged(welcome: wire.Welcome) -> defer.Deferred[Peer]:
-            if welcome.sender == self.id:  # a seed name that resolves to us
-                ours = {self._address, host}
-                self._node.seeds = [
-                    a for a in self._node.seeds if not (a[1] == port and a[0] in ours)
-                ]
-                raise SeedIsSelf(seed)
-            d = self._merge_full(welcome.deltas)
-            release_free_heap()  # what the frames and their decoding left free
-            node = self._state.nodes.get(welcome.sender)
-            # before_sync's kind: a Peer, as known once merged (if it can be)
-            peer = Peer(node) if node is not None else self._peer_at(host, port)
-            if node is not None:
-                self._seed_synced(host, port, node.info)
-            d.addCallback(lambda _: self.events.fire("after_sync", peer, peer=peer))
-            return d.addCallback(lambda _: peer)
-
-        def finished(result: Any) -> Any:
-            self._syncing.pop(connected, None)
-            ok = not isinstance(result, Failure)
-            self.meters.syncs.finished(self._now() - started, ok)
-            if proto.refusal is not None and proto.refusal.startswith("it is of"):
-                self._refusals[seed] = proto.refusal  # told once an hour only
-            elif not isinstance(result, Failure):
-                self._refusals.pop(seed, None)
-            return result
-
-        return connected.addCallback(merged).addBoth(finished)
-
-    def _peer_at(self, host: str, tcp_port: int) -> Peer:
-        """The Peer synced with at host:port: the node known there, if any,
-        else a seed known only by that address (generation 0)."""
-        for node in self._state.others():
-            if node.info.address == host and node.info.tcp_port == tcp_port:
-                return Peer(node)
-        return Peer.unknown_seed(host, tcp_port)
-
-    def _seed_synced(self, host: str, tcp_port: int, info: NodeInfo) -> None:
-        """Gossip with a synced seed on its UDP port, not the TCP port given."""
-        given = {(host, tcp_port), (info.address, tcp_port)}
-        real = (info.address, info.udp_port)
-        seeds = [a for a in self._node.seeds if a not in given]
-        if len(seeds) < len(self._node.seeds) and real not in seeds:
-            seeds.append(real)
-        self._node.seeds = seeds
 
     def stopService(self) -> defer.Deferred[None]:
         """Say goodbye, fire ``shutdown``, close the ports and the store.
@@ -1213,11 +707,14 @@ class Server(service.Service):
         store. The Deferred fires when done; it never fails.
         """
         if not self.running:
-            return self._close_ports()  # any bound by privilegedStartService
+            return self._ports.close()  # any bound by privilegedStartService
         service.Service.stopService(self)
-        for step in (self._stop_timers, self._stop_syncs):
-            _logging_failure(step, "stopping {step}", step=step.__name__)
-        goodbyes = self._say_goodbye()
+        shutdown.each_now(
+            [("the rounds", self._pacing.stop), ("the full syncs", self._syncs.stop)]
+        )
+        goodbyes = shutdown.say_goodbye(
+            lambda: self._engine.goodbye(self._now()), self._send
+        )
         log.info(
             "pokan node {id} stopping; said goodbye to {count} peer{s}",
             id=self.id,
@@ -1227,64 +724,16 @@ class Server(service.Service):
         me = self._state.me
         # readers of the store see the node gone, as its peers do
         gone = Batch((), (NodeRecord(me.info, me.version, "left"),))
-        d: defer.Deferred[Any] = self.events.fire("shutdown")  # never fails
-        steps: list[tuple[str, Callable[[], Any]]] = [
-            ("closing the control API's connections", self._stop_control),
-            ("closing the ports", self._close_ports),
-            ("persisting the node's departure", lambda: self._store.persist(gone)),
-            ("closing the store", self._store.close),
-        ]
-        for what, step in steps:
-            d.addCallback(_then, step)
-            d.addErrback(_log_stop_failure, what)
-        return d.addCallback(lambda _: None)
-
-    def _stop_timers(self) -> None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        for call in (self._resume, self._retry):
-            if call is not None and call.active():
-                call.cancel()
-
-    def _stop_syncs(self) -> None:
-        if self._sync is not None:
-            self._sync.stop()
-        for d, proto in list(self._syncing.items()):
-            if proto.transport is not None:
-                proto.transport.abortConnection()
-            d.cancel()
-
-    def _say_goodbye(self) -> int:
-        """Send every goodbye that can be sent; how many were."""
-        try:
-            goodbyes = self._engine.goodbye(self._now())
-        except Exception:
-            log.failure("could not say goodbye to any peer")
-            return 0
-        said = 0
-        for out in goodbyes:
-            try:
-                self._send(out.address, out.message)
-            except Exception as e:
-                log.warn(
-                    "could not say goodbye to {peer}: {error}",
-                    peer=format_host_port(*out.address),
-                    error=f"{type(e).__name__}: {e}",
-                )
-                continue
-            said += 1
-        return said
-
-    def _close_ports(self) -> defer.Deferred[None]:
-        """Close every port, even if closing one fails (logged)."""
-        ports, self._ports = self._ports, []
-        closing = [
-            defer.maybeDeferred(p.stopListening).addErrback(
-                _log_stop_failure, "closing a port"
-            )
-            for p in ports
-        ]
-        return defer.gatherResults(closing).addCallback(lambda _: None)
+        fired: defer.Deferred[Any] = self.events.fire("shutdown")  # never fails
+        return shutdown.each_after(
+            fired,
+            [
+                ("closing the control API's connections", self._stop_control),
+                ("closing the ports", self._ports.close),
+                ("persisting the node's departure", lambda: self._store.persist(gone)),
+                ("closing the store", self._store.close),
+            ],
+        )
 
     # -- blocking convenience of the original --------------------------------------
 
@@ -1295,60 +744,12 @@ class Server(service.Service):
         (info and up). Raises StartupError if the node cannot start (e.g. a
         port in use).
         """
-        if self.running or self._blocking:
-            raise ConfigurationError(
-                f"node {self.id} is already started (by start(), or by the"
-                " application or MultiService it belongs to): stop it with"
-                " stopService() (or stop(), after start()) before starting it"
-                " again"
-            )
+        self._run.check_not_started(bool(self.running), self.id)
         if gossip_with is not None:
             self.gossip_with(gossip_with)
         if self._epoll:
             reactors.install_epoll()
-        reactor = self._get_reactor()
-        if not IReactorCore.providedBy(reactor):
-            raise ConfigurationError("start() needs a real reactor; use startService()")
-        if reactor.running:
-            raise ConfigurationError(
-                "start() runs the reactor, and the reactor is running already:"
-                " call startService() instead (or add the node to your"
-                " application); it returns a Deferred that fires once the node"
-                " listens (see docs/api.md, Running)"
-            )
-        log_to_stderr()  # unless the program logs itself
-        self._blocking = True
-        self._stop_asked = False
-        self._startup_failure = None
-
-        def launch() -> None:
-            d = self.startService()
-            d.addErrback(startup_failed)
-
-        def startup_failed(failure: Failure) -> None:
-            self._startup_failure = failure  # raised below: not logged
-            self._stop_reactor()  # the one start() runs: never another
-
-        # a second Ctrl-C (or SIGTERM) while the node stops ends the process
-        second = SecondSignal(reactor)
-        reactor.callWhenRunning(launch)
-        reactor.addSystemEventTrigger("before", "shutdown", second.arm)
-        reactor.addSystemEventTrigger("before", "shutdown", self.stopService)
-        try:
-            reactor.run()
-        except error.ReactorNotRestartable:
-            raise ConfigurationError(
-                "start() runs Twisted's reactor, which runs once per process, and"
-                " it has run already: start the node again with startService()"
-                " inside a running reactor (see docs/embedding.md)"
-            ) from None
-        finally:
-            self._blocking = False
-            second.disarm()
-        if second.received is not None:
-            exit_with_signal(second.received)
-        if self._startup_failure is not None:
-            self._startup_failure.raiseException()
+        self._run.run(self._get_reactor(), self.startService, self.stopService)
 
     def stop(self) -> defer.Deferred[None] | None:
         """Stop the node; after :meth:`start`, also stop the reactor.
@@ -1356,19 +757,10 @@ class Server(service.Service):
         Once stopping, calling it again does nothing. Without :meth:`start`,
         the same as :meth:`stopService`: the reactor is left running.
         """
-        if self._blocking:
-            self._stop_reactor()
+        if self._run.active:
+            self._run.stop_reactor(self._get_reactor())
             return None
         return self.stopService()
-
-    def _stop_reactor(self) -> None:
-        """Stop the reactor :meth:`start` runs, once."""
-        if self._stop_asked:
-            return
-        self._stop_asked = True
-        # stopping already: a second SIGTERM, a handler's stop()
-        with contextlib.suppress(error.ReactorNotRunning):
-            self._get_reactor().stop()
 
     @property
     def metrics(self) -> Any:
@@ -1381,17 +773,10 @@ class Server(service.Service):
         return self._metrics
     # -- operating a running node: what the control API uses -------------------
 
-    def _configure_control(self, control: Any, token_file: str | None) -> Any:
-        if control is None:
-            if token_file is not None:
-                raise ConfigurationError(
-                    "control_token_file= needs control= (where the control API"
-                    " listens, such as 127.0.0.1:7373)"
-                )
-            return None
+    def _control_of(self, control: Any, token_file: str | None) -> Any:
         from pokan.control.service import ControlListener
 
-        return ControlListener.configure(self, control, token_file)
+        return ControlListener.for_server(self, control, token_file)
 
     def _stop_control(self) -> None:
         if self._control is not None:
@@ -1422,72 +807,31 @@ class Server(service.Service):
         other than itself, has synced with one of them (or joined a node
         through :meth:`join`) at least once.
         """
-        listening = self.running and self._loop is not None
-        seeds = self._other_seeds()
-        synced = (
-            not seeds
-            or self._joined
-            or (self._sync is not None and self._sync.synced_with is not None)
-        )
-        reason = None
-        if not listening:
-            reason = "not listening yet: the node is starting, or stopped"
-        elif not synced:
-            reason = (
-                "not yet synced with any seed ("
-                + ", ".join(format_host_port(*s) for s in seeds)
-                + "): is one of them running?"
-            )
-        return {"listening": listening, "synced": bool(synced), "reason": reason}
+        listening = bool(self.running) and self._pacing.started
+        synced = self._joined or self._syncs.synced
+        return views.health(listening, self._other_seeds(), synced)
 
     def settings(self) -> dict[str, Any]:
         """The node's settings, as plain data (for ``GET /v1/info``)."""
-        detector = self._membership.detector
-        return {
-            "gossip_interval": self._interval,
-            "idle_interval": self.idle_interval,
-            "gossip_fanout": self._node.fanout,
-            "max_datagram": self._max_datagram,
-            "max_frame": self._max_frame,
-            "max_hello": self._max_hello,
-            "sync_timeout": self._sync_timeout,
-            "phi_threshold": detector.threshold,
-            "tombstone_ttl": self._membership.tombstone_ttl,
-            "dead_node_ttl": self._membership.dead_node_ttl,
-            "max_nodes": self._state.max_nodes,
-            "handler_timeout": self.events.timeout,
-            "seeds": self.seeds,
-            "store": _describe_store(self._store),
-            "key_file": self._key_file,
-            "control": self.control_address,
-            "handlers": list(self._handler_names),
-        }
+        return views.settings(
+            self.configuration,
+            self._engine,
+            events=self.events,
+            store=self._store,
+            control=self.control_address,
+            handlers=self._handler_names,
+        )
 
     def entries(self, node_id: str) -> list[tuple[str, Value, int, float]] | None:
         """A node's live keys as ``(key, value, version, timestamp)``, by key;
         None for a node this node does not know."""
-        node = self._state.nodes.get(node_id)
-        if node is None:
-            return None
-        return [
-            (key, entry.value, entry.version, entry.timestamp)
-            for key, entry in sorted(node.live_items())
-            if entry.value is not None
-        ]
+        return views.entries(self._state, node_id)
 
     def last_heard(self, node_id: str) -> float | None:
         """Seconds since ``node_id`` was last heard: its last datagram from its
         own socket (SWIM), or its last fresh heartbeat (phi); None if it was
         not heard yet (or it is this node)."""
-        if node_id == self.id:
-            return None
-        if self._engine.settings.failure_detector != "phi":
-            heard = self._heard.get(node_id)
-            return None if heard is None else max(0.0, self._now() - heard)
-        detector = self._membership.detector
-        if node_id not in detector:
-            return None
-        return detector.silence(node_id, self._now())
+        return views.last_heard(self._engine, self._heard, node_id, self._now())
 
     def detector_view(self, node_id: str) -> dict[str, Any]:
         """What the failure detector thinks of ``node_id``: under SWIM
@@ -1495,13 +839,7 @@ class Server(service.Service):
         (with ``suspected_for``, ``confirmations`` and ``timeout`` for a
         suspect); under phi ``{"kind": "phi", "phi": 0.3, "threshold": 8.0}``
         (phi None if never heard)."""
-        if self._engine.settings.failure_detector != "phi":
-            return self._engine.detector_view(node_id, self._now())
-        detector = self._membership.detector
-        phi = None
-        if node_id != self.id and node_id in detector:
-            phi = round(detector.phi(node_id, self._now()), 3)
-        return {"kind": "phi", "phi": phi, "threshold": detector.threshold}
+        return views.detector_view(self._engine, node_id, self._now())
 
     def listen(
         self,
@@ -1528,7 +866,7 @@ class Server(service.Service):
             self._joined = True
             return peer
 
-        return self._sync_with(host, port).addCallback(joined)
+        return self._syncs.sync_with(host, port).addCallback(joined)
 
     def forget(self, node_id: str, force: bool = False) -> defer.Deferred[None]:
         """Drop a dead or left node's record and keys, here and at every peer.
@@ -1542,175 +880,18 @@ class Server(service.Service):
         memory, and comes back with its next gossip. The Deferred fires once
         the store has persisted it.
         """
-        from pokan.core.node import address_of
-        from pokan.errors import NodeIsAlive
-
-        if node_id == self.id:
-            raise ValueError(
-                f"{node_id} is this node itself: stop it instead of forgetting it"
-            )
-        node = self._state.nodes.get(node_id)
-        if node is None:
-            raise LookupError(f"unknown node {node_id!r}")
-        alive = node.status == "alive"
-        if alive and not force:
-            raise NodeIsAlive(
-                f"node {node_id} is alive: only a dead or left node is forgotten;"
-                " force it (force=True, --force) to drop it here anyway, and it"
-                " comes back with its next gossip"
-            )
-        status, generation = node.status, node.info.generation
-        d = self._commit(self._engine.forget(node_id, self._now(), remember=not alive))
-        tell = wire.Forget(self.id, node_id, generation)
-        told = 0
-        for peer in self._state.others():
-            if peer.status == "alive":
-                self._send(address_of(peer), tell)
-                told += 1
-        log.info(
-            "forgot node {node} ({status}{forced}); told {count} live peer{s}",
-            node=node_id,
-            status=status,
-            forced=", forced" if alive else "",
-            count=told,
-            s="" if told == 1 else "s",
+        return forgetting.forget(
+            self._engine,
+            node_id,
+            force,
+            self._now(),
+            commit=self._commit,
+            send=self._send,
         )
-        return d
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<pokan.Server {self.id} {state}>"
-
-
-def _logging_failure(f: Callable[[], object], what: str, **fields: object) -> None:
-    """Call ``f``; log (never raise) what it raises."""
-    try:
-        f()
-    except Exception:
-        log.failure("while " + what, None, LogLevel.critical, **fields)
-
-
-def _then(_: object, step: Callable[[], Any]) -> Any:
-    return step()
-
-
-def _log_stop_failure(failure: Failure, what: str) -> None:
-    log.failure("while stopping: {what} failed", failure, what=what)
-
-
-def _is_loopback(address: str) -> bool:
-    return ipaddress.ip_address(address).is_loopback
-
-
-def _sealer_for(key_file: str | None) -> Any:
-    """The Sealer of the keys in ``key_file``; None for plaintext gossip."""
-    if key_file is None:
-        return None
-    from pokan.wire.keyring import Sealer, read_key_file
-
-    return Sealer(read_key_file(key_file))
-
-
-def _header(info: NodeInfo) -> Any:
-    from pokan.core.state import NodeDelta
-
-    return NodeDelta(info, 2**32, 2**32, 2**32, ())
-
-
-def _largest_identity(info: NodeInfo) -> NodeInfo:
-    """``info`` as large as it can get once started: ports 0 bound, a generation."""
-    udp = info.udp_port or 65535
-    return attrs.evolve(
-        info,
-        id=format_host_port(info.address, udp),
-        generation=2**63,  # a started node's (microseconds): as many bytes
-        tcp_port=info.tcp_port or 65535,
-        udp_port=udp,
-    )
-
-
-def _describe_store(store: IStore) -> str:
-    """The store for the start banner: ``memory``, or its (redacted) URL."""
-    url = getattr(store, "url", None)  # RedisStore's hides the password
-    if url:
-        return f"{type(store).__name__} {url}"
-    return "memory" if isinstance(store, MemoryStore) else type(store).__name__
-
-
-def _check_utf8(text: str, what: str, fix: str) -> None:
-    """ValueError unless ``text`` encodes as UTF-8 (the wire's text encoding)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ValueError(
-            f"{what} cannot be encoded as UTF-8: it has a lone surrogate"
-            f" ({text[e.start]!r} at index {e.start}); {fix}"
-        ) from None
-
-
-def _client_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
-    """A TCP client endpoint; a plain one for an IP address.
-
-    ``HostnameEndpoint`` resolves even an IP address, in the reactor's
-    thread pool, and imports the idna tables: a thread and about a
-    megabyte of memory for nothing, in every node that joins through a seed.
-    """
-    from twisted.internet import endpoints
-
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout)
-    plain = (
-        endpoints.TCP6ClientEndpoint
-        if ip.version == 6
-        else endpoints.TCP4ClientEndpoint
-    )
-    return plain(reactor, str(ip), port, timeout=timeout)
-
-
-#: how a ListenError names the settings: the Server's arguments
-SERVER_ARGUMENTS = {"udp": "udp_port=", "tcp": "tcp_port=", "address": "address"}
-
-
-class ListenError(StartupError):
-    """A port could not be bound; the message says why and what to do.
-
-    ``str()`` names the Server's arguments; :meth:`describe` takes other
-    names (twistd's options).
-    """
-
-    def __init__(self, address: str, port: int, proto: str, reason: object) -> None:
-        self.address = address
-        self.port = port
-        self.proto = proto
-        self.errno = getattr(reason, "errno", None)
-        self.reason = _socket_reason(reason)
-        super().__init__(self.describe(SERVER_ARGUMENTS))
-
-    def describe(self, names: dict[str, str]) -> str:
-        """The message, naming the settings as ``names`` says (udp, tcp, address)."""
-        where = f"{format_host_port(self.address, self.port)}/{self.proto}"
-        address = names["address"]
-        address = "address" if address == "address" else f"address ({address})"
-        if self.errno == errno.EADDRNOTAVAIL:
-            hint = (
-                f"{self.address} is not an IP address of this host. Use one of"
-                f" its own as the {address}; `ip address` lists them."
-            )
-        elif self.errno == errno.EADDRINUSE:
-            hint = (
-                "Is another node running there? Choose another port"
-                f" ({names[self.proto]}) or {address}."
-            )
-        else:
-            hint = f"Choose another port ({names[self.proto]}) or {address}."
-        return f"cannot listen on {where}: {self.reason}. {hint}"
-
-
-def _socket_reason(socket_error: object) -> str:
-    reason = getattr(socket_error, "strerror", None) or str(socket_error)
-    return reason.lower() if reason.startswith(("Address", "Cannot")) else reason
 
 
 __all__ = [

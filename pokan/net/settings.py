@@ -34,12 +34,12 @@ from pokan.core.settings import (
 )
 from pokan.errors import ConfigurationError
 from pokan.net.events import DEFAULT_HANDLER_TIMEOUT
+from pokan.net.faults import check_drop_rate
 from pokan.net.protocols import (
     DEFAULT_MAX_HELLO,
     DEFAULT_MAX_SYNC_CONNECTIONS,
     DEFAULT_MAX_SYNC_PER_HOST,
 )
-from pokan.sim.faults import check_drop_rate
 
 #: the TCP frame's length prefix (pokan.wire.framing): four bytes, unsigned
 MAX_FRAME_LIMIT = 2**32 - 1

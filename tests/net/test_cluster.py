@@ -384,8 +384,8 @@ class SeedTests(unittest.TestCase):
         )
         (warning,) = logs.matching(f"seed localhost:{port} is this node itself")
         self.assertIn("waits for others to join through it", warning)
-        assert server._sync is not None
-        self.assertEqual(server._sync.seeds, [])
+        assert server._syncs.seed_sync is not None
+        self.assertEqual(server._syncs.seed_sync.seeds, [])
         self.assertEqual(logs.matching("joined the cluster"), [])
         self.assertEqual(server.peers(), [])
 

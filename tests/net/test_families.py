@@ -100,7 +100,7 @@ class MixedClusterTests(unittest.TestCase):
         for server in (a, b, v6):
             server.on("shutdown", lambda s=server: shutdowns.append(s.id))
         # a TCP sync crosses families (as a --gossip-with host name can)
-        yield v6._sync_with("127.0.0.1", a.tcp_port)
+        yield v6._syncs.sync_with("127.0.0.1", a.tcp_port)
         # rounds go on: a and b still spread what they write
         yield a.store("after", "1")
         yield wait_until(

@@ -47,7 +47,7 @@ class ForeignSeedTests(unittest.TestCase):
             line,
         )
         self.assertEqual(logs.matching("stalled"), [])
-        sync = node._sync
+        sync = node._syncs.seed_sync
         assert sync is not None
         yield wait_until(lambda: sync._retry is not None, timeout=5)
         wait = sync._retry.getTime() - reactor.seconds()

@@ -86,12 +86,9 @@ class LiveMembershipTests(unittest.TestCase):
     def crash(server: Server) -> defer.Deferred[None]:
         """Stop a server as a crash would: no goodbye, ports closed."""
         service_stop = super(Server, server).stopService
-        if server._loop is not None and server._loop.running:
-            server._loop.stop()
-        if server._resume is not None and server._resume.active():
-            server._resume.cancel()
+        server._pacing.stop()
         service_stop()
-        return server._close_ports()
+        return server._ports.close()
 
     @defer.inlineCallbacks
     def test_killed_process_is_convicted_and_peer_dead_fires(self) -> Any:
@@ -261,7 +258,7 @@ class LiveMembershipTests(unittest.TestCase):
         yield wait_for(lambda: c.peer(a.id).value("k") == "v", 5, "k at c")  # type: ignore[union-attr]
         # cut c off (its seed retries too: they would go over TCP); a deletes
         # k; the tombstone is collected on a and b
-        seed_sync, c._sync = c._sync, None
+        seed_sync, c._syncs.seed_sync = c._syncs.seed_sync, None
         for s in (a, b):
             s.faults.blocked.add(("127.0.0.1", c.udp_port))
             c.faults.blocked.add(("127.0.0.1", s.udp_port))
@@ -279,7 +276,7 @@ class LiveMembershipTests(unittest.TestCase):
         # c gossips with its dead peers, which find it behind their GC point
         # and repair it with a full sync
         yield wait_for(lambda: c.peer(a.id).value("k") is None, 15, "c to drop k")
-        c._sync = seed_sync  # type: ignore[union-attr]
+        c._syncs.seed_sync = seed_sync
         yield self.all_alive(servers, timeout=15)
         self.assertIsNone(a.value("k"))
         self.assertIsNone(b.peer(a.id).value("k"))  # type: ignore[union-attr]
@@ -295,6 +292,6 @@ class LiveMembershipTests(unittest.TestCase):
         self.addCleanup(port.stopListening)
         server = self.server(gossip_with=f"127.0.0.1:{port.getHost().port}")
         yield server.startService()
-        yield wait_for(lambda: server._syncing, 5, "the sync to start")
+        yield wait_for(lambda: server._syncs.syncing, 5, "the sync to start")
         yield server.stopService()
-        self.assertEqual(server._syncing, {})
+        self.assertEqual(server._syncs.syncing, {})

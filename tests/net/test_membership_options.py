@@ -13,7 +13,7 @@ from twisted.trial import unittest
 from pokan import ON_EVENTS, ConfigurationError, Peer, Server
 from pokan.core.state import NodeState
 from pokan.daemon import tap
-from pokan.sim.faults import Faults
+from pokan.net.faults import Faults
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -165,7 +165,7 @@ class ResetSyncTests(unittest.TestCase):
             calls.append((host, port))
             return defer.succeed(None)
 
-        server._sync_with = fake_sync  # type: ignore[method-assign]
+        server._syncs.sync_with = fake_sync  # type: ignore[method-assign,assignment]
         me = state.me.info
         behind = wire.Syn(
             peer.id,
@@ -241,11 +241,11 @@ class SeedRetryTests(unittest.TestCase):
             def restart(self) -> None:
                 restarts.append(True)
 
-        server._sync = FakeSync()  # type: ignore[assignment]
+        server._syncs.seed_sync = FakeSync()  # type: ignore[assignment]
         other = NodeInfo("127.0.0.9:7000", 1, "127.0.0.9", 7001, 7000)
         server._state.merge([NodeDelta(other, 1, 0, 0, ())])
-        server._retry_seeds()
+        server._syncs.rejoin()
         self.assertEqual(restarts, [])  # a live peer is known
         server._state.nodes[other.id].status = "dead"
-        server._retry_seeds()
+        server._syncs.rejoin()
         self.assertEqual(restarts, [True])

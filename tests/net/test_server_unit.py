@@ -17,6 +17,7 @@ from twisted.trial import unittest
 from pokan import Peer, Server, wire
 from pokan.core.node import GossipNode
 from pokan.core.state import ClusterState, Entry, NodeDelta, NodeInfo
+from pokan.core.write_checks import check_fits
 from pokan.errors import ConfigurationError, StartupError
 from pokan.store import MemoryStore
 from tests.support import LogCatcher
@@ -286,7 +287,7 @@ class StartLogTests(ServerTestCase):
         self.assertIn(f"seed {ADDRESS}:5555 is this node itself; ignored:", warning)
         self.assertIn("waits for others to join through it", warning)
         self.assertIn("seeds: none (acting as seed)", logs.matching("listening")[0])
-        self.assertIsNone(server._sync)  # no sync with itself
+        self.assertIsNone(server._syncs.seed_sync)  # no sync with itself
         self.reactor.advance(5)
         self.assertEqual(self.reactor.sent(), [], "no gossip to itself either")
 
@@ -298,7 +299,7 @@ class StartLogTests(ServerTestCase):
             [f"seed {ADDRESS}:5555 is this node itself; ignored"[-40:]],
         )
         self.assertEqual(server.me.role, "peer")
-        self.assertIsNotNone(server._sync)
+        self.assertIsNotNone(server._syncs.seed_sync)
 
 
 class UnauthenticatedWarningTests(ServerTestCase):
@@ -524,7 +525,7 @@ class SyncTests(ServerTestCase):
         self.assertEqual((before.id, before.generation), ("10.0.0.7:9876", 0))
         self.assertEqual((after.id, after.generation), (seed.id, 3))
         # a later sync with a node known at that address gives that node
-        self.assertEqual(server._peer_at("10.0.0.7", 9876), after)
+        self.assertEqual(server._syncs.peer_at("10.0.0.7", 9876), after)
 
     def test_a_handler_blocking_15s_in_the_join_convicts_nobody(self) -> None:
         """A handler that blocks the reactor during the join (membership.md,
@@ -912,7 +913,7 @@ def largest_accepted(server: Server, high: int) -> int:
     while low < high:
         mid = (low + high + 1) // 2
         try:
-            server._check_fits("k", "v" * mid)
+            check_fits("k", "v" * mid, server._state.me.info, server.max_datagram)
         except ValueError:
             high = mid - 1
         else:

@@ -89,7 +89,7 @@ class StopAlwaysCompletesTests(ServerTestCase):
             raise Boom("goodbye")
 
         server._node.goodbye = boom  # type: ignore[method-assign,assignment]
-        server._sync = SimpleNamespace(stop=boom)  # type: ignore[assignment]
+        server._syncs.seed_sync = SimpleNamespace(stop=boom)  # type: ignore[assignment]
         self.successResultOf(server.stopService())
         self.assertStoppedCleanly(server, store, seen)
         self.assertEqual(len(self.flushLoggedErrors(Boom)), 2)

@@ -419,4 +419,4 @@ class StartupTests(unittest.TestCase):
         self.assertIn(f"cannot use Redis at {url}: ", str(caught.exception))
         self.assertFalse(server.running)
         # the ports were released: the same node can start on them later
-        self.assertEqual(server._ports, [])
+        self.assertEqual(server._ports.open, [])

@@ -1,0 +1,92 @@
+"""What a write must be: a key, a value and a timestamp the wire can carry.
+
+:meth:`pokan.Server.store` and :meth:`~pokan.Server.delete` check their
+arguments here before the Engine takes the write.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from pokan import wire
+from pokan.core import reconcile
+from pokan.core.address import format_host_port
+from pokan.core.state import Entry, NodeDelta, NodeInfo, Value
+
+
+def check_key(key: object) -> None:
+    """TypeError or ValueError unless ``key`` is a key the wire can carry."""
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"key must be a non-empty str, got {key!r}")
+    if len(key) > wire.MAX_KEY_LEN:
+        raise ValueError(
+            f"key is {len(key)} characters; the limit is {wire.MAX_KEY_LEN}"
+        )
+    check_utf8(key, "key", "use a key without them")
+
+
+def check_value(value: object) -> None:
+    """TypeError unless ``value`` is str or bytes; ValueError for bad text."""
+    if not isinstance(value, str | bytes):
+        raise TypeError(f"value must be str or bytes, got {type(value).__name__}")
+    if isinstance(value, str):
+        check_utf8(value, "value", "store text without them, or bytes")
+
+
+def check_timestamp(timestamp: object) -> float:
+    """The timestamp as a float: seconds since the epoch, finite, 0 or more."""
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+        raise TypeError(f"timestamp must be a number, got {timestamp!r}")
+    if not math.isfinite(timestamp) or timestamp < 0:
+        raise ValueError(
+            "timestamp must be seconds since the epoch (a finite number, 0"
+            f" or more), got {timestamp}; omit it to use the current time"
+        )
+    return float(timestamp)
+
+
+def check_fits(key: str, value: Value, info: NodeInfo, max_datagram: int) -> None:
+    """A write must fit one datagram, or it could never be gossiped.
+
+    Before the node binds port 0 its id and header are shorter than they
+    will be: the check takes the longest ones (port 65535, a full-size
+    generation), so what it accepts before start still fits after.
+    """
+    info = _largest_identity(info)
+    room = reconcile.entry_room(max_datagram, info.id, _header(info))
+    size = wire.packed_size(wire.pack_entry(key, Entry(value, 2**32, 0.0)))
+    if size > room:
+        raise ValueError(
+            f"key and value take {size} bytes packed; with max_datagram="
+            f"{max_datagram} one write may take at most {room}."
+            " Store less per key, or raise max_datagram on every node."
+        )
+
+
+def check_utf8(text: str, what: str, fix: str) -> None:
+    """ValueError unless ``text`` encodes as UTF-8 (the wire's text encoding)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{what} cannot be encoded as UTF-8: it has a lone surrogate"
+            f" ({text[e.start]!r} at index {e.start}); {fix}"
+        ) from None
+
+
+def _header(info: NodeInfo) -> NodeDelta:
+    return NodeDelta(info, 2**32, 2**32, 2**32, ())
+
+
+def _largest_identity(info: NodeInfo) -> NodeInfo:
+    """``info`` as large as it can get once started: ports 0 bound, a generation."""
+    udp = info.udp_port or 65535
+    return attrs.evolve(
+        info,
+        id=format_host_port(info.address, udp),
+        generation=2**63,  # a started node's (microseconds): as many bytes
+        tcp_port=info.tcp_port or 65535,
+        udp_port=udp,
+    )

@@ -1,0 +1,53 @@
+"""Injected network faults, for tests and benchmarks only.
+
+A :class:`Faults` sits between a Server and its UDP socket: it can drop a
+share of the datagrams sent (seeded, so runs repeat) and cut all traffic to
+and from chosen addresses (a partition). A production node leaves it empty.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+Address = tuple[str, int]
+
+
+def check_drop_rate(rate: object) -> float:
+    if isinstance(rate, bool) or not isinstance(rate, int | float | str):
+        raise ValueError(f"drop rate must be a number from 0 to 1, got {rate!r}")
+    try:
+        value = float(rate)
+    except ValueError:
+        raise ValueError(
+            f"drop rate must be a number from 0 to 1, got {rate!r}"
+        ) from None
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        raise ValueError(f"drop rate must be a number from 0 to 1, got {rate!r}")
+    return value
+
+
+class Faults:
+    """Which datagrams to lose: a random share, and any to or from ``blocked``."""
+
+    def __init__(self, drop_rate: float = 0.0, rng: random.Random | None = None):
+        self.drop_rate = check_drop_rate(drop_rate)
+        self.rng = rng if rng is not None else random.Random(0)
+        self.blocked: set[Address] = set()
+        self.dropped = 0
+
+    def blocks(self, address: Address) -> bool:
+        """True (and counted) if traffic with ``address`` is cut."""
+        if self.blocked and (address[0], address[1]) in self.blocked:
+            self.dropped += 1
+            return True
+        return False
+
+    def drops(self, address: Address) -> bool:
+        """True (and counted) if a datagram sent to ``address`` is to be lost."""
+        if self.blocks(address):
+            return True
+        if self.drop_rate and self.rng.random() < self.drop_rate:
+            self.dropped += 1
+            return True
+        return False
