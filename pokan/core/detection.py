@@ -80,6 +80,10 @@ class FailureDetector(Protocol):
     def poll(self, now: float) -> Detected:
         """Between rounds (the retry, any datagram): the timeouts now due."""
 
+    def next_due(self) -> float | None:
+        """When :meth:`poll` next has something to do (None: nothing timed
+        between rounds), for the driver's timer."""
+
     def missed(self, node_id: str, now: float) -> Detected:
         """An exchange opened with ``node_id`` went unanswered this round."""
 

@@ -178,6 +178,17 @@ class Engine:
         sends = checked.sends + tuple(self.node.gossip_round())
         return self._settled(now, checked.batch, sends=sends, rejected=checked.rejected)
 
+    def poll(self, now: float) -> Output:
+        """The detector's timer (see :meth:`next_due`): probes and timeouts."""
+        polled = self.detector.poll(now)
+        return self._settled(
+            now, polled.batch, sends=polled.sends, rejected=polled.rejected
+        )
+
+    def next_due(self) -> float | None:
+        """When :meth:`poll` should next be called (None: not between rounds)."""
+        return self.detector.next_due()
+
     def retry(self, now: float) -> Output:
         """Half a round on: a new exchange if this round's went unanswered."""
         polled = self.detector.poll(now)

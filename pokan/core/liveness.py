@@ -186,7 +186,6 @@ class SwimDetector:
         self._push_tokens = settings.push_burst
         self._urgent_tokens = settings.push_burst
         self._replies: dict[Address, int] = {}
-        self._last_tick: float | None = None
         #: when _advance last ran, and how long before that it had not
         self._last_call: float | None = None
         self._gap = 0.0
@@ -209,21 +208,17 @@ class SwimDetector:
     # -- the Engine's calls ------------------------------------------------------
 
     def start(self, now: float) -> None:
-        self._last_tick = now
+        self._last_call = now
         self._next_probe = now
 
     def tick(self, now: float) -> Verdict:
         """Once per gossip round: the pause check, then whatever is due."""
         sends: list[Outgoing] = []
         batch = Batch()
-        last, self._last_tick = self._last_tick, now
         self._replies.clear()
         self._push_tokens = min(self.settings.push_burst, self._push_tokens + 1)
         self._urgent_tokens = min(self.settings.push_burst, self._urgent_tokens + 1)
-        if last is not None and now - last > self.settings.pause_factor * (
-            self.settings.interval
-        ):
-            self._paused(now)
+        self._check_pause(now)
         if self._next_probe is None:
             self._next_probe = now
         batch += self._advance(now, sends)
@@ -231,10 +226,42 @@ class SwimDetector:
         return self._verdict(sends, batch)
 
     def poll(self, now: float) -> Verdict:
-        """Between rounds (a retry, a datagram): whatever timeout is due."""
+        """Between rounds (a retry, the driver's timer): whatever is due."""
         sends: list[Outgoing] = []
-        batch = self._advance(now, sends)
+        batch = Batch()
+        self._check_pause(now)
+        batch += self._advance(now, sends)
         return self._verdict(sends, batch)
+
+    def next_due(self) -> float | None:
+        """When this detector next has something to do (a probe to start, a
+        probe stage, a relay's nack, a suspicion's end), for the driver's
+        timer; None before :meth:`start`."""
+        if self._next_probe is None:
+            return None
+        due = [self._next_probe]
+        probe = self._probe
+        if probe is not None and not probe.acked:
+            if probe.asked is None:
+                due.append(probe.started + probe.timeout)
+            else:
+                due.append(
+                    max(probe.started + 0.9 * probe.period, probe.asked + probe.timeout)
+                )
+        due.extend(relay.deadline for relay in self._relays.values())
+        wait = self.settings.probe_timeout * self._base_period()
+        accept = self._accept_after()
+        for node_id in self._suspects:
+            record = self._records.get(node_id)
+            if record is None:
+                continue
+            if record.final is not None:
+                due.append(record.final + wait)
+            elif record.declared is not None:
+                due.append(record.since + accept)
+            else:
+                due.append(record.since + self.suspicion_timeout(len(record.origins)))
+        return min(due)
 
     def receive(
         self,
@@ -246,6 +273,7 @@ class SwimDetector:
         """Handle one liveness message (Ping, PingReq, PingAck, Nack, Notice)."""
         sends: list[Outgoing] = []
         batch = Batch()
+        self._check_pause(now)
         sender = self.state.nodes.get(getattr(message, "sender", ""))
         member = (
             sender is not None
@@ -400,6 +428,15 @@ class SwimDetector:
         ):
             self._start_probe(now, sends)
         return batch
+
+    def _check_pause(self, now: float) -> None:
+        """The first call (a round, the driver's timer, a datagram) long
+        after the last one of any kind: this node was paused."""
+        last = self._last_call
+        if last is not None and now - last > self.settings.pause_factor * (
+            self.settings.interval
+        ):
+            self._paused(now)
 
     def _paused(self, now: float) -> None:
         """This node stalled: blame nobody for it, and say we are alive."""

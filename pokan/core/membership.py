@@ -155,6 +155,9 @@ class Membership:
     def poll(self, now: float) -> Detected:
         return Detected()  # phi has no timeouts between rounds
 
+    def next_due(self) -> float | None:
+        return None  # phi checks at the rounds only
+
     def missed(self, node_id: str, now: float) -> Detected:
         return Detected()  # heartbeats, not exchanges, tell phi
 

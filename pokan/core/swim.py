@@ -58,9 +58,10 @@ class SwimMembership(Membership):
         )
 
     def set_interval(self, interval: float, idle_interval: float | None = None) -> None:
-        """Probe once per gossip interval, or per idle interval if longer
+        """Probe twice per gossip interval, or per idle interval if longer
         (an idle node wakes only then: probes, timeouts and the pause check
-        pace themselves on it)."""
+        pace themselves on it); between rounds the driver's timer
+        (:meth:`next_due`) calls the detector when something is due."""
         super().set_interval(interval, idle_interval)
         pace = max(interval, idle_interval or interval)
         self.swim.settings = attrs.evolve(self.swim.settings, interval=pace)
@@ -115,6 +116,9 @@ class SwimMembership(Membership):
 
     def poll(self, now: float) -> Detected:
         return self._detected(self.swim.poll(now))
+
+    def next_due(self) -> float | None:
+        return self.swim.next_due()
 
     def missed(self, node_id: str, now: float) -> Detected:
         return self._detected(self.swim.hint(node_id, now))

@@ -4,8 +4,11 @@
 ``LoopingCall`` that ticks the Engine every gossip interval, the retry half
 a round on when a round's exchange goes unanswered, and the pause through
 the rounds an idle node would skip anyway (one wakeup per idle interval, not
-one per gossip interval). What a round asks for is carried out by the
-callbacks it is given: the Server's commit, send and ``before_gossip``.
+one per gossip interval), and the failure detector's own timer: a call when
+its next probe or timeout is due (:meth:`Engine.next_due`), so that probes
+keep their pace while the gossip idles. What a round asks for is carried
+out by the callbacks it is given: the Server's commit, send and
+``before_gossip``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from pokan.core.engine import Engine, Output
 from pokan.core.node import Address, Outgoing
 
 log = Logger()
+
+#: the detector's timer never fires sooner than this after its last call
+MIN_DELAY = 0.005
 
 
 class Pacing:
@@ -60,6 +66,8 @@ class Pacing:
         self.retry: IDelayedCall | None = None
         #: the call ending an idle pause, if paused
         self.resume: IDelayedCall | None = None
+        #: the failure detector's next call (a probe or a timeout due)
+        self.due: IDelayedCall | None = None
 
     @property
     def interval(self) -> float:
@@ -80,9 +88,42 @@ class Pacing:
             self._start_rounds(now=False)
 
     def wake(self) -> None:
-        """News during an idle pause: rounds every gossip interval again."""
+        """After any Engine call: rounds every gossip interval again if news
+        came during an idle pause, and the detector's timer set anew."""
         if self.resume is not None and not self._engine.node.idle:
             self._start_rounds(now=False)
+        self.reschedule()
+
+    def reschedule(self) -> None:
+        """Call the detector when it next has something due, unless a call
+        is set for then or sooner already."""
+        if self.loop is None or not self._running():
+            return
+        due = self._engine.next_due()
+        current = self.due if self.due is not None and self.due.active() else None
+        if due is None:
+            if current is not None:
+                current.cancel()
+            self.due = None
+            return
+        clock = self._clock()
+        delay = max(MIN_DELAY, due - self._now())
+        if current is not None:
+            if current.getTime() <= clock.seconds() + delay:
+                return
+            current.cancel()
+        self.due = clock.callLater(delay, self._detector_due)
+
+    def _detector_due(self) -> None:
+        self.due = None
+        try:
+            output = self._engine.poll(self._now())
+            self._commit(output)
+            for out in output.sends:
+                self._send(out.address, out.message)
+        except Exception:
+            log.failure("failure check failed; the next round will run as usual")
+        self.reschedule()
 
     def answered(self) -> None:
         """A datagram came in: no retry once this round's exchange is answered."""
@@ -95,7 +136,7 @@ class Pacing:
         """No more rounds, retries or resumes."""
         if self.loop is not None and self.loop.running:
             self.loop.stop()
-        for call in (self.resume, self.retry):
+        for call in (self.resume, self.retry, self.due):
             if call is not None and call.active():
                 call.cancel()
 
@@ -157,6 +198,7 @@ class Pacing:
             self._pause_while_quiet()
         except Exception:
             log.failure("gossip round failed; the next one will run as usual")
+        self.reschedule()
 
     def _retry_round(self) -> None:
         """Half a round on: a new exchange if this round's went unanswered."""
@@ -168,3 +210,4 @@ class Pacing:
                 self._send(out.address, out.message)
         except Exception:
             log.failure("gossip retry failed; the next round will run as usual")
+        self.reschedule()

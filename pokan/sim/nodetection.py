@@ -59,6 +59,9 @@ class NoDetection:
     def poll(self, now: float) -> Detected:
         return Detected()
 
+    def next_due(self) -> float | None:
+        return None
+
     def missed(self, node_id: str, now: float) -> Detected:
         return Detected()  # heartbeats, not exchanges, tell phi
 

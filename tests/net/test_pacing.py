@@ -10,9 +10,17 @@ from twisted.trial import unittest
 
 from pokan import wire
 from pokan.core.engine import Engine, Output
-from pokan.core.node import Outgoing
+from pokan.core.node import Outgoing, address_of
 from pokan.net.pacing import Pacing
-from tests.core.test_engine import engine, joined, received
+from tests.core.test_engine import engine as any_engine
+from tests.core.test_engine import joined, received
+
+
+def engine(i: int, **settings: object) -> Engine:
+    """An Engine whose detector has no timer of its own (phi): the gossip's
+    pacing alone; DetectorTimerTests below run SWIM's."""
+    settings.setdefault("failure_detector", "phi")
+    return any_engine(i, **settings)
 
 
 class Driver:
@@ -180,3 +188,67 @@ class StopTests(unittest.TestCase):
         self.assertEqual([t for t, kind in d.sends if kind == "Syn"], [1.0, 2.0])
         assert d.pacing.loop is not None
         self.assertTrue(d.pacing.loop.running)
+
+
+class Answered(Driver):
+    """A Driver whose one peer answers every probe at once (nothing else)."""
+
+    def __init__(self, e: Engine, peer: Engine) -> None:
+        super().__init__(e)
+        self.peer = peer
+
+    def send(self, address: tuple[str, int], message: wire.Message) -> None:
+        super().send(address, message)
+        me = address_of(self.engine.state.me)
+        if isinstance(message, wire.Ping) and address == address_of(self.peer.state.me):
+            now = self.clock.seconds()
+            self.peer.detector.swim._replies.clear()  # type: ignore[attr-defined]
+            # (its reply budget is per round, and the peer runs no rounds)
+            for out in self.peer.receive(message, me, None, now).sends:
+                if isinstance(out.message, wire.PingAck) and out.address == me:
+                    peer = address_of(self.peer.state.me)
+                    self.engine.receive(out.message, peer, None, now)
+
+
+class DetectorTimerTests(unittest.TestCase):
+    """SWIM's probes keep their pace on the detector's own timer."""
+
+    def test_probes_go_out_twice_an_interval_between_rounds(self) -> None:
+        a = any_engine(1, gossip_interval=1.0)
+        joined(a, any_engine(2))
+        d = Driver(a)
+        a.start(d.clock.seconds())
+        d.pacing.start()
+        d.run(4.0, step=0.05)
+        pings = [t for t, kind in d.sends if kind == "Ping"]
+        # one probe per half interval (none answered: the second engine is
+        # not driven), each on the detector's timer, not only at rounds
+        self.assertGreaterEqual(len(pings), 7)
+        self.assertTrue(any(t % 1.0 not in (0.0,) for t in pings))
+        self.assertIsNotNone(d.pacing.due)
+
+    def test_an_idle_node_probes_at_its_idle_pace(self) -> None:
+        a = any_engine(1, gossip_interval=1.0, idle_interval=4.0)
+        b = any_engine(2, gossip_interval=1.0, idle_interval=4.0)
+        joined(a, b)
+        d = Answered(a, b)
+        a.start(d.clock.seconds())
+        d.pacing.start()
+        d.run(40.0, step=0.05)
+        syns = [t for t, kind in d.sends if kind == "Syn" and t >= 20.0]
+        pings = [t for t, kind in d.sends if kind == "Ping" and t >= 20.0]
+        self.assertLessEqual(len(syns), 6)  # one exchange per idle interval
+        # twice per idle interval, on the detector's timer (the gossip
+        # sleeps through the quiet rounds): no probe is skipped
+        self.assertGreaterEqual(len(pings), 9)
+        self.assertLessEqual(len(pings), 12)
+
+    def test_stop_leaves_no_detector_timer(self) -> None:
+        a = any_engine(1, gossip_interval=1.0)
+        joined(a, any_engine(2))
+        d = Driver(a)
+        a.start(d.clock.seconds())
+        d.pacing.start()
+        d.run(2.0)
+        d.pacing.stop()
+        self.assertEqual(d.clock.getDelayedCalls(), [])
