@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SOURCES := $(shell find pokan twisted -name '*.py') setup.cfg setup.py pyproject.toml
 TRIAL_JOBS ?= 2
 
-.PHONY: run test lint unit redis-server browser clean
+.PHONY: run test lint unit redis-server browser nftables clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,11 +43,21 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 	  || echo "could not install chromium (Debian: apt-get install chromium): the dashboard's browser test will be skipped" >&2; }
 
+# The network-namespace test (tests/net/test_netns_cluster.py) makes its
+# partitions and its loss with Debian's nftables, inside namespaces of its own.
+# Where nft cannot be installed (or the tests do not run as root) it is skipped,
+# saying why.
+nftables:
+	@command -v nft >/dev/null 2>&1 || { \
+	  echo "nft is missing; installing Debian's nftables for the network-namespace test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables) \
+	  || echo "could not install nftables (Debian: apt-get install nftables): the network-namespace test will be skipped" >&2; }
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check pokan tests bench twisted
 	$(BIN)/mypy
 
-unit: $(VENV)/.installed redis-server browser
+unit: $(VENV)/.installed redis-server browser nftables
 	PYTHONPATH=$(CURDIR) $(BIN)/python -m twisted.trial -j$(TRIAL_JOBS) tests
 
 test: lint unit

@@ -44,3 +44,9 @@ class MakefileTests(unittest.TestCase):
         self.assertIn("command -v chromium", plan)
         self.assertIn("apt-get install -y -qq chromium", plan)
         self.assertNotIn("playwright install", plan)  # never Playwright's downloads
+
+    def test_unit_installs_nftables(self) -> None:
+        """``make test`` installs Debian's nftables for the network-namespace test."""
+        plan = planned("unit", self.venv)
+        self.assertIn("command -v nft ", plan)
+        self.assertIn("apt-get install -y -qq nftables", plan)
