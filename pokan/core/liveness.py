@@ -56,7 +56,7 @@ DEFAULT_ALPHA = 1.65
 DEFAULT_BETA = 3.0
 #: independent suspicions after which the timeout is at its minimum
 DEFAULT_CONFIRMATIONS = 3
-DEFAULT_INDIRECT_CHECKS = 3
+DEFAULT_INDIRECT_CHECKS = 5
 DEFAULT_MAX_LHM = 8
 #: liveness rumours are pushed to this many members when new
 DEFAULT_PUSH_FANOUT = 4
