@@ -116,13 +116,17 @@ class Pacing:
 
     def _detector_due(self) -> None:
         self.due = None
+        self._between_rounds(self._engine.poll, "failure check")
+
+    def _between_rounds(self, call: Callable[[float], Output], what: str) -> None:
+        """One Engine call between rounds: commit and send what it gives."""
         try:
-            output = self._engine.poll(self._now())
+            output = call(self._now())
             self._commit(output)
             for out in output.sends:
                 self._send(out.address, out.message)
         except Exception:
-            log.failure("failure check failed; the next round will run as usual")
+            log.failure("{what} failed; the next round will run as usual", what=what)
         self.reschedule()
 
     def answered(self) -> None:
@@ -203,11 +207,4 @@ class Pacing:
     def _retry_round(self) -> None:
         """Half a round on: a new exchange if this round's went unanswered."""
         self.retry = None
-        try:
-            output = self._engine.retry(self._now())
-            self._commit(output)
-            for out in output.sends:
-                self._send(out.address, out.message)
-        except Exception:
-            log.failure("gossip retry failed; the next round will run as usual")
-        self.reschedule()
+        self._between_rounds(self._engine.retry, "gossip retry")
