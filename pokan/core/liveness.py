@@ -952,22 +952,20 @@ class SwimDetector:
         hot = [k for k, item in self._queue.items() if item.hot]
         if not hot or self.settings.push_fanout <= 0:
             return Batch()
-        if self._push_tokens <= 0:
-            # deaths and refutations have a bucket of their own, so that a
-            # burst of suspicions does not hold them back
-            urgent = [k for k in hot if self._queue[k].rumour.kind != wire.SUSPECT]
-            if not urgent or self._urgent_tokens <= 0:
+        # deaths and refutations have a bucket of their own, so that a burst
+        # of suspicions does not hold them back
+        urgent_only = self._push_tokens <= 0
+        if urgent_only:
+            hot = [k for k in hot if self._queue[k].rumour.kind != wire.SUSPECT]
+            if not hot or self._urgent_tokens <= 0:
                 return Batch()
-            hot, bucket = urgent, "urgent"
-        else:
-            bucket = "push"
         peers = self._random_members(self.settings.push_fanout, exclude=set())
         if not peers:
             return Batch()
-        if bucket == "push":
-            self._push_tokens -= 1
-        else:
+        if urgent_only:
             self._urgent_tokens -= 1
+        else:
+            self._push_tokens -= 1
         notice = wire.Notice(
             self.state.me.info.id,
             self._send(hot[: wire.MAX_RUMOURS], copies=len(peers)),

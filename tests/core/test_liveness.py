@@ -343,6 +343,57 @@ class HealthTests(unittest.TestCase):
 
 
 class HostileTests(unittest.TestCase):
+    def test_a_flood_of_forged_declarations_convicts_nobody_and_costs_little(
+        self,
+    ) -> None:
+        """A member declares every other member dead, 16 to a Notice, twice:
+        each observer pings each named member twice, once; all refute."""
+        c = Cluster(20, legacy=False)
+        liar = address_of(c.states[19].me)
+        forged = [wire.Rumour(wire.DEAD, f"n{i}", 1, 0, "n19") for i in range(1, 17)]
+        a = c.detectors[0]
+        first = a.receive(wire.Notice("n19", tuple(forged)), liar, 1400, 0.0)
+        last_chance = [p.target for p in pings(first)]
+        self.assertEqual(
+            sorted(last_chance), sorted(2 * [f"n{i}" for i in range(1, 17)])
+        )
+        again = a.receive(wire.Notice("n19", tuple(forged)), liar, 1400, 0.01)
+        self.assertEqual(pings(again), [])  # the same claims: nothing more
+        c.flood(0, first, 0.02, hops=40)
+        for step in range(1, 20):
+            c.flood(0, a.poll(step / 10), step / 10, hops=40)
+        for node in range(1, 17):
+            self.assertEqual(c.status(0, node), "alive")
+            self.assertGreaterEqual(c.detectors[node].incarnation, 1)
+
+    def test_declarations_with_bad_fields_are_neither_taken_nor_passed_on(
+        self,
+    ) -> None:
+        c = Cluster(6, legacy=False)
+        a = c.detectors[0]
+        source = address_of(c.states[5].me)
+        bad = (
+            wire.Rumour(wire.DEAD, "nobody", 1, 0, "n5"),  # no such member
+            wire.Rumour(wire.DEAD, "n2", 7, 0, "n5"),  # another generation
+            wire.Rumour(wire.DEAD, "n3", 1, wire.MAX_COUNTER, "n5"),  # implausible
+            wire.Rumour(wire.DEAD, "n0", 1, 0, "n5"),  # about the receiver
+        )
+        out = a.receive(wire.Notice("n5", bad), source, 1400, 0.0)
+        self.assertFalse(out.batch)
+        self.assertEqual([p.target for p in pings(out)], [])
+        passed_on = [
+            r
+            for o in out.sends
+            if isinstance(o.message, wire.Notice)
+            for r in o.message.rumours
+            if r.kind == wire.DEAD
+        ]
+        self.assertEqual(passed_on, [])
+        self.assertEqual([r[0] for r in out.rejected], ["implausible-incarnation"])
+        for node in (2, 3):
+            self.assertEqual(a.view(f"n{node}", 0.0)["status"], "alive")
+        self.assertEqual(a.incarnation, 1)  # it refuted the claim about itself
+
     def test_a_forged_dead_about_a_live_node_does_not_convict_it(self) -> None:
         c = Cluster(6)
         a = c.detectors[0]
