@@ -14,7 +14,8 @@ nobody was killed yet); the time for a joining node's first key to reach
 every node (its join, as the others see it; ``--joins`` samples); the time
 from a ``kill -9`` of a random node until every other node reports it dead
 (``--kills`` samples). ``--impl`` takes pokan (default settings),
-pokan-idleS (idle interval S seconds), kinship and swim (swim-protocol).
+pokan-idleS (idle interval S seconds), pokan-probeS (probe interval S
+seconds), both (pokan-idle2-probe0.5), kinship and swim (swim-protocol).
 """
 
 from __future__ import annotations
@@ -37,11 +38,17 @@ HERE = Path(__file__).parent
 
 def command(impl: str, port: int, interval: float) -> list[str]:
     """The command that starts one node of ``impl``."""
-    if impl == "pokan":
-        script, args = "cluster_node.py", [port, port, interval, "-"]
-    elif impl.startswith("pokan-idle"):  # pokan-idle1: idle interval 1 s
-        idle = float(impl.removeprefix("pokan-idle"))
-        script, args = "cluster_node.py", [port, port, interval, idle]
+    if impl == "pokan" or impl.startswith("pokan-"):
+        # pokan-idle1: idle interval 1 s; pokan-idle2-probe0.5: and probes
+        # every 0.5 s
+        chosen = {"idle": "-", "probe": "-"}
+        for part in impl.split("-")[1:]:
+            name = part.rstrip("0123456789.")
+            if name not in chosen or name == part:
+                raise ValueError(f"unknown pokan variant {impl!r}")
+            chosen[name] = str(float(part.removeprefix(name)))
+        script = "cluster_node.py"
+        args = [port, port, interval, chosen["idle"], chosen["probe"]]
     elif impl == "kinship":
         script, args = "cluster_kinship.py", [port, interval]
     elif impl == "swim":
@@ -58,6 +65,14 @@ def cpu_seconds(pid: int) -> float:
     """The user and system CPU seconds process ``pid`` has used (/proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid: int) -> float:
+    """The resident memory of process ``pid``, in MB (/proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def free_port() -> int:
@@ -102,10 +117,7 @@ class Node:
         return cpu_seconds(self.proc.pid)
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return rss_mb(self.proc.pid)
 
 
 class Cluster:

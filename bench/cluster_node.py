@@ -1,9 +1,9 @@
 """One pokan node for bench/cluster.py: commands on stdin, events on stdout.
 
-    python bench/cluster_node.py UDP_PORT TCP_PORT INTERVAL IDLE [SEED_HOST:PORT]
+    python bench/cluster_node.py UDP_PORT TCP_PORT INTERVAL IDLE PROBE [SEED_HOST:PORT]
 
-IDLE is the idle interval in seconds, or ``-`` for the default (the gossip
-interval).
+IDLE is the idle interval and PROBE the probe interval in seconds, each
+``-`` for the default.
 
 stdin:  ``store KEY VALUE`` | ``stats``
 stdout: ``ready ID`` | ``key KEY VALUE TIME`` (a key of another node arrived,
@@ -45,13 +45,15 @@ def say(text: str) -> None:
 def main() -> None:
     udp, tcp, interval = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     idle = None if sys.argv[4] == "-" else float(sys.argv[4])
-    seeds = sys.argv[5:] or None
+    probe = None if sys.argv[5] == "-" else float(sys.argv[5])
+    seeds = sys.argv[6:] or None
     server = Server(
         "127.0.0.1",
         tcp_port=tcp,
         udp_port=udp,
         gossip_interval=interval,
         idle_interval=idle,
+        probe_interval=probe,
         reactor=reactor,
     )
 

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench.cluster import HERE, Cluster, converge, cpu_seconds, free_port
+from bench.cluster import HERE, Cluster, converge, cpu_seconds, free_port, rss_mb
 
 
 def floor_cluster(n: int, interval: float) -> list[subprocess.Popen[str]]:
@@ -46,8 +46,9 @@ def floor_cluster(n: int, interval: float) -> list[subprocess.Popen[str]]:
 
 def idle_cpu(
     pids: list[int], wait: Callable[[float], None], settle: float, window: float
-) -> float:
-    """Mean CPU per process, in % of a core, over ``window`` after ``settle``.
+) -> tuple[float, float]:
+    """Mean CPU per process, in % of a core, over ``window`` after ``settle``,
+    and the mean RSS per process then, in MB.
 
     ``wait(seconds)`` lets the time pass (a cluster's pump reads the nodes'
     lines meanwhile: a full pipe would block them).
@@ -57,10 +58,11 @@ def idle_cpu(
     wait(window)
     after = [cpu_seconds(pid) for pid in pids]
     used = [b - a for a, b in zip(before, after, strict=True)]
-    return statistics.fmean(used) / window * 100
+    rss = statistics.fmean(rss_mb(pid) for pid in pids)
+    return statistics.fmean(used) / window * 100, rss
 
 
-def measure(impl: str, n: int, settle: float, window: float) -> float:
+def measure(impl: str, n: int, settle: float, window: float) -> tuple[float, float]:
     if impl.startswith("floor"):
         procs = floor_cluster(n, float(impl.removeprefix("floor")))
         try:
@@ -91,10 +93,10 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=5)
     parser.add_argument("--window", type=float, default=30)
     args = parser.parse_args()
-    print(f"{args.n} nodes, idle CPU per node over {args.window:g} s")
+    print(f"{args.n} nodes, idle CPU per node over {args.window:g} s, RSS per node")
     for impl in args.impl.split(","):
-        cpu = measure(impl, args.n, args.settle, args.window)
-        print(f"{impl:12s} {cpu:.3f}%", flush=True)
+        cpu, rss = measure(impl, args.n, args.settle, args.window)
+        print(f"{impl:24s} {cpu:.3f}%  {rss:.1f} MB", flush=True)
     return 0
 
 

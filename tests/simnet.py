@@ -37,6 +37,8 @@ class SimNode:
         self.events: list[tuple[float, str, str]] = []
         self.running = True
         self.call: task.DelayedCall | None = None
+        #: the detector's timer (a probe or a timeout due)
+        self.due: task.DelayedCall | None = None
 
     @property
     def id(self) -> str:
@@ -51,7 +53,30 @@ class SimNode:
         return self.engine.node
 
     def carry_out(self, output: Output) -> None:
-        """Send what the engine asks, note its transitions and batch."""
+        """Send what the engine asks, note its transitions and batch; then
+        set the detector's timer, as the Server's Pacing does."""
+        self._carry_out(output)
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        due = self.engine.next_due() if self.running else None
+        current = self.due if self.due is not None and self.due.active() else None
+        if due is None:
+            if current is not None:
+                current.cancel()
+            return
+        delay = max(0.005, due - self.sim.clock.seconds())
+        if current is not None:
+            current.reset(delay)
+        else:
+            self.due = self.sim.clock.callLater(delay, self._poll)
+
+    def _poll(self) -> None:
+        self.due = None
+        if self.running:
+            self.carry_out(self.engine.poll(self.sim.clock.seconds()))
+
+    def _carry_out(self, output: Output) -> None:
         for out in output.sends:
             self.sim.send(self.address, out.address, out.message)
         now = self.sim.clock.seconds()
@@ -139,8 +164,9 @@ class SimCluster:
 
     def kill(self, node: SimNode) -> None:
         node.running = False
-        if node.call is not None and node.call.active():
-            node.call.cancel()
+        for call in (node.call, node.due):
+            if call is not None and call.active():
+                call.cancel()
 
     def leave(self, node: SimNode) -> None:
         for out in node.engine.goodbye(self.clock.seconds()):

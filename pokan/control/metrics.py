@@ -13,16 +13,20 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from twisted.web import resource
 from twisted.web.iweb import IRequest
+
+from pokan.net.meters import Timings
 
 if TYPE_CHECKING:
     from pokan.net.server import Server
@@ -98,7 +102,7 @@ class NodeCollector(Collector):
             "Gossip exchanges this node opened whose SynAck came back.",
             traffic.exchanges,
         )
-        yield from traffic.exchange_rtt.collect()
+        yield histogram(traffic.exchange_rtt)
         yield _by_label(
             "pokan_full_syncs",
             "Full syncs over TCP this node opened, by outcome (ok, failed).",
@@ -110,7 +114,7 @@ class NodeCollector(Collector):
             "Full syncs other nodes opened with this one (Hellos answered).",
             syncs.answered,
         )
-        yield from syncs.duration.collect()
+        yield histogram(syncs.duration)
         for name, text in STATS_COUNTERS.items():
             yield _counter(f"pokan_{name}", text, stats[name])
         yield _counter(
@@ -162,8 +166,18 @@ class NodeCollector(Collector):
                 written,
             )
         latency = getattr(store, "write_seconds", None)
-        if isinstance(latency, Histogram):
-            yield from latency.collect()
+        if isinstance(latency, Timings):
+            yield histogram(latency)
+
+
+def histogram(timings: Timings) -> Metric:
+    """A node's :class:`~pokan.net.meters.Timings` as a Prometheus histogram."""
+    return HistogramMetricFamily(
+        timings.name,
+        timings.documentation,
+        buckets=[(floatToGoString(b), n) for b, n in timings.cumulative()],
+        sum_value=timings.sum,
+    )
 
 
 def _counter(name: str, documentation: str, value: float) -> Metric:

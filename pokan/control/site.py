@@ -78,8 +78,10 @@ class ControlRoot(resource.Resource):
 
     def getChildWithDefault(self, path: bytes, request: IRequest) -> resource.Resource:
         public = path in PUBLIC and (path != b"" or not request.postpath)
-        if not public and self.bearer is not None and not self.bearer.allows(
-            request.getHeader(b"Authorization")
+        if (
+            not public
+            and self.bearer is not None
+            and not self.bearer.allows(request.getHeader(b"Authorization"))
         ):
             given = request.getHeader(b"Authorization") is not None
             request.setHeader(b"WWW-Authenticate", b'Bearer realm="pokan"')

@@ -60,6 +60,9 @@ GOSSIP_INTERVAL = Bound(0.01, 60.0)
 #: from the gossip interval; above 5 minutes an idle cluster finds a failure
 #: only after about an hour (phi threshold x idle interval)
 IDLE_INTERVAL = Bound(0.01, 300.0)
+#: a probe period: below 10 ms probes would flood; above a minute a death
+#: takes minutes to find
+PROBE_INTERVAL = Bound(0.01, 60.0)
 #: a sync never needs less than 0.1 s on a sane network; a stalled peer holds
 #: one of the few sync slots for at most 10 minutes
 SYNC_TIMEOUT = Bound(0.1, 600.0)

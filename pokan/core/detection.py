@@ -49,7 +49,12 @@ class FailureDetector(Protocol):
     def describe(self) -> str:
         """The detector and its settings for the start banner."""
 
-    def set_interval(self, interval: float, idle_interval: float | None) -> None:
+    def set_interval(
+        self,
+        interval: float,
+        idle_interval: float | None,
+        probe_interval: float | None = None,
+    ) -> None:
         """Follow a new gossip interval (and idle interval)."""
 
     def adopt(self, now: float) -> None:

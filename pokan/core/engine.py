@@ -73,6 +73,7 @@ def make_detector(
             settings.dead_node_ttl,
             settings.idle_interval,
             settings.max_datagram,
+            probe_interval=settings.probe_period,
         )
     if settings.failure_detector == "phi":
         return Membership(
@@ -139,7 +140,9 @@ class Engine:
         """Follow new intervals (the only settings that change at run time)."""
         self.settings = settings
         self.node.idle_rounds = settings.idle_rounds
-        self.detector.set_interval(settings.gossip_interval, settings.idle_interval)
+        self.detector.set_interval(
+            settings.gossip_interval, settings.idle_interval, settings.probe_period
+        )
 
     # -- time -----------------------------------------------------------------
 

@@ -1,12 +1,13 @@
 """SWIM failure detection with Lifeguard's refinements, sans-IO.
 
-Each node probes one member per probe period (half the gossip interval),
-and at once a member whose gossip exchange went unanswered, in a shuffled round-robin
-(a random affine permutation of the member list, new for every cycle: no
-per-member state). A probe is a :class:`~pokan.wire.Ping`; without a
-:class:`~pokan.wire.PingAck` by the probe timeout, ``indirect_checks``
-other members are asked to probe it (:class:`~pokan.wire.PingReq`), and
-they answer with the ack or, Lifeguard's addition, a
+Each node probes one member per probe period (``probe_period`` seconds,
+or half the interval), and at once a member whose gossip exchange went
+unanswered, in a shuffled round-robin (a random affine permutation of
+the member list, new for every cycle: no per-member state). A probe is a
+:class:`~pokan.wire.Ping`; without a :class:`~pokan.wire.PingAck` by the
+probe timeout, ``indirect_checks`` other members are asked to probe it
+(:class:`~pokan.wire.PingReq`), and they answer with the ack or,
+Lifeguard's addition, a
 :class:`~pokan.wire.Nack` that says "I tried and heard nothing". Without any
 ack by the end of the period the target becomes *suspect*.
 
@@ -134,9 +135,12 @@ class _Queued:
 class SwimSettings:
     """The tunables of :class:`SwimDetector` (see docs/membership.md)."""
 
+    #: the detector's unit of time: suspicion timeouts are counted in it
     interval: float
-    #: the probe period, as a share of the gossip interval
+    #: the probe period, as a share of ``interval``
     probe_share: float = 0.5
+    #: the probe period in seconds, whatever ``interval`` is (None: the share)
+    probe_period: float | None = None
     alpha: float = DEFAULT_ALPHA
     beta: float = DEFAULT_BETA
     confirmations: int = DEFAULT_CONFIRMATIONS
@@ -155,6 +159,13 @@ class SwimSettings:
     #: share of the minimum suspicion timeout old (and a last-chance ping
     #: went unanswered); 0: as soon as that ping goes unanswered
     accept_dead_after: float = 0.0
+
+    @property
+    def base_period(self) -> float:
+        """Seconds between probes, before the local health multiplier."""
+        if self.probe_period is not None:
+            return self.probe_period
+        return self.probe_share * self.interval
 
 
 class SwimDetector:
@@ -390,10 +401,18 @@ class SwimDetector:
         return max(low, high - (high - low) * shrink)
 
     def _base_period(self) -> float:
-        return self.settings.probe_share * self.settings.interval
+        return self.settings.base_period
 
     def _period(self) -> float:
-        return self.settings.probe_share * self.settings.interval * (self.lhm + 1)
+        return self._base_period() * (self.lhm + 1)
+
+    def _pace(self) -> float:
+        """The longest normal gap between two calls: the interval, or with a
+        probe period of its own, that period if longer (the driver's timer
+        may be all that wakes an idle node, once per probe)."""
+        if self.settings.probe_period is None:
+            return self.settings.interval
+        return max(self.settings.interval, self._period())
 
     def _advance(self, now: float, sends: list[Outgoing]) -> Batch:
         """Everything due at ``now``: probe stages, relays, suspicion expiry."""
@@ -433,9 +452,7 @@ class SwimDetector:
         """The first call (a round, the driver's timer, a datagram) long
         after the last one of any kind: this node was paused."""
         last = self._last_call
-        if last is not None and now - last > self.settings.pause_factor * (
-            self.settings.interval
-        ):
+        if last is not None and now - last > self.settings.pause_factor * self._pace():
             self._paused(now)
 
     def _paused(self, now: float) -> None:
@@ -823,7 +840,7 @@ class SwimDetector:
                 record.final is not None
                 and not record.repinged
                 and now - record.final > wait
-                and self._gap > self.settings.interval
+                and self._gap > self._pace()
             ):
                 # we were not called for a while (stalled, though not long
                 # enough to count as paused): the suspect may have come

@@ -87,8 +87,14 @@ class Membership:
         self._notes: dict[str, str] = {}
         self._next_gc: float | None = None
 
-    def set_interval(self, interval: float, idle_interval: float | None = None) -> None:
-        """Follow a new gossip interval (and idle interval, if longer).
+    def set_interval(
+        self,
+        interval: float,
+        idle_interval: float | None = None,
+        probe_interval: float | None = None,
+    ) -> None:
+        """Follow a new gossip interval (and idle interval, if longer; phi
+        sends no probes, so ``probe_interval`` means nothing to it).
 
         With an idle interval the detector paces itself on it: an idle node
         hears the others' heartbeats only a few times per idle interval, and

@@ -29,11 +29,18 @@ DEFAULT_SYNC_TIMEOUT = 10.0
 #: the failure detectors there are (see pokan.core.detection)
 FAILURE_DETECTORS = ("swim", "phi")
 DEFAULT_FAILURE_DETECTOR = "swim"
+#: with SWIM and no idle interval given, an idle node opens one exchange
+#: every this many gossip intervals (its probes keep their own pace)
+DEFAULT_IDLE_ROUNDS = 10
+#: with no probe interval given, SWIM probes twice per gossip interval, but
+#: never more often than once every this many seconds
+MIN_DEFAULT_PROBE_PERIOD = 0.5
 
 #: how the Server's keyword arguments name each setting in messages
 API_NAMES: Mapping[str, str] = {
     "gossip_interval": "gossip_interval=",
     "idle_interval": "idle_interval=",
+    "probe_interval": "probe_interval=",
     "fanout": "gossip_fanout=",
     "max_datagram": "max_datagram=",
     "max_nodes": "max_nodes=",
@@ -62,6 +69,15 @@ def check_idle_interval(
     if seconds is None:
         return None
     return bounds.check_idle(seconds, name, interval)
+
+
+def check_probe_interval(
+    seconds: object, name: str = "probe_interval="
+) -> float | None:
+    """A probe period: None (from the gossip interval), or 0.01 to 60 s."""
+    if seconds is None:
+        return None
+    return bounds.PROBE_INTERVAL.check(seconds, name)
 
 
 def check_max_datagram(size: object, name: str = "max_datagram=") -> int:
@@ -122,8 +138,11 @@ class EngineSettings:
     """
 
     gossip_interval: float = DEFAULT_INTERVAL
-    #: None: as the gossip interval (no idle pace)
+    #: None: :data:`DEFAULT_IDLE_ROUNDS` gossip intervals with SWIM, the
+    #: gossip interval (no idle pace) with phi; see :attr:`idle_pace`
     idle_interval: float | None = None
+    #: SWIM's probe period in seconds; None: see :attr:`probe_period`
+    probe_interval: float | None = None
     fanout: int = DEFAULT_FANOUT
     max_datagram: int = wire.DEFAULT_MAX_DATAGRAM
     max_nodes: int = plausible.DEFAULT_MAX_NODES
@@ -135,10 +154,30 @@ class EngineSettings:
     failure_detector: str = DEFAULT_FAILURE_DETECTOR
 
     @property
+    def idle_pace(self) -> float:
+        """Seconds between the exchanges of an idle node: the idle interval
+        given, else :data:`DEFAULT_IDLE_ROUNDS` gossip intervals with SWIM
+        (its probes find failures, not the gossip) and the gossip interval
+        with phi (which convicts on the heartbeats the gossip carries)."""
+        if self.idle_interval is not None:
+            return self.idle_interval
+        if self.failure_detector == "swim":
+            return self.gossip_interval * DEFAULT_IDLE_ROUNDS
+        return self.gossip_interval
+
+    @property
     def idle_rounds(self) -> int:
         """Gossip rounds per idle exchange (1: no idle pace)."""
-        idle = self.idle_interval or self.gossip_interval
-        return max(1, round(idle / self.gossip_interval))
+        return max(1, round(self.idle_pace / self.gossip_interval))
+
+    @property
+    def probe_period(self) -> float:
+        """Seconds between SWIM's probes: the probe interval given, else half
+        the gossip interval but at least :data:`MIN_DEFAULT_PROBE_PERIOD`
+        (a fast gossip interval need not mean a probe every 0.1 s)."""
+        if self.probe_interval is not None:
+            return self.probe_interval
+        return max(self.gossip_interval / 2, MIN_DEFAULT_PROBE_PERIOD)
 
     @classmethod
     def checked(
@@ -160,6 +199,9 @@ class EngineSettings:
             gossip_interval=interval,
             idle_interval=check_idle_interval(
                 value["idle_interval"], interval, names["idle_interval"]
+            ),
+            probe_interval=check_probe_interval(
+                value["probe_interval"], names["probe_interval"]
             ),
             fanout=check_fanout(value["fanout"], names["fanout"]),
             max_datagram=check_max_datagram(

@@ -41,12 +41,12 @@ class SwimMembership(Membership):
         idle_interval: float | None = None,
         max_datagram: int = wire.DEFAULT_MAX_DATAGRAM,
         swim: SwimSettings | None = None,
+        probe_interval: float | None = None,
     ) -> None:
-        pace = max(interval, idle_interval or interval)
         self.swim = SwimDetector(
             state,
             rng,
-            swim if swim is not None else SwimSettings(interval=pace),
+            swim if swim is not None else SwimSettings(interval=interval),
             max_datagram,
         )
         super().__init__(
@@ -56,15 +56,25 @@ class SwimMembership(Membership):
             dead_node_ttl=dead_node_ttl,
             idle_interval=idle_interval,
         )
+        self.set_interval(interval, idle_interval, probe_interval)
 
-    def set_interval(self, interval: float, idle_interval: float | None = None) -> None:
-        """Probe twice per gossip interval, or per idle interval if longer
-        (an idle node wakes only then: probes, timeouts and the pause check
-        pace themselves on it); between rounds the driver's timer
-        (:meth:`next_due`) calls the detector when something is due."""
+    def set_interval(
+        self,
+        interval: float,
+        idle_interval: float | None = None,
+        probe_interval: float | None = None,
+    ) -> None:
+        """Follow new intervals: probe every ``probe_interval`` seconds (half
+        the gossip interval if not given) and count suspicion timeouts in
+        gossip intervals, whatever the idle pace: the driver's timer
+        (:meth:`next_due`) wakes the detector for each probe, so an idle
+        node's rounds can be far apart."""
         super().set_interval(interval, idle_interval)
-        pace = max(interval, idle_interval or interval)
-        self.swim.settings = attrs.evolve(self.swim.settings, interval=pace)
+        self.swim.settings = attrs.evolve(
+            self.swim.settings,
+            interval=interval,
+            probe_period=probe_interval,
+        )
 
     def start(self, now: float) -> None:
         self.swim.start(now)
@@ -76,8 +86,9 @@ class SwimMembership(Membership):
     def describe(self) -> str:
         s = self.swim.settings
         return (
-            f"SWIM, {s.indirect_checks} indirect probes, suspicion"
-            f" {s.alpha:g}-{s.alpha * s.beta:g} x log10(N) intervals"
+            f"SWIM, a probe every {s.base_period:g}s, {s.indirect_checks} indirect"
+            f" probes, suspicion {s.alpha:g}-{s.alpha * s.beta:g} x log10(N)"
+            " intervals"
         )
 
     # -- feeding ----------------------------------------------------------------

@@ -114,7 +114,15 @@ class Options(HandlerOptions):
             None,
             None,
             "Seconds between the exchanges of a node with nothing new to spread"
-            " (default: the gossip interval).",
+            " (default: 10 gossip intervals with swim, the gossip interval with"
+            " phi).",
+        ],
+        [
+            "probe-interval",
+            None,
+            None,
+            "Seconds between SWIM's probes (default: half the gossip interval,"
+            " at least 0.5).",
         ],
         [
             "failure-detector",
@@ -313,6 +321,7 @@ class Options(HandlerOptions):
             "max-nodes": engine.max_nodes,
             "cluster": settings.cluster,
             "idle-interval": engine.idle_interval,
+            "probe-interval": engine.probe_interval,
             "phi-threshold": engine.phi_threshold,
             "tombstone-ttl": engine.tombstone_ttl,
             "dead-node-ttl": engine.dead_node_ttl,
@@ -351,6 +360,7 @@ FLAG_NAMES = {
     "udp_port": "--udp-port",
     "gossip_interval": "--gossip-interval",
     "idle_interval": "--idle-interval",
+    "probe_interval": "--probe-interval",
     "fanout": "--gossip-fanout",
     "max_datagram": "--max-datagram",
     "max_hello": "--max-hello",
@@ -385,6 +395,7 @@ def settings_of(options: Any, **checked: Any) -> Settings:
         "dead_node_ttl": options["dead-node-ttl"],
         "fanout": options["gossip-fanout"],
         "idle_interval": options["idle-interval"],
+        "probe_interval": options["probe-interval"],
         "drop_rate": options["drop-rate"],
         "cluster": options["cluster"],
         "key_file": options["key-file"],
@@ -619,6 +630,7 @@ def _server(options: Options, store: Any) -> Server:
         dead_node_ttl=options["dead-node-ttl"],
         gossip_fanout=options["gossip-fanout"],
         idle_interval=options["idle-interval"],
+        probe_interval=options["probe-interval"],
         drop_rate=options["drop-rate"],
         store=store,
         cluster=options["cluster"],

@@ -45,7 +45,7 @@ def start_lines(
     """
     seeds = other_seeds(config)
     engine = config.engine
-    idle = engine.idle_interval
+    idle = engine.idle_pace
     lines = [
         Line(
             LogLevel.info,
@@ -59,7 +59,11 @@ def start_lines(
                 "udp": config.udp_port,
                 "tcp": config.tcp_port,
                 "interval": engine.gossip_interval,
-                "idle": "" if idle is None else f", every {idle}s when idle",
+                "idle": (
+                    ""
+                    if idle == engine.gossip_interval
+                    else f", every {idle}s when idle"
+                ),
                 "fanout": fanout,
                 "detector": detector,
                 "max_datagram": config.max_datagram,

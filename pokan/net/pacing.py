@@ -95,8 +95,9 @@ class Pacing:
         self.reschedule()
 
     def reschedule(self) -> None:
-        """Call the detector when it next has something due, unless a call
-        is set for then or sooner already."""
+        """Call the detector when it next has something due: the timer moves
+        to that time, later as well as sooner (a probe answered early needs
+        no wakeup at its timeout)."""
         if self.loop is None or not self._running():
             return
         due = self._engine.next_due()
@@ -109,9 +110,9 @@ class Pacing:
         clock = self._clock()
         delay = max(MIN_DELAY, due - self._now())
         if current is not None:
-            if current.getTime() <= clock.seconds() + delay:
-                return
-            current.cancel()
+            if abs(current.getTime() - (clock.seconds() + delay)) > MIN_DELAY:
+                current.reset(delay)
+            return
         self.due = clock.callLater(delay, self._detector_due)
 
     def _detector_due(self) -> None:

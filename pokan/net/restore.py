@@ -16,9 +16,7 @@ def restorable(snapshot: Snapshot, address: str) -> Snapshot:
     """
     mine = family(address)
     nodes = tuple(
-        r
-        for r in snapshot.nodes
-        if r.info.udp_port and family(r.info.address) == mine
+        r for r in snapshot.nodes if r.info.udp_port and family(r.info.address) == mine
     )
     return Snapshot(nodes, snapshot.entries)
 

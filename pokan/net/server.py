@@ -131,6 +131,7 @@ class Server(service.Service):
         gossip_fanout: int = DEFAULT_FANOUT,
         drop_rate: float = 0.0,
         idle_interval: float | None = None,
+        probe_interval: float | None = None,
         cluster: str = wire.DEFAULT_CLUSTER,
         key_file: str | None = None,
         max_nodes: int = plausible.DEFAULT_MAX_NODES,
@@ -157,6 +158,7 @@ class Server(service.Service):
             fanout=gossip_fanout,
             drop_rate=drop_rate,
             idle_interval=idle_interval,
+            probe_interval=probe_interval,
             cluster=cluster,
             key_file=key_file,
             max_nodes=max_nodes,
@@ -317,12 +319,10 @@ class Server(service.Service):
 
     @property
     def idle_interval(self) -> float:
-        """Seconds between the exchanges of a node with nothing to spread.
-
-        The gossip interval unless set longer: see :meth:`idle_every`.
-        """
-        idle = self._engine.settings.idle_interval
-        return self.gossip_interval if idle is None else idle
+        """Seconds between the exchanges of a node with nothing to spread:
+        as set (:meth:`idle_every`), else 10 gossip intervals with SWIM and
+        the gossip interval with phi."""
+        return self._engine.settings.idle_pace
 
     def gossip_every(self, seconds: float) -> None:
         """Gossip with a random peer every ``seconds`` (default 1)."""
@@ -771,9 +771,12 @@ class Server(service.Service):
 
             self._metrics = node_registry(self, self._store)
         return self._metrics
+
     # -- operating a running node: what the control API uses -------------------
 
     def _control_of(self, control: Any, token_file: str | None) -> Any:
+        if control is None and token_file is None:
+            return None  # off: twisted.web stays unimported (about 10 MB)
         from pokan.control.service import ControlListener
 
         return ControlListener.for_server(self, control, token_file)

@@ -120,10 +120,10 @@ def settings(
     """A node's settings, as plain data (for ``GET /v1/info``)."""
     membership = cast(Membership, engine.detector)
     interval = engine.settings.gossip_interval
-    idle = engine.settings.idle_interval
     return {
         "gossip_interval": interval,
-        "idle_interval": interval if idle is None else idle,
+        "idle_interval": engine.settings.idle_pace,
+        "probe_interval": engine.settings.probe_period,
         "gossip_fanout": engine.node.fanout,
         "max_datagram": configuration.max_datagram,
         "max_frame": configuration.max_frame,

@@ -28,7 +28,12 @@ class NoDetection:
     def describe(self) -> str:
         return "no failure detection"
 
-    def set_interval(self, interval: float, idle_interval: float | None) -> None:
+    def set_interval(
+        self,
+        interval: float,
+        idle_interval: float | None,
+        probe_interval: float | None = None,
+    ) -> None:
         pass
 
     def adopt(self, now: float) -> None:

@@ -120,6 +120,8 @@ class Simulation:
         self.fault_rng = random.Random(config.seed + 0x5EED)
         self.settings = EngineSettings.checked(
             gossip_interval=config.interval,
+            # every node gossips every round, as the targets were measured
+            idle_interval=config.interval,
             fanout=config.fanout,
             max_datagram=config.max_datagram,
             # no detector: heartbeats on, as the gossip was always measured

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
-from prometheus_client import Histogram
 from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -32,6 +31,7 @@ from zope.interface import implementer
 
 from pokan.core.state import Batch
 from pokan.errors import ConfigurationError, StartupError
+from pokan.net.meters import Timings
 from pokan.net.reactors import global_reactor
 from pokan.store import redis_io
 from pokan.store.interface import IAttachedStore, Snapshot
@@ -137,12 +137,11 @@ class RedisStore:
         self._broken = False  # touched only in the worker thread
         self._queue: deque[Queued] = deque()
         #: seconds from a group of batches handed to the worker to written
-        self.write_seconds = Histogram(
+        self.write_seconds = Timings(
             "pokan_redis_write_duration_seconds",
             "Seconds a write of pending batches to Redis took (one MULTI/EXEC"
             " per batch, batches grouped).",
-            registry=None,
-            buckets=WRITE_BUCKETS,
+            WRITE_BUCKETS,
         )
         self._writing = False
         self._early: Plan | None = None

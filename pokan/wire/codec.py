@@ -534,9 +534,7 @@ def _rumour(obj: Any) -> Rumour:
 def _rumours(obj: Any) -> tuple[Rumour, ...]:
     items = _array(obj, "rumours")
     if len(items) > MAX_RUMOURS:
-        raise DecodeError(
-            "bad-field", f"{len(items)} rumours, more than {MAX_RUMOURS}"
-        )
+        raise DecodeError("bad-field", f"{len(items)} rumours, more than {MAX_RUMOURS}")
     return tuple(_rumour(r) for r in items)
 
 

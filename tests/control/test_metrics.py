@@ -16,7 +16,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from pokan import wire
-from pokan.control.metrics import MetricsResource
+from pokan.control.metrics import MetricsResource, histogram
 from pokan.net.meters import Traffic
 from tests.support import (
     ROOT,
@@ -212,11 +212,20 @@ class TrafficTests(unittest.TestCase):
         self.assertEqual(traffic.exchanges, 1)
         self.assertEqual(dict(traffic.sent), {"syn": 1})
         self.assertEqual(dict(traffic.received_bytes), {"syn_ack": 160})
-        (metric,) = traffic.exchange_rtt.collect()
+        metric = histogram(traffic.exchange_rtt)
         count = [s for s in metric.samples if s.name.endswith("_count")]
         total = [s for s in metric.samples if s.name.endswith("_sum")]
         self.assertEqual(count[0].value, 1)
         self.assertAlmostEqual(total[0].value, 0.25)
+        # 0.25 s falls in the 0.25 bucket (le is inclusive) and all above it
+        buckets = {
+            s.labels["le"]: s.value
+            for s in metric.samples
+            if s.name.endswith("_bucket")
+        }
+        self.assertEqual(buckets["0.1"], 0)
+        self.assertEqual(buckets["0.25"], 1)
+        self.assertEqual(buckets["+Inf"], 1)
 
     def test_open_exchanges_are_bounded(self) -> None:
         from pokan.net.meters import MAX_OPEN_EXCHANGES

@@ -27,8 +27,12 @@ class SetupNoteTests(unittest.TestCase):
     def test_redis_md_offers_no_udp_port_twistd_refuses(self) -> None:
         self.assertNotIn("`--udp-port 0`", (DOCS / "redis.md").read_text())
         refused = subprocess.run(
-            [sys.executable, "-c", "from pokan.daemon.tap import Options;"
-             " Options().parseOptions(['-a', '127.0.0.1', '--udp-port', '0'])"],
+            [
+                sys.executable,
+                "-c",
+                "from pokan.daemon.tap import Options;"
+                " Options().parseOptions(['-a', '127.0.0.1', '--udp-port', '0'])",
+            ],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -39,5 +43,5 @@ class SetupNoteTests(unittest.TestCase):
         doc = Server.peers.__doc__ or ""
         for status in ("alive", "dead", "left"):
             self.assertIn(status, doc)
-            self.assertIn(f"`\"{status}\"`", (DOCS / "api.md").read_text())
+            self.assertIn(f'`"{status}"`', (DOCS / "api.md").read_text())
         self.assertIn('peers("alive")', (DOCS / "api.md").read_text())

@@ -108,14 +108,21 @@ class ClusterTests(unittest.TestCase):
         return (sim.sent - before) / seconds / len(sim.nodes)
 
     def test_idle_cluster_sends_far_fewer_datagrams(self) -> None:
-        busy = self.quiet_datagrams(SimCluster(10, interval=0.2, seed=1))
+        # every round a full one (no idle pace), 1 s, and the default (10
+        # rounds with SWIM: 2 s)
+        busy = self.quiet_datagrams(
+            SimCluster(10, interval=0.2, seed=1, idle_interval=0.2)
+        )
         idle = self.quiet_datagrams(
             SimCluster(10, interval=0.2, seed=1, idle_interval=1.0)
         )
-        self.assertLess(idle, busy / 8)
+        default = self.quiet_datagrams(SimCluster(10, interval=0.2, seed=1))
+        self.assertLess(idle, busy / 5)
         # one exchange opened (about 2-3 datagrams) per node per second, and
-        # one SWIM probe with its ack
-        self.assertLess(idle, 5)
+        # two SWIM probes (one per 0.5 s, the default floor) with their acks
+        self.assertLess(idle, 7)
+        self.assertLess(default, idle)
+        self.assertLess(default, 6)
 
     def test_write_on_idle_cluster_spreads_at_once(self) -> None:
         sim = SimCluster(10, interval=0.2, seed=2, idle_interval=1.0)
@@ -152,13 +159,28 @@ class ClusterTests(unittest.TestCase):
 
 
 class OptionTests(unittest.TestCase):
-    def test_default_is_the_gossip_interval(self) -> None:
+    def test_default_is_ten_rounds_with_swim(self) -> None:
         server = Server("127.0.0.1", gossip_interval=0.2, reactor=task.Clock())
+        self.assertEqual(server.idle_interval, 2.0)
+        self.assertEqual(server._node.idle_rounds, 10)
+        # the probes keep their own pace: every 0.5 s (the floor), suspicion
+        # counted in gossip intervals
+        swim = server._engine.detector.swim  # type: ignore[attr-defined]
+        self.assertEqual(swim.settings.probe_period, 0.5)
+        self.assertEqual(swim.settings.interval, 0.2)
+
+    def test_default_is_the_gossip_interval_with_phi(self) -> None:
+        server = Server(
+            "127.0.0.1",
+            gossip_interval=0.2,
+            failure_detector="phi",
+            reactor=task.Clock(),
+        )
         self.assertEqual(server.idle_interval, 0.2)
         self.assertEqual(server._node.idle_rounds, 1)
         self.assertEqual(server._membership.detector.min_mean, 0.05)
 
-    def test_idle_interval_sets_rounds_and_detector_pace(self) -> None:
+    def test_idle_interval_sets_rounds_and_phi_pace(self) -> None:
         server = Server(
             "127.0.0.1", gossip_interval=0.2, idle_interval=1, reactor=task.Clock()
         )
@@ -169,8 +191,11 @@ class OptionTests(unittest.TestCase):
         server.gossip_every(0.5)
         self.assertEqual(server._node.idle_rounds, 2)
         server.idle_every(None)
-        self.assertEqual(server.idle_interval, 0.5)
-        self.assertEqual(server._node.idle_rounds, 1)
+        self.assertEqual(server.idle_interval, 5.0)  # the default: 10 rounds
+        self.assertEqual(server._node.idle_rounds, 10)
+        # SWIM's probes never follow the idle interval
+        swim = server._engine.detector.swim  # type: ignore[attr-defined]
+        self.assertEqual(swim.settings.probe_period, 0.5)
 
     def test_bad_idle_intervals(self) -> None:
         for bad in (0, -1, "soon", 0.1):
@@ -196,6 +221,49 @@ class OptionTests(unittest.TestCase):
             tap.Options().parseOptions,
             ["--address", "127.0.0.1", "-i", "1", "--idle-interval", "0.5"],
         )
+
+
+class ProbeIntervalTests(unittest.TestCase):
+    """SWIM's probe period: a setting of its own, in seconds."""
+
+    def swim(self, server: Server) -> Any:
+        return server._engine.detector.swim  # type: ignore[attr-defined]
+
+    def test_given_it_is_the_probe_period_whatever_the_intervals(self) -> None:
+        server = Server(
+            "127.0.0.1",
+            gossip_interval=0.2,
+            idle_interval=5,
+            probe_interval=1.5,
+            reactor=task.Clock(),
+        )
+        settings = self.swim(server).settings
+        self.assertEqual(settings.probe_period, 1.5)
+        self.assertEqual(settings.interval, 0.2)  # suspicion counted in rounds
+        server.gossip_every(0.1)
+        self.assertEqual(self.swim(server).settings.probe_period, 1.5)
+
+    def test_default_is_half_the_gossip_interval_at_least_half_a_second(self) -> None:
+        for interval, period in ((0.05, 0.5), (0.2, 0.5), (1.0, 0.5), (3.0, 1.5)):
+            server = Server("127.0.0.1", gossip_interval=interval, reactor=task.Clock())
+            self.assertEqual(self.swim(server).settings.probe_period, period)
+
+    def test_bad_probe_intervals_name_the_option(self) -> None:
+        for bad in (0, -1, "soon", 61, 0.001):
+            with self.assertRaises(ConfigurationError) as caught:
+                Server("127.0.0.1", probe_interval=bad)
+            self.assertIn("probe_interval=", str(caught.exception))
+
+    def test_twistd_option(self) -> None:
+        options = tap.Options()
+        options.parseOptions(["--address", "127.0.0.1", "--probe-interval", "0.7"])
+        server = tap.makeService(options).server  # type: ignore[attr-defined]
+        self.assertEqual(self.swim(server).settings.probe_period, 0.7)
+        with self.assertRaises(usage.UsageError) as caught:
+            tap.Options().parseOptions(
+                ["--address", "127.0.0.1", "--probe-interval", "soon"]
+            )
+        self.assertIn("--probe-interval", str(caught.exception))
 
 
 class ServerPaceTests(ServerTestCase):

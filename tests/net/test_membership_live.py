@@ -113,7 +113,7 @@ class LiveMembershipTests(unittest.TestCase):
         # the child answers the seed's probes for a while (SWIM: no heartbeats)
         probes = seed._engine.detector.swim.probes
         yield wait_for(
-            lambda: seed._engine.detector.swim.probes >= probes + 10, 5, "probes"
+            lambda: seed._engine.detector.swim.probes >= probes + 4, 5, "probes"
         )
         self.assertEqual(seed.peer(child).status, "alive")  # type: ignore[union-attr]
         os.kill(proc.pid, signal.SIGKILL)

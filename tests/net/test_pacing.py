@@ -206,8 +206,13 @@ class Answered(Driver):
             # (its reply budget is per round, and the peer runs no rounds)
             for out in self.peer.receive(message, me, None, now).sends:
                 if isinstance(out.message, wire.PingAck) and out.address == me:
-                    peer = address_of(self.peer.state.me)
-                    self.engine.receive(out.message, peer, None, now)
+                    self.clock.callLater(0.001, self.acked, out.message)
+
+    def acked(self, ack: wire.PingAck) -> None:
+        """The ack arrives a millisecond on, as over loopback."""
+        peer = address_of(self.peer.state.me)
+        self.engine.receive(ack, peer, None, self.clock.seconds())
+        self.pacing.wake()  # as the Server does after each datagram
 
 
 class DetectorTimerTests(unittest.TestCase):
@@ -227,7 +232,7 @@ class DetectorTimerTests(unittest.TestCase):
         self.assertTrue(any(t % 1.0 not in (0.0,) for t in pings))
         self.assertIsNotNone(d.pacing.due)
 
-    def test_an_idle_node_probes_at_its_idle_pace(self) -> None:
+    def test_an_idle_node_keeps_its_probe_pace(self) -> None:
         a = any_engine(1, gossip_interval=1.0, idle_interval=4.0)
         b = any_engine(2, gossip_interval=1.0, idle_interval=4.0)
         joined(a, b)
@@ -238,10 +243,28 @@ class DetectorTimerTests(unittest.TestCase):
         syns = [t for t, kind in d.sends if kind == "Syn" and t >= 20.0]
         pings = [t for t, kind in d.sends if kind == "Ping" and t >= 20.0]
         self.assertLessEqual(len(syns), 6)  # one exchange per idle interval
-        # twice per idle interval, on the detector's timer (the gossip
-        # sleeps through the quiet rounds): no probe is skipped
-        self.assertGreaterEqual(len(pings), 9)
-        self.assertLessEqual(len(pings), 12)
+        # twice per gossip interval, on the detector's timer (the gossip
+        # sleeps through the quiet rounds): no probe is skipped or slowed
+        self.assertGreaterEqual(len(pings), 38)
+        self.assertLessEqual(len(pings), 41)
+
+    def test_an_answered_probe_leaves_no_wakeup_at_its_timeout(self) -> None:
+        a = any_engine(1, gossip_interval=1.0, idle_interval=10.0, probe_interval=1.0)
+        b = any_engine(2, gossip_interval=1.0, idle_interval=10.0, probe_interval=1.0)
+        joined(a, b)
+        d = Answered(a, b)
+        polls: list[float] = []
+        poll = a.poll
+        a.poll = lambda now: polls.append(now) or poll(now)  # type: ignore[method-assign]
+        a.start(d.clock.seconds())
+        d.pacing.start()
+        d.run(30.0, step=0.05)
+        pings = [t for t, kind in d.sends if kind == "Ping" and t >= 10.0]
+        woken = [t for t in polls if t >= 10.0]
+        self.assertGreaterEqual(len(pings), 19)
+        # one wakeup per probe: the timer set for the probe's timeout moved
+        # on to the next probe when the ack came (it did not fire for nothing)
+        self.assertLessEqual(len(woken), len(pings) + 1)
 
     def test_stop_leaves_no_detector_timer(self) -> None:
         a = any_engine(1, gossip_interval=1.0)
