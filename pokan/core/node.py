@@ -21,6 +21,12 @@ from pokan.core.state import Batch, ClusterState, NodeDelta, NodeState
 
 Address = tuple[str, int]
 
+#: after news, a node with an idle pace runs full rounds for this many rounds
+#: (or its idle interval's, if fewer) before idling again: a write spreads
+#: to 3^10 nodes in fewer, and a long idle interval does not mean a long
+#: busy spell after every write
+BUSY_ROUNDS = 10
+
 
 @attrs.frozen
 class Outgoing:
@@ -125,9 +131,10 @@ class GossipNode:
         """Bump our heartbeat and open exchanges with this round's targets.
 
         With ``idle_rounds`` above 1, a node with nothing to spread (no
-        rumour queued, nothing merged or taught for ``idle_rounds`` rounds)
-        opens one exchange, with a single live peer, every ``idle_rounds``
-        rounds only, and sends nothing in the others.
+        rumour queued, nothing merged or taught for ``idle_rounds`` rounds,
+        or :data:`BUSY_ROUNDS` if fewer) opens one exchange, with a single
+        live peer, every ``idle_rounds`` rounds only, and sends nothing in
+        the others.
         """
         self.rounds += 1
         self.rumours.tick()
@@ -136,7 +143,7 @@ class GossipNode:
         if self.idle_rounds > 1:
             if self._news or len(self.rumours):
                 self._news = False
-                self._busy = self.idle_rounds
+                self._busy = min(self.idle_rounds, BUSY_ROUNDS)
             if self._busy > 0:
                 self._busy -= 1
                 self._idle_wait = 0

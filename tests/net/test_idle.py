@@ -70,6 +70,18 @@ class NodeTests(unittest.TestCase):
         self.assertIn(0, sent)
         self.assertTrue(n.idle)
 
+    def test_a_long_idle_interval_means_no_long_busy_spell(self) -> None:
+        n = idle_node(rounds=100)  # 20 s at 0.2 s
+        settle(n, rounds=200)
+        self.assertTrue(n.idle)
+        n.wrote(n.state.write("k", "v", 1.0))
+        sent = [len(n.gossip_round()) for _ in range(30)]
+        # full rounds for BUSY_ROUNDS (10), not for 100, once the rumour is
+        # spread (it rides a few rounds): then the idle pace
+        self.assertEqual(sent[:10], [3] * 10)
+        self.assertLessEqual(sent.count(3), 15)
+        self.assertTrue(n.idle)
+
     def test_news_from_a_peer_speeds_rounds_up(self) -> None:
         n = idle_node()
         settle(n)
