@@ -172,11 +172,16 @@ class Engine:
     def tick(self, now: float) -> Output:
         """One gossip round: failure checks (and probes), GC, then Syns.
 
-        A quiet round of an idle node (see :attr:`quiet_rounds`) checks
-        nothing and sends nothing: the Server sleeps through those.
+        A quiet round of an idle node (see :attr:`quiet_rounds`) opens no
+        exchange and runs only what the detector has due (:meth:`poll`): the
+        Server sleeps through those, its timer calling :meth:`poll` instead.
         """
         if self.node.quiet_rounds:
-            return Output(sends=tuple(self.node.gossip_round()))
+            polled = self.detector.poll(now)
+            sends = polled.sends + tuple(self.node.gossip_round())
+            return self._settled(
+                now, polled.batch, sends=sends, rejected=polled.rejected
+            )
         checked = self.detector.check(now)
         sends = checked.sends + tuple(self.node.gossip_round())
         return self._settled(now, checked.batch, sends=sends, rejected=checked.rejected)

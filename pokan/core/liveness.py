@@ -251,6 +251,10 @@ class SwimDetector:
         if self._next_probe is None:
             return None
         due = [self._next_probe]
+        if self._last_call is not None:
+            # never a gap the pause check would take for a stall (only
+            # earlier than the next probe while the LHM slows the probes)
+            due.append(self._last_call + self._pace())
         probe = self._probe
         if probe is not None and not probe.acked:
             if probe.asked is None:
@@ -407,12 +411,12 @@ class SwimDetector:
         return self._base_period() * (self.lhm + 1)
 
     def _pace(self) -> float:
-        """The longest normal gap between two calls: the interval, or with a
-        probe period of its own, that period if longer (the driver's timer
-        may be all that wakes an idle node, once per probe)."""
-        if self.settings.probe_period is None:
-            return self.settings.interval
-        return max(self.settings.interval, self._period())
+        """The longest normal gap between two calls: the interval, or the
+        probe period if longer (the driver's timer may be all that wakes an
+        idle node, once per probe). A slower probe period of the local
+        health multiplier does not widen it: :meth:`next_due` asks for a
+        call at least this often instead."""
+        return max(self.settings.interval, self._base_period())
 
     def _advance(self, now: float, sends: list[Outgoing]) -> Batch:
         """Everything due at ``now``: probe stages, relays, suspicion expiry."""

@@ -43,7 +43,8 @@ class Cluster:
         # use the shipped settings
         for name, value in LEGACY.items() if legacy else ():
             options.setdefault(name, value)
-        settings = SwimSettings(interval=1.0, **options)  # type: ignore[arg-type]
+        options.setdefault("interval", 1.0)
+        settings = SwimSettings(**options)  # type: ignore[arg-type]
         for i, me in enumerate(infos):
             state = ClusterState(me)
             for other in infos:
@@ -340,6 +341,57 @@ class HealthTests(unittest.TestCase):
         self.assertEqual(alive[0][:4], (wire.ALIVE, "n0", 1, 1))
         self.assertFalse(a.poll(30.0 + a.min_timeout() * 2.9).batch)
         del out
+
+
+class ProbePeriodTests(unittest.TestCase):
+    """A probe period of its own (seconds), beside a short interval."""
+
+    def detector(self) -> SwimDetector:
+        c = Cluster(6, legacy=False, interval=0.2, probe_period=0.5)
+        return c.detectors[0]
+
+    def test_probes_keep_the_period_and_the_timer_is_asked_for_it(self) -> None:
+        a = self.detector()
+        a.start(0.0)
+        a.tick(0.0)
+        self.assertEqual(a.probes, 1)
+        due = a.next_due()
+        assert due is not None
+        self.assertLessEqual(due, 0.5)
+        a.poll(0.25)
+        self.assertEqual(a.probes, 1)  # not a round's pace: the period's
+        a.poll(0.5)
+        self.assertEqual(a.probes, 2)
+
+    def test_gaps_of_one_period_are_no_pause_but_a_longer_stall_is(self) -> None:
+        a = self.detector()
+        a.start(0.0)
+        for i in range(20):  # the timer alone wakes an idle node
+            a.poll(i * 0.5)
+        self.assertEqual(a.pauses, 0)
+        a.poll(9.5 + 1.3)  # 2.5 x max(interval, period) = 1.25 s without a call
+        self.assertEqual(a.pauses, 1)
+
+    def test_a_slow_local_health_asks_for_calls_the_pause_check_expects(
+        self,
+    ) -> None:
+        c = Cluster(6, legacy=False, interval=0.2, probe_period=0.5)
+        a = c.detectors[0]
+        a.start(0.0)
+        c.flood(0, a.tick(0.0), 0.0)
+        now = 0.0
+        # called only when it asks (the timer of an idle node), every probe
+        # answered, its local health held slow: probes every 4.5 s
+        for _ in range(40):
+            a.lhm = 8
+            due = a.next_due()
+            assert due is not None
+            self.assertLessEqual(due - now, 0.5 + 1e-9)  # one pace at most
+            now = due
+            c.flood(0, a.poll(now), now)
+        self.assertEqual(a.pauses, 0)  # its gaps never looked like a stall
+        a.poll(now + 1.3)  # a real stall still is one: 2.5 x 0.5 s
+        self.assertEqual(a.pauses, 1)
 
 
 class HostileTests(unittest.TestCase):
