@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from twisted.logger import Logger
 from twisted.trial import unittest
 
+from pokan.core.settings import EngineSettings
 from tests.support import TWISTD, Daemon, temp_dir
 
 #: the test network, 10.231.77.0/24: inside the test's own namespaces only,
@@ -58,20 +59,27 @@ IP, NFT = _tool("ip"), _tool("nft")
 
 log = Logger()
 
+#: the probe period the nodes run with (the default: half the gossip
+#: interval, at least 0.5 s; 0.5 s here)
+PROBE = EngineSettings(gossip_interval=INTERVAL).probe_period
+
 # How long a kill -9 may take to be seen dead by both survivors, from
-# docs/membership.md ("How a failure is detected", "Tuning"), for N = 3 and
-# I = --gossip-interval = 0.2 s; the probe period is I / 2, times (LHM + 1):
-#   - the wait for a first probe of the dead node: two probes an interval,
-#     round-robin over the 2 other members, so at most 2 probe periods (1 I);
-#   - the probe itself, unanswered: one probe period (0.5 I);
-#   - the suspicion timeout: min = max(2 I, 1.65 log10(3) I) = 2 I,
-#     max = 3 min = 6 I (not scaled by LHM; one confirmation makes it 4 I);
-#   - the two last-chance pings: 0.4 probe periods (0.2 I);
+# docs/membership.md ("How a failure is detected", "Probe interval",
+# "Tuning"), for N = 3, I = --gossip-interval = 0.2 s and P = the probe
+# period = 0.5 s, times (LHM + 1):
+#   - the wait for a first probe of the dead node: one probe a period,
+#     round-robin over the 2 other members, so at most 2 probe periods (2 P);
+#   - the probe itself, unanswered: one probe period (P);
+#   - the suspicion timeout, counted in gossip intervals: min =
+#     max(2 I, 1.65 log10(3) I) = 2 I, max = 3 min = 6 I (not scaled by LHM;
+#     one confirmation makes it 4 I);
+#   - the two last-chance pings: 0.4 probe periods (0.4 P);
 #   - the dead rumour: milliseconds (each survivor also convicts on its own).
 # The LHM (0 to 8) multiplies the probe parts: with it at its maximum,
-# 9 x (1 + 0.5 + 0.2) I + 6 I = 21.3 I = 4.26 s. Plus one poll of the test
-# (0.2 s, and the ~0.1 s a read of three control APIs takes): 4.6 s.
-KILL_BOUND = (9 * (1 + 0.5 + 0.2) + 6) * INTERVAL + POLL + 0.1
+# 9 x 3.4 P + 6 I = 15.3 s + 1.2 s. Plus one poll of the test (0.2 s, and
+# the ~0.1 s a read of three control APIs takes): 16.8 s. With the LHM at 0
+# it is 3.4 P + 6 I + 0.3 = 3.2 s.
+KILL_BOUND = 9 * 3.4 * PROBE + 6 * INTERVAL + POLL + 0.1
 
 #: a node's view: {node id: status} as its control API's /v1/members says,
 #: or None while it does not answer
