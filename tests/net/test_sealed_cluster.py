@@ -115,6 +115,13 @@ class SealedClusterTests(unittest.TestCase):
     def check_intruder_kept_out(self, reason: str, **intruder: Any) -> Any:
         servers = yield start_cluster(self, 2, key_file=self.key_file)
         yield servers[0].store("secret", SECRET)
+        # the members know each other first (the joiner's sync is under way
+        # when start_cluster fires): what follows is about the outsider
+        yield wait_until(
+            lambda: all(s.peer(o.id) for s in servers for o in servers if o is not s),
+            timeout=10,
+            message=lambda: f"members: {[s.peers() for s in servers]}",
+        )
         logs = LogCatcher(self)
         seed = servers[0]
         outsider = yield start_server(
