@@ -73,6 +73,11 @@ RECENT_DEAD_FOR = 8.0
 LAST_CHANCE_PINGS = 2
 #: recent convictions carried per message, at most
 RECENT_PER_MESSAGE = 2
+#: new claims (a suspicion or a death, of a member by an origin, not held
+#: yet) one sender may bring at once, and per probe period after that: a
+#: member makes at most one of its own a period, so the rest is relaying
+CLAIM_BURST = 16
+CLAIMS_PER_PERIOD = 4.0
 
 
 @attrs.frozen
@@ -209,6 +214,8 @@ class SwimDetector:
         self._notes: dict[str, str] = {}
         self._hinted: str | None = None
         self._rejected: list[tuple[str, str]] = []
+        #: sender id -> (tokens, when counted): its budget of new claims
+        self._claim_budget: dict[str, tuple[float, float]] = {}
         #: counters for stats
         self.probes = 0
         self.suspicions = 0
@@ -230,6 +237,7 @@ class SwimDetector:
         self._push_tokens = min(self.settings.push_burst, self._push_tokens + 1)
         self._urgent_tokens = min(self.settings.push_burst, self._urgent_tokens + 1)
         self._check_pause(now)
+        self._forget_full_budgets(now)
         if self._next_probe is None:
             self._next_probe = now
         batch += self._advance(now, sends)
@@ -299,7 +307,8 @@ class SwimDetector:
         # the news first: a refutation it brings saves a suspect whose
         # timeout is over too
         if member and (rumours := getattr(message, "rumours", ())):
-            batch += self._take_all(rumours, now, sends)
+            assert sender is not None
+            batch += self._take_all(rumours, now, sends, sender.info.id)
         batch += self._advance(now, sends)
         if isinstance(message, wire.Ping):
             self._on_ping(message, source, size, member, sends)
@@ -694,15 +703,26 @@ class SwimDetector:
         return record
 
     def _take_all(
-        self, rumours: Iterable[wire.Rumour], now: float, sends: list[Outgoing]
+        self,
+        rumours: Iterable[wire.Rumour],
+        now: float,
+        sends: list[Outgoing],
+        sender: str,
     ) -> Batch:
         batch = Batch()
         for rumour in rumours:
-            batch += self._take(rumour, now, sends)
+            batch += self._take(rumour, now, sends, sender)
         return batch
 
-    def _take(self, r: wire.Rumour, now: float, sends: list[Outgoing]) -> Batch:
-        """Apply one rumour (ours or a peer's); news is queued and pushed."""
+    def _take(
+        self,
+        r: wire.Rumour,
+        now: float,
+        sends: list[Outgoing],
+        sender: str | None = None,
+    ) -> Batch:
+        """Apply one rumour (ours, or a peer's that ``sender`` brought); news
+        is queued and pushed."""
         me = self.state.me
         if r.node_id == me.info.id:
             self._about_me(r)
@@ -722,11 +742,52 @@ class SwimDetector:
             batch = self._alive(node, record, r)
         elif node.status == "dead" or r.incarnation < known:
             return Batch()  # already convicted, or stale
+        elif sender is not None and not self._claim_allowed(r, record, sender, now):
+            return Batch()
         elif r.kind == wire.SUSPECT:
             self._suspect(node, record, r, now)
         else:
             batch = self._declared(node, record, r, now)
         return batch + self._push(sends)
+
+    def _claim_allowed(
+        self, r: wire.Rumour, record: _Record | None, sender: str, now: float
+    ) -> bool:
+        """A peer's suspicion or death claim: its origin must be a member we
+        know, and a claim new to us costs its sender one of its budget
+        (:data:`CLAIM_BURST`, :data:`CLAIMS_PER_PERIOD`): a member naming
+        the whole cluster at once gets a few claims checked, not all."""
+        origin = self.state.nodes.get(r.origin)
+        if origin is None or origin.status == "left":
+            self._reject("unknown-origin", repr(r.origin))
+            return False
+        held = (
+            record is not None
+            and record.status == "suspect"
+            and record.incarnation == r.incarnation
+            and r.origin in record.origins
+            and (r.kind == wire.SUSPECT or record.declared is not None)
+        )
+        if held:
+            return True  # old news, relayed again: costs nothing
+        tokens, at = self._claim_budget.get(sender, (float(CLAIM_BURST), now))
+        rate = CLAIMS_PER_PERIOD / self._base_period()
+        tokens = min(float(CLAIM_BURST), tokens + max(0.0, now - at) * rate)
+        if tokens < 1.0:
+            self._claim_budget[sender] = (tokens, now)
+            self._reject("claims-over-rate", repr(sender))
+            return False
+        self._claim_budget[sender] = (tokens - 1.0, now)
+        return True
+
+    def _forget_full_budgets(self, now: float) -> None:
+        """Drop the budgets that have refilled (bounded by the members)."""
+        if not self._claim_budget:
+            return
+        full = CLAIM_BURST * self._base_period() / CLAIMS_PER_PERIOD
+        for sender, (_, at) in list(self._claim_budget.items()):
+            if now - at >= full:
+                del self._claim_budget[sender]
 
     def _about_me(self, r: wire.Rumour) -> None:
         """A rumour about us: refute a suspicion or declaration, outlive a forgery."""

@@ -13,7 +13,13 @@ from twisted.trial import unittest
 
 from pokan import wire
 from pokan.core.engine import Engine
-from pokan.core.liveness import SwimDetector, SwimSettings, Verdict
+from pokan.core.liveness import (
+    CLAIM_BURST,
+    CLAIMS_PER_PERIOD,
+    SwimDetector,
+    SwimSettings,
+    Verdict,
+)
 from pokan.core.node import Outgoing, address_of
 from pokan.core.settings import EngineSettings
 from pokan.core.state import Batch, ClusterState, NodeInfo, NodeState
@@ -417,6 +423,51 @@ class HostileTests(unittest.TestCase):
         for node in range(1, 17):
             self.assertEqual(c.status(0, node), "alive")
             self.assertGreaterEqual(c.detectors[node].incarnation, 1)
+
+    def test_claims_of_an_unknown_origin_are_not_taken(self) -> None:
+        """Forged origins neither start a suspicion nor count as the
+        independent confirmations that shorten its timeout."""
+        c = Cluster(6, legacy=False)
+        a = c.detectors[0]
+        source = address_of(c.states[5].me)
+        forged = tuple(
+            wire.Rumour(wire.SUSPECT, "n2", 1, 0, f"10.9.9.{i}:5555") for i in range(4)
+        )
+        out = a.receive(wire.Notice("n5", forged), source, 1400, 0.0)
+        self.assertEqual(a.view("n2", 0.0)["status"], "alive")
+        self.assertEqual({r for r, _ in out.rejected}, {"unknown-origin"})
+        # a real member's suspicion, then the forged "confirmations"
+        a.receive(
+            wire.Notice("n5", (wire.Rumour(wire.SUSPECT, "n2", 1, 0, "n5"),)),
+            source,
+            1400,
+            0.1,
+        )
+        a.receive(wire.Notice("n5", forged), source, 1400, 0.2)
+        self.assertEqual(a.view("n2", 0.2)["confirmations"], 1)
+
+    def test_a_member_naming_everyone_gets_a_few_claims_checked(self) -> None:
+        """60 suspicions from one member at once: CLAIM_BURST are taken,
+        the rest refused and counted; its budget refills with time."""
+        c = Cluster(64, legacy=False)
+        a = c.detectors[0]
+        source = address_of(c.states[63].me)
+        claims = [wire.Rumour(wire.SUSPECT, f"n{i}", 1, 0, "n63") for i in range(1, 61)]
+        rejected: list[str] = []
+        for start in range(0, 60, 12):
+            notice = wire.Notice("n63", tuple(claims[start : start + 12]))
+            rejected += [r for r, _ in a.receive(notice, source, 1400, 0.0).rejected]
+        held = [i for i in range(1, 61) if a.view(f"n{i}", 0.0)["status"] == "suspect"]
+        self.assertEqual(len(held), CLAIM_BURST)
+        self.assertEqual(rejected.count("claims-over-rate"), 60 - CLAIM_BURST)
+        # the same claims again cost nothing; one probe period on, a few more
+        period = a.settings.base_period
+        later = wire.Notice("n63", tuple(claims[CLAIM_BURST : CLAIM_BURST + 12]))
+        a.receive(later, source, 1400, period)
+        held_later = [
+            i for i in range(1, 61) if a.view(f"n{i}", period)["status"] == "suspect"
+        ]
+        self.assertEqual(len(held_later), CLAIM_BURST + int(CLAIMS_PER_PERIOD))
 
     def test_declarations_with_bad_fields_are_neither_taken_nor_passed_on(
         self,
