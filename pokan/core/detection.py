@@ -54,6 +54,7 @@ class FailureDetector(Protocol):
         interval: float,
         idle_interval: float | None,
         probe_interval: float | None = None,
+        timeout_period: float | None = None,
     ) -> None:
         """Follow a new gossip interval (and idle interval)."""
 

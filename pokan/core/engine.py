@@ -74,6 +74,7 @@ def make_detector(
             settings.idle_interval,
             settings.max_datagram,
             probe_interval=settings.probe_period,
+            timeout_period=settings.probe_stage_period,
         )
     if settings.failure_detector == "phi":
         return Membership(
@@ -141,7 +142,10 @@ class Engine:
         self.settings = settings
         self.node.idle_rounds = settings.idle_rounds
         self.detector.set_interval(
-            settings.gossip_interval, settings.idle_interval, settings.probe_period
+            settings.gossip_interval,
+            settings.idle_interval,
+            settings.probe_period,
+            settings.probe_stage_period,
         )
 
     # -- time -----------------------------------------------------------------

@@ -112,7 +112,8 @@ class _Probe:
     seq: int
     started: float
     timeout: float
-    period: float
+    #: the stage period it runs on: it ends 0.9 of it after it started
+    stages: float
     helpers: list[Address] = attrs.field(factory=list)
     #: when the indirect probes went out; the probe ends no sooner than
     #: ``timeout`` after them
@@ -146,14 +147,17 @@ class SwimSettings:
     probe_share: float = 0.5
     #: the probe period in seconds, whatever ``interval`` is (None: the share)
     probe_period: float | None = None
+    #: the period a probe's timeouts are shares of, in seconds, if shorter
+    #: than the probe period (None: the probe period); see :attr:`stage_period`
+    timeout_period: float | None = None
     alpha: float = DEFAULT_ALPHA
     beta: float = DEFAULT_BETA
     confirmations: int = DEFAULT_CONFIRMATIONS
     indirect_checks: int = DEFAULT_INDIRECT_CHECKS
     max_lhm: int = DEFAULT_MAX_LHM
-    #: direct probe timeout, as a share of the probe period
+    #: direct probe timeout, as a share of :attr:`stage_period`
     probe_timeout: float = 0.4
-    #: a helper's nack after this share of the period without the ack
+    #: a helper's nack after this share of :attr:`stage_period` without the ack
     nack_timeout: float = 0.25
     retransmit_mult: int = 4
     push_fanout: int = DEFAULT_PUSH_FANOUT
@@ -171,6 +175,18 @@ class SwimSettings:
         if self.probe_period is not None:
             return self.probe_period
         return self.probe_share * self.interval
+
+    @property
+    def stage_period(self) -> float:
+        """What a probe's stages are shares of (the direct timeout, the
+        nack, the probe's end, the last-chance wait), before the local
+        health multiplier: ``timeout_period`` if given and shorter than the
+        probe period, else the probe period. Probes far apart need not
+        wait long for an answer: a dead node's probe fails as fast."""
+        base = self.base_period
+        if self.timeout_period is None:
+            return base
+        return min(base, self.timeout_period)
 
 
 class SwimDetector:
@@ -222,6 +238,8 @@ class SwimDetector:
         self.convictions = 0
         self.refutations = 0
         self.pauses = 0
+        #: claims whose origin this node did not know (not taken)
+        self.early_claims = 0
 
     # -- the Engine's calls ------------------------------------------------------
 
@@ -269,10 +287,10 @@ class SwimDetector:
                 due.append(probe.started + probe.timeout)
             else:
                 due.append(
-                    max(probe.started + 0.9 * probe.period, probe.asked + probe.timeout)
+                    max(probe.started + 0.9 * probe.stages, probe.asked + probe.timeout)
                 )
         due.extend(relay.deadline for relay in self._relays.values())
-        wait = self.settings.probe_timeout * self._base_period()
+        wait = self.settings.probe_timeout * self._stage_period()
         accept = self._accept_after()
         for node_id in self._suspects:
             record = self._records.get(node_id)
@@ -419,6 +437,13 @@ class SwimDetector:
     def _period(self) -> float:
         return self._base_period() * (self.lhm + 1)
 
+    def _stage_period(self) -> float:
+        return self.settings.stage_period
+
+    def _stages(self) -> float:
+        """The stage period under the local health multiplier."""
+        return self._stage_period() * (self.lhm + 1)
+
     def _pace(self) -> float:
         """The longest normal gap between two calls: the interval, or the
         probe period if longer (the driver's timer may be all that wakes an
@@ -440,11 +465,11 @@ class SwimDetector:
                 probe.asked = now
                 self._indirect(probe, sends)
             if probe.asked is not None and now >= max(
-                probe.started + 0.9 * probe.period, probe.asked + probe.timeout
+                probe.started + 0.9 * probe.stages, probe.asked + probe.timeout
             ):
                 batch += self._failed(probe, now, sends)
                 self._probe = None
-        elif probe is not None and now >= probe.started + 0.9 * probe.period:
+        elif probe is not None and now >= probe.started + 0.9 * probe.stages:
             self._probe = None
         for seq, relay in list(self._relays.items()):
             if now >= relay.deadline:
@@ -491,20 +516,20 @@ class SwimDetector:
     # -- probing -----------------------------------------------------------------
 
     def _start_probe(self, now: float, sends: list[Outgoing]) -> None:
-        period = self._period()
-        self._next_probe = now + period
+        self._next_probe = now + self._period()
         target = self._next_target()
         if target is None:
             return
         self.probes += 1
         self._seq = (self._seq + 1) % (wire.MAX_SEQ + 1)
+        stages = self._stages()
         self._probe = _Probe(
             target.info.id,
             target.info.generation,
             self._seq,
             now,
-            self.settings.probe_timeout * period,
-            period,
+            self.settings.probe_timeout * stages,
+            stages,
         )
         ping = wire.Ping(
             self.state.me.info.id,
@@ -630,7 +655,7 @@ class SwimDetector:
             source,
             request.seq,
             request.target,
-            now + self.settings.nack_timeout * self._base_period(),
+            now + self.settings.nack_timeout * self._stage_period(),
         )
         ping = wire.Ping(
             self.state.me.info.id,
@@ -756,10 +781,19 @@ class SwimDetector:
         """A peer's suspicion or death claim: its origin must be a member we
         know, and a claim new to us costs its sender one of its budget
         (:data:`CLAIM_BURST`, :data:`CLAIMS_PER_PERIOD`): a member naming
-        the whole cluster at once gets a few claims checked, not all."""
+        the whole cluster at once gets a few claims checked, not all.
+
+        An origin we do not know is not taken, but not refused as bad input
+        either: in a cluster that is still joining it is often a member we
+        have not heard of yet (the claim comes again once we have), and a
+        forged one changes nothing. Only :attr:`early_claims` counts them.
+        """
         origin = self.state.nodes.get(r.origin)
-        if origin is None or origin.status == "left":
-            self._reject("unknown-origin", repr(r.origin))
+        if origin is None:
+            self.early_claims += 1
+            return False
+        if origin.status == "left":
+            self._reject("unknown-origin", f"{r.origin!r} left")
             return False
         held = (
             record is not None
@@ -900,7 +934,7 @@ class SwimDetector:
             timeout = self.suspicion_timeout(len(record.origins))
             if held < timeout and (record.declared is None or held < accept):
                 continue
-            wait = self.settings.probe_timeout * self._base_period()
+            wait = self.settings.probe_timeout * self._stage_period()
             if (
                 record.final is not None
                 and not record.repinged

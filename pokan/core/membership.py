@@ -92,9 +92,11 @@ class Membership:
         interval: float,
         idle_interval: float | None = None,
         probe_interval: float | None = None,
+        timeout_period: float | None = None,
     ) -> None:
         """Follow a new gossip interval (and idle interval, if longer; phi
-        sends no probes, so ``probe_interval`` means nothing to it).
+        sends no probes, so ``probe_interval`` and ``timeout_period`` mean
+        nothing to it).
 
         With an idle interval the detector paces itself on it: an idle node
         hears the others' heartbeats only a few times per idle interval, and

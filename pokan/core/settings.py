@@ -35,6 +35,10 @@ DEFAULT_IDLE_ROUNDS = 10
 #: with no probe interval given, SWIM probes twice per gossip interval, but
 #: never more often than once every this many seconds
 MIN_DEFAULT_PROBE_PERIOD = 0.5
+#: a probe's stages (its timeout, a helper's nack, its end) are shares of
+#: half the gossip interval but at least this many seconds, or of the probe
+#: period if that is shorter: probes far apart fail as fast as close ones
+MIN_PROBE_STAGE_PERIOD = 0.5
 
 #: how the Server's keyword arguments name each setting in messages
 API_NAMES: Mapping[str, str] = {
@@ -178,6 +182,16 @@ class EngineSettings:
         if self.probe_interval is not None:
             return self.probe_interval
         return max(self.gossip_interval / 2, MIN_DEFAULT_PROBE_PERIOD)
+
+    @property
+    def probe_stage_period(self) -> float:
+        """What a SWIM probe's timeouts are shares of (0.4 of it for the
+        direct probe, 0.25 for a helper's nack, 0.9 for the probe's end):
+        the probe period, but no more than half the gossip interval or
+        :data:`MIN_PROBE_STAGE_PERIOD` seconds if that is more, so that a
+        slow probe pace (fewer wakeups) does not slow a failed probe."""
+        stage = max(self.gossip_interval / 2, MIN_PROBE_STAGE_PERIOD)
+        return min(self.probe_period, stage)
 
     @classmethod
     def checked(

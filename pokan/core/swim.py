@@ -42,6 +42,7 @@ class SwimMembership(Membership):
         max_datagram: int = wire.DEFAULT_MAX_DATAGRAM,
         swim: SwimSettings | None = None,
         probe_interval: float | None = None,
+        timeout_period: float | None = None,
     ) -> None:
         self.swim = SwimDetector(
             state,
@@ -56,16 +57,18 @@ class SwimMembership(Membership):
             dead_node_ttl=dead_node_ttl,
             idle_interval=idle_interval,
         )
-        self.set_interval(interval, idle_interval, probe_interval)
+        self.set_interval(interval, idle_interval, probe_interval, timeout_period)
 
     def set_interval(
         self,
         interval: float,
         idle_interval: float | None = None,
         probe_interval: float | None = None,
+        timeout_period: float | None = None,
     ) -> None:
         """Follow new intervals: probe every ``probe_interval`` seconds (half
-        the gossip interval if not given) and count suspicion timeouts in
+        the gossip interval if not given), time a probe's stages as shares
+        of ``timeout_period`` if shorter, and count suspicion timeouts in
         gossip intervals, whatever the idle pace: the driver's timer
         (:meth:`next_due`) wakes the detector for each probe, so an idle
         node's rounds can be far apart."""
@@ -74,6 +77,7 @@ class SwimMembership(Membership):
             self.swim.settings,
             interval=interval,
             probe_period=probe_interval,
+            timeout_period=timeout_period,
         )
 
     def start(self, now: float) -> None:

@@ -33,6 +33,7 @@ class NoDetection:
         interval: float,
         idle_interval: float | None,
         probe_interval: float | None = None,
+        timeout_period: float | None = None,
     ) -> None:
         pass
 

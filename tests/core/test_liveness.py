@@ -309,7 +309,7 @@ class HealthTests(unittest.TestCase):
         self.assertEqual(a.lhm, 1)
         # the next probe starts at once, over a doubled period
         (ping,) = pings(out)
-        self.assertEqual(a._probe.period, 2.0)  # type: ignore[union-attr]
+        self.assertEqual(a._probe.stages, 2.0)  # type: ignore[union-attr]
         (sent,) = [o for o in out.sends if o.message is ping]
         reply = c.deliver(0, sent, 1.01)
         (ack,) = [o for o in reply.sends if isinstance(o.message, wire.PingAck)]
@@ -435,7 +435,16 @@ class HostileTests(unittest.TestCase):
         )
         out = a.receive(wire.Notice("n5", forged), source, 1400, 0.0)
         self.assertEqual(a.view("n2", 0.0)["status"], "alive")
-        self.assertEqual({r for r, _ in out.rejected}, {"unknown-origin"})
+        # not refused as bad input: in a joining cluster it may be a member
+        # not heard of yet; counted all the same
+        self.assertEqual(out.rejected, ())
+        self.assertEqual(a.early_claims, 4)
+        # a member that left makes no claims: that is refused
+        c.states[0].nodes["n3"].status = "left"
+        gone = wire.Notice("n5", (wire.Rumour(wire.SUSPECT, "n2", 1, 0, "n3"),))
+        out = a.receive(gone, source, 1400, 0.05)
+        self.assertEqual([r for r, _ in out.rejected], ["unknown-origin"])
+        self.assertEqual(a.view("n2", 0.05)["status"], "alive")
         # a real member's suspicion, then the forged "confirmations"
         a.receive(
             wire.Notice("n5", (wire.Rumour(wire.SUSPECT, "n2", 1, 0, "n5"),)),
@@ -639,6 +648,58 @@ class NetworkTests(unittest.TestCase):
         seen = net.seen_dead_by_all(11)
         self.assertIsNotNone(seen)
         self.assertLess(seen - 100.0, 7.0)  # type: ignore[operator]
+
+
+class StagePeriodTests(unittest.TestCase):
+    """Probes far apart (2 s) whose stages keep a short period (0.5 s)."""
+
+    def cluster(self) -> Cluster:
+        return Cluster(
+            6, legacy=False, interval=0.2, probe_period=2.0, timeout_period=0.5
+        )
+
+    def test_a_dead_target_is_suspected_within_the_stage_period(self) -> None:
+        c = self.cluster()
+        a = c.detectors[0]
+        a.start(0.0)
+        (ping,) = pings(a.tick(0.0))
+        target = ping.target
+        c.dead.add(int(target[1:]))
+        # the direct probe times out at 0.4 x 0.5 s, not 0.4 x 2 s
+        self.assertEqual(a.next_due(), 0.2)
+        asked = a.poll(0.2)
+        requests = [o for o in asked.sends if isinstance(o.message, wire.PingReq)]
+        self.assertEqual(len(requests), 4)  # the other members but the target
+        self.assertEqual(a.view(target, 0.3)["status"], "alive")
+        # the probe ends at max(0.9 x 0.5 s, 0.2 + 0.2 s): the target is
+        # suspected at 0.45 s, and the next probe still waits for 2 s
+        a.poll(0.45)
+        self.assertEqual(a.view(target, 0.45)["status"], "suspect")
+        self.assertEqual(a.probes, 1)
+        self.assertEqual(pings(a.poll(1.9)), [])
+        self.assertEqual(len(pings(a.poll(2.0))), 1)
+
+    def test_a_helper_nacks_within_the_stage_period(self) -> None:
+        c = self.cluster()
+        helper = c.detectors[1]
+        helper.start(0.0)
+        request = wire.PingReq("n0", 7, "n2")
+        c.dead.add(2)
+        helper.receive(request, address_of(c.states[0].me), 100, 0.0)
+        self.assertEqual(helper.next_due(), 0.125)  # 0.25 x 0.5 s
+        nacks = [
+            o.message
+            for o in helper.poll(0.125).sends
+            if isinstance(o.message, wire.Nack)
+        ]
+        self.assertEqual([(n.seq, n.target) for n in nacks], [(7, "n2")])
+
+    def test_a_timeout_period_longer_than_the_probe_period_changes_nothing(
+        self,
+    ) -> None:
+        settings = SwimSettings(interval=0.2, probe_period=0.5, timeout_period=3.0)
+        self.assertEqual(settings.stage_period, 0.5)
+        self.assertEqual(SwimSettings(interval=1.0).stage_period, 0.5)
 
 
 class DefaultsTests(unittest.TestCase):
