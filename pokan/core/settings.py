@@ -29,12 +29,18 @@ DEFAULT_SYNC_TIMEOUT = 10.0
 #: the failure detectors there are (see pokan.core.detection)
 FAILURE_DETECTORS = ("swim", "phi")
 DEFAULT_FAILURE_DETECTOR = "swim"
-#: with SWIM and no idle interval given, an idle node opens one exchange
-#: every this many gossip intervals (its probes keep their own pace)
+#: with SWIM and no idle interval given, an idle node opens its exchanges
+#: once every this many seconds, or every DEFAULT_IDLE_ROUNDS gossip
+#: intervals if that is longer: its probes find failures, the gossip of a
+#: write runs every interval, and the idle exchanges only repair what both
+#: missed (memberlist's push-pull runs every 30 s)
+DEFAULT_IDLE_PACE = 20.0
 DEFAULT_IDLE_ROUNDS = 10
-#: with no probe interval given, SWIM probes twice per gossip interval, but
-#: never more often than once every this many seconds
-MIN_DEFAULT_PROBE_PERIOD = 0.5
+#: with no probe interval given, SWIM probes once every this many seconds,
+#: or twice per gossip interval if that is slower: each probe costs an idle
+#: node wakeups, and the cluster as a whole still probes a dead node about
+#: once a period, whatever N (docs/membership.md)
+MIN_DEFAULT_PROBE_PERIOD = 2.0
 #: a probe's stages (its timeout, a helper's nack, its end) are shares of
 #: half the gossip interval but at least this many seconds, or of the probe
 #: period if that is shorter: probes far apart fail as fast as close ones
@@ -142,7 +148,7 @@ class EngineSettings:
     """
 
     gossip_interval: float = DEFAULT_INTERVAL
-    #: None: :data:`DEFAULT_IDLE_ROUNDS` gossip intervals with SWIM, the
+    #: None: :data:`DEFAULT_IDLE_PACE` seconds (or more) with SWIM, the
     #: gossip interval (no idle pace) with phi; see :attr:`idle_pace`
     idle_interval: float | None = None
     #: SWIM's probe period in seconds; None: see :attr:`probe_period`
@@ -160,13 +166,14 @@ class EngineSettings:
     @property
     def idle_pace(self) -> float:
         """Seconds between the exchanges of an idle node: the idle interval
-        given, else :data:`DEFAULT_IDLE_ROUNDS` gossip intervals with SWIM
-        (its probes find failures, not the gossip) and the gossip interval
-        with phi (which convicts on the heartbeats the gossip carries)."""
+        given, else with SWIM :data:`DEFAULT_IDLE_PACE` seconds or
+        :data:`DEFAULT_IDLE_ROUNDS` gossip intervals, whichever is longer
+        (its probes find failures, not the gossip), and with phi the gossip
+        interval (which convicts on the heartbeats the gossip carries)."""
         if self.idle_interval is not None:
             return self.idle_interval
         if self.failure_detector == "swim":
-            return self.gossip_interval * DEFAULT_IDLE_ROUNDS
+            return max(self.gossip_interval * DEFAULT_IDLE_ROUNDS, DEFAULT_IDLE_PACE)
         return self.gossip_interval
 
     @property
@@ -178,7 +185,8 @@ class EngineSettings:
     def probe_period(self) -> float:
         """Seconds between SWIM's probes: the probe interval given, else half
         the gossip interval but at least :data:`MIN_DEFAULT_PROBE_PERIOD`
-        (a fast gossip interval need not mean a probe every 0.1 s)."""
+        (a fast gossip interval speeds writes, not probes; a probe's own
+        timeouts keep a shorter period: :attr:`probe_stage_period`)."""
         if self.probe_interval is not None:
             return self.probe_interval
         return max(self.gossip_interval / 2, MIN_DEFAULT_PROBE_PERIOD)

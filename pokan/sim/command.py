@@ -66,6 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         " default: the Engine's default for liveness runs, none for the"
         " write and join trials",
     )
+    parser.add_argument(
+        "--probe-interval",
+        type=float,
+        default=None,
+        help="SWIM's probe period, s (default: half the interval, as the"
+        " figures in docs/performance.md were measured)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--progress",
@@ -157,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     push_fanout=push,
                     fanout=args.fanout,
                     failure_detector=detector(args.failure_detector, scenario),
+                    probe_interval=args.probe_interval,
                     seed=args.seed,
                 )
                 if scenario is None:

@@ -199,6 +199,7 @@ def run(
         "loss": config.loss,
         "push": config.push_fanout,
         "interval": interval,
+        "probe_interval": sim.settings.probe_period,
         "max_datagram": config.max_datagram,
         "rounds": scenario.rounds,
         "kills": scenario.kills,

@@ -72,6 +72,10 @@ class Config:
     #: the Engine's failure detector ("phi"...); None: none, the gossip alone
     #: (:mod:`pokan.sim.nodetection`)
     failure_detector: str | None = None
+    #: SWIM's probe period in seconds; None: half the interval, as the
+    #: simulator's figures were measured (a Server's default is 2 s at most
+    #: intervals: fewer wakeups for an idle process)
+    probe_interval: float | None = None
     seed: int = 1
 
 
@@ -123,6 +127,11 @@ class Simulation:
             # every node gossips every round, as the targets were measured
             idle_interval=config.interval,
             fanout=config.fanout,
+            probe_interval=(
+                config.probe_interval
+                if config.probe_interval is not None
+                else config.interval / 2
+            ),
             max_datagram=config.max_datagram,
             # no detector: heartbeats on, as the gossip was always measured
             failure_detector=config.failure_detector or "phi",

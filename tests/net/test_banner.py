@@ -38,7 +38,7 @@ class StartLinesTests(unittest.TestCase):
         self.assertEqual(
             text(banner),
             "pokan node 127.0.0.1:7002 listening on 127.0.0.1 udp 7002 tcp 7001;"
-            " gossip every 1.0s, every 10.0s when idle to 3 peers; phi threshold 8;"
+            " gossip every 1.0s, every 20.0s when idle to 3 peers; phi threshold 8;"
             " max datagram 1400;"
             " seeds: none (acting as seed); store: memory; handlers: none;"
             " cluster pokan, gossip unauthenticated",

@@ -171,15 +171,19 @@ class ClusterTests(unittest.TestCase):
 
 
 class OptionTests(unittest.TestCase):
-    def test_default_is_ten_rounds_with_swim(self) -> None:
+    def test_default_is_twenty_seconds_or_ten_rounds_with_swim(self) -> None:
         server = Server("127.0.0.1", gossip_interval=0.2, reactor=task.Clock())
-        self.assertEqual(server.idle_interval, 2.0)
-        self.assertEqual(server._node.idle_rounds, 10)
-        # the probes keep their own pace: every 0.5 s (the floor), suspicion
-        # counted in gossip intervals
+        self.assertEqual(server.idle_interval, 20.0)
+        self.assertEqual(server._node.idle_rounds, 100)
+        # the probes keep their own pace: every 2 s (the floor), their
+        # stages on 0.5 s, suspicion counted in gossip intervals
         swim = server._engine.detector.swim  # type: ignore[attr-defined]
-        self.assertEqual(swim.settings.probe_period, 0.5)
+        self.assertEqual(swim.settings.probe_period, 2.0)
+        self.assertEqual(swim.settings.stage_period, 0.5)
         self.assertEqual(swim.settings.interval, 0.2)
+        server.gossip_every(3)  # ten rounds are longer than 20 s
+        self.assertEqual(server.idle_interval, 30.0)
+        self.assertEqual(server._node.idle_rounds, 10)
 
     def test_default_is_the_gossip_interval_with_phi(self) -> None:
         server = Server(
@@ -203,11 +207,11 @@ class OptionTests(unittest.TestCase):
         server.gossip_every(0.5)
         self.assertEqual(server._node.idle_rounds, 2)
         server.idle_every(None)
-        self.assertEqual(server.idle_interval, 5.0)  # the default: 10 rounds
-        self.assertEqual(server._node.idle_rounds, 10)
+        self.assertEqual(server.idle_interval, 20.0)  # the default: 20 s
+        self.assertEqual(server._node.idle_rounds, 40)
         # SWIM's probes never follow the idle interval
         swim = server._engine.detector.swim  # type: ignore[attr-defined]
-        self.assertEqual(swim.settings.probe_period, 0.5)
+        self.assertEqual(swim.settings.probe_period, 2.0)
 
     def test_bad_idle_intervals(self) -> None:
         for bad in (0, -1, "soon", 0.1):
@@ -255,10 +259,29 @@ class ProbeIntervalTests(unittest.TestCase):
         server.gossip_every(0.1)
         self.assertEqual(self.swim(server).settings.probe_period, 1.5)
 
-    def test_default_is_half_the_gossip_interval_at_least_half_a_second(self) -> None:
-        for interval, period in ((0.05, 0.5), (0.2, 0.5), (1.0, 0.5), (3.0, 1.5)):
+    def test_default_is_half_the_gossip_interval_at_least_two_seconds(self) -> None:
+        # (gossip interval, probe period, stage period)
+        for interval, period, stages in (
+            (0.05, 2.0, 0.5),
+            (0.2, 2.0, 0.5),
+            (1.0, 2.0, 0.5),
+            (3.0, 2.0, 1.5),
+            (6.0, 3.0, 3.0),
+        ):
             server = Server("127.0.0.1", gossip_interval=interval, reactor=task.Clock())
-            self.assertEqual(self.swim(server).settings.probe_period, period)
+            settings = self.swim(server).settings
+            self.assertEqual(settings.probe_period, period)
+            self.assertEqual(settings.stage_period, stages)
+
+    def test_a_short_probe_interval_shortens_the_stages_with_it(self) -> None:
+        server = Server(
+            "127.0.0.1", gossip_interval=1.0, probe_interval=0.3, reactor=task.Clock()
+        )
+        self.assertEqual(self.swim(server).settings.stage_period, 0.3)
+        server = Server(
+            "127.0.0.1", gossip_interval=1.0, probe_interval=5, reactor=task.Clock()
+        )
+        self.assertEqual(self.swim(server).settings.stage_period, 0.5)
 
     def test_bad_probe_intervals_name_the_option(self) -> None:
         for bad in (0, -1, "soon", 61, 0.001):

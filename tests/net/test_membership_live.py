@@ -57,6 +57,8 @@ class LiveMembershipTests(unittest.TestCase):
         kwargs.setdefault("tcp_port", 0)
         kwargs.setdefault("udp_port", 0)
         kwargs.setdefault("gossip_interval", INTERVAL)
+        # probes every 0.5 s, not the default 2 s: convictions in seconds
+        kwargs.setdefault("probe_interval", 0.5)
         server = Server("127.0.0.1", **kwargs)
         server.recorder = Recorder(server)  # type: ignore[attr-defined]
         self.addCleanup(lambda: server.stopService() if server.running else None)
@@ -229,7 +231,9 @@ class LiveMembershipTests(unittest.TestCase):
         # a TTL longer than the spread of the two convictions under load (a
         # node that forgot, then dropped the forgotten record while the
         # other still gossips the dead node, would see it join again)
-        servers = yield self.cluster(3, dead_node_ttl=2.0)
+        # (and an idle pace of 1 s: an idle node collects once per idle
+        # exchange, by default every 20 s)
+        servers = yield self.cluster(3, dead_node_ttl=2.0, idle_interval=1.0)
         gone = servers[2]
         yield gone.store("k", "v")
         yield wait_for(lambda: servers[0].peer(gone.id).value("k") == "v", 5, "k")  # type: ignore[union-attr]

@@ -60,26 +60,28 @@ IP, NFT = _tool("ip"), _tool("nft")
 log = Logger()
 
 #: the probe period the nodes run with (the default: half the gossip
-#: interval, at least 0.5 s; 0.5 s here)
-PROBE = EngineSettings(gossip_interval=INTERVAL).probe_period
+#: interval, at least 2 s; 2 s here) and the period of a probe's stages
+#: (half the interval, at least 0.5 s, at most the probe period; 0.5 s)
+_DEFAULTS = EngineSettings(gossip_interval=INTERVAL)
+PROBE, STAGE = _DEFAULTS.probe_period, _DEFAULTS.probe_stage_period
 
 # How long a kill -9 may take to be seen dead by both survivors, from
 # docs/membership.md ("How a failure is detected", "Probe interval",
-# "Tuning"), for N = 3, I = --gossip-interval = 0.2 s and P = the probe
-# period = 0.5 s, times (LHM + 1):
+# "Tuning"), for N = 3, I = --gossip-interval = 0.2 s, P = the probe
+# period = 2 s and S = the stage period = 0.5 s, times (LHM + 1):
 #   - the wait for a first probe of the dead node: one probe a period,
 #     round-robin over the 2 other members, so at most 2 probe periods (2 P);
-#   - the probe itself, unanswered: one probe period (P);
+#   - the probe itself, unanswered: 0.9 stage periods (S, rounded up);
 #   - the suspicion timeout, counted in gossip intervals: min =
 #     max(2 I, 1.65 log10(3) I) = 2 I, max = 3 min = 6 I (not scaled by LHM;
 #     one confirmation makes it 4 I);
-#   - the two last-chance pings: 0.4 probe periods (0.4 P);
+#   - the two last-chance pings: 0.4 stage periods (0.4 S);
 #   - the dead rumour: milliseconds (each survivor also convicts on its own).
 # The LHM (0 to 8) multiplies the probe parts: with it at its maximum,
-# 9 x 3.4 P + 6 I = 15.3 s + 1.2 s. Plus one poll of the test (0.2 s, and
-# the ~0.1 s a read of three control APIs takes): 16.8 s. With the LHM at 0
-# it is 3.4 P + 6 I + 0.3 = 3.2 s.
-KILL_BOUND = 9 * 3.4 * PROBE + 6 * INTERVAL + POLL + 0.1
+# 9 x (2 P + 1.4 S) + 6 I = 42.3 s + 1.2 s. Plus one poll of the test (0.2 s,
+# and the ~0.1 s a read of three control APIs takes): 43.8 s. With the LHM
+# at 0 it is 2 P + 1.4 S + 6 I + 0.3 = 6.2 s.
+KILL_BOUND = 9 * (2 * PROBE + 1.4 * STAGE) + 6 * INTERVAL + POLL + 0.1
 
 #: a node's view: {node id: status} as its control API's /v1/members says,
 #: or None while it does not answer
@@ -462,7 +464,7 @@ class NetnsClusterTests(unittest.TestCase):
             lambda v: (
                 self.holds(v, "a", "c", "dead") and self.holds(v, "b", "c", "dead")
             ),
-            timeout=WAIT,
+            timeout=KILL_BOUND + 1,
             letters="ab",
         )
         self.assertLessEqual(

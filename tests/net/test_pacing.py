@@ -219,7 +219,7 @@ class DetectorTimerTests(unittest.TestCase):
     """SWIM's probes keep their pace on the detector's own timer."""
 
     def test_probes_go_out_twice_an_interval_between_rounds(self) -> None:
-        a = any_engine(1, gossip_interval=1.0)
+        a = any_engine(1, gossip_interval=1.0, probe_interval=0.5)
         joined(a, any_engine(2))
         d = Driver(a)
         a.start(d.clock.seconds())
@@ -233,8 +233,8 @@ class DetectorTimerTests(unittest.TestCase):
         self.assertIsNotNone(d.pacing.due)
 
     def test_an_idle_node_keeps_its_probe_pace(self) -> None:
-        a = any_engine(1, gossip_interval=1.0, idle_interval=4.0)
-        b = any_engine(2, gossip_interval=1.0, idle_interval=4.0)
+        a = any_engine(1, gossip_interval=1.0, idle_interval=4.0, probe_interval=0.5)
+        b = any_engine(2, gossip_interval=1.0, idle_interval=4.0, probe_interval=0.5)
         joined(a, b)
         d = Answered(a, b)
         a.start(d.clock.seconds())

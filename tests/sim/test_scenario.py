@@ -137,6 +137,14 @@ class MainTests(unittest.TestCase):
             self.assertIsInstance(figures["cpu_s"], float)
             self.assertEqual(figures["kills"], 1)
             self.assertEqual(figures["pause"]["fraction"], 0.1)
+            self.assertEqual(figures["probe_interval"], 0.5)  # half the interval
+
+    def test_the_probe_interval_can_be_given(self) -> None:
+        (line,) = self.run_main(
+            "--n", "10", "--loss", "0", "--rounds", "8", "--probe-interval", "2",
+            "--json",
+        )  # fmt: skip
+        self.assertEqual(json.loads(line)["probe_interval"], 2.0)
 
     def test_a_table_without_json(self) -> None:
         lines = self.run_main("--n", "10", "--loss", "0", "--rounds", "10")
