@@ -40,30 +40,37 @@ def level_filter(observer: Any, level: LogLevel) -> FilteringLogObserver:
     )
 
 
-def filter_twistd_log(application: Any, twistd_config: Any, level: LogLevel) -> bool:
+def filter_twistd_log(
+    application: Any, twistd_config: Any, level: LogLevel
+) -> str | None:
     """Make twistd log ``level`` and up only, to where it would log anyway.
 
     twistd takes an application's ILogObserver component as its observer
     (unless given ``--logger``): this sets one, the observer twistd would
     make (its --logfile, --syslog, stdout with -n) behind a level filter.
-    Returns whether it could (an application, twistd's options, no --logger).
+    Returns None once set, or why it could not be.
     """
     from twisted.logger import ILogObserver
 
     set_component = getattr(application, "setComponent", None)
     if set_component is None or twistd_config is None:
-        return False
+        return "there is no twistd application to log for"
     if twistd_config.get("logger"):
-        return False
+        return "twistd was given --logger: filter the levels in that observer"
     from twisted.scripts._twistd_unix import UnixAppLogger
 
-    inner = UnixAppLogger(twistd_config)._getLogObserver()
+    # twistd has no public way to make its observer; where this Twisted's
+    # private one is gone, twistd logs as it would without --log-level.
+    make_observer = getattr(UnixAppLogger(twistd_config), "_getLogObserver", None)
+    if make_observer is None:
+        return "this Twisted's twistd cannot be asked for its log observer"
+    inner = make_observer()
     if not ILogObserver.providedBy(inner):
         from twisted.logger import LegacyLogObserverWrapper
 
         inner = LegacyLogObserverWrapper(inner)
     set_component(ILogObserver, level_filter(inner, level))
-    return True
+    return None
 
 
 __all__ = [

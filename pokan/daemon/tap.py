@@ -450,7 +450,14 @@ class DaemonService(service.MultiService):
     def setServiceParent(self, parent: Any) -> None:
         """twistd's application: it logs at --log-level and up only."""
         if self.log_level is not None:
-            filter_twistd_log(parent, self.twistd_config, self.log_level)
+            why_not = filter_twistd_log(parent, self.twistd_config, self.log_level)
+            if why_not is not None:
+                log.warn(
+                    "--log-level {chosen_level} is not applied, every level is logged:"
+                    " {why_not}",
+                    chosen_level=self.log_level.name,
+                    why_not=why_not,
+                )
         super().setServiceParent(parent)
 
     def _fail_at_once(self, message: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.trial import unittest
 
 
@@ -20,7 +20,8 @@ class TwistdLogLevelTests(unittest.TestCase):
         path = self.mktemp()
         application = Componentized()
         config = {"logfile": path, "nodaemon": False, "syslog": False}
-        self.assertTrue(filter_twistd_log(application, config, check_log_level(level)))
+        why_not = filter_twistd_log(application, config, check_log_level(level))
+        self.assertIsNone(why_not)
         return application.getComponent(ILogObserver), path
 
     def test_warn_keeps_warnings_only(self) -> None:
@@ -46,7 +47,28 @@ class TwistdLogLevelTests(unittest.TestCase):
         from pokan.daemon.logsetup import filter_twistd_log
 
         config = {"logger": "some.factory"}
-        self.assertFalse(filter_twistd_log(Componentized(), config, LogLevel.warn))
+        why_not = filter_twistd_log(Componentized(), config, LogLevel.warn)
+        self.assertIn("--logger", why_not or "")
+
+    def test_a_twistd_without_its_private_observer_maker_is_left_alone(self) -> None:
+        """twistd has no public way to make its observer: where Twisted drops
+        the private one, twistd keeps its own and the reason is returned."""
+        from twisted.logger import ILogObserver, LogLevel
+        from twisted.python.components import Componentized
+        from twisted.scripts import _twistd_unix
+
+        from pokan.daemon.logsetup import filter_twistd_log
+
+        class LaterAppLogger:
+            def __init__(self, options: Any) -> None:
+                self.options = options
+
+        self.patch(_twistd_unix, "UnixAppLogger", LaterAppLogger)
+        application = Componentized()
+        config = {"logfile": self.mktemp(), "nodaemon": False, "syslog": False}
+        why_not = filter_twistd_log(application, config, LogLevel.warn)
+        self.assertIn("log observer", why_not or "")
+        self.assertIsNone(application.getComponent(ILogObserver))
 
     def test_unknown_level(self) -> None:
         from pokan import ConfigurationError
@@ -54,3 +76,48 @@ class TwistdLogLevelTests(unittest.TestCase):
 
         with self.assertRaises(ConfigurationError):
             check_log_level("loud")
+
+
+class DaemonServiceLogLevelTests(unittest.TestCase):
+    """twistd's application takes the filter, or a warning says why not."""
+
+    def service(self, twistd_config: dict[str, Any]) -> Any:
+        from twisted.internet import task
+
+        from pokan.daemon.logsetup import check_log_level
+        from pokan.daemon.tap import DaemonService
+        from pokan.net.server import Server
+
+        server = Server("127.0.0.1", reactor=task.Clock())
+        return DaemonService(server, False, check_log_level("warn"), twistd_config)
+
+    def test_a_logger_of_twistd_gets_a_warning(self) -> None:
+        from twisted.application.service import Application
+        from twisted.logger import ILogObserver
+
+        from pokan.daemon import tap
+
+        events: list[dict[str, Any]] = []
+        self.patch(tap, "log", Logger(namespace="pokan.test", observer=events.append))
+        application = Application("pokan")
+        self.service({"logger": "some.factory"}).setServiceParent(application)
+        self.assertIsNone(application.getComponent(ILogObserver))
+        [warning] = events
+        self.assertEqual(warning["chosen_level"], "warn")
+        self.assertEqual(warning["log_level"], LogLevel.warn)
+        self.assertIn("--logger", warning["why_not"])
+
+    def test_twistds_own_observer_is_filtered_silently(self) -> None:
+        from twisted.application.service import Application
+        from twisted.logger import FilteringLogObserver, ILogObserver
+
+        from pokan.daemon import tap
+
+        events: list[dict[str, Any]] = []
+        self.patch(tap, "log", Logger(namespace="pokan.test", observer=events.append))
+        application = Application("pokan")
+        config = {"logfile": self.mktemp(), "nodaemon": False, "syslog": False}
+        self.service(config).setServiceParent(application)
+        observer = application.getComponent(ILogObserver)
+        self.assertIsInstance(observer, FilteringLogObserver)
+        self.assertEqual(events, [])
