@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from typing import Any
 
 from twisted.internet import error as ierror
@@ -21,20 +23,41 @@ TWISTD_NAMES = {"control": "--control", "token": "--control-token-file"}
 
 
 class ControlListenError(StartupError):
-    """The control port could not be bound."""
+    """The control port could not be bound; the message says why and what to do."""
 
-    def __init__(self, where: str, reason: str) -> None:
+    def __init__(self, where: str, reason: str, hint: str = "in use") -> None:
         self.where = where
         self.reason = reason
+        self.hint = hint
         super().__init__(self.describe(API_NAMES))
 
     def describe(self, names: dict[str, str]) -> str:
+        option = names["control"]
+        if self.hint == "no directory":
+            what = f"Create its directory or choose another path with {option}"
+        elif self.hint == "not a socket":
+            what = (
+                "The path is a file or directory, not a socket: choose another"
+                f" path with {option}"
+            )
+        else:
+            what = (
+                f"Is another node running there? Choose another address with {option}"
+            )
         return (
             f"cannot listen for the control API on {where_text(self.where)}:"
-            f" {self.reason}. Is another node running there? Choose another"
-            f" address with {names['control']} (or turn it off: --no-control,"
-            " control=None)"
+            f" {self.reason}. {what} (or turn it off: --no-control, control=None)"
         )
+
+
+def unix_listen_error(where: str, path: str, error: OSError) -> ControlListenError:
+    """Why a Unix control socket at ``path`` could not be bound."""
+    reason = (error.strerror or str(error)).lower()
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        return ControlListenError(where, reason, "no directory")
+    if os.path.lexists(path) and not stat.S_ISSOCK(os.lstat(path).st_mode):
+        return ControlListenError(where, reason, "not a socket")
+    return ControlListenError(where, reason)
 
 
 def where_text(where: str) -> str:
@@ -128,9 +151,28 @@ class ControlListener:
                     self.endpoint.port, self.site, interface=self.endpoint.host
                 )
         except ierror.CannotListenError as e:
-            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            self._stop_unbound_site()
+            error = e.socketError
+            if self.endpoint.path is not None and isinstance(error, OSError):
+                raise unix_listen_error(
+                    self.endpoint.describe(), self.endpoint.path, error
+                ) from None
+            reason = getattr(error, "strerror", None) or str(error)
             raise ControlListenError(self.endpoint.describe(), reason.lower()) from None
+        except OSError as e:  # a Unix socket's lock file (wantPID) in no directory
+            self._stop_unbound_site()
+            if self.endpoint.path is None:
+                raise
+            raise unix_listen_error(
+                self.endpoint.describe(), self.endpoint.path, e
+            ) from None
         return self.port
+
+    def _stop_unbound_site(self) -> None:
+        """listenUNIX starts the site before it binds: stop it again (its
+        log-date timer) when the bind fails."""
+        if self.site is not None and self.site.numPorts:
+            self.site.doStop()
 
     def close_connections(self) -> None:
         """End the event streams and drop every connection (the node stops)."""

@@ -316,6 +316,36 @@ class AddressTests(unittest.TestCase):
         self.assertEqual(body["id"], a.id)
 
     @defer.inlineCallbacks
+    def test_unix_socket_in_no_directory(self) -> Any:
+        """The socket's lock file cannot be made: a clear error, no traceback."""
+        from pokan.control.service import TWISTD_NAMES, ControlListenError
+
+        path = os.path.join(short_dir(self), "no-such-dir", "c.sock")
+        with self.assertRaises(ControlListenError) as e:
+            yield start_server(self, control=f"unix:{path}")
+        self.assertIn(f"unix:{path}: no such file or directory", str(e.exception))
+        self.assertIn("Create its directory", str(e.exception))
+        self.assertIn("control=", str(e.exception))
+        self.assertIn("--control", e.exception.describe(TWISTD_NAMES))
+
+    @defer.inlineCallbacks
+    def test_unix_socket_on_a_directory_or_file(self) -> Any:
+        """A path that is no socket is not "another node running there"."""
+        from pokan.control.service import ControlListenError
+
+        directory = short_dir(self)
+        regular = os.path.join(directory, "regular")
+        with open(regular, "w") as f:
+            f.write("not a socket\n")
+        for path in (directory, regular):
+            with self.assertRaises(ControlListenError) as e:
+                yield start_server(self, control=f"unix:{path}")
+            self.assertIn("not a socket", str(e.exception))
+            self.assertNotIn("another node", str(e.exception))
+        with open(regular) as f:
+            self.assertEqual(f.read(), "not a socket\n")
+
+    @defer.inlineCallbacks
     def test_health_503_until_synced_with_a_seed(self) -> Any:
         from tests.support import free_port
 
@@ -326,3 +356,13 @@ class AddressTests(unittest.TestCase):
         self.assertEqual(code, 503)
         self.assertEqual(body["status"], "unavailable")
         self.assertIn("not yet synced", body["reason"])
+
+
+def short_dir(test: unittest.TestCase) -> str:
+    """A fresh directory with a short path (a socket path is at most 107 bytes)."""
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="pokan-")
+    test.addCleanup(shutil.rmtree, path, True)
+    return path
