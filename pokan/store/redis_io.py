@@ -7,6 +7,8 @@ Writes go in one MULTI/EXEC each, so Redis never holds half a batch.
 from __future__ import annotations
 
 import itertools
+import re
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -31,7 +33,17 @@ from pokan.store.redis_schema import (
 
 
 def make_client(url: str, timeout: float) -> redis.Redis:
-    """A client for ``url``; connects on first use, never here."""
+    """A client for ``url``; connects on first use, never here.
+
+    ValueError for a bad URL, a database that is not a number included
+    (redis-py would quietly take database 0 for ``redis://host/abc``).
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("redis", "rediss") and not re.fullmatch(r"/?\d*", parts.path):
+        raise ValueError(
+            f"the database must be a number, such as redis://host:6379/0,"
+            f" got {parts.path.lstrip('/')!r}"
+        )
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout,

@@ -12,6 +12,7 @@ from twisted.python import usage
 from twisted.trial import unittest
 
 from pokan.daemon.tap import Options, makeService
+from pokan.store import redis_io
 from pokan.store.redis import RedisStore
 from tests.redisreader import raw_value
 from tests.redisserver import RedisServer, free_port
@@ -42,6 +43,20 @@ class OptionsTests(unittest.TestCase):
         with self.assertRaises(SystemExit) as caught:
             makeService(options)
         self.assertIn("pokan: bad Redis URL http://nowhere", str(caught.exception))
+
+    def test_a_database_that_is_no_number(self) -> None:
+        """redis-py takes database 0 for /abc: pokan refuses it, naming why."""
+        for url in ("redis://127.0.0.1:6391/abc", "rediss://127.0.0.1/0x1"):
+            with self.assertRaises(SystemExit) as caught:
+                makeService(parse("--redis", url))
+            self.assertIn(f"pokan: bad Redis URL {url}: ", str(caught.exception))
+            self.assertIn("the database must be a number", str(caught.exception))
+        for url in (
+            "redis://127.0.0.1:6391",
+            "redis://127.0.0.1:6391/",
+            "redis://h/12",
+        ):
+            redis_io.make_client(url, 1.0).close()  # accepted, not connected
 
     def test_unreachable(self) -> None:
         url = f"redis://127.0.0.1:{free_port()}/0"
