@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 
 from pokan.errors import ConfigurationError
 from pokan.net.events import ALL_EVENTS, DEFAULT_HANDLER_TIMEOUT
+from pokan.net.stopping import at_forced_end
 
 log = Logger()
 
@@ -459,6 +460,7 @@ class _Run(protocol.ProcessProtocol):
             lambda line: log.warn("{command} stderr: {line}", command=what, line=line)
         )
         self._what = what
+        self._forget_forced_end: Callable[[], None] = _nothing
 
     def arm(self) -> None:
         self._timers.append(self._reactor.callLater(self.handler.timeout, self._expire))
@@ -474,6 +476,8 @@ class _Run(protocol.ProcessProtocol):
 
     def connectionMade(self) -> None:
         assert self.transport is not None
+        # a node ended at once (a second SIGTERM) takes its commands with it
+        self._forget_forced_end = at_forced_end(self._kill_at_forced_end)
         if self.invocation.stdin:
             self.transport.write(self.invocation.stdin)
         self.transport.closeStdin()
@@ -535,7 +539,12 @@ class _Run(protocol.ProcessProtocol):
         except OSError as e:
             log.warn("cannot signal {command}: {error}", command=self._what, error=e)
 
+    def _kill_at_forced_end(self) -> None:
+        log.warn("{command}: the node ends at once; killing it", command=self._what)
+        self._signal("KILL")
+
     def _end(self) -> None:
+        self._forget_forced_end()
         if self._done:
             return
         self._done = True
@@ -573,3 +582,7 @@ class _Run(protocol.ProcessProtocol):
 
 
 __all__ = ["CommandHandler", "CommandSpec", "event_environment"]
+
+
+def _nothing() -> None:
+    pass

@@ -21,6 +21,24 @@ log = Logger()
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+#: what must not outlive a process that a second signal ends (the commands
+#: of ``--on-event`` running in process groups of their own)
+_at_forced_end: set[Callable[[], None]] = set()
+
+
+def at_forced_end(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` if a second signal ends the loop; returns its removal."""
+    _at_forced_end.add(callback)
+    return lambda: _at_forced_end.discard(callback)
+
+
+def _run_forced_end_callbacks() -> None:
+    for callback in list(_at_forced_end):
+        try:
+            callback()
+        except Exception:
+            log.failure("while ending at once")
+
 
 class SecondSignal:
     """Once armed, SIGINT and SIGTERM end ``reactor``'s loop at once."""
@@ -56,6 +74,7 @@ class SecondSignal:
             " shutdown handlers and the store",
             signal=signal.Signals(number).name,
         )
+        _run_forced_end_callbacks()
         self._reactor.callFromThread(self._reactor.crash)
 
 
@@ -72,4 +91,4 @@ def exit_with_signal(number: int) -> None:
     os.kill(os.getpid(), number)
 
 
-__all__ = ["SecondSignal", "arm_while_stopping", "exit_with_signal"]
+__all__ = ["SecondSignal", "arm_while_stopping", "at_forced_end", "exit_with_signal"]

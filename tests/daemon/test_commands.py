@@ -260,6 +260,31 @@ class RunnerTests(unittest.TestCase):
         reactor.advance(100)
         self.assertEqual(reactor.spawned[1].signals, [], "timers cancelled")
 
+    def test_a_node_ended_at_once_kills_its_running_command(self) -> None:
+        """A second SIGTERM ends the node now: the command (a shutdown
+        handler's, say) is killed, not left running without its node."""
+        import signal
+
+        from pokan.net.stopping import SecondSignal
+
+        class LoopReactor:
+            def crash(self) -> None:
+                pass
+
+            def callFromThread(self, f: Any, *args: Any) -> None:
+                self.called = f
+
+        logs = LogLines(self)
+        h, reactor = handler("shutdown=sleep 30")
+        h.submit("shutdown")
+        process = reactor.spawned[0]
+        SecondSignal(LoopReactor())._received(signal.SIGTERM, None)
+        self.assertEqual(process.signals, ["KILL"])
+        self.assertTrue(logs.matching("the node ends at once; killing it"))
+        process.exit(signal=9)
+        SecondSignal(LoopReactor())._received(signal.SIGTERM, None)
+        self.assertEqual(process.signals, ["KILL"], "an ended run is forgotten")
+
     def test_long_commands_are_shortened_in_logs(self) -> None:
         logs = LogLines(self)
         h, reactor = handler("key_changed=" + "x" * 100)
