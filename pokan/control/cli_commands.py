@@ -32,6 +32,13 @@ MAX_VALUE_READ = 1024 * 1024
 WAIT_POLL = 0.2
 
 
+def _a_key(_ctx: click.Context, _param: click.Parameter, key: str) -> str:
+    """KEY, refused when empty (the API would answer for ``/v1/keys/``)."""
+    if not key:
+        raise click.BadParameter("the key is empty: give the key's name")
+    return key
+
+
 @control_command("members")
 @click.option(
     "--status", type=click.Choice(STATUSES), help="Only nodes of this status."
@@ -48,7 +55,7 @@ def members(session: Session, status: str | None, role: str | None) -> None:
 
 
 @control_command("get")
-@click.argument("key")
+@click.argument("key", callback=_a_key)
 @click.option("--node", metavar="ID", help="Another node's key (default: this node's).")
 def get(session: Session, key: str, node: str | None) -> None:
     """Print one key's value: text with a newline, bytes as they are."""
@@ -63,7 +70,7 @@ def get(session: Session, key: str, node: str | None) -> None:
 
 
 @control_command("set")
-@click.argument("key")
+@click.argument("key", callback=_a_key)
 @click.argument("value", required=False)
 @click.option(
     "--file",
@@ -112,7 +119,7 @@ def set_(
 
 
 @control_command("delete")
-@click.argument("key")
+@click.argument("key", callback=_a_key)
 def delete(session: Session, key: str) -> None:
     """Delete this node's KEY; the cluster learns it by gossip."""
     answer = session.client.delete(key_path(key))

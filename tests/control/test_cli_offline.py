@@ -106,6 +106,11 @@ class UsageTests(unittest.TestCase):
             "No such file",
         )
 
+    def test_an_empty_key_is_a_bad_argument(self) -> None:
+        """Refused before any request (the API would answer for /v1/keys/)."""
+        for args in (("set", "", "v"), ("get", ""), ("delete", "")):
+            self.assert_usage(invoke(*args), "KEY", "the key is empty")
+
     def test_bad_control_addresses(self) -> None:
         for bad in ("no such host", "127.0.0.1:99999", "unix:", "[::1"):
             self.assert_usage(invoke("members", "--control", bad), "--control")
