@@ -150,22 +150,18 @@ class ControlListener:
                 self.port = reactor.listenTCP(
                     self.endpoint.port, self.site, interface=self.endpoint.host
                 )
-        except ierror.CannotListenError as e:
+        except (ierror.CannotListenError, OSError) as e:
+            # an OSError: a Unix socket's lock file (wantPID) in no directory
             self._stop_unbound_site()
-            error = e.socketError
+            error = e.socketError if isinstance(e, ierror.CannotListenError) else e
             if self.endpoint.path is not None and isinstance(error, OSError):
                 raise unix_listen_error(
                     self.endpoint.describe(), self.endpoint.path, error
                 ) from None
+            if not isinstance(e, ierror.CannotListenError):
+                raise
             reason = getattr(error, "strerror", None) or str(error)
             raise ControlListenError(self.endpoint.describe(), reason.lower()) from None
-        except OSError as e:  # a Unix socket's lock file (wantPID) in no directory
-            self._stop_unbound_site()
-            if self.endpoint.path is None:
-                raise
-            raise unix_listen_error(
-                self.endpoint.describe(), self.endpoint.path, e
-            ) from None
         return self.port
 
     def _stop_unbound_site(self) -> None:

@@ -460,7 +460,7 @@ class _Run(protocol.ProcessProtocol):
             lambda line: log.warn("{command} stderr: {line}", command=what, line=line)
         )
         self._what = what
-        self._forget_forced_end: Callable[[], None] = _nothing
+        self._forget_forced_end: Callable[[], None] = lambda: None
 
     def arm(self) -> None:
         self._timers.append(self._reactor.callLater(self.handler.timeout, self._expire))
@@ -582,7 +582,3 @@ class _Run(protocol.ProcessProtocol):
 
 
 __all__ = ["CommandHandler", "CommandSpec", "event_environment"]
-
-
-def _nothing() -> None:
-    pass
