@@ -69,9 +69,9 @@ class SwimMembership(Membership):
         """Follow new intervals: probe every ``probe_interval`` seconds (half
         the gossip interval if not given), time a probe's stages as shares
         of ``timeout_period`` if shorter, and count suspicion timeouts in
-        gossip intervals, whatever the idle pace: the driver's timer
-        (:meth:`next_due`) wakes the detector for each probe, so an idle
-        node's rounds can be far apart."""
+        gossip intervals (or stage periods, if longer), whatever the idle
+        pace: the driver's timer (:meth:`next_due`) wakes the detector for
+        each probe, so an idle node's rounds can be far apart."""
         super().set_interval(interval, idle_interval)
         self.swim.settings = attrs.evolve(
             self.swim.settings,
@@ -92,7 +92,7 @@ class SwimMembership(Membership):
         return (
             f"SWIM, a probe every {s.base_period:g}s, {s.indirect_checks} indirect"
             f" probes, suspicion {s.alpha:g}-{s.alpha * s.beta:g} x log10(N)"
-            " intervals"
+            f" x {s.suspicion_unit:g}s"
         )
 
     # -- feeding ----------------------------------------------------------------

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from twisted.logger import Logger
 from twisted.trial import unittest
 
+from pokan.core.liveness import DEFAULT_ALPHA, DEFAULT_BETA, SwimSettings
 from pokan.core.settings import EngineSettings
 from tests.support import TWISTD, Daemon, temp_dir
 
@@ -67,21 +68,27 @@ PROBE, STAGE = _DEFAULTS.probe_period, _DEFAULTS.probe_stage_period
 
 # How long a kill -9 may take to be seen dead by both survivors, from
 # docs/membership.md ("How a failure is detected", "Probe interval",
-# "Tuning"), for N = 3, I = --gossip-interval = 0.2 s, P = the probe
-# period = 2 s and S = the stage period = 0.5 s, times (LHM + 1):
+# "Suspicion timeouts"), for N = 3, I = --gossip-interval = 0.2 s, P = the
+# probe period = 2 s and S = the stage period = 0.5 s, times (LHM + 1):
 #   - the wait for a first probe of the dead node: one probe a period,
 #     round-robin over the 2 other members, so at most 2 probe periods (2 P);
 #   - the probe itself, unanswered: 0.9 stage periods (S, rounded up);
-#   - the suspicion timeout, counted in gossip intervals: min =
-#     max(2 I, 1.65 log10(3) I) = 2 I, max = 3 min = 6 I (not scaled by LHM;
-#     one confirmation makes it 4 I);
+#   - the suspicion timeout, counted in units U = max(I, S) = 0.5 s: min =
+#     1.65 max(2, log10(3)) U = 1.65 s, max = 3 min = 4.95 s (not scaled by
+#     the LHM; one confirmation makes it the minimum);
 #   - the two last-chance pings: 0.4 stage periods (0.4 S);
 #   - the dead rumour: milliseconds (each survivor also convicts on its own).
 # The LHM (0 to 8) multiplies the probe parts: with it at its maximum,
-# 9 x (2 P + 1.4 S) + 6 I = 42.3 s + 1.2 s. Plus one poll of the test (0.2 s,
-# and the ~0.1 s a read of three control APIs takes): 43.8 s. With the LHM
-# at 0 it is 2 P + 1.4 S + 6 I + 0.3 = 6.2 s.
-KILL_BOUND = 9 * (2 * PROBE + 1.4 * STAGE) + 6 * INTERVAL + POLL + 0.1
+# 9 x (2 P + 1.4 S) + 4.95 = 42.3 s + 4.95 s. Plus one poll of the test (0.2
+# s, and the ~0.1 s a read of three control APIs takes): 47.55 s. With the
+# LHM at 0 it is 2 P + 1.4 S + 4.95 + 0.3 = 9.95 s.
+SUSPICION_MAX = (
+    DEFAULT_BETA
+    * DEFAULT_ALPHA
+    * 2
+    * SwimSettings(INTERVAL, timeout_period=STAGE, probe_period=PROBE).suspicion_unit
+)
+KILL_BOUND = 9 * (2 * PROBE + 1.4 * STAGE) + SUSPICION_MAX + POLL + 0.1
 
 #: a node's view: {node id: status} as its control API's /v1/members says,
 #: or None while it does not answer
