@@ -21,10 +21,11 @@ from pokan.control.client import (
     key_path,
     node_keys_path,
 )
+from pokan.control.feed import FEED_EVENTS
 from pokan.core.address import DEFAULT_PORT, format_host_port, parse_host_port
 from pokan.core.state import ROLES, STATUSES
 from pokan.errors import ConfigurationError
-from pokan.net.events import ON_EVENTS
+from pokan.net.events import ALL_EVENTS
 
 #: the most bytes ``set --file`` reads (the API takes bodies up to 1 MiB)
 MAX_VALUE_READ = 1024 * 1024
@@ -144,21 +145,40 @@ def keys(session: Session, node: str | None) -> None:
 def _complete_event(
     _ctx: click.Context, _param: click.Parameter, incomplete: str
 ) -> list[str]:
-    return [name for name in ON_EVENTS if name.startswith(incomplete)]
+    return [name for name in ALL_EVENTS if name.startswith(incomplete)]
+
+
+def _known_events(
+    _ctx: click.Context, _param: click.Parameter, names: tuple[str, ...]
+) -> tuple[str, ...]:
+    """EVENT names, checked before any request: an unknown one is a usage error."""
+    unknown = [name for name in names if name not in ALL_EVENTS]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown event {unknown[0]!r}; events are: {', '.join(ALL_EVENTS)}",
+            param_hint="EVENT",
+        )
+    return names
 
 
 @control_command("watch")
 @click.argument(
-    "events", nargs=-1, metavar="[EVENT]...", shell_complete=_complete_event
+    "events",
+    nargs=-1,
+    metavar="[EVENT]...",
+    callback=_known_events,
+    shell_complete=_complete_event,
 )
 def watch(session: Session, events: tuple[str, ...]) -> None:
-    """Print every event as the node sees it, one line each, until Ctrl-C.
+    """Print the node's events as they happen, one line each, until Ctrl-C.
 
-    EVENT names keep only those events: new_key, key_changed, key_removed,
-    peer_joined, peer_left, peer_dead, peer_alive, ...
+    With no EVENT, the dashboard's feed: key and membership events, after_sync,
+    start and shutdown (not the gossip rounds). EVENT names keep only those
+    events: new_key, key_changed, key_removed, peer_joined, peer_left,
+    peer_dead, peer_alive, before_gossip, after_gossip, ...
     """
     try:
-        for name, data in session.client.events(events):
+        for name, data in session.client.events(events or FEED_EVENTS):
             if session.as_json:
                 session.emit_json(data)
             else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import http.client
 import json
 import sys
 from collections.abc import Callable
@@ -93,6 +94,22 @@ def read_token(path: str) -> str:
     return token
 
 
+def refusal(error: ApiError, token_file: str | None) -> str:
+    """What the node said; for a token refused, where the command's token comes from."""
+    if error.status != http.client.UNAUTHORIZED:
+        return error.message
+    if token_file is None:
+        return (
+            "this node's control API needs a token, and none was given: give"
+            " --token-file FILE (or set POKAN_TOKEN_FILE=FILE), FILE holding the"
+            " token on its first line (a copy of the node's --control-token-file)"
+        )
+    return (
+        f"{error.message}: {token_file} (--token-file or POKAN_TOKEN_FILE) does"
+        " not hold this node's token, the first line of its --control-token-file"
+    )
+
+
 def _target(_ctx: click.Context, _param: click.Parameter, value: str) -> Target:
     try:
         return parse_target(value)
@@ -118,7 +135,7 @@ def control_command(name: str | None = None) -> Callable[[F], click.Command]:
                 session.fail(str(e), Exit.NO_NODE)
             except ApiError as e:
                 code = Exit.FAILED if e.status in ANSWERED_NO else Exit.REFUSED
-                session.fail(f"{e.message} (HTTP {e.status})", code)
+                session.fail(f"{refusal(e, token_file)} (HTTP {e.status})", code)
 
         options = [
             click.option(

@@ -8,7 +8,7 @@ from typing import Any
 
 from twisted.internet import error as ierror
 
-from pokan.control import dashboard
+from pokan.control import dashboard, views
 from pokan.control.api import V1
 from pokan.control.auth import BearerCheck, read_token_file
 from pokan.control.endpoint import ControlEndpoint, parse_control
@@ -140,7 +140,7 @@ class ControlListener:
         self.root.putChild(b"v1", V1(self.node, self.events))
         self.root.putChild(b"metrics", MetricsResource(self.node.metrics))
         dashboard.mount(self.root)
-        self.site = ControlSite(self.root)
+        self.site = ControlSite(self.root, write_limit=self.write_limit)
         try:
             if self.endpoint.path is not None:
                 self.port = reactor.listenUNIX(
@@ -163,6 +163,10 @@ class ControlListener:
             reason = getattr(error, "strerror", None) or str(error)
             raise ControlListenError(self.endpoint.describe(), reason.lower()) from None
         return self.port
+
+    def write_limit(self) -> str:
+        """What one write to the node may take (a too-large body's 413 says it)."""
+        return views.write_limit(self.node)
 
     def _stop_unbound_site(self) -> None:
         """listenUNIX starts the site before it binds: stop it again (its

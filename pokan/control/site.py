@@ -9,6 +9,7 @@ dashboard): every child, whenever attached, is behind the same token check.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IAddress
@@ -18,8 +19,11 @@ from twisted.web.server import Request as IRequest
 from pokan.control.auth import BearerCheck
 from pokan.control.jsonio import ErrorResource, error, not_found
 
-#: the largest request body read (a value is at most 64 KiB: room for JSON)
+#: the largest request body read: far more than any one write takes (a key
+#: and its value fit in one gossip datagram, see views.write_limit)
 MAX_BODY = 1024 * 1024
+#: the paths of key writes, whose 413 also says what one write may take
+KEY_WRITES = b"/v1/keys/"
 
 
 class BoundedRequest(server.Request):
@@ -48,19 +52,21 @@ class BoundedRequest(server.Request):
 
     def process(self) -> None:
         if getattr(self, "too_large", False):
-            self.site = self.channel.site  # type: ignore[attr-defined]
+            site = self.channel.site  # type: ignore[attr-defined]
+            self.site = site
             self.setHeader(b"Connection", b"close")
-            self.write(
-                error(
-                    self,
-                    413,
-                    f"request body over {self.max_body} bytes: store less per key"
-                    " (a value is at most 64 KiB)",
-                )
-            )
+            writes = self.method == b"PUT" and self.path.startswith(KEY_WRITES)
+            limit = site.write_limit if writes else None
+            self.write(error(self, 413, too_large(self.max_body, limit)))
             self.finish()
             return
         super().process()
+
+
+def too_large(max_body: int, write_limit: Callable[[], str] | None) -> str:
+    """The 413's message: the body limit, and for a key write what one may take."""
+    message = f"request body over {max_body} bytes, the most the control API reads"
+    return message if write_limit is None else f"{message}; {write_limit()}"
 
 
 #: what the token does not guard: the dashboard's page and assets, which
@@ -112,9 +118,16 @@ class ControlSite(server.Site):
     def log(self, request: Any) -> None:
         """No access log: the node stays quiet in steady state."""
 
-    def __init__(self, root: ControlRoot, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: ControlRoot,
+        write_limit: Callable[[], str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``write_limit``: what one write may take (for the 413's message)."""
         super().__init__(root, **kwargs)
         self.root = root
+        self.write_limit = write_limit
         self.channels: set[Any] = set()
 
     def buildProtocol(self, addr: IAddress | None) -> Any:

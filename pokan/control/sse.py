@@ -20,6 +20,7 @@ from twisted.web import resource, server
 from twisted.web.server import Request as IRequest
 from zope.interface import implementer
 
+from pokan.control.feed import KEY_EVENTS
 from pokan.control.jsonio import ApiError, error, query
 from pokan.control.views import encode_value
 from pokan.net.events import MEMBERSHIP_EVENTS
@@ -32,7 +33,6 @@ KEEPALIVE = 15.0
 MAX_BUFFER = 1024 * 1024
 #: event streams open at once, at most
 MAX_STREAMS = 64
-KEY_EVENTS = ("new_key", "key_changed", "key_removed")
 
 
 def event_data(

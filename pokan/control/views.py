@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pokan.control.jsonio import ApiError, query_one
+from pokan.core import reconcile, write_checks
+from pokan.core.state import NodeInfo
 
 #: list endpoints return at most this many items unless ``limit`` says fewer
 DEFAULT_PAGE = 500
@@ -86,8 +88,17 @@ def member(server: Any, peer: Any) -> dict[str, Any]:
         "generation": peer.generation,
         "last_heard_s": server.last_heard(node_id),
         "me": node_id == server.id,
-        "detector": server.detector_view(node_id),
+        "detector": detector(server, peer),
     }
+
+
+def detector(server: Any, peer: Any) -> dict[str, Any] | None:
+    """The failure detector's view of a member; None for one that left: it
+    said goodbye, no detector watches it (SWIM's view would say alive)."""
+    if peer.status == "left":
+        return None
+    view: dict[str, Any] = server.detector_view(peer.id)
+    return view
 
 
 def members(
@@ -142,6 +153,26 @@ def all_keys(server: Any, after: str | None) -> Iterator[tuple[str, dict[str, An
         yield from node_keys(server, node_id, start)
 
 
+def write_room(server: Any) -> int:
+    """The most bytes one write (its key and value, packed) may take on this
+    node: what ``Server.store`` allows (:func:`write_checks.check_fits`)."""
+    me = server.me
+    info = NodeInfo(me.id, me.generation, me.address, me.tcp_port, me.udp_port, me.role)
+    largest = write_checks._largest_identity(info)
+    header = write_checks._header(largest)
+    return reconcile.entry_room(server.max_datagram, largest.id, header)
+
+
+def write_limit(server: Any) -> str:
+    """What one write may take on this node, and how to allow more."""
+    return (
+        "a key and its value must fit in one gossip datagram: with max_datagram"
+        f" {server.max_datagram} one write may take at most {write_room(server)}"
+        " bytes packed. Store less per key, or raise --max-datagram"
+        " (Server(max_datagram=...)) on every node"
+    )
+
+
 def pokan_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -165,6 +196,38 @@ def info(server: Any) -> dict[str, Any]:
         "sealed": server.envelope.sealed,
         "generation": server.generation,
         "version": pokan_version(),
-        "settings": server.settings(),
+        "settings": settings(server),
         "counters": counters,
     }
+
+
+def settings(server: Any) -> dict[str, Any]:
+    """Every setting of the node, named as the Server's keywords and twistd's
+    flags; ``probe_interval`` None under phi (SWIM probes, phi does not)."""
+    configuration = server.configuration
+    shown: dict[str, Any] = {
+        **server.settings(),
+        "failure_detector": configuration.engine.failure_detector,
+        "max_sync_connections": configuration.max_sync_connections,
+        "max_sync_per_host": configuration.max_sync_per_host,
+        "drop_rate": configuration.drop_rate,
+        "handler_queue": handler_queue(server),
+    }
+    if shown["failure_detector"] == "phi":
+        shown["probe_interval"] = None
+    return shown
+
+
+def handler_queue(server: Any) -> int | None:
+    """How many events each ``--on-event`` command may have waiting
+    (``--handler-queue``); None when the node runs no such command."""
+    from pokan.daemon.commands import CommandHandler
+
+    # every command handler registers its shutdown (pokan.daemon.commands)
+    registered = server.events._handlers.get("shutdown", ())
+    sizes = [
+        owner.max_queue
+        for entry in registered
+        if isinstance(owner := getattr(entry.handler, "__self__", None), CommandHandler)
+    ]
+    return max(sizes) if sizes else None

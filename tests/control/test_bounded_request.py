@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
@@ -18,11 +20,13 @@ class Echo(resource.Resource):
         return b"stored " + str(len(request.content.read())).encode()  # type: ignore[attr-defined]
 
 
-def exchange(*parts: bytes, limit: int = 64) -> bytes:
+def exchange(
+    *parts: bytes, limit: int = 64, write_limit: Callable[[], str] | None = None
+) -> bytes:
     """Send ``parts`` to a ControlSite (bodies over ``limit`` bytes refused)."""
     root = ControlRoot()
     root.putChild(b"echo", Echo())
-    site = ControlSite(root, reactor=task.Clock())  # no global reactor
+    site = ControlSite(root, write_limit, reactor=task.Clock())  # no global reactor
     site.requestFactory = type("Small", (site.requestFactory,), {"max_body": limit})
     channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
     transport = StringTransport()
@@ -56,3 +60,25 @@ class ChunkedTests(unittest.TestCase):
         head = b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
         reply = exchange(head, b"y" * 100)
         self.assertIn(b"413", reply)
+
+
+class TooLargeMessageTests(unittest.TestCase):
+    """A 413 states the limit that applied: for a key write, what one may take."""
+
+    def refused(self, method: bytes, path: bytes) -> bytes:
+        head = b"%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+        reply = exchange(
+            head % (method, path), b"y" * 100, write_limit=lambda: "WRITE LIMIT"
+        )
+        self.assertIn(b"413", reply)
+        self.assertIn(b"request body over 64 bytes, the most the control API", reply)
+        self.assertNotIn(b"64 KiB", reply)
+        return reply
+
+    def test_a_key_write_says_what_one_write_may_take(self) -> None:
+        reply = self.refused(b"PUT", b"/v1/keys/colour")
+        self.assertIn(b"reads; WRITE LIMIT", reply)
+
+    def test_other_requests_say_the_body_limit_only(self) -> None:
+        for method, path in ((b"POST", b"/v1/join"), (b"PUT", b"/echo")):
+            self.assertNotIn(b"WRITE LIMIT", self.refused(method, path))

@@ -19,6 +19,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from pokan import wire
+from pokan.control.feed import FEED_EVENTS
 from tests.clirun import POKAN_SCRIPT, Done, pokan, pokan_process
 from tests.support import (
     free_port,
@@ -100,6 +101,9 @@ class MembersAndWaitTests(CliTestCase):
         )
         (row,) = done.text.splitlines()[1:]
         self.assertTrue(row.startswith(servers[2].id), row)
+        # a node that left: no detector claims it alive
+        self.assertNotIn("status=alive", row)
+        self.assertEqual(row.split()[-1], "-", row)
 
     @defer.inlineCallbacks
     def test_wait_for_members_and_its_timeout(self) -> Any:
@@ -271,6 +275,39 @@ class WatchTests(CliTestCase):
                 self.assertRegex(first, rf" (new_key|key_changed) {node.id} tick=\d+$")
 
     @defer.inlineCallbacks
+    def test_watch_without_names_leaves_the_gossip_rounds_out(self) -> Any:
+        a, _ = yield cluster(self, 2, idle_interval=0.05)  # a round every 50 ms
+        rounds = [0]
+        a.after("gossip", lambda: rounds.__setitem__(0, rounds[0] + 1))
+        process = pokan_process("watch", "--json", "--control", control_of(a))
+        self.addCleanup(process.kill)
+        n = [0]
+
+        def connected() -> bool:
+            n[0] += 1
+            a.store("tick", str(n[0]))
+            return b'"tick"' in process.output()
+
+        yield wait_until(connected, timeout=20, interval=0.1)
+        seen = rounds[0]
+        yield wait_until(lambda: rounds[0] >= seen + 5, timeout=20)
+        yield a.store("last", "one")
+        yield wait_until(lambda: b'"last"' in process.output(), timeout=20)
+        done = yield process.interrupt()
+        events = {json.loads(line)["event"] for line in done.text.splitlines()}
+        self.assertIn("new_key", events)
+        self.assertEqual(events - set(FEED_EVENTS), set(), done.text)
+        # named, the gossip rounds are shown
+        process = pokan_process(
+            "watch", "before_gossip", "--json", "--control", control_of(a)
+        )
+        self.addCleanup(process.kill)
+        yield wait_until(lambda: b"before_gossip" in process.output(), timeout=20)
+        done = yield process.interrupt()
+        events = {json.loads(line)["event"] for line in done.text.splitlines()}
+        self.assertEqual(events, {"before_gossip"})
+
+    @defer.inlineCallbacks
     def test_watch_ends_with_3_when_the_node_stops(self) -> Any:
         (node,) = yield cluster(self, 1)
         process = pokan_process("watch", "--control", control_of(node))
@@ -369,6 +406,8 @@ class ConnectionTests(CliTestCase):
         target = control_of(node)
         done = yield self.run_fails(4, "info", "--control", target)
         self.assertIn("(HTTP 401)", done.error)
+        self.assertIn("--token-file FILE", done.error)
+        self.assertIn("POKAN_TOKEN_FILE", done.error)
         wrong = os.path.join(folder, "wrong")
         with open(wrong, "w") as f:
             f.write("not-the-token-0123456789\n")

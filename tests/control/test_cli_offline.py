@@ -7,6 +7,8 @@ a reactor (the commands block on their sockets, and no node runs).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 from click.testing import CliRunner, Result
 from twisted.trial import unittest
@@ -14,6 +16,8 @@ from twisted.trial import unittest
 from pokan.control import render
 from pokan.control.cli import main
 from pokan.control.client import (
+    ApiError,
+    ControlClient,
     NoNode,
     NotPokan,
     Target,
@@ -21,6 +25,7 @@ from pokan.control.client import (
     encode_value,
     parse_target,
 )
+from pokan.control.feed import FEED_EVENTS
 from pokan.errors import ConfigurationError
 from tests.support import free_port, temp_dir
 
@@ -140,6 +145,83 @@ class UsageTests(unittest.TestCase):
 
     def test_unknown_command(self) -> None:
         self.assertEqual(invoke("memberz").exit_code, 2)
+
+    def test_watch_an_unknown_event_is_a_usage_error(self) -> None:
+        """Checked before any request: exit 2 though no node answers there."""
+        target = f"127.0.0.1:{free_port()}"
+        for args in (("bogus",), ("new_key", "bogus")):
+            self.assert_usage(
+                invoke("watch", *args, "--control", target),
+                "unknown event 'bogus'",
+                "events are: new_key, key_changed",
+                "before_gossip",
+            )
+
+
+class WatchTests(unittest.TestCase):
+    """What ``pokan watch`` asks the node for (the client's stream is faked)."""
+
+    def asked_for(self, *args: str) -> tuple[str, ...]:
+        asked: list[tuple[str, ...]] = []
+
+        def events(
+            client: ControlClient, names: tuple[str, ...] = ()
+        ) -> Iterator[tuple[str, dict[str, Any]]]:
+            asked.append(tuple(names))
+            yield "new_key", {"event": "new_key", "time": 1.0, "node": "n", "key": "k"}
+
+        self.patch(ControlClient, "events", events)
+        result = invoke("watch", *args)
+        self.assertEqual(result.exit_code, 0, result.output)
+        self.assertIn("new_key", result.stdout)
+        (names,) = asked
+        return names
+
+    def test_no_names_follow_the_dashboards_feed(self) -> None:
+        self.assertEqual(self.asked_for(), FEED_EVENTS)
+        self.assertNotIn("before_gossip", FEED_EVENTS)
+        self.assertNotIn("after_gossip", FEED_EVENTS)
+        self.assertIn("peer_dead", FEED_EVENTS)
+
+    def test_names_given_are_asked_for_gossip_rounds_included(self) -> None:
+        self.assertEqual(
+            self.asked_for("before_gossip", "after_gossip"),
+            ("before_gossip", "after_gossip"),
+        )
+        self.assertEqual(self.asked_for("--json", "key_changed"), ("key_changed",))
+
+
+class TokenTests(unittest.TestCase):
+    """A token refused (HTTP 401): the message says where the token comes from."""
+
+    def refused(self, *args: str, **env: str) -> Result:
+        def request(client: ControlClient, *_: Any, **__: Any) -> dict[str, Any]:
+            raise ApiError(401, "wrong token in the Authorization header")
+
+        self.patch(ControlClient, "request", request)
+        result = invoke("info", *args, **env)
+        self.assertEqual(result.exit_code, 4, result.output)
+        return result
+
+    def test_no_token_names_the_option_and_the_environment_variable(self) -> None:
+        message = " ".join(self.refused().stderr.split())
+        self.assertIn("needs a token, and none was given", message)
+        self.assertIn("--token-file FILE", message)
+        self.assertIn("POKAN_TOKEN_FILE=FILE", message)
+        self.assertIn("--control-token-file", message)
+        self.assertTrue(message.endswith("(HTTP 401)"), message)
+
+    def test_a_wrong_token_names_the_file_it_came_from(self) -> None:
+        path = os.path.join(temp_dir(self), "token")
+        with open(path, "w") as f:
+            f.write("not-the-token-0123456789\n")
+        for result in (
+            self.refused("--token-file", path),
+            self.refused(POKAN_TOKEN_FILE=path),
+        ):
+            message = " ".join(result.stderr.split())
+            self.assertIn("wrong token", message)
+            self.assertIn(f"{path} (--token-file or POKAN_TOKEN_FILE)", message)
 
 
 class CompletionTests(unittest.TestCase):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from typing import Any
 
 from twisted.internet import defer
@@ -12,7 +13,22 @@ from twisted.trial import unittest
 from pokan import ConfigurationError, Server, wire
 from pokan.core.address import format_host_port
 from tests.control_support import call
-from tests.support import start_cluster, start_server, temp_dir, wait_until
+from tests.support import (
+    global_reactor,
+    start_cluster,
+    start_server,
+    temp_dir,
+    wait_until,
+)
+
+#: the settings GET /v1/info once left out
+ADDED_SETTINGS = (
+    "failure_detector",
+    "max_sync_connections",
+    "max_sync_per_host",
+    "drop_rate",
+    "handler_queue",
+)
 
 
 def control(server: Server) -> str:
@@ -51,6 +67,25 @@ class ReadTests(unittest.TestCase):
         self.assertEqual(body["generation"], self.a.generation)
         self.assertEqual(body["settings"]["control"], self.url)
         self.assertIn("datagrams_sent", body["counters"])
+
+    @defer.inlineCallbacks
+    def test_info_shows_every_setting(self) -> Any:
+        code, body = yield call(self.url, "GET", "/v1/info")
+        self.assertEqual(code, 200)
+        settings = body["settings"]
+        configuration = self.a.configuration
+        self.assertEqual(
+            {name: settings.get(name, "missing") for name in ADDED_SETTINGS},
+            {
+                "failure_detector": "swim",
+                "max_sync_connections": configuration.max_sync_connections,
+                "max_sync_per_host": configuration.max_sync_per_host,
+                "drop_rate": 0.0,
+                "handler_queue": None,  # no --on-event command: no queue
+            },
+        )
+        # SWIM probes: its probe interval is shown
+        self.assertEqual(settings["probe_interval"], configuration.engine.probe_period)
 
     @defer.inlineCallbacks
     def test_members(self) -> Any:
@@ -111,6 +146,40 @@ class ReadTests(unittest.TestCase):
         self.assertIn("error", err)
 
 
+class SettingsTests(unittest.TestCase):
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_phi_shows_no_probe_interval(self) -> Any:
+        a = yield start_server(
+            self,
+            control="127.0.0.1:0",
+            failure_detector="phi",
+            max_sync_per_host=3,
+            max_sync_connections=9,
+        )
+        code, body = yield call(control(a), "GET", "/v1/info")
+        self.assertEqual(code, 200)
+        settings = body["settings"]
+        self.assertIn("probe_interval", settings)
+        self.assertIsNone(settings["probe_interval"])
+        self.assertEqual(settings["failure_detector"], "phi")
+        self.assertEqual(
+            (settings["max_sync_per_host"], settings["max_sync_connections"]), (3, 9)
+        )
+
+    @defer.inlineCallbacks
+    def test_handler_queue_of_the_on_event_commands(self) -> Any:
+        from pokan.daemon.commands import CommandHandler, CommandSpec
+
+        a = yield start_server(self, control="127.0.0.1:0")
+        spec = CommandSpec.parse("new_key=true")
+        CommandHandler(spec, global_reactor(), max_queue=7).attach(a)
+        code, body = yield call(control(a), "GET", "/v1/info")
+        self.assertEqual(code, 200)
+        self.assertEqual(body["settings"]["handler_queue"], 7)
+
+
 class WriteTests(unittest.TestCase):
     timeout = 30
 
@@ -164,9 +233,19 @@ class WriteTests(unittest.TestCase):
         code, body = yield call(url, "PUT", "/v1/keys/k", {"value": "v" * 5000})
         self.assertEqual(code, 422)
         self.assertIn("max_datagram", body["error"])
+        room = re.search(r"one write may take at most (\d+)", body["error"])
+        assert room is not None, body
         code, body = yield call(url, "PUT", "/v1/keys/k", raw=b"x" * (1024 * 1024 + 1))
         self.assertEqual(code, 413)
         self.assertIn("over 1048576 bytes", body["error"])
+        # the limit a write meets: the same as the 422's, and how to raise it
+        self.assertIn(
+            f"with max_datagram {a.max_datagram} one write may take at most"
+            f" {room.group(1)} bytes packed",
+            body["error"],
+        )
+        self.assertIn("raise --max-datagram", body["error"])
+        self.assertNotIn("64 KiB", body["error"])
         code, body = yield call(url, "POST", "/v1/keys/k", {"value": "v"})
         self.assertEqual(code, 405)
         self.assertIn("not allowed", body["error"])
@@ -213,6 +292,21 @@ class JoinForgetTests(unittest.TestCase):
         self.assertEqual(code, 400)
         code, body = yield call(control(a), "POST", "/v1/forget", {"node": 3})
         self.assertEqual(code, 400)
+
+    @defer.inlineCallbacks
+    def test_a_left_node_has_no_detector_view(self) -> Any:
+        a, b, c = yield start_cluster(self, 3, control="127.0.0.1:0")
+        yield wait_until(lambda: all(len(s.peers("alive")) == 2 for s in (a, b, c)))
+        yield c.stopService()  # says goodbye: left at a
+        yield wait_until(lambda: (p := a.peer(c.id)) is not None and p.is_left)
+        code, body = yield call(control(a), "GET", "/v1/members")
+        self.assertEqual(code, 200)
+        by_id = {m["id"]: m for m in body["members"]}
+        self.assertEqual(by_id[c.id]["status"], "left")
+        self.assertIsNone(by_id[c.id]["detector"])
+        self.assertEqual(by_id[b.id]["detector"]["status"], "alive")
+        code, one = yield call(control(a), "GET", f"/v1/nodes/{c.id}")
+        self.assertEqual((code, one["detector"]), (200, None))
 
     @defer.inlineCallbacks
     def test_forced_forget_of_a_live_node_comes_back(self) -> Any:

@@ -32,6 +32,19 @@ class ControlApiDocTests(unittest.TestCase):
         self.assertEqual(len(examples()), blocks)
         self.assertGreaterEqual(blocks, 12)
 
+    def test_every_setting_of_info_is_documented(self) -> None:
+        """The names docs/control-api.md lists are those GET /v1/info shows."""
+        from pokan import Server
+        from pokan.control import views
+
+        with open(DOC, encoding="utf-8") as f:
+            text = f.read()
+        listed = text.split("`settings` holds every setting of the node:", 1)[1]
+        listed = listed.split(", named as", 1)[0]
+        names = set(re.findall(r"`(\w+)`", listed))
+        shown = views.settings(Server("127.0.0.1", tcp_port=0, udp_port=0))
+        self.assertEqual(names, set(shown))
+
     @defer.inlineCallbacks
     def test_examples_run_as_documented(self) -> Any:
         ports = [free_port() for _ in range(3)]

@@ -45,6 +45,55 @@ class TwistdControlTests(unittest.TestCase):
         self.assertNotIn("GET /v1/info", daemon.output())
 
     @defer.inlineCallbacks
+    def test_info_shows_the_settings_given(self) -> Any:
+        port, control = free_port(), free_port()
+        daemon = Daemon(
+            self,
+            twistd_args(
+                port,
+                "--control",
+                f"127.0.0.1:{control}",
+                "--failure-detector",
+                "phi",
+                "--max-sync-connections",
+                "9",
+                "--max-sync-per-host",
+                "3",
+                "--handler-queue",
+                "7",
+                "--on-event",
+                "new_key=true",
+            ),
+            cwd=temp_dir(self),
+        )
+        yield wait_until(lambda: daemon.exited() or _answers(control), 30)
+        code, body = yield call(f"http://127.0.0.1:{control}", "GET", "/v1/info")
+        self.assertEqual(code, 200, daemon.describe())
+        settings = body["settings"]
+        self.assertEqual(
+            {
+                name: settings.get(name, "missing")
+                for name in (
+                    "failure_detector",
+                    "max_sync_connections",
+                    "max_sync_per_host",
+                    "drop_rate",
+                    "handler_queue",
+                    "probe_interval",
+                )
+            },
+            {
+                "failure_detector": "phi",
+                "max_sync_connections": 9,
+                "max_sync_per_host": 3,
+                "drop_rate": 0.0,
+                "handler_queue": 7,
+                "probe_interval": None,  # phi does not probe
+            },
+        )
+        daemon.kill()
+
+    @defer.inlineCallbacks
     def test_log_level_warn_hides_the_info_start_line(self) -> Any:
         port, control = free_port(), free_port()
         daemon = Daemon(

@@ -13,6 +13,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from pokan.control import dashboard
+from pokan.control.feed import FEED_EVENTS
 from tests.support import ROOT, global_reactor, run, temp_dir
 
 
@@ -77,12 +78,25 @@ class DashboardResourceTests(unittest.TestCase):
         response = yield self.request(b"/")
         self.assertEqual(response.status, 200)
         self.assertEqual(response.headers["content-type"], "text/html; charset=utf-8")
-        self.assertEqual(response.body, dashboard.read_asset("index.html"))
+        self.assertEqual(response.body, dashboard.page_html())
         self.assertIn(b'name="viewport"', response.body)
         self.assertIn(b'src="static/dashboard.js"', response.body)
         self.assertIn(b'href="static/dashboard.css"', response.body)
         self.assertEqual(response.headers["x-content-type-options"], "nosniff")
         self.assertIn("default-src 'none'", response.headers["content-security-policy"])
+
+    @defer.inlineCallbacks
+    def test_the_page_follows_the_feed_events(self):  # type: ignore[no-untyped-def]
+        """The page carries pokan.control.feed's list (that pokan watch follows);
+        the script keeps no list of its own."""
+        response = yield self.request(b"/")
+        follow = " ".join(FEED_EVENTS).encode()
+        self.assertIn(b'data-follow="' + follow + b'"', response.body)
+        self.assertNotIn(dashboard.FEED_PLACEHOLDER, response.body)
+        script = dashboard.read_asset("dashboard.js")
+        self.assertIn(b"dataset.follow", script)
+        self.assertNotIn(b'"after_sync"', script)
+        self.assertNotIn(b"before_gossip", follow)
 
     @defer.inlineCallbacks
     def test_assets_with_their_types(self):  # type: ignore[no-untyped-def]

@@ -1,9 +1,10 @@
 """The live dashboard: ``/`` and ``/static/*`` of the control port.
 
 Three files shipped with the package (``index.html``, ``dashboard.css``,
-``dashboard.js``) and read once, when the resource is made. Only those names
-are served: a request names an entry of a fixed table, never a path on disk,
-so no path traversal or directory listing is possible.
+``dashboard.js``) and read once, when the resource is made; the page gets the
+events its feed follows filled in then. Only those names are served: a
+request names an entry of a fixed table, never a path on disk, so no path
+traversal or directory listing is possible.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import orjson
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request
+
+from pokan.control.feed import FEED_EVENTS
 
 #: what the page may load: its own origin only, nothing from the internet
 CONTENT_SECURITY_POLICY = (
@@ -27,6 +30,8 @@ ASSETS = {
     "dashboard.js": b"text/javascript; charset=utf-8",
 }
 INDEX = "index.html"
+#: where index.html takes the events its feed follows
+FEED_PLACEHOLDER = b"@FEED_EVENTS@"
 HTML = b"text/html; charset=utf-8"
 #: the 404 of every other name under / and /static/
 NOT_FOUND = "no such dashboard file: the page is / and its assets are " + ", ".join(
@@ -105,9 +110,16 @@ class NotFound(Resource):
         return _json_error(request, http.NOT_FOUND, self.message)
 
 
+def page_html() -> bytes:
+    """``index.html`` with the events its feed follows filled in
+    (:data:`pokan.control.feed.FEED_EVENTS`, one list for it and ``pokan watch``)."""
+    follow = " ".join(FEED_EVENTS).encode("ascii")
+    return read_asset(INDEX).replace(FEED_PLACEHOLDER, follow)
+
+
 def index_page() -> Asset:
     """The dashboard page itself, for ``/``."""
-    return Asset(read_asset(INDEX), HTML)
+    return Asset(page_html(), HTML)
 
 
 def mount(root: Resource) -> None:

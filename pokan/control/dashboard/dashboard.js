@@ -16,11 +16,11 @@
   const RETRY_MAX_MS = 15000;
 
   const KEY_EVENTS = new Set(["new_key", "key_changed", "key_removed"]);
-  // what the feed follows: not before_/after_gossip, which come every round
-  const FOLLOWED = [
-    ...KEY_EVENTS, "peer_joined", "peer_left", "peer_dead", "peer_alive",
-    "after_sync", "start", "shutdown",
-  ];
+  // what the feed follows: not before_/after_gossip, which come every round.
+  // The server writes the list into the page (pokan.control.feed.FEED_EVENTS,
+  // which a bare `pokan watch` follows too).
+  const FOLLOWED = (document.getElementById("events")?.dataset.follow || "")
+    .split(/\s+/).filter(Boolean);
   const PEER_EVENTS = new Set(["peer_joined", "peer_left", "peer_dead", "peer_alive"]);
 
   const $ = (id) => document.getElementById(id);
