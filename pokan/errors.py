@@ -1,8 +1,24 @@
 """The exceptions pokan raises."""
 
+from collections.abc import Mapping
+
 
 class PokanError(Exception):
     """Base class of every error pokan raises on purpose."""
+
+
+class NamesSettings(PokanError):
+    """An error whose message names settings, as the caller names them.
+
+    ``str()`` names them as the library's API does (``max_datagram=``);
+    :meth:`describe` as ``names`` says, keyed by setting (the fields of
+    :class:`pokan.net.settings.Settings`, and ``redis``): twistd passes its
+    options (``--max-datagram``).
+    """
+
+    def describe(self, names: Mapping[str, str]) -> str:
+        """The message, naming the settings as ``names`` says."""
+        return str(self)
 
 
 class ConfigurationError(PokanError, ValueError):

@@ -62,6 +62,12 @@ API_NAMES: Mapping[str, str] = {
 }
 
 
+def given(name: str, value: object) -> str:
+    """A setting as the user gives it, by ``name``: ``max_datagram=1400`` (a
+    keyword), ``--max-datagram 1400`` (an option)."""
+    return f"{name}{value}" if name.endswith("=") else f"{name} {value}"
+
+
 def check_interval(seconds: object, name: str = "gossip_interval=") -> float:
     """A gossip interval within :data:`pokan.core.bounds.GOSSIP_INTERVAL`."""
     return bounds.GOSSIP_INTERVAL.check(seconds, name)

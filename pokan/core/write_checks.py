@@ -7,19 +7,44 @@ arguments here before the Engine takes the write.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import attrs
 
 from pokan import wire
 from pokan.core import reconcile
 from pokan.core.address import format_host_port
+from pokan.core.settings import API_NAMES, given
 from pokan.core.state import Entry, NodeDelta, NodeInfo, Value
+from pokan.errors import NamesSettings
+
+
+class TooLargeToGossip(NamesSettings, ValueError):
+    """A write that could not fit one datagram: it could never be gossiped."""
+
+    def __init__(self, size: int, room: int, max_datagram: int) -> None:
+        self.size = size
+        self.room = room
+        self.max_datagram = max_datagram
+        super().__init__(self.describe(API_NAMES))
+
+    def describe(self, names: Mapping[str, str]) -> str:
+        """The message, naming the datagram limit as ``names["max_datagram"]``."""
+        name = names["max_datagram"]
+        return (
+            f"key and value take {self.size} bytes packed; with"
+            f" {given(name, self.max_datagram)} one write may take at most"
+            f" {self.room}. Store less per key, or raise {name.removesuffix('=')}"
+            " on every node."
+        )
 
 
 def check_key(key: object) -> None:
-    """TypeError or ValueError unless ``key`` is a key the wire can carry."""
-    if not isinstance(key, str) or not key:
+    """TypeError unless ``key`` is a str; ValueError unless the wire can carry it."""
+    if not isinstance(key, str):
         raise TypeError(f"key must be a non-empty str, got {key!r}")
+    if not key:
+        raise ValueError(f"key is empty: a key is 1 to {wire.MAX_KEY_LEN} characters")
     if len(key) > wire.MAX_KEY_LEN:
         raise ValueError(
             f"key is {len(key)} characters; the limit is {wire.MAX_KEY_LEN}"
@@ -58,11 +83,7 @@ def check_fits(key: str, value: Value, info: NodeInfo, max_datagram: int) -> Non
     room = reconcile.entry_room(max_datagram, info.id, _header(info))
     size = wire.packed_size(wire.pack_entry(key, Entry(value, 2**32, 0.0)))
     if size > room:
-        raise ValueError(
-            f"key and value take {size} bytes packed; with max_datagram="
-            f"{max_datagram} one write may take at most {room}."
-            " Store less per key, or raise max_datagram on every node."
-        )
+        raise TooLargeToGossip(size, room, max_datagram)
 
 
 def check_utf8(text: str, what: str, fix: str) -> None:

@@ -27,9 +27,8 @@ from pokan.core.settings import (
 )
 from pokan.daemon.handler_options import HandlerOptions, install_handlers
 from pokan.daemon.logsetup import check_log_level, filter_twistd_log
-from pokan.errors import ConfigurationError, PokanError, StartupError
+from pokan.errors import ConfigurationError, NamesSettings, PokanError, StartupError
 from pokan.net import reactors
-from pokan.net.listen_errors import ListenError
 from pokan.net.protocols import (
     DEFAULT_MAX_HELLO,
     DEFAULT_MAX_SYNC_CONNECTIONS,
@@ -372,8 +371,10 @@ FLAG_NAMES = {
     "dead_node_ttl": "--dead-node-ttl",
     "handler_timeout": "--handler-timeout",
     "failure_detector": "--failure-detector",
-    "cluster": "--cluster: ",
-    "drop_rate": "--drop-rate: ",
+    "cluster": "--cluster",
+    "drop_rate": "--drop-rate",
+    "seeds": "--gossip-with",
+    "redis": "--redis",
 }
 
 
@@ -476,7 +477,7 @@ class DaemonService(service.MultiService):
         try:
             super().privilegedStartService()  # binds the node's ports
         except StartupError as e:
-            self._fail_at_once(_message(e))
+            self._fail_at_once(described(e))
 
     def startService(self) -> None:
         service.Service.startService(self)
@@ -492,7 +493,7 @@ class DaemonService(service.MultiService):
         self.server.startService().addErrback(failed)
         starting = False
         if at_once:  # failed at once: before the reactor runs, exit cleanly
-            self._fail_at_once(_message(at_once[0].value))
+            self._fail_at_once(described(at_once[0].value))
         self._reload_on_sighup()
 
     def _reload_on_sighup(self) -> None:
@@ -516,24 +517,22 @@ class DaemonService(service.MultiService):
         return d.addBoth(lambda result: (disarm(), result)[1])
 
     def _failed_later(self, failure: Failure) -> None:
-        log.critical("pokan: {error}", error=_message(failure.value))
+        log.critical("pokan: {error}", error=described(failure.value))
         # twistd exits 0 once its reactor stops; this start failed: exit 1,
         # after twistd has removed its pidfile and closed its log
         atexit.register(_exit_failed)
         reactors.global_reactor().stop()
 
 
-#: how a ListenError names the settings under twistd
-TWISTD_OPTIONS = {"udp": "--udp-port", "tcp": "--tcp-port", "address": "--address"}
-
-
-def _message(e: BaseException | None) -> str:
-    """What a failed start says, naming twistd's options."""
+def described(error: BaseException | None) -> str:
+    """An error's message, naming the settings as twistd's options."""
     from pokan.control.service import TWISTD_NAMES, ControlListenError
 
-    if isinstance(e, ControlListenError):
-        return e.describe(TWISTD_NAMES)
-    return e.describe(TWISTD_OPTIONS) if isinstance(e, ListenError) else str(e)
+    if isinstance(error, ControlListenError):
+        return error.describe(TWISTD_NAMES)
+    if isinstance(error, NamesSettings):
+        return error.describe(FLAG_NAMES)
+    return str(error)
 
 
 def _quiet_startup_error(
@@ -563,7 +562,7 @@ def redis_store(options: Options) -> Any:
             publish_events=options["redis-events"],
         )
     except PokanError as e:
-        raise SystemExit(f"pokan: {e}") from None
+        raise SystemExit(f"pokan: {described(e)}") from None
 
 
 def check_store(store: Any, server: Server) -> None:
@@ -573,7 +572,7 @@ def check_store(store: Any, server: Server) -> None:
     try:
         store.check(server.id if server.udp_port else None)
     except PokanError as e:
-        raise SystemExit(f"pokan: {e}") from None
+        raise SystemExit(f"pokan: {described(e)}") from None
 
 
 def makeService(options: Options) -> service.IService:
@@ -581,7 +580,7 @@ def makeService(options: Options) -> service.IService:
     try:
         server = _server(options, store)
     except ConfigurationError as e:  # e.g. a key file refused
-        raise SystemExit(f"pokan: {e}") from None
+        raise SystemExit(f"pokan: {described(e)}") from None
     if store is not None:
         check_store(store, server)
     if options["epoll"]:
@@ -590,7 +589,7 @@ def makeService(options: Options) -> service.IService:
         try:
             server.store(key, value)
         except (TypeError, ValueError) as e:
-            refuse_option(f"--store {key}=...: {as_options(e)}")
+            refuse_option(f"--store {key}=...: {described(e)}")
     try:
         install_handlers(server, options)
     except ConfigurationError as e:  # a handler factory refused its argument
@@ -600,50 +599,11 @@ def makeService(options: Options) -> service.IService:
     return DaemonService(server, daemonized, options["log-level"], twistd)
 
 
-#: the API's argument names in messages, as twistd's options
-OPTION_NAMES = {"max_datagram=": "--max-datagram ", "max_datagram": "--max-datagram"}
-
-
-def as_options(error: Exception) -> str:
-    """An API error's message, naming options as twistd users type them."""
-    message = str(error)
-    for name, option in OPTION_NAMES.items():
-        message = message.replace(name, option)
-    return message
-
-
 def _server(options: Options, store: Any) -> Server:
-    settings = getattr(options, "settings", None)
-    if settings is not None:
-        return Server.from_settings(
-            settings,
-            store=store,
-            control=options["control-endpoint"],
-            control_token_file=options["control-token-file"],
-        )
-    return Server(
-        options["address"],
-        gossip_with=options["gossip-with"] or None,
-        tcp_port=options["tcp-port"],
-        udp_port=options["udp-port"],
-        gossip_interval=options["gossip-interval"],
-        max_datagram=options["max-datagram"],
-        max_hello=options["max-hello"],
-        max_sync_connections=options["max-sync-connections"],
-        max_sync_per_host=options["max-sync-per-host"],
-        phi_threshold=options["phi-threshold"],
-        failure_detector=options["failure-detector"],
-        tombstone_ttl=options["tombstone-ttl"],
-        dead_node_ttl=options["dead-node-ttl"],
-        gossip_fanout=options["gossip-fanout"],
-        idle_interval=options["idle-interval"],
-        probe_interval=options["probe-interval"],
-        drop_rate=options["drop-rate"],
+    """The node of the options checked (by :meth:`Options.postOptions`)."""
+    return Server.from_settings(
+        options.settings,
         store=store,
-        cluster=options["cluster"],
-        key_file=options["key-file"],
-        max_nodes=options["max-nodes"],
-        handler_timeout=options["handler-timeout"],
         control=options["control-endpoint"],
         control_token_file=options["control-token-file"],
     )

@@ -7,23 +7,23 @@ and from chosen addresses (a partition). A production node leaves it empty.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+
+from pokan.errors import ConfigurationError
 
 Address = tuple[str, int]
 
 
-def check_drop_rate(rate: object) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, int | float | str):
-        raise ValueError(f"drop rate must be a number from 0 to 1, got {rate!r}")
-    try:
-        value = float(rate)
-    except ValueError:
-        raise ValueError(
-            f"drop rate must be a number from 0 to 1, got {rate!r}"
-        ) from None
+def check_drop_rate(rate: object, name: str = "drop_rate=") -> float:
+    """A share of datagrams, 0 to 1 (a number or its text)."""
+    value = math.nan
+    if not isinstance(rate, bool) and isinstance(rate, int | float | str):
+        with contextlib.suppress(ValueError):
+            value = float(rate)
     if not (math.isfinite(value) and 0 <= value <= 1):
-        raise ValueError(f"drop rate must be a number from 0 to 1, got {rate!r}")
+        raise ConfigurationError(f"{name} must be a number from 0 to 1, got {rate!r}")
     return value
 
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Mapping
 
 from pokan.core.address import format_host_port
-from pokan.errors import StartupError
+from pokan.errors import NamesSettings, StartupError
 
 #: how a ListenError names the settings: the Server's arguments
-SERVER_ARGUMENTS = {"udp": "udp_port=", "tcp": "tcp_port=", "address": "address"}
+SERVER_ARGUMENTS = {
+    "udp_port": "udp_port=",
+    "tcp_port": "tcp_port=",
+    "address": "address",
+}
 
 
-class ListenError(StartupError):
+class ListenError(StartupError, NamesSettings):
     """A port could not be bound; the message says why and what to do.
 
     ``str()`` names the Server's arguments; :meth:`describe` takes other
@@ -26,10 +31,12 @@ class ListenError(StartupError):
         self.reason = _socket_reason(reason)
         super().__init__(self.describe(SERVER_ARGUMENTS))
 
-    def describe(self, names: dict[str, str]) -> str:
-        """The message, naming the settings as ``names`` says (udp, tcp, address)."""
+    def describe(self, names: Mapping[str, str]) -> str:
+        """The message, naming the settings as ``names`` says (udp_port,
+        tcp_port, address)."""
         where = f"{format_host_port(self.address, self.port)}/{self.proto}"
         address = names["address"]
+        port = names[f"{self.proto}_port"]
         address = "address" if address == "address" else f"address ({address})"
         if self.errno == errno.EADDRNOTAVAIL:
             hint = (
@@ -39,10 +46,10 @@ class ListenError(StartupError):
         elif self.errno == errno.EADDRINUSE:
             hint = (
                 "Is another node running there? Choose another port"
-                f" ({names[self.proto]}) or {address}."
+                f" ({port}) or {address}."
             )
         else:
-            hint = f"Choose another port ({names[self.proto]}) or {address}."
+            hint = f"Choose another port ({port}) or {address}."
         return f"cannot listen on {where}: {self.reason}. {hint}"
 
 

@@ -597,9 +597,9 @@ class SyncClientProtocol(_FrameProtocol):
             carries = "none of it"
         log.warn(
             "this node's full state is {size} bytes, over the Hello limit of"
-            " {limit} (max_hello): the Hello of the full sync carries {carries},"
-            " and the peer gets the rest by UDP gossip (see 'How much state' in"
-            " docs/operations.md)",
+            " {limit} (--max-hello, max_hello=): the Hello of the full sync"
+            " carries {carries}, and the peer gets the rest by UDP gossip (see"
+            " 'How much state' in docs/operations.md)",
             size=len(data),
             limit=self.max_hello,
             carries=carries,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.error import DNSLookupError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -19,6 +20,9 @@ log = Logger()
 #: the shortest wait before trying again when every seed answered as
 #: something else than pokan (a wrong port): no use asking it every second
 NOT_POKAN_DELAY = 30.0
+#: once the retries reach their slowest pace, a failure unchanged since its
+#: last line is logged again only this often (seconds)
+REPEAT_LINE_EVERY = 600.0
 
 
 class SeedIsSelf(Exception):
@@ -28,8 +32,10 @@ class SeedIsSelf(Exception):
 class SeedSync:
     """Tries each seed in order until one completes a full sync.
 
-    When none answers, warns (naming them) and tries again after a delay that
-    doubles up to ``max_delay``. The node keeps gossiping meanwhile. A seed
+    When none answers, warns (naming them and why) and tries again after a
+    delay that doubles up to ``max_delay``; from then on, the same failure
+    is logged once every :data:`REPEAT_LINE_EVERY` seconds, not at every
+    try. The node keeps gossiping meanwhile. A seed
     that turns out to be this node itself (a name that resolves to it: the
     sync raises :class:`SeedIsSelf`) is dropped, with a warning.
     """
@@ -59,6 +65,11 @@ class SeedSync:
         self._running = False
         #: seeds already said not to answer as pokan nodes (said once each)
         self._told: set[tuple[str, int]] = set()
+        #: the failure last logged (and whether at the slowest pace), when,
+        #: and the tries that failed alike since
+        self._said: tuple[str, bool] | None = None
+        self._said_at = 0.0
+        self._unsaid = 0
 
     def start(self) -> None:
         self._attempt()
@@ -122,26 +133,57 @@ class SeedSync:
                     )
                 continue
             except Exception as e:
-                errors.append(f"{name}: {e}")
+                errors.append(f"{name}: {why_not(host, e)}")
                 continue
             self.synced_with = name
+            self._said, self._unsaid = None, 0
             log.info("joined the cluster through seed {seed}", seed=name)
             return
         if self._stopped or not self.seeds:
             return
-        log.warn(
-            "could not sync with any seed ({errors}); gossip goes on, next try"
-            " in {delay}s",
-            errors="; ".join(errors),
-            delay=self.delay,
-        )
         if foreign == len(errors):  # none is down: all are something else
             self.delay = max(self.delay, min(NOT_POKAN_DELAY, self.max_delay))
+        self._report("; ".join(errors))
         delay = self.delay
         if self.rng is not None:
             delay *= self.rng.uniform(0.75, 1.25)
         self._retry = self.clock.callLater(delay, self._attempt)
         self.delay = min(self.delay * 2, self.max_delay)
+
+    def _report(self, errors: str) -> None:
+        """Warn that no seed answered; at the slowest pace, not every time."""
+        now = self.clock.seconds()
+        slowest = self.delay >= self.max_delay
+        said = (errors, slowest)
+        # said at this pace already, and not that long ago
+        if slowest and said == self._said and now - self._said_at < REPEAT_LINE_EVERY:
+            self._unsaid += 1
+            return
+        alike = (
+            f"; {self._unsaid} tries since the last line failed as it said"
+            if self._unsaid
+            else ""
+        )
+        log.warn(
+            "could not sync with any seed ({errors}); gossip goes on, next try"
+            " in {delay}s{pace}{alike}",
+            errors=errors,
+            delay=self.delay,
+            pace=REPEAT_NOTE.format(minutes=REPEAT_LINE_EVERY / 60) if slowest else "",
+            alike=alike,
+        )
+        self._said, self._said_at, self._unsaid = said, now, 0
+
+
+def why_not(host: str, error: Exception) -> str:
+    """Why a sync with a seed at ``host`` failed, in a few words."""
+    if isinstance(error, DNSLookupError):
+        return f"cannot resolve the host name {host}: check it, and this host's DNS"
+    return str(error)
+
+
+#: what the warning adds once the retries reach their slowest pace
+REPEAT_NOTE = ", then as often (said again in {minutes:g} minutes if nothing changes)"
 
 
 #: what a node with no seed but itself does

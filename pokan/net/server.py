@@ -79,6 +79,7 @@ from pokan.net.protocols import (
 )
 from pokan.net.refusals import Refusals
 from pokan.net.settings import (
+    API_NAMES,
     MAX_FRAME_LIMIT,
     Settings,
     check_max_frame,
@@ -299,7 +300,7 @@ class Server(service.Service, Operations):
     @tcp_port.setter
     def tcp_port(self, port: int) -> None:
         self._not_running("tcp_port")
-        self._tcp_port = check_port(port, "tcp port", allow_any=True)
+        self._tcp_port = check_port(port, API_NAMES["tcp_port"], allow_any=True)
         self._state.rename_self(self._identity(0))
 
     @property
@@ -309,7 +310,7 @@ class Server(service.Service, Operations):
     @udp_port.setter
     def udp_port(self, port: int) -> None:
         self._not_running("udp_port")
-        self._udp_port = check_port(port, "udp port", allow_any=True)
+        self._udp_port = check_port(port, API_NAMES["udp_port"], allow_any=True)
         self._state.rename_self(self._identity(0))
 
     @property
@@ -371,8 +372,12 @@ class Server(service.Service, Operations):
 
     def gossip_with(self, seeds: str | Iterable[str]) -> None:
         """Seeds (``HOST:PORT``, their TCP port) to join through; first that answers."""
+        self._set_seeds(seeds, "gossip_with()")
+
+    def _set_seeds(self, seeds: object, name: str) -> None:
+        """The seeds, checked; ConfigurationError names them as ``name``."""
         self._not_running("gossip_with")
-        self._seeds = list(check_seeds(seeds, self._address))
+        self._seeds = list(check_seeds(seeds, self._address, name))
         self._state.rename_self(self._identity(0))
 
     @property
@@ -745,7 +750,7 @@ class Server(service.Service, Operations):
         """
         self._run.check_not_started(bool(self.running), self.id)
         if gossip_with is not None:
-            self.gossip_with(gossip_with)
+            self._set_seeds(gossip_with, API_NAMES["seeds"])
         if self._epoll:
             reactors.install_epoll()
         self._run.run(self._get_reactor(), self.startService, self.stopService)

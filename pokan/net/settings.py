@@ -6,7 +6,8 @@ TCP sync limits, cluster name, keys, handler timeout) and the
 with. :meth:`Settings.checked` validates raw values once and raises one
 error type, :class:`~pokan.errors.ConfigurationError`, naming the option as
 the caller calls it: :data:`API_NAMES` for the Server's keywords,
-``pokan.daemon.tap.OPTION_NAMES`` for twistd's flags.
+``pokan.daemon.tap.FLAG_NAMES`` for twistd's flags. Errors raised later,
+once the node runs, take the same names (:class:`pokan.errors.NamesSettings`).
 """
 
 from __future__ import annotations
@@ -48,17 +49,17 @@ MAX_FRAME_LIMIT = 2**32 - 1
 API_NAMES: Mapping[str, str] = {
     **ENGINE_NAMES,
     "address": "address",
-    "tcp_port": "tcp port",
-    "udp_port": "udp port",
+    "seeds": "gossip_with=",
+    "tcp_port": "tcp_port=",
+    "udp_port": "udp_port=",
     "max_frame": "max_frame=",
     "max_hello": "max_hello=",
-    "max_sync_connections": "max sync connections",
-    "max_sync_per_host": "max sync connections per host",
-    "max_nodes": "max nodes",
-    "handler_timeout": "handler timeout",
-    # prefixes of the messages of checks that name no option themselves
-    "cluster": "",
-    "drop_rate": "",
+    "max_sync_connections": "max_sync_connections=",
+    "max_sync_per_host": "max_sync_per_host=",
+    "max_nodes": "max_nodes=",
+    "handler_timeout": "handler_timeout=",
+    "cluster": "cluster=",
+    "drop_rate": "drop_rate=",
 }
 
 
@@ -105,18 +106,48 @@ def check_max_nodes(value: object, name: str) -> int:
     return value
 
 
+def check_cluster(cluster: object, name: str = "cluster=") -> str:
+    """A cluster name as :func:`pokan.wire.check_cluster` takes it."""
+    try:
+        return wire.check_cluster(cluster)
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"{name} must be 1 to {wire.MAX_CLUSTER_LEN} letters, digits, '.',"
+            f" '_' or '-', got {cluster!r}"
+        ) from None
+
+
 def check_seeds(
-    seeds: str | Iterable[str] | None, address: str
+    seeds: object, address: str, name: str = "gossip_with="
 ) -> tuple[tuple[str, int], ...]:
-    """Seeds (``HOST:PORT`` or a comma-separated text) of ``address``'s family."""
+    """Seeds (``HOST:PORT``, a comma-separated text, or a list of them) of
+    ``address``'s family."""
     if seeds is None:
         return ()
     if isinstance(seeds, str):
         parsed = parse_seeds(seeds)
     else:
-        parsed = [parse_host_port(s) for s in seeds]
+        parsed = [parse_host_port(s) for s in seed_list(seeds, name)]
     check_seed_family(parsed, address)
     return tuple(parsed)
+
+
+def seed_list(seeds: object, name: str) -> list[str]:
+    """``seeds`` as a list of texts; ConfigurationError, saying the form
+    expected, for anything else (a port alone, bytes, a list of numbers)."""
+    if isinstance(seeds, Iterable) and not isinstance(seeds, bytes | bytearray):
+        items = list(seeds)
+        wrong = [s for s in items if not isinstance(s, str)]
+        if not wrong:
+            return items
+        got = f"{wrong[0]!r} ({type(wrong[0]).__name__}) in {items!r}"
+    else:
+        got = f"{seeds!r} ({type(seeds).__name__})"
+    raise ConfigurationError(
+        f'{name} must be a "HOST:PORT" string or a list of them, such as'
+        f' "10.0.0.9:{DEFAULT_PORT}" or ["10.0.0.9:{DEFAULT_PORT}", "10.0.0.10"]'
+        f" (the seeds' TCP port, {DEFAULT_PORT} if left out), got {got}"
+    )
 
 
 @attrs.frozen
@@ -154,7 +185,7 @@ class Settings:
         *,
         any_port: bool = True,
         address: object,
-        seeds: str | Iterable[str] | None = None,
+        seeds: object = None,
         tcp_port: object = DEFAULT_PORT,
         udp_port: object = DEFAULT_PORT,
         max_frame: object = wire.DEFAULT_MAX_FRAME,
@@ -203,7 +234,7 @@ class Settings:
             max_sync_connections, names["max_sync_connections"]
         )
         per_host = check_sync_cap(max_sync_per_host, names["max_sync_per_host"])
-        seed_list = check_seeds(seeds, ip)
+        seeds_given = check_seeds(seeds, ip, names["seeds"])
         handler = check_seconds(handler_timeout, names["handler_timeout"])
         nodes = check_max_nodes(max_nodes, names["max_nodes"])
         optional = {
@@ -223,19 +254,13 @@ class Settings:
             sync_timeout=timeout,
             **{k: v for k, v in optional.items() if v is not None},
         )
-        try:
-            rate = check_drop_rate(drop_rate)
-        except ValueError as e:
-            raise ConfigurationError(f"{names['drop_rate']}{e}") from None
-        try:
-            name = wire.check_cluster(cluster)
-        except ConfigurationError as e:
-            raise ConfigurationError(f"{names['cluster']}{e}") from None
+        rate = check_drop_rate(drop_rate, names["drop_rate"])
+        name = check_cluster(cluster, names["cluster"])
         return cls(
             address=ip,
             tcp_port=tcp,
             udp_port=udp,
-            seeds=seed_list,
+            seeds=seeds_given,
             max_frame=frame,
             max_hello=hello,
             max_sync_connections=connections,

@@ -81,6 +81,10 @@ class FullSyncs:
         self.seed_sync: SeedSync | None = None
         #: seeds that said this node is of another cluster: seed -> why
         self.refusals: dict[str, str] = {}
+        #: seeds named by a host name that did not resolve for UDP gossip: their
+        #: sync's own failures are logged (pokan.net.seeds); once one syncs,
+        #: its UDP address comes from its Welcome
+        self.unresolved: set[tuple[str, int]] = set()
         #: TCP syncs under way, cancelled when the node stops
         self.syncing: dict[defer.Deferred[Any], SyncClientProtocol] = {}
         self._join_budget = JoinBudget()
@@ -127,13 +131,7 @@ class FullSyncs:
             except ConfigurationError:
                 d = self._reactor().resolve(host)
                 d.addCallback(self._learn_resolved_seed, host, port)
-                d.addErrback(
-                    lambda f, host=host: log.warn(
-                        "cannot resolve seed {host}: {error}",
-                        host=host,
-                        error=f.getErrorMessage(),
-                    )
-                )
+                d.addErrback(lambda _, seed=(host, port): self.unresolved.add(seed))
 
     def _learn_resolved_seed(self, ip: str, host: str, port: int) -> None:
         address = self._settings.address
@@ -222,12 +220,15 @@ class FullSyncs:
         return Peer.unknown_seed(host, tcp_port)
 
     def _seed_synced(self, host: str, tcp_port: int, info: NodeInfo) -> None:
-        """Gossip with a synced seed on its UDP port, not the TCP port given."""
+        """Gossip with a synced seed on its UDP port, not the TCP port given;
+        one whose name did not resolve at first, from now on too."""
         node = self._engine.node
         given = {(host, tcp_port), (info.address, tcp_port)}
         real = (info.address, info.udp_port)
         seeds = [a for a in node.seeds if a not in given]
-        if len(seeds) < len(node.seeds) and real not in seeds:
+        unresolved = (host, tcp_port) in self.unresolved
+        self.unresolved.discard((host, tcp_port))
+        if (unresolved or len(seeds) < len(node.seeds)) and real not in seeds:
             seeds.append(real)
         node.seeds = seeds
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import redis
@@ -30,7 +30,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from pokan.core.state import Batch
-from pokan.errors import ConfigurationError, StartupError
+from pokan.errors import ConfigurationError, NamesSettings, StartupError
 from pokan.net.meters import Timings
 from pokan.net.reactors import global_reactor
 from pokan.store import redis_io
@@ -83,6 +83,46 @@ def named(things: tuple[str, ...]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
+#: how the store's messages name its URL (twistd's is ``--redis``)
+STORE_NAMES = {"redis": "Redis URL"}
+
+
+class _AboutTheURL(NamesSettings):
+    """What is wrong with the Redis of ``url`` (its password hidden): ``problem``."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        self.url = url
+        self.problem = problem
+        super().__init__(self.describe(STORE_NAMES))
+
+    def describe(self, names: Mapping[str, str]) -> str:
+        """The message, naming the URL's setting as ``names["redis"]``."""
+        return f"{names['redis']} {self.url}: {self.problem}"
+
+
+class BadRedisURL(_AboutTheURL, ConfigurationError):
+    """The URL is not one redis-py (and pokan) can use."""
+
+
+class RedisUnusable(_AboutTheURL, StartupError):
+    """Redis does not answer, refuses this node, or its prefix is not this node's."""
+
+
+#: Redis answered, but refused the URL's credentials
+REFUSED = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
+
+
+def problem_of(error: BaseException) -> str:
+    """Why Redis cannot be used, with what to check."""
+    if isinstance(error, REFUSED):
+        return f"refused: {error} (check the user and password in the URL)"
+    if isinstance(error, redis.ConnectionError | redis.TimeoutError | OSError):
+        return f"cannot connect: {error} (is redis-server running? check the URL)"
+    if isinstance(error, redis.RedisError):
+        return f"Redis refused a command: {error}"
+    return str(error)  # SchemaError: the prefix holds something else
+
+
 class _Unavailable(Exception):
     """Redis failed earlier and has not answered a probe since."""
 
@@ -112,7 +152,7 @@ class RedisStore:
         try:
             self._client = redis_io.make_client(url, timeout)
         except ValueError as e:
-            raise ConfigurationError(f"bad Redis URL {self.url}: {e}") from None
+            raise BadRedisURL(self.url, f"cannot parse it: {e}") from None
         if prefix is not None and not prefix:
             raise ConfigurationError("the Redis key prefix must not be empty")
         self._prefix = prefix
@@ -174,7 +214,8 @@ class RedisStore:
             self._keys = Keys(default_prefix(node_id))
 
     def check(self, node_id: str | None = None) -> None:
-        """Ping Redis now, blocking; raise StartupError if it cannot be used.
+        """Ping Redis now, blocking; raise :class:`RedisUnusable` (a
+        StartupError) if it cannot be used.
 
         With ``node_id``, also refuse a prefix that holds another layout or
         another node's state, as :meth:`open` would. For command-line tools,
@@ -187,12 +228,9 @@ class RedisStore:
                 keys = self._keys or Keys(default_prefix(node_id))
                 redis_io.check_prefix(self._client, keys, node_id)
         except (redis.RedisError, ValueError) as e:
-            raise StartupError(self._cannot_use(e)) from None
+            raise RedisUnusable(self.url, problem_of(e)) from None
         finally:
             self._client.connection_pool.disconnect()
-
-    def _cannot_use(self, error: BaseException) -> str:
-        return f"cannot use Redis at {self.url}: {error}"
 
     # -- the worker thread ----------------------------------------------------
 
@@ -285,7 +323,7 @@ class RedisStore:
         self._stop_pool()
         error = failure.value
         if isinstance(error, redis.RedisError | OSError | ValueError):
-            return Failure(StartupError(self._cannot_use(error)))
+            return Failure(RedisUnusable(self.url, problem_of(error)))
         return failure
 
     def persist(self, batch: Batch) -> defer.Deferred[None]:
@@ -597,4 +635,4 @@ def _dropped_nodes(dropped: tuple[str, ...], me: str) -> str:
     return "".join(f"; {s}" for s in said)
 
 
-__all__ = ["RedisStore", "redact"]
+__all__ = ["BadRedisURL", "RedisStore", "RedisUnusable", "problem_of", "redact"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import sys
 
@@ -40,6 +41,39 @@ class OptionsTests(unittest.TestCase):
             with self.assertRaises(usage.UsageError) as caught:
                 parse("--store", value)
             self.assertEqual(str(caught.exception), f"{message} {HINT}")
+
+    def test_settings_are_named_as_typed_not_as_the_api_s_keywords(self) -> None:
+        """One mechanism: the settings checks take twistd's names."""
+        for args, message in (
+            (("--drop-rate", "3"), "--drop-rate must be a number from 0 to 1, got '3'"),
+            (
+                ("--cluster", "a b"),
+                "--cluster must be 1 to 64 letters, digits, '.', '_' or '-', got 'a b'",
+            ),
+            (("--tcp-port", "0"), "--tcp-port must be from 1 to 65535, got 0"),
+            (
+                ("--max-sync-per-host", "0"),
+                "--max-sync-per-host must be a whole number from 1, got 0",
+            ),
+        ):
+            with self.assertRaises(usage.UsageError) as caught:
+                parse(*args)
+            self.assertEqual(str(caught.exception), f"{message} {HINT}")
+
+    def test_errors_raised_later_name_the_options_too(self) -> None:
+        from pokan.core.write_checks import TooLargeToGossip
+        from pokan.net.listen_errors import ListenError
+
+        in_use = OSError(errno.EADDRINUSE, "Address already in use")
+        listen = ListenError("127.0.0.1", 5555, "udp", in_use)
+        self.assertIn("(udp_port=)", str(listen))
+        self.assertIn(
+            "Choose another port (--udp-port) or address", tap.described(listen)
+        )
+        too_large = TooLargeToGossip(3024, 1234, 1400)
+        self.assertIn("with max_datagram=1400 one", str(too_large))
+        self.assertIn("with --max-datagram 1400 one", tap.described(too_large))
+        self.assertEqual(tap.described(ValueError("plain")), "plain")
 
     def test_unknown_handler_first_line_ends_with_the_hint(self) -> None:
         with self.assertRaises(usage.UsageError) as caught:

@@ -42,14 +42,20 @@ class OptionsTests(unittest.TestCase):
         options = parse("--redis", "http://nowhere")
         with self.assertRaises(SystemExit) as caught:
             makeService(options)
-        self.assertIn("pokan: bad Redis URL http://nowhere", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "pokan: --redis http://nowhere: cannot parse it: Redis URL must specify"
+            " one of the following schemes (redis://, rediss://, unix://)",
+        )
 
     def test_a_database_that_is_no_number(self) -> None:
         """redis-py takes database 0 for /abc: pokan refuses it, naming why."""
         for url in ("redis://127.0.0.1:6391/abc", "rediss://127.0.0.1/0x1"):
             with self.assertRaises(SystemExit) as caught:
                 makeService(parse("--redis", url))
-            self.assertIn(f"pokan: bad Redis URL {url}: ", str(caught.exception))
+            self.assertIn(
+                f"pokan: --redis {url}: cannot parse it: ", str(caught.exception)
+            )
             self.assertIn("the database must be a number", str(caught.exception))
         for url in (
             "redis://127.0.0.1:6391",
@@ -59,10 +65,22 @@ class OptionsTests(unittest.TestCase):
             redis_io.make_client(url, 1.0).close()  # accepted, not connected
 
     def test_unreachable(self) -> None:
-        url = f"redis://127.0.0.1:{free_port()}/0"
+        """The option, the URL (password hidden), why, and what to check."""
+        port = free_port()
+        url = f"redis://:secret@127.0.0.1:{port}/0"
         with self.assertRaises(SystemExit) as caught:
             makeService(parse("--redis", url))
-        self.assertIn(f"pokan: cannot use Redis at {url}: ", str(caught.exception))
+        message = str(caught.exception)
+        self.assertTrue(
+            message.startswith(
+                f"pokan: --redis redis://:***@127.0.0.1:{port}/0: cannot connect: "
+            ),
+            message,
+        )
+        self.assertTrue(
+            message.endswith(" (is redis-server running? check the URL)"), message
+        )
+        self.assertNotIn("secret", message)
 
     def test_another_nodes_prefix_is_refused_before_start(self) -> None:
         server = RedisServer()
@@ -131,7 +149,7 @@ class DaemonTests(unittest.TestCase):
         self.assertNotEqual(code, 0)
         lines = err.decode().strip().splitlines()
         self.assertEqual(len(lines), 1, err)
-        self.assertIn(f"pokan: cannot use Redis at {url}: ", lines[0])
+        self.assertIn(f"pokan: --redis {url}: cannot connect: ", lines[0])
         self.assertIn("refused", lines[0])
         self.assertNotIn(b"Traceback", out + err)
 
@@ -151,7 +169,7 @@ class DaemonTests(unittest.TestCase):
         )  # fmt: skip
         self.assertEqual(code, 1, out + err)
         self.assertIn(
-            f"pokan: cannot use Redis at {server.url}: pokan:{node}:meta says"
+            f"pokan: --redis {server.url}: pokan:{node}:meta says"
             " schema '1'; this pokan reads '2'",
             (out + err).decode(),
         )

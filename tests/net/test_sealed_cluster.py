@@ -401,4 +401,6 @@ class InstalledCommandsTests(unittest.TestCase):
         args = [TWISTD, "-n", "--pidfile=", "pokan", "--address", "127.0.0.1"]
         result = run([*args, "--cluster", "no spaces"], cwd=ROOT)
         self.assertNotEqual(result.returncode, 0)
-        self.assertIn("--cluster: cluster name must be", result.stdout + result.stderr)
+        self.assertIn(
+            "--cluster must be 1 to 64 letters", result.stdout + result.stderr
+        )

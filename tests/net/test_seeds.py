@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer, task
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.internet.error import DNSLookupError
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from pokan.net.protocols import NotAPokanNode
 from pokan.net.seeds import NOT_POKAN_DELAY, SeedIsSelf, SeedSync
 
 A, B = ("10.0.0.1", 5555), ("10.0.0.2", 5555)
+#: what a line says once the retries reach their slowest pace
+REPEAT = ", then as often (said again in 10 minutes if nothing changes)"
 
 
 class SeedSyncTests(unittest.TestCase):
@@ -151,3 +154,39 @@ class SeedSyncTests(unittest.TestCase):
         self.assertTrue(seeds.idle)
         seeds.restart()  # no live peer: nothing to sync with
         self.assertEqual(self.calls, [A])
+
+    def test_an_unresolvable_seed_says_so(self) -> None:
+        self.answers[A] = DNSLookupError("no results for hostname lookup: x")
+        seeds = SeedSync(self.clock, [A], self.sync, first_delay=1, max_delay=60)
+        seeds.start()
+        (warning,) = self.warnings()
+        self.assertEqual(
+            formatEvent(warning),
+            "could not sync with any seed (10.0.0.1:5555: cannot resolve the"
+            " host name 10.0.0.1: check it, and this host's DNS); gossip goes"
+            " on, next try in 1s",
+        )
+
+    def test_a_failure_unchanged_is_said_less_often_at_the_slowest_pace(
+        self,
+    ) -> None:
+        seeds = SeedSync(self.clock, [A], self.sync, first_delay=1, max_delay=60)
+        seeds.start()
+        for _ in range(30):  # 1, 2, 4 ... 32 s, then every 60 s: half an hour
+            (call,) = self.clock.getDelayedCalls()
+            self.clock.advance(call.getTime() - self.clock.seconds())
+        said = [formatEvent(w) for w in self.warnings()]
+        # every try while the delay doubles (1 to 32 s), then one line in 10
+        # minutes (the first try at 60 s, then each after 600 s or more)
+        self.assertEqual(seeds.attempts, 31)
+        self.assertEqual(
+            [line.split("next try in ")[1] for line in said],
+            ["1s", "2s", "4s", "8s", "16s", "32s"]
+            + [f"60s{REPEAT}"]
+            + [f"60s{REPEAT}; 9 tries since the last line failed as it said"] * 2,
+        )
+        # a new reason is said at once
+        self.answers[A] = ConnectionRefusedError("another reason")
+        self.clock.advance(60)
+        self.assertIn("another reason", formatEvent(self.warnings()[-1]))
+        self.assertEqual(len(self.warnings()), len(said) + 1)

@@ -10,9 +10,16 @@ from typing import Any
 
 from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import (
+    IHostnameResolver,
+    IHostResolution,
+    IResolutionReceiver,
+)
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import LogLevel, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial import unittest
+from zope.interface import implementer
 
 from pokan import Peer, Server, wire
 from pokan.core.node import GossipNode
@@ -65,6 +72,32 @@ class FakeTCPPort:
 
     def stopListening(self) -> None:
         self.listening = False
+
+
+@implementer(IHostnameResolver)
+class NoSuchHost:
+    """A name resolver that finds no address for any name."""
+
+    def resolveHostName(
+        self,
+        receiver: IResolutionReceiver,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Any = None,
+        transportSemantics: str = "TCP",
+    ) -> IResolutionReceiver:
+        receiver.resolutionBegan(Resolution(hostName))
+        receiver.resolutionComplete()
+        return receiver
+
+
+@implementer(IHostResolution)
+class Resolution:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def cancel(self) -> None:
+        pass
 
 
 class UDPMemoryReactor(MemoryReactorClock):
@@ -226,6 +259,31 @@ class StartStopTests(ServerTestCase):
         self.assertRaises(ConfigurationError, setattr, server, "tcp_port", 1)
         self.assertRaises(ConfigurationError, setattr, server, "udp_port", 1)
         self.assertRaises(ConfigurationError, server.gossip_with, "10.0.0.9:1")
+
+    def test_seeds_of_a_wrong_type_are_a_configuration_error(self) -> None:
+        """A port alone, not "HOST:PORT": the library's error, saying the form."""
+        server = self.make()
+        for call, name in (
+            (lambda: server.start(gossip_with=5555), "gossip_with="),
+            (lambda: server.gossip_with(5555), "gossip_with()"),
+            (lambda: Server(ADDRESS, gossip_with=5555), "gossip_with="),
+        ):
+            e = self.assertRaises(ConfigurationError, call)
+            self.assertEqual(
+                str(e),
+                f'{name} must be a "HOST:PORT" string or a list of them, such as'
+                ' "10.0.0.9:5555" or ["10.0.0.9:5555", "10.0.0.10"] (the seeds\''
+                " TCP port, 5555 if left out), got 5555 (int)",
+            )
+        self.assertFalse(server.running)
+        self.assertEqual(server.seeds, [])
+
+    def test_port_setters_name_the_attribute(self) -> None:
+        server = self.make()
+        e = self.assertRaises(ConfigurationError, setattr, server, "tcp_port", 70000)
+        self.assertEqual(str(e), "tcp_port= must be from 1 to 65535, got 70000")
+        e = self.assertRaises(ConfigurationError, setattr, server, "udp_port", "x")
+        self.assertEqual(str(e), "udp_port= must be a number from 1 to 65535, got 'x'")
 
     def test_restart_with_same_store_is_newer_generation(self) -> None:
         store = MemoryStore()
@@ -504,6 +562,60 @@ class SyncTests(ServerTestCase):
         addresses = {addr for _, addr in self.reactor.sent()}
         self.assertEqual(addresses, {("10.0.0.7", 9989)})
 
+    def no_such_host(self, tcp_too: bool = True) -> None:
+        """Host names resolve to nothing: for UDP gossip (``resolve``) and,
+        with ``tcp_too``, for the TCP sync (the name resolver)."""
+
+        def resolve(name: str, timeout: Any = None) -> defer.Deferred[str]:
+            return defer.fail(error.DNSLookupError(name))
+
+        self.reactor.resolve = resolve  # type: ignore[method-assign]
+        if tcp_too:
+            self.reactor.installNameResolver(NoSuchHost())
+
+    def test_an_unresolvable_seed_is_one_line(self) -> None:
+        """Said once (not by the UDP side too): the seed, why, the next try."""
+        server = self.make(gossip_with="no.such.host.invalid:5555")
+        self.no_such_host()
+        logs = LogCatcher(self)
+        self.successResultOf(server.startService())
+        self.addCleanup(self.stop)
+        self.reactor.advance(0)
+        warnings = [e for e in logs.events if e["log_level"] == LogLevel.warn]
+        warned = [
+            (e["log_namespace"], formatEvent(e))
+            for e in warnings
+            if "no.such.host" in formatEvent(e)
+        ]
+        self.assertEqual(
+            warned,
+            [
+                (
+                    "pokan.net.seeds",
+                    "could not sync with any seed (no.such.host.invalid:5555:"
+                    " cannot resolve the host name no.such.host.invalid: check"
+                    " it, and this host's DNS); gossip goes on, next try in 1.0s",
+                )
+            ],
+        )
+
+    def test_a_seed_whose_name_resolved_late_is_gossiped_with_once_synced(
+        self,
+    ) -> None:
+        """Its name did not resolve for UDP at start; the TCP sync got through."""
+        seed = NodeInfo("10.0.0.7:9989", 3, "10.0.0.7", 9876, 9989, "seed")
+        server = self.make(gossip_with="seed.example:9876")
+        self.no_such_host(tcp_too=False)
+        self.successResultOf(server.startService())
+        self.addCleanup(self.stop)
+        self.assertEqual(server._node.seeds, [])
+        proto, _ = self.connect(9876)
+        welcome = wire.Welcome(seed.id, (NodeDelta(seed, 1, 0, 0, ()),))
+        data = wire.encode(welcome)
+        proto.dataReceived(struct.pack(">I", len(data)) + data)
+        proto.connectionLost(Failure(error.ConnectionDone()))
+        self.assertEqual(server._node.seeds, [("10.0.0.7", 9989)])
+
     def test_before_and_after_sync_both_give_a_peer(self) -> None:
         seed = NodeInfo("10.0.0.7:9989", 3, "10.0.0.7", 9876, 9989, "seed")
         server = self.make(gossip_with="10.0.0.7:9876")
@@ -633,7 +745,7 @@ class HandlerTimeoutTests(ServerTestCase):
             e = self.assertRaises(
                 ConfigurationError, Server, ADDRESS, handler_timeout=bad
             )
-            self.assertIn("handler timeout", str(e))
+            self.assertIn("handler_timeout=", str(e))
 
 
 class EntityTests(ServerTestCase):
@@ -706,7 +818,7 @@ class EntityTests(ServerTestCase):
 
     def test_key_validation(self) -> None:
         server = self.make()
-        for key in ("", None, b"k", 3):
+        for key in (None, b"k", 3):
             e = self.assertRaises(TypeError, server.store, key, "v")
             self.assertIn("key must be a non-empty str", str(e))
             self.assertRaises(TypeError, server.delete, key)
@@ -715,6 +827,15 @@ class EntityTests(ServerTestCase):
         for value in (None, 3, ["v"], bytearray(b"v")):
             e = self.assertRaises(TypeError, server.store, "k", value)
             self.assertIn("value must be str or bytes", str(e))
+        self.assertEqual(server.keys(), [])
+
+    def test_an_empty_key_is_a_value_error_saying_so(self) -> None:
+        """As a key too long or not UTF-8: a bad value of the right type."""
+        server = self.make()
+        for call in (lambda: server.store("", "v"), lambda: server.delete("")):
+            e = self.assertRaises(ValueError, call)
+            self.assertNotIsInstance(e, TypeError)
+            self.assertEqual(str(e), "key is empty: a key is 1 to 1024 characters")
         self.assertEqual(server.keys(), [])
 
     def test_text_utf8_cannot_encode_is_refused(self) -> None:

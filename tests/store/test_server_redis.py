@@ -416,7 +416,7 @@ class StartupTests(unittest.TestCase):
         server = Server("127.0.0.1", tcp_port=0, udp_port=0, store=RedisStore(url))
         with self.assertRaises(StartupError) as caught:
             yield server.startService()
-        self.assertIn(f"cannot use Redis at {url}: ", str(caught.exception))
+        self.assertIn(f"Redis URL {url}: cannot connect: ", str(caught.exception))
         self.assertFalse(server.running)
         # the ports were released: the same node can start on them later
         self.assertEqual(server._ports.open, [])

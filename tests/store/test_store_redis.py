@@ -12,7 +12,7 @@ from twisted.trial import unittest
 from pokan.core.state import Batch, ClusterState, Entry, KeyChange, NodeDelta, NodeInfo
 from pokan.errors import ConfigurationError, StartupError
 from pokan.store.interface import snapshot_of
-from pokan.store.redis import RedisStore, redact
+from pokan.store.redis import BadRedisURL, RedisStore, RedisUnusable, redact
 from tests.redisreader import raw_value, read_cluster
 from tests.redisserver import RedisServer, free_port
 from tests.waiting import wait_for
@@ -237,13 +237,35 @@ class RedisStoreTests(StoreCase):
         port = free_port()
         store = RedisStore(f"redis://:secret@127.0.0.1:{port}/0", prefix="t")
         message = yield open_failure(self, store)
-        self.assertIn(f"cannot use Redis at redis://:***@127.0.0.1:{port}/0", message)
-        self.assertIn("onnect", message)
+        self.assertTrue(
+            message.startswith(
+                f"Redis URL redis://:***@127.0.0.1:{port}/0: cannot connect: Error"
+            ),
+            message,
+        )
+        self.assertTrue(
+            message.endswith(" (is redis-server running? check the URL)"), message
+        )
         self.assertNotIn("secret", message)
-        self.assertRaises(StartupError, store.check)
+        with self.assertRaises(RedisUnusable) as caught:
+            store.check()
+        self.assertIsInstance(caught.exception, StartupError)
+        self.assertEqual(str(caught.exception), message)
+        # named as a caller names the URL's setting (twistd: --redis)
+        self.assertEqual(
+            caught.exception.describe({"redis": "--redis"}),
+            message.replace("Redis URL ", "--redis ", 1),
+        )
 
     def test_bad_url(self) -> None:
-        self.assertRaises(ConfigurationError, RedisStore, "http://x")
+        with self.assertRaises(BadRedisURL) as caught:
+            RedisStore("http://:secret@x")
+        self.assertIsInstance(caught.exception, ConfigurationError)
+        self.assertEqual(
+            caught.exception.describe({"redis": "--redis"}),
+            "--redis http://:***@x: cannot parse it: Redis URL must specify one of"
+            " the following schemes (redis://, rediss://, unix://)",
+        )
         self.assertRaises(ConfigurationError, RedisStore, self.redis.url, prefix="")
 
     def test_redact(self) -> None:
@@ -268,6 +290,10 @@ class RedisStoreTests(StoreCase):
         wrong = RedisStore(url.replace("s3cret", "nope"), prefix="t")
         message = yield open_failure(self, wrong)
         self.assertNotIn("nope", message)
+        self.assertIn(": refused: ", message)
+        self.assertTrue(
+            message.endswith(" (check the user and password in the URL)"), message
+        )
 
     def test_check(self) -> None:
         self.make_store().check()  # no exception
@@ -334,7 +360,7 @@ class UrlSchemeTests(unittest.TestCase):
         url = f"rediss://127.0.0.1:{server.port}/0"  # the system's CAs only
         store = RedisStore(url, prefix="s")
         message = yield open_failure(self, store)
-        self.assertIn(f"cannot use Redis at {url}: ", message)
+        self.assertIn(f"Redis URL {url}: cannot connect: ", message)
         self.assertIn("certificate verify failed", message)
 
 
