@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pokan.control.jsonio import ApiError, query_one
-from pokan.core import reconcile, write_checks
+from pokan.core import write_checks
 from pokan.core.state import NodeInfo
 
 #: list endpoints return at most this many items unless ``limit`` says fewer
@@ -158,9 +158,7 @@ def write_room(server: Any) -> int:
     node: what ``Server.store`` allows (:func:`write_checks.check_fits`)."""
     me = server.me
     info = NodeInfo(me.id, me.generation, me.address, me.tcp_port, me.udp_port, me.role)
-    largest = write_checks._largest_identity(info)
-    header = write_checks._header(largest)
-    return reconcile.entry_room(server.max_datagram, largest.id, header)
+    return write_checks.write_room(info, server.max_datagram)
 
 
 def write_limit(server: Any) -> str:
@@ -221,13 +219,7 @@ def settings(server: Any) -> dict[str, Any]:
 def handler_queue(server: Any) -> int | None:
     """How many events each ``--on-event`` command may have waiting
     (``--handler-queue``); None when the node runs no such command."""
-    from pokan.daemon.commands import CommandHandler
+    from pokan.daemon.commands import attached_commands
 
-    # every command handler registers its shutdown (pokan.daemon.commands)
-    registered = server.events._handlers.get("shutdown", ())
-    sizes = [
-        owner.max_queue
-        for entry in registered
-        if isinstance(owner := getattr(entry.handler, "__self__", None), CommandHandler)
-    ]
+    sizes = [command.max_queue for command in attached_commands(server)]
     return max(sizes) if sizes else None

@@ -79,11 +79,17 @@ def check_fits(key: str, value: Value, info: NodeInfo, max_datagram: int) -> Non
     will be: the check takes the longest ones (port 65535, a full-size
     generation), so what it accepts before start still fits after.
     """
-    info = _largest_identity(info)
-    room = reconcile.entry_room(max_datagram, info.id, _header(info))
+    room = write_room(info, max_datagram)
     size = wire.packed_size(wire.pack_entry(key, Entry(value, 2**32, 0.0)))
     if size > room:
         raise TooLargeToGossip(size, room, max_datagram)
+
+
+def write_room(info: NodeInfo, max_datagram: int) -> int:
+    """The most bytes one write (its key and value, packed) may take on the
+    node ``info``, whether it has started yet or not (see :func:`check_fits`)."""
+    info = _largest_identity(info)
+    return reconcile.entry_room(max_datagram, info.id, _header(info))
 
 
 def check_utf8(text: str, what: str, fix: str) -> None:

@@ -14,6 +14,7 @@ import fnmatch
 import os
 import shutil
 import signal
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -263,6 +264,7 @@ class CommandHandler:
                 server.events.register(event, self._handler_for(event))
         # bounded by this handler's own timeout and kill grace: not cancelled
         server.events.register("shutdown", self.shutdown, bounded=False)
+        _ATTACHED.setdefault(server, []).append(self)
 
     def _resume(self) -> None:
         """A server started again after a stop: take events again."""
@@ -581,4 +583,15 @@ class _Run(protocol.ProcessProtocol):
         handler._finished(self)
 
 
-__all__ = ["CommandHandler", "CommandSpec", "event_environment"]
+#: the command handlers attached to each server (for its settings view)
+_ATTACHED: weakref.WeakKeyDictionary[Any, list[CommandHandler]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def attached_commands(server: Any) -> list[CommandHandler]:
+    """The ``--on-event`` command handlers attached to ``server``, in order."""
+    return list(_ATTACHED.get(server, ()))
+
+
+__all__ = ["CommandHandler", "CommandSpec", "attached_commands", "event_environment"]
