@@ -77,7 +77,10 @@ class HangingHandlerTests(unittest.TestCase):
                 "--address=127.0.0.1",
                 f"--tcp-port={port}",
                 f"--udp-port={port}",
-                "--gossip-interval=0.05",
+                # rounds start one interval on: the seed's key comes by the
+                # join's sync, never first by gossip (which a loaded machine
+                # allowed at 0.05 s, and then nothing held up the join)
+                "--gossip-interval=3",
                 f"--gossip-with=127.0.0.1:{seed.tcp_port}",
                 f"--handler=hang={events}",
                 f"--handler-timeout={timeout}",
