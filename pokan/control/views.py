@@ -201,7 +201,8 @@ def info(server: Any) -> dict[str, Any]:
 
 def settings(server: Any) -> dict[str, Any]:
     """Every setting of the node, named as the Server's keywords and twistd's
-    flags; ``probe_interval`` None under phi (SWIM probes, phi does not)."""
+    flags; ``probe_interval`` None under phi (SWIM probes, phi does not),
+    ``phi_threshold`` None under SWIM."""
     configuration = server.configuration
     shown: dict[str, Any] = {
         **server.settings(),
@@ -211,8 +212,11 @@ def settings(server: Any) -> dict[str, Any]:
         "drop_rate": configuration.drop_rate,
         "handler_queue": handler_queue(server),
     }
+    # each detector's own tunable means nothing under the other
     if shown["failure_detector"] == "phi":
         shown["probe_interval"] = None
+    elif "phi_threshold" in shown:
+        shown["phi_threshold"] = None
     return shown
 
 

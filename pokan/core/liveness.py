@@ -780,7 +780,7 @@ class SwimDetector:
         sender: str,
     ) -> Batch:
         batch = Batch()
-        for rumour in rumours:
+        for rumour in dict.fromkeys(rumours):  # a rumour repeated counts once
             batch += self._take(rumour, now, sends, sender)
         return batch
 

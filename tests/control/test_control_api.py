@@ -84,8 +84,10 @@ class ReadTests(unittest.TestCase):
                 "handler_queue": None,  # no --on-event command: no queue
             },
         )
-        # SWIM probes: its probe interval is shown
+        # SWIM probes: its probe interval is shown, phi's threshold is not
         self.assertEqual(settings["probe_interval"], configuration.engine.probe_period)
+        self.assertIn("phi_threshold", settings)
+        self.assertIsNone(settings["phi_threshold"])
 
     @defer.inlineCallbacks
     def test_members(self) -> Any:
@@ -163,6 +165,9 @@ class SettingsTests(unittest.TestCase):
         settings = body["settings"]
         self.assertIn("probe_interval", settings)
         self.assertIsNone(settings["probe_interval"])
+        self.assertEqual(
+            settings["phi_threshold"], a.configuration.engine.phi_threshold
+        )
         self.assertEqual(settings["failure_detector"], "phi")
         self.assertEqual(
             (settings["max_sync_per_host"], settings["max_sync_connections"]), (3, 9)

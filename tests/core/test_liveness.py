@@ -424,6 +424,53 @@ class HostileTests(unittest.TestCase):
             self.assertEqual(c.status(0, node), "alive")
             self.assertGreaterEqual(c.detectors[node].incarnation, 1)
 
+    def test_forged_claims_against_a_node_send_its_refutation_nowhere_new(
+        self,
+    ) -> None:
+        """Claims against n3 from a stranger, or naming a member from another
+        address, get no refutation sent to anyone: only a member's own
+        address is ever answered, once per message."""
+        c = Cluster(6, legacy=False)
+        t = c.detectors[3]
+        t.start(0.0)
+        claim = wire.Rumour(wire.DEAD, "n3", 1, 0, "n1")
+        stranger = ("192.0.2.7", 5555)
+        for sender, source in (("n66", stranger), ("n1", stranger)):
+            out = t.receive(wire.Notice(sender, (claim,)), source, 80, 0.1)
+            notices = [o for o in out.sends if isinstance(o.message, wire.Notice)]
+            self.assertEqual(notices, [])
+        self.assertEqual(t.incarnation, 0)  # nothing was taken
+        # from n1 itself, the claim ten times in one message: taken once,
+        # one answer to n1 and one push (4 members, n1 perhaps among them)
+        member = address_of(c.states[1].me)
+        out = t.receive(wire.Notice("n1", (claim,) * 10), member, 400, 0.2)
+        notices = [o for o in out.sends if isinstance(o.message, wire.Notice)]
+        self.assertIn(member, [o.address for o in notices])
+        self.assertLessEqual(len(notices), 1 + 4)
+        self.assertEqual(t.incarnation, 1)
+        self.assertNotIn(stranger, [o.address for o in out.sends])
+
+    def test_a_forged_first_hand_suspicion_costs_one_check_and_convicts_nobody(
+        self,
+    ) -> None:
+        """A member's forged suspicions, each "first-hand": a check probe of
+        the named node, within the member's claim budget; the node answers."""
+        c = Cluster(20, legacy=False)
+        b = c.detectors[1]
+        b.start(0.0)
+        liar = address_of(c.states[19].me)
+        forged = tuple(
+            wire.Rumour(wire.SUSPECT, f"n{i}", 1, 0, "n19") for i in range(2, 18)
+        )
+        out = b.receive(wire.Notice("n19", forged), liar, 1400, 0.0)
+        # one probe in flight at a time: the first round-robin probe (or a
+        # check), no burst of sixteen
+        self.assertLessEqual(len(pings(out)), 1)
+        c.flood(1, out, 0.01, hops=40)
+        for step in range(1, 200):
+            c.flood(1, b.poll(step / 10), step / 10, hops=40)
+        self.assertEqual([i for i in range(2, 18) if c.status(1, i) != "alive"], [])
+
     def test_claims_of_an_unknown_origin_are_not_taken(self) -> None:
         """Forged origins neither start a suspicion nor count as the
         independent confirmations that shorten its timeout."""
