@@ -297,6 +297,11 @@ class Options(HandlerOptions):
                 raise ConfigurationError(
                     "--redis-prefix and --redis-events need --redis"
                 )
+            if self["redis-prefix"] == "":
+                raise ConfigurationError(
+                    "--redis-prefix must not be empty: give a prefix, or leave"
+                    " the option out for the default (pokan:<node id>)"
+                )
             self["log-level"] = check_log_level(self["log-level"])
             self._check_control()
             if self["epoll"]:

@@ -42,6 +42,14 @@ class OptionsTests(unittest.TestCase):
                 parse("--store", value)
             self.assertEqual(str(caught.exception), f"{message} {HINT}")
 
+    def test_an_empty_redis_prefix_names_the_flag(self) -> None:
+        with self.assertRaises(usage.UsageError) as caught:
+            parse("--redis", "redis://127.0.0.1:1/0", "--redis-prefix", "")
+        self.assertTrue(
+            str(caught.exception).startswith("--redis-prefix must not be empty: "),
+            str(caught.exception),
+        )
+
     def test_settings_are_named_as_typed_not_as_the_api_s_keywords(self) -> None:
         """One mechanism: the settings checks take twistd's names."""
         for args, message in (
