@@ -413,10 +413,14 @@ class SwimDetector:
         """What this detector holds of ``node_id``, for the control API."""
         node = self.state.nodes.get(node_id)
         record = self._current(node) if node is not None else None
+        if record is not None:
+            status = record.status
+        else:  # no record: as the membership holds it (dead, say, as restored)
+            status = "dead" if node is not None and node.status == "dead" else "alive"
         view: dict[str, object] = {
             "kind": self.kind,
             "lhm": self.lhm,
-            "status": "alive" if record is None else record.status,
+            "status": status,
             "incarnation": (
                 self.incarnation
                 if node is self.state.me

@@ -424,6 +424,17 @@ class HostileTests(unittest.TestCase):
             self.assertEqual(c.status(0, node), "alive")
             self.assertGreaterEqual(c.detectors[node].incarnation, 1)
 
+    def test_the_view_of_a_member_held_dead_without_a_record_says_dead(
+        self,
+    ) -> None:
+        """Dead as the membership holds it (restored from a store, say), with
+        no suspicion of this detector's: the control API must not say alive."""
+        c = Cluster(4, legacy=False)
+        a = c.detectors[0]
+        c.states[0].set_status(c.states[0].nodes["n2"], "dead")
+        self.assertEqual(a.view("n2", 1.0)["status"], "dead")
+        self.assertEqual(a.view("n1", 1.0)["status"], "alive")
+
     def test_forged_claims_against_a_node_send_its_refutation_nowhere_new(
         self,
     ) -> None:
