@@ -21,6 +21,7 @@ from pokan.control.jsonio import (
     read_json,
 )
 from pokan.core.state import ROLES, STATUSES
+from pokan.core.write_checks import TooLargeToGossip
 from pokan.errors import ConfigurationError, NodeIsAlive
 
 
@@ -139,6 +140,8 @@ class OwnKey(JsonResource):
             d = self.node.store(self.key, value)
         except TypeError as e:
             raise ApiError(400, str(e)) from None
+        except TooLargeToGossip as e:  # its users set the limit with the flag
+            raise ApiError(422, too_large(e)) from None
         except ValueError as e:
             raise ApiError(422, str(e)) from None
         node_id = self.node.id
@@ -346,6 +349,12 @@ class V1(JsonResource):
 
     def json_GET(self, request: IRequest) -> dict[str, Any]:
         return {"paths": sorted(f"/v1/{p.decode()}" for p in self.children)}
+
+
+def too_large(error: TooLargeToGossip) -> str:
+    """A write too large for a datagram, naming the flag (and the keyword)."""
+    message = error.describe({"max_datagram": "--max-datagram"})
+    return f"{message} (Server(max_datagram=...) when embedded)"
 
 
 __all__ = ["V1", "query"]

@@ -101,8 +101,10 @@ def set_(
         data = source.read(MAX_VALUE_READ + 1)
         if len(data) > MAX_VALUE_READ:
             raise click.BadParameter(
-                f"over {MAX_VALUE_READ} bytes: a value must fit in one gossip"
-                " datagram (see docs/operations.md, Limits)",
+                f"over {MAX_VALUE_READ} bytes, the most read: a key and its"
+                " value must fit in one gossip datagram, about 1.2 KB at the"
+                " default --max-datagram 1400 (the node says its exact limit;"
+                " see docs/operations.md, Limits)",
                 param_hint="--file",
             )
         stored = data if as_bytes else render.text_or_bytes(data)
@@ -177,14 +179,21 @@ def watch(session: Session, events: tuple[str, ...]) -> None:
     events: new_key, key_changed, key_removed, peer_joined, peer_left,
     peer_dead, peer_alive, before_gossip, after_gossip, ...
     """
+    last = ""
     try:
-        for name, data in session.client.events(events or FEED_EVENTS):
+        for last, data in session.client.events(events or FEED_EVENTS):
             if session.as_json:
                 session.emit_json(data)
             else:
-                click.echo(render.event_line(name, data))
+                click.echo(render.event_line(last, data))
     except KeyboardInterrupt:
         return
+    except NoNode:
+        if last != "shutdown":
+            raise
+        # the node said it was stopping: say so, not "is one running?"
+        click.echo(f"the node at {session.client.target} stopped", err=True)
+        raise click.exceptions.Exit(Exit.NO_NODE) from None
 
 
 @control_command("wait")

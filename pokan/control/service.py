@@ -84,6 +84,8 @@ class ControlListener:
         self.root = ControlRoot(BearerCheck(token) if token is not None else None)
         self.site: ControlSite | None = None
         self.port: Any = None
+        #: the TCP port bound (None: not bound yet, or a unix socket)
+        self._bound: int | None = None
 
     @classmethod
     def configure(
@@ -127,12 +129,7 @@ class ControlListener:
     @property
     def address(self) -> str:
         """``http://127.0.0.1:7373`` (the port bound, once bound) or ``unix:/path``."""
-        port = (
-            self.port.getHost().port
-            if self.port is not None and not self.endpoint.is_unix
-            else None
-        )
-        return self.endpoint.describe(port)
+        return self.endpoint.describe(self._bound)
 
     def listen(self, reactor: Any, clock: Any) -> Any:
         """Bind the control port; ControlListenError if it cannot be."""
@@ -150,6 +147,8 @@ class ControlListener:
                 self.port = reactor.listenTCP(
                     self.endpoint.port, self.site, interface=self.endpoint.host
                 )
+                # kept: the port can no longer say it once closed
+                self._bound = self.port.getHost().port
         except (ierror.CannotListenError, OSError) as e:
             # an OSError: a Unix socket's lock file (wantPID) in no directory
             self._stop_unbound_site()

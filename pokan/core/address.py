@@ -97,6 +97,10 @@ def parse_host_port(text: object, default_port: int = DEFAULT_PORT) -> tuple[str
         host, colon, port_text = text.partition(":")
         if not host:
             raise ConfigurationError(f"missing host in {text!r}; {expected}")
+        if host.isdigit():  # the resolver would take it for an IPv4 number
+            raise ConfigurationError(
+                f"{host!r} looks like a port, not a host; {expected}"
+            )
         if not _is_host(host):
             where = "" if host == text else f" in {text!r}"
             raise ConfigurationError(

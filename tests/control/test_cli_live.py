@@ -323,6 +323,10 @@ class WatchTests(CliTestCase):
         yield node.stopService()
         done = yield process.done
         self.assertEqual(done.code, 3, done.describe())
+        # it saw the shutdown event: the node stopped, no "start one" advice
+        # (and the node still says where its control API was)
+        self.assertIn(f"the node at {control_of(node)} stopped", done.describe())
+        self.assertNotIn("start one with", done.describe())
 
 
 class JoinForgetInfoTests(CliTestCase):

@@ -111,6 +111,17 @@ class UsageTests(unittest.TestCase):
             "No such file",
         )
 
+    def test_a_file_over_the_read_limit_says_the_real_limit(self) -> None:
+        path = os.path.join(temp_dir(self), "big")
+        with open(path, "wb") as f:
+            f.write(b"x" * (1024 * 1024 + 1))
+        self.assert_usage(
+            invoke("set", "big", "--file", path),
+            "--file",
+            "over 1048576 bytes, the most read",
+            "default --max-datagram 1400",
+        )
+
     def test_an_empty_key_is_a_bad_argument(self) -> None:
         """Refused before any request (the API would answer for /v1/keys/)."""
         for args in (("set", "", "v"), ("get", ""), ("delete", "")):

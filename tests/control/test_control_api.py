@@ -237,7 +237,10 @@ class WriteTests(unittest.TestCase):
         self.assertIn("limit", body["error"])
         code, body = yield call(url, "PUT", "/v1/keys/k", {"value": "v" * 5000})
         self.assertEqual(code, 422)
-        self.assertIn("max_datagram", body["error"])
+        self.assertIn(
+            f"with --max-datagram {a.max_datagram} one write may take", body["error"]
+        )
+        self.assertIn("raise --max-datagram on every node", body["error"])
         room = re.search(r"one write may take at most (\d+)", body["error"])
         assert room is not None, body
         code, body = yield call(url, "PUT", "/v1/keys/k", raw=b"x" * (1024 * 1024 + 1))

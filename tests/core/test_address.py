@@ -42,6 +42,9 @@ class ParseHostPortTests(unittest.TestCase):
             ("::1:5565", "ambiguous: the IPv6 address ::1:5565, or ::1 port 5565?"),
             ("fe80::2:80", "Write [fe80::2]:80 for the port, [fe80::2:80] for"),
             ("1:2:3:x", "[ADDRESS]:PORT"),
+            # a port alone: the resolver would make it 0.0.21.179
+            ("5555", "'5555' looks like a port, not a host"),
+            ("5555:5555", "'5555' looks like a port, not a host"),
         ):
             with self.assertRaises(ConfigurationError, msg=text) as caught:
                 parse_host_port(text)
