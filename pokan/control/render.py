@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -174,5 +175,10 @@ def _flat(values: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
         if isinstance(value, dict):
             rows.extend(_flat(value, f"{prefix}{name}."))
         else:
-            rows.append((f"{prefix}{name}", str(value)))
+            rows.append((f"{prefix}{name}", _scalar(value)))
     return rows
+
+
+def _scalar(value: Any) -> str:
+    """A value as the JSON says it (null, false, []), a string as it is."""
+    return value if isinstance(value, str) else json.dumps(value)
