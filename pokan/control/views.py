@@ -8,8 +8,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pokan.control.jsonio import ApiError, query_one
-from pokan.core import write_checks
-from pokan.core.state import NodeInfo
 
 #: list endpoints return at most this many items unless ``limit`` says fewer
 DEFAULT_PAGE = 500
@@ -153,19 +151,11 @@ def all_keys(server: Any, after: str | None) -> Iterator[tuple[str, dict[str, An
         yield from node_keys(server, node_id, start)
 
 
-def write_room(server: Any) -> int:
-    """The most bytes one write (its key and value, packed) may take on this
-    node: what ``Server.store`` allows (:func:`write_checks.check_fits`)."""
-    me = server.me
-    info = NodeInfo(me.id, me.generation, me.address, me.tcp_port, me.udp_port, me.role)
-    return write_checks.write_room(info, server.max_datagram)
-
-
 def write_limit(server: Any) -> str:
     """What one write may take on this node, and how to allow more."""
     return (
         "a key and its value must fit in one gossip datagram: with max_datagram"
-        f" {server.max_datagram} one write may take at most {write_room(server)}"
+        f" {server.max_datagram} one write may take at most {server.write_room}"
         " bytes packed. Store less per key, or raise --max-datagram"
         " (Server(max_datagram=...)) on every node"
     )

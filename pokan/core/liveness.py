@@ -548,9 +548,9 @@ class SwimDetector:
         fresh suspicion to check it, so it costs a handful of probes per
         suspicion whatever N is.
         """
-        node_id, self._checking = self._checking, None
-        node = self.state.nodes.get(node_id or "")
-        record = self._records.get(node_id or "")
+        node_id, self._checking = self._checking or "", None
+        node = self.state.nodes.get(node_id)
+        record = self._records.get(node_id)
         if (
             node is None
             or node.status != "alive"

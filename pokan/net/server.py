@@ -351,6 +351,12 @@ class Server(service.Service, Operations):
         return self._max_datagram
 
     @property
+    def write_room(self) -> int:
+        """The most bytes one write (key and value, packed) may take here:
+        what :meth:`store` allows at the current ``max_datagram``."""
+        return checks.write_room(self._state.me.info, self._max_datagram)
+
+    @property
     def cluster(self) -> str:
         """The cluster name: messages of other clusters are dropped."""
         return self.envelope.cluster

@@ -460,6 +460,16 @@ class HostileTests(unittest.TestCase):
         self.assertLessEqual(len(notices), 1 + 4)
         self.assertEqual(t.incarnation, 1)
         self.assertNotIn(stranger, [o.address for o in out.sends])
+        # a member's claim with an implausible incarnation, or of another
+        # generation: neither taken nor answered
+        for forged in (
+            wire.Rumour(wire.DEAD, "n3", 1, wire.MAX_COUNTER, "n1"),
+            wire.Rumour(wire.SUSPECT, "n3", 2**62, 5, "n1"),
+        ):
+            out = t.receive(wire.Notice("n1", (forged,)), member, 80, 0.3)
+            notices = [o for o in out.sends if isinstance(o.message, wire.Notice)]
+            self.assertEqual(notices, [], forged)
+        self.assertEqual(t.incarnation, 1)
 
     def test_a_forged_first_hand_suspicion_costs_one_check_and_convicts_nobody(
         self,
