@@ -227,8 +227,10 @@ class SwimDetector:
         self._relays: dict[int, _Relay] = {}
         self._seq = rng.randrange(wire.MAX_SEQ)
         self._queue: dict[str, _Queued] = {}
-        self._push_tokens = settings.push_burst
-        self._urgent_tokens = settings.push_burst
+        self._push_tokens = float(settings.push_burst)
+        self._urgent_tokens = float(settings.push_burst)
+        #: when the push tokens were last given back (None: not yet)
+        self._tokens_at: float | None = None
         self._replies: dict[Address, int] = {}
         #: when _advance last ran, and how long before that it had not
         self._last_call: float | None = None
@@ -266,8 +268,7 @@ class SwimDetector:
         sends: list[Outgoing] = []
         batch = Batch()
         self._replies.clear()
-        self._push_tokens = min(self.settings.push_burst, self._push_tokens + 1)
-        self._urgent_tokens = min(self.settings.push_burst, self._urgent_tokens + 1)
+        self._refill(now)
         self._check_pause(now)
         self._forget_full_budgets(now)
         if self._next_probe is None:
@@ -280,9 +281,22 @@ class SwimDetector:
         """Between rounds (a retry, the driver's timer): whatever is due."""
         sends: list[Outgoing] = []
         batch = Batch()
+        self._refill(now)
         self._check_pause(now)
         batch += self._advance(now, sends)
         return self._verdict(sends, batch)
+
+    def _refill(self, now: float) -> None:
+        """Give back push tokens, one per gossip interval since the last
+        time (up to ``push_burst``): by the clock, not per round, since an
+        idle node's rounds pause while its detector still works."""
+        at, self._tokens_at = self._tokens_at, now
+        if at is None or now <= at:
+            return
+        gained = (now - at) / self.settings.interval
+        burst = float(self.settings.push_burst)
+        self._push_tokens = min(burst, self._push_tokens + gained)
+        self._urgent_tokens = min(burst, self._urgent_tokens + gained)
 
     def next_due(self) -> float | None:
         """When this detector next has something to do (a probe to start, a
@@ -328,6 +342,7 @@ class SwimDetector:
         """Handle one liveness message (Ping, PingReq, PingAck, Nack, Notice)."""
         sends: list[Outgoing] = []
         batch = Batch()
+        self._refill(now)
         self._check_pause(now)
         sender = self.state.nodes.get(getattr(message, "sender", ""))
         member = (
@@ -357,6 +372,7 @@ class SwimDetector:
                 and (source in probe.helpers)
             ):
                 probe.nacks += 1
+        self._check_suspect(now, sends)  # an ack may have freed the probe
         return self._verdict(sends, batch)
 
     def heard_from(self, node_id: str, now: float) -> Verdict:
@@ -498,8 +514,7 @@ class SwimDetector:
                 sends.append(Outgoing(relay.requester, nack))
         if self._suspects:
             batch += self._expire(now, sends)
-        if self._probe is None and self._checking is not None:
-            self._check_suspect(now, sends)
+        self._check_suspect(now, sends)
         if (
             self._probe is None
             and self._next_probe is not None
@@ -547,8 +562,17 @@ class SwimDetector:
         rides back on the ack. Only the few members an origin pushes a
         fresh suspicion to check it, so it costs a handful of probes per
         suspicion whatever N is.
+
+        It waits only for a probe of ours still unanswered (it goes out when
+        that one ends, a time :meth:`next_due` asks for); an answered one
+        does not hold it back till our next wakeup, which at an idle node
+        is its next probe.
         """
-        node_id, self._checking = self._checking or "", None
+        if self._checking is None or (
+            self._probe is not None and not self._probe.acked
+        ):
+            return
+        node_id, self._checking = self._checking, None
         node = self.state.nodes.get(node_id)
         record = self._records.get(node_id)
         if (
@@ -1136,10 +1160,10 @@ class SwimDetector:
             return Batch()
         # deaths and refutations have a bucket of their own, so that a burst
         # of suspicions does not hold them back
-        urgent_only = self._push_tokens <= 0
+        urgent_only = self._push_tokens < 1
         if urgent_only:
             hot = [k for k in hot if self._queue[k].rumour.kind != wire.SUSPECT]
-            if not hot or self._urgent_tokens <= 0:
+            if not hot or self._urgent_tokens < 1:
                 return Batch()
         peers = self._random_members(self.settings.push_fanout, exclude=set())
         if not peers:
