@@ -195,7 +195,8 @@ class Nodes(JsonResource):
         if self.node.entries(node_id) is None:
             return ErrorResource(
                 404,
-                f"unknown node {node_id!r}: GET /v1/members lists the nodes known",
+                f"unknown node {node_id!r}: GET /v1/members (pokan members)"
+                " lists the nodes known",
             )
         return Node(self.node, node_id)
 
@@ -324,7 +325,9 @@ class Forget(JsonResource):
             d = self.node.forget(node_id, force=force)
         except LookupError:
             raise ApiError(
-                404, f"unknown node {node_id!r}: GET /v1/members lists the nodes known"
+                404,
+                f"unknown node {node_id!r}: GET /v1/members (pokan members)"
+                " lists the nodes known",
             ) from None
         except NodeIsAlive as e:
             raise ApiError(409, str(e)) from None

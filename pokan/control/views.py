@@ -173,8 +173,11 @@ def pokan_version() -> str:
 
 
 def info(server: Any) -> dict[str, Any]:
-    """``GET /v1/info``: this node, its settings and its counters."""
+    """``GET /v1/info``: this node, its settings and its counters (the
+    cluster and whether it is sealed stand at the top, not among them)."""
     counters = dict(server.stats)
+    for shown_above in ("cluster", "sealed"):
+        counters.pop(shown_above, None)
     return {
         "id": server.id,
         "address": server.address,

@@ -514,7 +514,7 @@ class _Run(protocol.ProcessProtocol):
 
     def _expire(self) -> None:
         self.timed_out = True
-        self.terminate(f"it still runs after {self.handler.timeout} s")
+        self.terminate(f"it still runs after {self.handler.timeout:g} s")
 
     def terminate(self, why: str) -> None:
         """SIGTERM now, SIGKILL after the grace unless it ended."""
@@ -566,7 +566,8 @@ class _Run(protocol.ProcessProtocol):
             handler.timed_out += 1
             handler.failed += 1
             log.warn(
-                "{command} timed out after {timeout} s and was killed",
+                "{command} did not finish within {timeout:g} s; stopped"
+                " (--handler-timeout, handler_timeout=)",
                 command=self._what,
                 timeout=handler.timeout,
             )

@@ -228,17 +228,17 @@ class Options(HandlerOptions):
     def parseOptions(self, options: Any = None) -> None:
         """Parse; a bad option is one line, with a hint, not the whole usage.
 
-        twistd prints the usage (:meth:`getUsage`) before the error: after an
-        error that usage is empty, and the error says where to find it.
+        Under twistd (which would print its synopsis and usage, then the
+        error) the line is printed here and the process exits with status 1,
+        as twistd does; elsewhere a UsageError with the hint is raised, and
+        the usage (:meth:`getUsage`) is empty after it.
         """
         try:
             super().parseOptions(options)
         except usage.UsageError as e:
             self.failed = True
-            twistd: Any = getattr(self, "parent", None)
-            if twistd is not None:
-                # twistd prints its synopsis ("Usage: twistd [options]") too
-                twistd.synopsis = ""
+            if getattr(self, "parent", None) is not None:
+                refuse_option(str(e))
             raise usage.UsageError(with_hint(str(e))) from None
 
     def getUsage(self, width: int | None = None) -> str:
@@ -422,8 +422,10 @@ def with_hint(message: str) -> str:
 
 def refuse_option(message: str) -> NoReturn:
     """Refuse an option once makeService has the Server, as twistd refuses a
-    usage error: the same line on stdout, exit status 1."""
-    print(f"{' '.join(sys.argv[0:2])}: {with_hint(message)}")
+    usage error: one line on stdout (``twistd -n: ...``, the program by its
+    name, not its path), exit status 1."""
+    command = " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:2]])
+    print(f"{command}: {with_hint(message)}")
     raise SystemExit(1)
 
 

@@ -50,7 +50,7 @@ def start_lines(
         Line(
             LogLevel.info,
             "pokan node {id} listening on {address} udp {udp} tcp {tcp}; gossip"
-            " every {interval}s{idle} to {fanout} peers; {detector};"
+            " every {interval}s to {fanout} peers{idle}; {detector};"
             " max datagram {max_datagram}; seeds: {seeds}; store: {store};"
             " handlers: {handlers}; cluster {cluster}, gossip {seal}{control}",
             {
@@ -62,7 +62,7 @@ def start_lines(
                 "idle": (
                     ""
                     if idle == engine.gossip_interval
-                    else f", every {idle}s when idle"
+                    else f", every {idle}s to one peer when idle"
                 ),
                 "fanout": fanout,
                 "detector": detector,

@@ -67,6 +67,10 @@ class ReadTests(unittest.TestCase):
         self.assertEqual(body["generation"], self.a.generation)
         self.assertEqual(body["settings"]["control"], self.url)
         self.assertIn("datagrams_sent", body["counters"])
+        # the cluster and the seal stand at the top, once, not as counters
+        self.assertEqual((body["cluster"], body["sealed"]), ("pokan", False))
+        self.assertNotIn("cluster", body["counters"])
+        self.assertNotIn("sealed", body["counters"])
 
     @defer.inlineCallbacks
     def test_info_shows_every_setting(self) -> Any:

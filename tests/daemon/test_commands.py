@@ -254,7 +254,9 @@ class RunnerTests(unittest.TestCase):
         self.assertEqual(process.signals, ["TERM", "KILL"])
         process.exit(signal=9)
         self.assertEqual((h.timed_out, h.failed), (1, 1))
-        self.assertTrue(logs.matching("timed out after 5.0 s and was killed"))
+        self.assertTrue(
+            logs.matching("did not finish within 5 s; stopped (--handler-timeout")
+        )
         self.assertEqual(len(reactor.spawned), 2, "the next event runs after")
         reactor.spawned[1].exit(0)
         reactor.advance(100)

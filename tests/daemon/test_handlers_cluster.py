@@ -151,7 +151,9 @@ class OnEventScriptTests(unittest.TestCase):
         yield a.store("fast", "y")
         yield wait_until(lambda: read(out) == "ran fast\n", what=lambda: read(out))
         self.assertEqual(handler.timed_out, 1)
-        self.assertTrue(logs.matching("timed out after 0.5 s and was killed"))
+        self.assertTrue(
+            logs.matching("did not finish within 0.5 s; stopped (--handler-timeout")
+        )
         sleeper = int(read(pid_file))
         yield wait_until(lambda: not _alive(sleeper), what="the sleep to be killed")
 

@@ -131,7 +131,7 @@ class TwistdTests(unittest.TestCase):
         return result.stdout.strip(), result.returncode
 
     def assertRefused(self, args: list[str], message: str) -> None:
-        self.assertEqual(self.twistd(*args), (f"{TWISTD} -n: {message} {HINT}", 1))
+        self.assertEqual(self.twistd(*args), (f"twistd -n: {message} {HINT}", 1))
 
     def test_as_any_other_option_error(self) -> None:
         self.assertRefused(
@@ -151,11 +151,11 @@ class TwistdTests(unittest.TestCase):
         self.assertEqual(code, 1)
         first, *details = out.splitlines()
         self.assertEqual(
-            first, f"{TWISTD} -n: --handler nope: no handler plugin of that name {HINT}"
+            first, f"twistd -n: --handler nope: no handler plugin of that name {HINT}"
         )
         self.assertIn("handler plugins found:", details)
         out, code = self.twistd("--handler", "log=nonsense")
         self.assertEqual(code, 1)
         self.assertEqual(len(out.splitlines()), 1, out)
-        self.assertTrue(out.startswith(f"{TWISTD} -n: {BAD_FACTORY}"), out)
+        self.assertTrue(out.startswith(f"twistd -n: {BAD_FACTORY}"), out)
         self.assertTrue(out.endswith(f" {HINT}"), out)

@@ -327,6 +327,9 @@ class UsageTests(unittest.TestCase):
             (line,) = output.splitlines()
             self.assertIn(expected, line)
             self.assertIn("(see `twistd pokan --help`)", line)
+            # that line alone, no blank lines before it, the program by name
+            self.assertEqual(result.stdout, line + "\n")
+            self.assertTrue(line.startswith("twistd -n: "), line)
 
     def test_help_still_lists_the_options(self) -> None:
         result = run([TWISTD, "pokan", "--help"], cwd=temp_dir(self), timeout=30)

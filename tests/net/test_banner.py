@@ -38,7 +38,8 @@ class StartLinesTests(unittest.TestCase):
         self.assertEqual(
             text(banner),
             "pokan node 127.0.0.1:7002 listening on 127.0.0.1 udp 7002 tcp 7001;"
-            " gossip every 1.0s, every 20.0s when idle to 3 peers; phi threshold 8;"
+            " gossip every 1.0s to 3 peers, every 20.0s to one peer when idle;"
+            " phi threshold 8;"
             " max datagram 1400;"
             " seeds: none (acting as seed); store: memory; handlers: none;"
             " cluster pokan, gossip unauthenticated",
@@ -57,7 +58,9 @@ class StartLinesTests(unittest.TestCase):
             control="http://127.0.0.1:7373",
         )
         said = text(banner)
-        self.assertIn("gossip every 1.0s, every 5.0s when idle to 3 peers;", said)
+        self.assertIn(
+            "gossip every 1.0s to 3 peers, every 5.0s to one peer when idle;", said
+        )
         self.assertIn("seeds: 10.0.0.9:5555;", said)
         self.assertIn("handlers: Handlers, --on-event x;", said)
         self.assertTrue(

@@ -379,7 +379,7 @@ class ServerPaceTests(ServerTestCase):
     def test_start_line_names_the_idle_interval(self) -> None:
         logs = LogCatcher(self)
         self.server(idle_interval=1.0)
-        banner = "gossip every 0.2s, every 1.0s when idle to 3 peers;"
+        banner = "gossip every 0.2s to 3 peers, every 1.0s to one peer when idle;"
         self.assertTrue(logs.matching(banner))
 
     def test_start_line_without_idle_interval(self) -> None:
