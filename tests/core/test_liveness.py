@@ -94,6 +94,16 @@ def pings(verdict: Verdict) -> list[wire.Ping]:
     return [o.message for o in verdict.sends if isinstance(o.message, wire.Ping)]
 
 
+def pushed(verdict: Verdict) -> list[wire.Rumour]:
+    """The rumours ``verdict`` pushes in Notices."""
+    return [
+        r
+        for o in verdict.sends
+        if isinstance(o.message, wire.Notice)
+        for r in o.message.rumours
+    ]
+
+
 class ProbeTests(unittest.TestCase):
     def test_a_round_pings_one_member_and_the_ack_ends_the_probe(self) -> None:
         c = Cluster(4)
@@ -799,6 +809,20 @@ class FastIntervalTests(unittest.TestCase):
             net.run_until(310.0)
             self.assertEqual(net.convictions, [], f"seed {seed}")
 
+    def started(self) -> tuple[Cluster, SwimDetector]:
+        """Six detectors at the fast settings, and n1's, started at 0."""
+        c = Cluster(6, legacy=False, **self.FAST)
+        c.detectors[1].start(0.0)
+        return c, c.detectors[1]
+
+    def told(
+        self, c: Cluster, detector: SwimDetector, suspect: str, sender: int, at: float
+    ) -> Verdict:
+        """n0's suspicion of ``suspect``, brought to ``detector`` by n``sender``."""
+        claim = wire.Rumour(wire.SUSPECT, suspect, 1, 0, "n0")
+        notice = wire.Notice(f"n{sender}", (claim,))
+        return detector.receive(notice, address_of(c.states[sender].me), 80, at)
+
     def answered_probe(self, c: Cluster, detector: SwimDetector) -> None:
         """``detector``'s first round-robin probe, acked by its target."""
         (ping,) = pings(detector.tick(0.0))
@@ -807,24 +831,14 @@ class FastIntervalTests(unittest.TestCase):
         detector.receive(ack, address_of(c.states[t].me), 40, 0.01)
 
     def test_a_suspicion_told_first_hand_is_checked_out_of_turn(self) -> None:
-        c = Cluster(6, legacy=False, **self.FAST)
-        b = c.detectors[1]
-        b.start(0.0)
+        c, b = self.started()
         self.answered_probe(c, b)
-        claim = wire.Rumour(wire.SUSPECT, "n3", 1, 0, "n0")
         # relayed by another member: taken, not checked
-        relayed = b.receive(
-            wire.Notice("n4", (claim,)), address_of(c.states[4].me), 80, 0.6
-        )
-        self.assertEqual(pings(relayed), [])
+        self.assertEqual(pings(self.told(c, b, "n3", 4, 0.6)), [])
         self.assertEqual(b.view("n3", 0.6)["status"], "suspect")
-        c2 = Cluster(6, legacy=False, **self.FAST)
-        b2 = c2.detectors[1]
-        b2.start(0.0)
+        c2, b2 = self.started()
         self.answered_probe(c2, b2)
-        told = b2.receive(
-            wire.Notice("n0", (claim,)), address_of(c2.states[0].me), 80, 0.6
-        )
+        told = self.told(c2, b2, "n3", 0, 0.6)
         # from its origin: b probes n3 now, not in 2 s, with the claim on
         # the ping so that a live n3 refutes on its ack
         checks = [p for p in pings(told) if p.target == "n3"]
@@ -841,27 +855,16 @@ class FastIntervalTests(unittest.TestCase):
         # a suspicion told then waited for b's next wakeup, its next probe
         # up to 2 s later (first convictions 4-6 s after a kill -9, where
         # the simulator, calling every round, gave 2.6-2.9 s)
-        c = Cluster(6, legacy=False, **self.FAST)
-        b = c.detectors[1]
-        b.start(0.0)
+        c, b = self.started()
         self.answered_probe(c, b)
-        claim = wire.Rumour(wire.SUSPECT, "n3", 1, 0, "n0")
-        told = b.receive(
-            wire.Notice("n0", (claim,)), address_of(c.states[0].me), 80, 0.1
-        )
+        told = self.told(c, b, "n3", 0, 0.1)
         self.assertEqual([p.target for p in pings(told)], ["n3"])
 
     def test_a_check_waits_for_a_probe_still_unanswered(self) -> None:
-        c = Cluster(6, legacy=False, **self.FAST)
-        b = c.detectors[1]
-        b.start(0.0)
+        c, b = self.started()
         (ping,) = pings(b.tick(0.0))
         suspect = next(f"n{i}" for i in (3, 4, 5) if f"n{i}" != ping.target)
-        claim = wire.Rumour(wire.SUSPECT, suspect, 1, 0, "n0")
-        told = b.receive(
-            wire.Notice("n0", (claim,)), address_of(c.states[0].me), 80, 0.1
-        )
-        self.assertEqual(pings(told), [])
+        self.assertEqual(pings(self.told(c, b, suspect, 0, 0.1)), [])
         # its target answers: the check goes out then, not at the next probe
         ack = wire.PingAck(ping.target, ping.seq, ping.target)
         acked = b.receive(ack, address_of(c.states[int(ping.target[1:])].me), 40, 0.15)
@@ -1003,13 +1006,7 @@ class DefaultsTests(unittest.TestCase):
         # is pushed at once
         later = wire.Rumour(wire.SUSPECT, "n4", 1, 0, "n7")
         out = a.receive(wire.Notice("n7", (later,)), source, 90, 3.0)
-        pushed = [
-            r
-            for o in out.sends
-            if isinstance(o.message, wire.Notice)
-            for r in o.message.rumours
-        ]
-        self.assertIn(later, pushed)
+        self.assertIn(later, pushed(out))
         # and no faster than one a gossip interval on average
         for i, node in enumerate(("n5", "n6")):
             news = wire.Rumour(wire.SUSPECT, node, 1, 0, "n7")
@@ -1026,13 +1023,7 @@ class DefaultsTests(unittest.TestCase):
         self.assertLess(a._push_tokens, 1)  # the suspicions spent them
         dead = wire.Rumour(wire.DEAD, "n5", 1, 0, "n7")
         out = a.receive(wire.Notice("n7", (dead,)), source, 90, 0.05)
-        pushed = [
-            r
-            for o in out.sends
-            if isinstance(o.message, wire.Notice)
-            for r in o.message.rumours
-        ]
-        self.assertIn(dead, pushed)
+        self.assertIn(dead, pushed(out))
 
 
 def canonical(i: int) -> NodeInfo:
