@@ -304,12 +304,17 @@ class SwimDetector:
         timer; None before :meth:`start`."""
         if self._next_probe is None:
             return None
-        due = [self._next_probe]
+        probe = self._probe
+        # the round-robin's next probe waits for one still unanswered
+        due = [
+            self._next_probe
+            if probe is None or probe.acked
+            else max(self._next_probe, probe.started + 0.9 * probe.stages)
+        ]
         if self._last_call is not None:
             # never a gap the pause check would take for a stall (only
             # earlier than the next probe while the LHM slows the probes)
             due.append(self._last_call + self._pace())
-        probe = self._probe
         if probe is not None and not probe.acked:
             if probe.asked is None:
                 due.append(probe.started + probe.timeout)
@@ -516,7 +521,7 @@ class SwimDetector:
             batch += self._expire(now, sends)
         self._check_suspect(now, sends)
         if (
-            self._probe is None
+            not self._unanswered()
             and self._next_probe is not None
             and now >= self._next_probe - 1e-9
         ):
@@ -568,9 +573,7 @@ class SwimDetector:
         does not hold it back till our next wakeup, which at an idle node
         is its next probe.
         """
-        if self._checking is None or (
-            self._probe is not None and not self._probe.acked
-        ):
+        if self._checking is None or self._unanswered():
             return
         node_id, self._checking = self._checking, None
         node = self.state.nodes.get(node_id)
@@ -585,11 +588,20 @@ class SwimDetector:
             return
         self._start_probe(now, sends, node)
 
+    def _unanswered(self) -> bool:
+        """A probe of ours is in flight, not yet answered: no other starts
+        (an answered one lingers to the end of its stages, holding nothing)."""
+        probe = self._probe
+        return probe is not None and not probe.acked
+
     def _start_probe(
         self, now: float, sends: list[Outgoing], target: NodeState | None = None
     ) -> None:
-        self._next_probe = now + self._period()
+        """Probe ``target`` (a check), or the round-robin's next member; a
+        check leaves the round-robin's time as it was, so that a member's
+        claims, however many, never stop it."""
         if target is None:
+            self._next_probe = now + self._period()
             target = self._next_target()
         if target is None:
             return

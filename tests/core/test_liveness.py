@@ -502,6 +502,35 @@ class HostileTests(unittest.TestCase):
             c.flood(1, b.poll(step / 10), step / 10, hops=40)
         self.assertEqual([i for i in range(2, 18) if c.status(1, i) != "alive"], [])
 
+    def test_forged_first_hand_suspicions_do_not_stop_the_round_robin(
+        self,
+    ) -> None:
+        """A member naming n2 or n3 "first-hand" twice a period, at the
+        incarnation each holds: every claim gets its check, and the
+        round-robin still reaches every other member."""
+        c = Cluster(8, legacy=False)
+        b = c.detectors[1]
+        b.start(0.0)
+        liar = address_of(c.states[7].me)
+        period = b.settings.base_period
+        targets: set[str] = set()
+        now = 0.0
+        for step in range(80):
+            now = step * period / 2
+            verdict = b.poll(now)
+            targets.update(p.target for p in pings(verdict))
+            c.flood(1, verdict, now, hops=20)
+            named = f"n{2 + step % 2}"
+            incarnation = b.view(named, now).get("incarnation", 0)
+            claim = wire.Rumour(wire.SUSPECT, named, 1, incarnation, "n7")
+            verdict = b.receive(wire.Notice("n7", (claim,)), liar, 90, now + 0.01)
+            targets.update(p.target for p in pings(verdict))
+            c.flood(1, verdict, now + 0.01, hops=20)
+        self.assertEqual(targets, {"n0", "n2", "n3", "n4", "n5", "n6", "n7"})
+        self.assertEqual(
+            [i for i in range(8) if i != 1 and c.status(1, i) != "alive"], []
+        )
+
     def test_claims_of_an_unknown_origin_are_not_taken(self) -> None:
         """Forged origins neither start a suspicion nor count as the
         independent confirmations that shorten its timeout."""
