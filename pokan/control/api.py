@@ -193,11 +193,7 @@ class Nodes(JsonResource):
         except ApiError as e:
             return ErrorResource(e.code, e.message)
         if self.node.entries(node_id) is None:
-            return ErrorResource(
-                404,
-                f"unknown node {node_id!r}: GET /v1/members (pokan members)"
-                " lists the nodes known",
-            )
+            return ErrorResource(404, unknown_node(node_id))
         return Node(self.node, node_id)
 
 
@@ -324,11 +320,7 @@ class Forget(JsonResource):
         try:
             d = self.node.forget(node_id, force=force)
         except LookupError:
-            raise ApiError(
-                404,
-                f"unknown node {node_id!r}: GET /v1/members (pokan members)"
-                " lists the nodes known",
-            ) from None
+            raise ApiError(404, unknown_node(node_id)) from None
         except NodeIsAlive as e:
             raise ApiError(409, str(e)) from None
         except ValueError as e:
@@ -352,6 +344,14 @@ class V1(JsonResource):
 
     def json_GET(self, request: IRequest) -> dict[str, Any]:
         return {"paths": sorted(f"/v1/{p.decode()}" for p in self.children)}
+
+
+def unknown_node(node_id: str) -> str:
+    """The 404 for a node this one does not know, saying where to look."""
+    return (
+        f"unknown node {node_id!r}: GET /v1/members (pokan members)"
+        " lists the nodes known"
+    )
 
 
 def too_large(error: TooLargeToGossip) -> str:

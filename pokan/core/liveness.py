@@ -305,12 +305,10 @@ class SwimDetector:
         if self._next_probe is None:
             return None
         probe = self._probe
-        # the round-robin's next probe waits for one still unanswered
-        due = [
-            self._next_probe
-            if probe is None or probe.acked
-            else max(self._next_probe, probe.started + 0.9 * probe.stages)
-        ]
+        due: list[float] = []
+        if probe is None or probe.acked:
+            # else the next starts when the unanswered one ends (its stages)
+            due.append(self._next_probe)
         if self._last_call is not None:
             # never a gap the pause check would take for a stall (only
             # earlier than the next probe while the LHM slows the probes)

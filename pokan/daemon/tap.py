@@ -421,9 +421,10 @@ def with_hint(message: str) -> str:
 
 
 def refuse_option(message: str) -> NoReturn:
-    """Refuse an option once makeService has the Server, as twistd refuses a
-    usage error: one line on stdout (``twistd -n: ...``, the program by its
-    name, not its path), exit status 1."""
+    """Refuse an option under twistd (from parseOptions, or once makeService
+    has the Server) as twistd refuses a usage error: one line on stdout
+    (``twistd -n: ...``, the program by its name, not its path), exit
+    status 1."""
     command = " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:2]])
     print(f"{command}: {with_hint(message)}")
     raise SystemExit(1)
