@@ -43,8 +43,10 @@ def stop(servers: list[Server]) -> defer.Deferred[Any]:
 
 
 @defer.inlineCallbacks
-def cluster(test: unittest.TestCase, n: int, seed: str | None = None) -> Any:
-    """``n`` started servers on 127.0.0.1 (free ports, 50 ms gossip)."""
+def cluster(
+    test: unittest.TestCase, n: int, seed: str | None = None, interval: float = 0.05
+) -> Any:
+    """``n`` started servers on 127.0.0.1 (free ports, 50 ms gossip by default)."""
     servers: list[Server] = []
     test.addCleanup(stop, servers)
     for _ in range(n):
@@ -54,7 +56,7 @@ def cluster(test: unittest.TestCase, n: int, seed: str | None = None) -> Any:
             "127.0.0.1",
             tcp_port=0,
             udp_port=0,
-            gossip_interval=0.05,
+            gossip_interval=interval,
             gossip_with=seed,
         )
         servers.append(server)
