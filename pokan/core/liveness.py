@@ -103,6 +103,9 @@ class _Record:
     declared: str | None = None
     #: when our last-chance ping went out (the timeout was over by then)
     final: float | None = None
+    #: the sequence numbers of those pings: an answer to one, from the
+    #: member's own address, is proof of life whatever incarnation it holds
+    final_seqs: tuple[int, ...] = ()
     repinged: bool = False
 
 
@@ -232,6 +235,8 @@ class SwimDetector:
         #: when the push tokens were last given back (None: not yet)
         self._tokens_at: float | None = None
         self._replies: dict[Address, int] = {}
+        #: when the reply budgets were last given back (None: not yet)
+        self._replies_at: float | None = None
         #: when _advance last ran, and how long before that it had not
         self._last_call: float | None = None
         self._gap = 0.0
@@ -254,6 +259,8 @@ class SwimDetector:
         self.convictions = 0
         self.refutations = 0
         self.pauses = 0
+        #: suspects saved by answering our last-chance pings
+        self.answered_last_chance = 0
         #: claims whose origin this node did not know (not taken)
         self.early_claims = 0
 
@@ -267,7 +274,6 @@ class SwimDetector:
         """Once per gossip round: the pause check, then whatever is due."""
         sends: list[Outgoing] = []
         batch = Batch()
-        self._replies.clear()
         self._refill(now)
         self._check_pause(now)
         self._forget_full_budgets(now)
@@ -288,8 +294,13 @@ class SwimDetector:
 
     def _refill(self, now: float) -> None:
         """Give back push tokens, one per gossip interval since the last
-        time (up to ``push_burst``): by the clock, not per round, since an
-        idle node's rounds pause while its detector still works."""
+        time (up to ``push_burst``), and every source's reply budget once a
+        gossip interval: by the clock, not per round, since an idle node's
+        rounds pause while its detector still works (a peer probing it every
+        period ran out of replies and suspected it, each idle interval)."""
+        if self._replies_at is None or now - self._replies_at >= self.settings.interval:
+            self._replies.clear()
+            self._replies_at = now
         at, self._tokens_at = self._tokens_at, now
         if at is None or now <= at:
             return
@@ -760,6 +771,8 @@ class SwimDetector:
                 forward = wire.PingAck(me, relay.seq, relay.target)
                 sends.append(Outgoing(relay.requester, forward))
             return
+        if self._answered_last_chance(ack, source):
+            return
         probe = self._probe
         if probe is None or probe.acked or ack.seq != probe.seq:
             return
@@ -770,6 +783,31 @@ class SwimDetector:
         if direct or source in probe.helpers:
             probe.acked = True
             self.lhm = max(0, self.lhm - 1)
+
+    def _answered_last_chance(self, ack: wire.PingAck, source: Address) -> bool:
+        """A suspect answered one of our last-chance pings from its own
+        address: it is alive, whatever the claims say. A claim far above
+        the incarnation it holds (a forged chain of ``alive`` rumours walks
+        our record up, and the suspect refuses such a claim as implausible)
+        or a refutation we refuse (its incarnation pushed out of our reach)
+        no longer convicts a node that answers."""
+        record = self._records.get(ack.target)
+        if record is None or record.status != "suspect":
+            return False
+        if ack.seq not in record.final_seqs:
+            return False
+        node = self.state.nodes.get(ack.target)
+        if (
+            node is None
+            or address_of(node) != source
+            or node.info.generation != record.generation
+        ):
+            return False
+        self._suspects.discard(ack.target)
+        record.status, record.origins, record.declared = "alive", set(), None
+        record.final, record.final_seqs, record.repinged = None, (), False
+        self.answered_last_chance += 1
+        return True
 
     def _may_reply(self, source: Address) -> bool:
         sent = self._replies.get(source, 0)
@@ -1051,10 +1089,13 @@ class SwimDetector:
                 # that one lost datagram does not convict a live node)
                 record.final = now
                 claim = self._rumours_for(node_id, 4)
+                seqs = []
                 for _ in range(LAST_CHANCE_PINGS):
                     self._seq = (self._seq + 1) % (wire.MAX_SEQ + 1)
+                    seqs.append(self._seq)
                     ping = wire.Ping(self.state.me.info.id, self._seq, node_id, claim)
                     sends.append(Outgoing(address_of(node), ping, node))
+                record.final_seqs = tuple(seqs)
                 continue
             if now - record.final < wait:
                 continue

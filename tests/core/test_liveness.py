@@ -212,6 +212,22 @@ class ProbeTests(unittest.TestCase):
         out = a.receive(wire.Ping("n1", 99, "n0", ()), source, 60, 1.1)
         self.assertTrue([o for o in out.sends if isinstance(o.message, wire.PingAck)])
 
+    def test_replies_per_source_come_back_with_time_not_with_rounds(self) -> None:
+        """An idle node runs a round once an idle interval only: a member
+        probing it every period still gets every ack (the reply budget
+        went back per round, and an idle pair suspected each other)."""
+        c = Cluster(3, legacy=False)
+        a = c.detectors[0]
+        a.start(0.0)
+        source = address_of(c.states[1].me)
+        period = a.settings.base_period
+        acks = 0
+        for seq in range(40):
+            ping = wire.Ping("n1", seq, "n0", ())
+            out = a.receive(ping, source, 60, seq * period)
+            acks += len([o for o in out.sends if isinstance(o.message, wire.PingAck)])
+        self.assertEqual(acks, 40)
+
 
 class SuspicionTests(unittest.TestCase):
     def fail_probe(self, c: Cluster, at: float = 0.0) -> tuple[Verdict, str]:
@@ -433,6 +449,61 @@ class HostileTests(unittest.TestCase):
         for node in range(1, 17):
             self.assertEqual(c.status(0, node), "alive")
             self.assertGreaterEqual(c.detectors[node].incarnation, 1)
+
+    def test_a_forged_incarnation_chain_and_declaration_convict_nobody(
+        self,
+    ) -> None:
+        """A member walks n1's incarnation up at n0, 2**20 a rumour (each
+        step plausible against the last), then declares n1 dead at the top:
+        far above anything n1 holds, so n1 cannot refute it. n1 answers
+        n0's last-chance pings from its own address: that is proof of life,
+        and n0 convicts nobody."""
+        c = Cluster(4, legacy=False)
+        a, victim = c.detectors[0], c.detectors[1]
+        a.start(0.0)
+        victim.start(0.0)
+        liar = address_of(c.states[3].me)
+        jump = 2**20
+        chain = [wire.Rumour(wire.ALIVE, "n1", 1, k * jump, "n1") for k in range(1, 32)]
+        chain.append(wire.Rumour(wire.DEAD, "n1", 1, 31 * jump, "n3"))
+        now = 0.0
+        for start in range(0, len(chain), wire.MAX_RUMOURS):
+            notice = wire.Notice("n3", tuple(chain[start : start + wire.MAX_RUMOURS]))
+            c.flood(0, a.receive(notice, liar, 1400, now), now, hops=40)
+        for step in range(1, 300):
+            now = step / 10
+            c.flood(0, a.poll(now), now, hops=40)
+            c.flood(1, victim.poll(now), now, hops=40)
+        self.assertEqual(c.status(0, 1), "alive")
+        self.assertEqual(a.convictions, 0)
+        self.assertEqual(a.view("n1", now)["status"], "alive")  # not suspect
+
+    def test_a_node_pushed_out_of_reach_of_its_refutations_is_not_convicted(
+        self,
+    ) -> None:
+        """A member makes n1 follow forged ALIVE rumours about itself to an
+        incarnation the others refuse as implausible, then declares n1 dead
+        at the incarnation the others hold: n1's refutation is refused, but
+        its answers to the last-chance pings still save it."""
+        c = Cluster(4, legacy=False)
+        a, victim = c.detectors[0], c.detectors[1]
+        a.start(0.0)
+        victim.start(0.0)
+        liar = address_of(c.states[3].me)
+        jump = 2**20
+        lever = tuple(
+            wire.Rumour(wire.ALIVE, "n1", 1, k * jump, "n1") for k in range(1, 17)
+        )
+        c.flood(3, victim.receive(wire.Notice("n3", lever), liar, 1400, 0.0), 0.0)
+        declared = wire.Rumour(wire.DEAD, "n1", 1, 0, "n3")
+        out = a.receive(wire.Notice("n3", (declared,)), liar, 200, 0.1)
+        c.flood(0, out, 0.1, hops=40)
+        for step in range(2, 300):
+            now = step / 10
+            c.flood(0, a.poll(now), now, hops=40)
+            c.flood(1, victim.poll(now), now, hops=40)
+        self.assertEqual(c.status(0, 1), "alive")
+        self.assertEqual(a.convictions, 0)
 
     def test_the_view_of_a_member_held_dead_without_a_record_says_dead(
         self,

@@ -202,8 +202,6 @@ class Answered(Driver):
         me = address_of(self.engine.state.me)
         if isinstance(message, wire.Ping) and address == address_of(self.peer.state.me):
             now = self.clock.seconds()
-            self.peer.detector.swim._replies.clear()  # type: ignore[attr-defined]
-            # (its reply budget is per round, and the peer runs no rounds)
             for out in self.peer.receive(message, me, None, now).sends:
                 if isinstance(out.message, wire.PingAck) and out.address == me:
                     self.clock.callLater(0.001, self.acked, out.message)
