@@ -214,6 +214,17 @@ class Engine:
             batch, rejected = batch + probed.batch, rejected + probed.rejected
         return self._settled(now, batch, sends=sends, rejected=rejected)
 
+    def lost_contact(self, node_id: str, now: float) -> Output:
+        """The driver saw a sign of ``node_id``'s death (its watch connection
+        closed): evidence for the detector, as an unanswered exchange is."""
+        node = self.state.nodes.get(node_id)
+        if node is None or node is self.state.me or node.status != "alive":
+            return self._settled(now, Batch())
+        probed = self.detector.missed(node_id, now)
+        return self._settled(
+            now, probed.batch, sends=probed.sends, rejected=probed.rejected
+        )
+
     def skip_rounds(self, count: int) -> None:
         """Account for up to ``count`` quiet rounds the driver slept through."""
         self.node.skip_rounds(count)

@@ -17,6 +17,7 @@ from pokan.net.badinput import BadInputReporter
 from pokan.net.listen_errors import ListenError
 from pokan.net.protocols import SyncServerFactory
 from pokan.net.settings import Settings
+from pokan.net.watch import Watches
 from pokan.wire.envelope import Envelope
 
 log = Logger()
@@ -85,6 +86,7 @@ def sync_factory(
     on_hello: Callable[..., Any],
     bad_input: BadInputReporter,
     envelope: Envelope,
+    watches: Watches | None = None,
 ) -> SyncServerFactory:
     """What answers the TCP full syncs, within the node's limits."""
     return SyncServerFactory(
@@ -97,6 +99,7 @@ def sync_factory(
         max_connections=settings.max_sync_connections,
         max_per_host=settings.max_sync_per_host,
         envelope=envelope,
+        watches=watches,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
@@ -26,6 +26,9 @@ from pokan.net.meters import Traffic
 from pokan.wire.envelope import Envelope
 from pokan.wire.framing import PREFIX, BufferBudget, FrameReader, FrameRefused
 from pokan.wire.streamdecode import decode_stream_body
+
+if TYPE_CHECKING:
+    from pokan.net.watch import Watches
 
 log = Logger()
 
@@ -49,8 +52,8 @@ def _decode_frame(
 ) -> wire.Message:
     """A TCP frame's message: its envelope opened, its body read with care."""
     kind, body = envelope.open(frame, expected, now)
-    if kind == wire.MessageType.BAD_CLUSTER:
-        return wire.decode_body(kind, body)
+    if kind in (wire.MessageType.BAD_CLUSTER, wire.MessageType.WATCH):
+        return wire.decode_body(kind, body)  # small: no deltas
     return decode_stream_body(kind, body)
 
 
@@ -342,7 +345,9 @@ class SyncServerProtocol(_FrameProtocol):
     arrive within the timeout; anything the peer sends after it is ignored.
     """
 
-    expected = frozenset({wire.MessageType.HELLO, wire.MessageType.BAD_CLUSTER})
+    expected = frozenset(
+        {wire.MessageType.HELLO, wire.MessageType.WATCH, wire.MessageType.BAD_CLUSTER}
+    )
 
     def __init__(
         self,
@@ -356,6 +361,7 @@ class SyncServerProtocol(_FrameProtocol):
         budget: BufferBudget | None = None,
         on_lost: Callable[[], None] | None = None,
         envelope: Envelope | None = None,
+        watches: Watches | None = None,
     ) -> None:
         super().__init__(
             bad_input,
@@ -368,9 +374,15 @@ class SyncServerProtocol(_FrameProtocol):
         )
         self.on_hello = on_hello
         self.on_lost = on_lost
+        self.watches = watches
         self.sender = ""  # the joining node's id, once its Hello is in
+        #: a watcher's connection, held open (see pokan.net.watch)
+        self.watching = False
 
     def messageReceived(self, message: wire.Message) -> None:
+        if isinstance(message, wire.Watch):
+            self._watched(message)
+            return
         assert isinstance(message, wire.Hello)
         self.reading = False  # one Hello per connection
         self.setTimeout(None)  # our turn now
@@ -411,11 +423,29 @@ class SyncServerProtocol(_FrameProtocol):
         log.failure("could not answer the sync of {sender}", failure, sender=sender)
         self.transport.abortConnection()
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        super().connectionLost(reason)
+    def _watched(self, message: wire.Watch) -> None:
+        """A member watches us: hold the connection open, outside the sync caps
+        (or close it, if it is no live member at its own host, or too many)."""
+        self.reading = False  # nothing more is read on it
+        self.setTimeout(None)
+        host = self.transport.getPeer().host
+        if self.watches is None or not self.watches.accept(message, host, self):
+            self.transport.loseConnection()
+            return
+        self.sender, self.watching = message.sender, True
+        self._release()
+
+    def _release(self) -> None:
         if self.on_lost is not None:
             on_lost, self.on_lost = self.on_lost, None
             on_lost()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        super().connectionLost(reason)
+        self._release()
+        if self.watching and self.watches is not None:
+            self.watching = False
+            self.watches.watcher_lost(self.sender, self)
 
 
 class _Refused(Protocol):
@@ -458,8 +488,11 @@ class SyncServerFactory(Factory):
         max_per_host: int = DEFAULT_MAX_SYNC_PER_HOST,
         max_buffer: int = DEFAULT_MAX_SYNC_BUFFER,
         envelope: Envelope | None = None,
+        watches: Watches | None = None,
     ) -> None:
         self.on_hello = on_hello
+        #: the node's watch connections (None: watches are refused)
+        self.watches = watches
         self.bad_input = bad_input
         self.max_frame = max_frame
         self.timeout = timeout
@@ -496,6 +529,7 @@ class SyncServerFactory(Factory):
             budget=self.budget,
             on_lost=lambda: self._closed(host),
             envelope=self.envelope,
+            watches=self.watches,
         )
 
     def _closed(self, host: str) -> None:

@@ -88,6 +88,7 @@ from pokan.net.settings import (
     check_sync_cap,
 )
 from pokan.net.sync import FullSyncs
+from pokan.net.watch import Watches
 from pokan.peer import Peer
 from pokan.store import IStore, MemoryStore, Snapshot
 from pokan.store.interface import IAttachedStore, snapshot_of
@@ -254,6 +255,14 @@ class Server(service.Service, Operations):
             rng=self._rng,
             carry_out=self._carry_out,
             refused=self._refusals.refused,
+        )
+        self._watches = Watches(
+            self._get_reactor,
+            self._now,
+            self.envelope,
+            me=lambda: self._state.me,
+            nodes=lambda: self._state.nodes,
+            lost_contact=self._lost_contact,
         )
 
     # -- the engine's parts ------------------------------------------------------
@@ -543,6 +552,8 @@ class Server(service.Service, Operations):
 
     def _commit(self, output: Output) -> defer.Deferred[None]:
         """Persist a batch, then fire its events; the Deferred fires after both."""
+        if output.transitions:
+            self._watches.update()  # the ring of live members changed
         return self._commits.commit(output)
 
     # -- the service ---------------------------------------------------------------
@@ -605,7 +616,11 @@ class Server(service.Service, Operations):
             traffic=self.meters.traffic,
         )
         syncs = sync_factory(
-            self._settings, self._syncs.on_hello, bad_input, self.envelope
+            self._settings,
+            self._syncs.on_hello,
+            bad_input,
+            self.envelope,
+            self._watches,
         )
         udp, tcp = self._udp_port, self._tcp_port
         # port 0 asks for any free port: advertise the one we got
@@ -656,6 +671,7 @@ class Server(service.Service, Operations):
         seeds = self._other_seeds()
         self._engine.start(self._now())  # a late first round is a pause
         self._pacing.start()
+        self._watches.start()
         release_free_heap()  # what starting left free
         self.events.fire("start")
         if seeds:
@@ -685,6 +701,11 @@ class Server(service.Service, Operations):
                 else Peer.unknown_seed(*out.address)
             )
             self.events.fire("before_gossip", peer, peer=peer)
+
+    def _lost_contact(self, node_id: str) -> None:
+        """A watch connection of ``node_id`` closed: the detector probes it."""
+        if self.running:
+            self._carry_out(self._engine.lost_contact(node_id, self._now()), node_id)
 
     def _send(self, address: Address, message: wire.Message) -> None:
         if self._gossip is not None and not self.faults.drops(address):
@@ -725,6 +746,7 @@ class Server(service.Service, Operations):
         goodbyes = shutdown.say_goodbye(
             lambda: self._engine.goodbye(self._now()), self._send
         )
+        shutdown.each_now([("the watch connections", self._watches.stop)])
         log.info(
             "pokan node {id} stopping; said goodbye to {count} peer{s}",
             id=self.id,

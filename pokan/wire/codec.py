@@ -61,6 +61,7 @@ from pokan.wire.messages import (
     Rumour,
     Syn,
     SynAck,
+    Watch,
     Welcome,
     cluster_tag,
 )
@@ -157,7 +158,7 @@ def _body(message: Message) -> list[Any]:
         if message.in_sync is not None:
             body.append(message.in_sync)
         return body
-    if isinstance(message, Goodbye):
+    if isinstance(message, Goodbye | Watch):
         return [message.sender, message.generation]
     if isinstance(message, BadCluster):
         return [message.cluster]
@@ -506,6 +507,11 @@ def _decode_goodbye(f: list[Any]) -> Goodbye:
     return Goodbye(read_str(f[0], "sender", MAX_ID_LEN), _counter(f[1], "generation"))
 
 
+def _decode_watch(f: list[Any]) -> Watch:
+    _array(f, "Watch", 2)
+    return Watch(read_str(f[0], "sender", MAX_ID_LEN), _counter(f[1], "generation"))
+
+
 def _decode_bad_cluster(f: list[Any]) -> BadCluster:
     _array(f, "BadCluster", 1)
     return BadCluster(read_str(f[0], "cluster", MAX_CLUSTER_LEN))
@@ -576,4 +582,5 @@ _DECODERS: dict[MessageType, Any] = {
     MessageType.FORGET: _decode_forget,
     MessageType.HELLO: lambda f: _decode_deltas(f, Hello),
     MessageType.WELCOME: lambda f: _decode_deltas(f, Welcome),
+    MessageType.WATCH: _decode_watch,
 }

@@ -60,6 +60,9 @@ class MessageType(enum.IntEnum):
     NOTICE = 10
     HELLO = 16
     WELCOME = 17
+    #: TCP: "I watch you": a connection held open so that a process's death
+    #: (its kernel closes the socket) is noticed at once; see pokan.net.watch
+    WATCH = 18
 
 
 class DigestEntry(NamedTuple):
@@ -187,6 +190,15 @@ class Welcome:
     deltas: tuple[NodeDelta, ...]
 
 
+@attrs.frozen
+class Watch:
+    """TCP: the sender holds this connection open to notice the receiver's
+    death at once (and the receiver the sender's); nothing else is sent on it."""
+
+    sender: str
+    generation: int
+
+
 #: the kinds of a liveness rumour
 ALIVE = 0
 SUSPECT = 1
@@ -272,6 +284,7 @@ Message = (
     | Forget
     | Hello
     | Welcome
+    | Watch
     | Ping
     | PingReq
     | PingAck
@@ -293,6 +306,7 @@ MESSAGE_TYPES: dict[type, MessageType] = {
     Notice: MessageType.NOTICE,
     Hello: MessageType.HELLO,
     Welcome: MessageType.WELCOME,
+    Watch: MessageType.WATCH,
 }
 DATAGRAM_TYPES = frozenset(
     {
@@ -310,7 +324,12 @@ DATAGRAM_TYPES = frozenset(
     }
 )
 STREAM_TYPES = frozenset(
-    {MessageType.HELLO, MessageType.WELCOME, MessageType.BAD_CLUSTER}
+    {
+        MessageType.HELLO,
+        MessageType.WELCOME,
+        MessageType.WATCH,
+        MessageType.BAD_CLUSTER,
+    }
 )
 
 #: a cluster name: what ``--cluster`` accepts

@@ -136,6 +136,35 @@ class FailureTests(unittest.TestCase):
         self.assertEqual(a.state.nodes[b.id].status, "alive")
 
 
+class LostContactTests(unittest.TestCase):
+    """A watch connection lost (pokan.net.watch): the detector probes at once."""
+
+    def test_a_live_member_is_pinged_now(self) -> None:
+        a, b, c = engine(1), engine(2), engine(3)
+        joined(a, b)
+        joined(a, c)
+        a.start(0.0)
+        out = a.lost_contact(c.id, 0.5)
+        pings = [o for o in out.sends if isinstance(o.message, wire.Ping)]
+        self.assertEqual(
+            [(o.address, o.message.target) for o in pings], [(source(c), c.id)]
+        )
+
+    def test_nothing_for_a_stranger_this_node_or_a_dead_member(self) -> None:
+        a, b = engine(1), engine(2)
+        joined(a, b)
+        a.start(0.0)
+        a.state.set_status(a.state.nodes[b.id], "dead")
+        for node_id in ("10.9.9.9:5555", a.id, b.id):
+            self.assertEqual(a.lost_contact(node_id, 1.0).sends, ())
+
+    def test_phi_takes_no_hint(self) -> None:
+        a, b = engine(1, failure_detector="phi"), engine(2, failure_detector="phi")
+        joined(a, b)
+        a.start(0.0)
+        self.assertEqual(a.lost_contact(b.id, 1.0).sends, ())
+
+
 class ResetTests(unittest.TestCase):
     def setUp(self) -> None:
         self.a, self.b = engine(1), engine(2)

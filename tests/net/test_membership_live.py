@@ -89,6 +89,7 @@ class LiveMembershipTests(unittest.TestCase):
         """Stop a server as a crash would: no goodbye, ports closed."""
         service_stop = super(Server, server).stopService
         server._pacing.stop()
+        server._watches.stop()  # its kernel would close them
         service_stop()
         return server._ports.close()
 

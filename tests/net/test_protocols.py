@@ -452,6 +452,54 @@ class SyncServerTests(unittest.TestCase):
         self.proto.connectionLost(Failure(ConnectionError("gone")))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def watched(self, accept: bool) -> tuple[Any, list[str]]:
+        """A factory whose node holds (or refuses) a Watch, and one connection."""
+
+        class Holder:
+            def __init__(self) -> None:
+                self.lost: list[str] = []
+
+            def accept(self, message: wire.Watch, host: str, protocol: Any) -> bool:
+                return accept and host == "10.0.0.2"
+
+            def watcher_lost(self, sender: str, protocol: Any) -> None:
+                self.lost.append(sender)
+
+        self.proto.connectionLost(Failure(ConnectionError("unused")))
+        holder = Holder()
+        factory = SyncServerFactory(
+            self.on_hello,
+            self.reporter,
+            4096,
+            5.0,
+            watches=holder,  # type: ignore[arg-type]
+        )
+        peer = IPv4Address("TCP", "10.0.0.2", 4001)
+        proto = factory.buildProtocol(peer)
+        proto.callLater = self.clock.callLater  # type: ignore[attr-defined]
+        transport = StringTransport(peerAddress=peer)
+        proto.makeConnection(transport)
+        proto.dataReceived(frame(wire.encode(wire.Watch("10.0.0.2:5555", 1))))
+        return (factory, proto, transport, holder), holder.lost
+
+    def test_a_watch_held_is_outside_the_sync_caps_and_never_times_out(self) -> None:
+        (factory, proto, transport, _), lost = self.watched(accept=True)
+        self.assertEqual(dict(factory.connections), {})  # its sync slot is free
+        self.clock.advance(3600)
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(frame(wire.encode(wire.Hello("x", ()))))  # ignored
+        self.assertEqual(self.hellos, [])
+        proto.connectionLost(Failure(ConnectionError("gone")))
+        self.assertEqual(lost, ["10.0.0.2:5555"])
+        self.assertEqual(dict(self.reporter.counts), {})
+
+    def test_a_watch_refused_is_closed(self) -> None:
+        (factory, proto, transport, _), lost = self.watched(accept=False)
+        self.assertTrue(transport.disconnecting)
+        proto.connectionLost(Failure(ConnectionError("closed")))
+        self.assertEqual(lost, [])
+        self.assertEqual(dict(factory.connections), {})
+
     def test_server_protocol_type(self) -> None:
         self.assertIsInstance(self.proto, SyncServerProtocol)
         self.assertEqual(self.proto.MAX_LENGTH, 4096)

@@ -20,8 +20,15 @@ from tests.support import make_server, run, start_server, stop_all, wait_until
 
 
 def bound(kind: int, port: int = 0, test: unittest.TestCase | None = None) -> Any:
-    """A socket bound (and, for TCP, listening) on 127.0.0.1:port."""
+    """A socket bound (and, for TCP, listening) on 127.0.0.1:port.
+
+    TCP sets SO_REUSEADDR, as Twisted's listenTCP does: a closed server
+    leaves its accepted connections (inbound watches) in TIME_WAIT, which
+    is no open port; Linux still refuses the bind while anything listens.
+    """
     sock = socket.socket(socket.AF_INET, kind)
+    if kind == socket.SOCK_STREAM:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     if kind == socket.SOCK_STREAM:
         sock.listen(1)

@@ -157,6 +157,7 @@ def messages(
         st.builds(wire.SynAck, senders, ds, st.just(()), st.booleans()),
         st.builds(wire.Ack, senders, ds),
         st.builds(wire.Goodbye, senders, counters()),
+        st.builds(wire.Watch, senders, counters()),
         st.builds(wire.Hello, senders, ds),
         st.builds(wire.Welcome, senders, ds),
         liveness_messages(senders),

@@ -62,6 +62,7 @@ messages = st.one_of(
     st.builds(SynAck, ids, delta_lists, digests),
     st.builds(Ack, ids, delta_lists),
     st.builds(Goodbye, ids, uints),
+    st.builds(wire.Watch, ids, uints),
     st.builds(Hello, ids, delta_lists),
     st.builds(Welcome, ids, delta_lists),
 )
