@@ -19,6 +19,24 @@ from pokan import Peer, Server
 from tests.support import free_port, global_reactor, wait_until
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+
+
+def spawn_node(
+    test: unittest.TestCase, seed_tcp: int, *flags: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``twistd pokan`` child joining the seed, killed at cleanup; its id."""
+    udp, tcp = free_port(), free_port()
+    proc = subprocess.Popen(
+        [TWISTD, "-n", "--pidfile=", "pokan", "--address", "127.0.0.1",
+         "--udp-port", str(udp), "--tcp-port", str(tcp), *flags,
+         "--gossip-with", f"127.0.0.1:{seed_tcp}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )  # fmt: skip
+    test.addCleanup(lambda: proc.poll() is None and proc.kill())
+    return proc, f"127.0.0.1:{udp}"
+
+
 INTERVAL = 0.1
 
 
@@ -97,17 +115,9 @@ class LiveMembershipTests(unittest.TestCase):
     def test_killed_process_is_convicted_and_peer_dead_fires(self) -> Any:
         seed = self.server()
         yield seed.startService()
-        udp, tcp = free_port(), free_port()
-        proc = subprocess.Popen(
-            [TWISTD, "-n", "--pidfile=", "pokan", "--address", "127.0.0.1",
-             "--udp-port", str(udp), "--tcp-port", str(tcp),
-             "--gossip-interval", str(INTERVAL),
-             "--gossip-with", f"127.0.0.1:{seed.tcp_port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-        )  # fmt: skip
-        self.addCleanup(lambda: proc.poll() is None and proc.kill())
-        child = f"127.0.0.1:{udp}"
+        proc, child = spawn_node(
+            self, seed.tcp_port, "--gossip-interval", str(INTERVAL)
+        )
         yield wait_for(
             lambda: (p := seed.peer(child)) is not None and p.is_alive,
             20,

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from typing import Any
 
 from twisted.internet import defer
 from twisted.trial import unittest
 
 from pokan import Server
-from tests.net.test_membership_live import TWISTD, wait_for
-from tests.support import free_port
+from tests.net.test_membership_live import spawn_node, wait_for
 
 SLOW = 60.0  # probe and idle intervals: far beyond the test's bounds
 
@@ -37,18 +35,10 @@ class KilledProcessTests(unittest.TestCase):
         )
         self.addCleanup(lambda: seed.stopService() if seed.running else None)
         yield seed.startService()
-        udp, tcp = free_port(), free_port()
-        proc = subprocess.Popen(
-            [TWISTD, "-n", "--pidfile=", "pokan", "--address", "127.0.0.1",
-             "--udp-port", str(udp), "--tcp-port", str(tcp),
-             "--gossip-interval", "0.1", "--idle-interval", str(SLOW),
-             "--probe-interval", str(SLOW),
-             "--gossip-with", f"127.0.0.1:{seed.tcp_port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        proc, child = spawn_node(
+            self, seed.tcp_port, "--gossip-interval", "0.1",
+            "--idle-interval", str(SLOW), "--probe-interval", str(SLOW),
         )  # fmt: skip
-        self.addCleanup(lambda: proc.poll() is None and proc.kill())
-        child = f"127.0.0.1:{udp}"
         watches = seed._watches
         yield wait_for(
             lambda: (
