@@ -42,6 +42,10 @@ STATS_COUNTERS = {
     " they were spread (gossip still carries them, later).",
     "rounds": "Gossip rounds run.",
     "idle_rounds": "Gossip rounds that opened no exchange, the node being idle.",
+    "watch_hints": "Watch connections lost that made this node probe their"
+    " member at once.",
+    "early_watches": "Inbound watch connections closed because their member"
+    " was not yet known alive at its generation (a join or restart).",
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
@@ -23,12 +23,10 @@ from pokan.errors import DecodeError, EncodeError
 from pokan.net.badinput import BadInputReporter, SendErrorReporter
 from pokan.net.fullsync import join_pieces, too_big_to_gossip, welcome_frames
 from pokan.net.meters import Traffic
+from pokan.net.watch import EARLY, Watches
 from pokan.wire.envelope import Envelope
 from pokan.wire.framing import PREFIX, BufferBudget, FrameReader, FrameRefused
 from pokan.wire.streamdecode import decode_stream_body
-
-if TYPE_CHECKING:
-    from pokan.net.watch import Watches
 
 log = Logger()
 
@@ -428,8 +426,15 @@ class SyncServerProtocol(_FrameProtocol):
         (or close it, if it is no live member at its own host, or too many)."""
         self.reading = False  # nothing more is read on it
         self.setTimeout(None)
-        host = self.transport.getPeer().host
-        if self.watches is None or not self.watches.accept(message, host, self):
+        peer = self.transport.getPeer()
+        if self.watches is None:
+            refused: tuple[str, str] | None = ("watch-refused", "watches are off")
+        else:
+            refused = self.watches.accept(message, peer.host, self)
+        if refused is not None:
+            if refused[0] != EARLY:
+                source = format_host_port(peer.host, peer.port)
+                self.bad_input.report("tcp", source, *refused, host=peer.host)
             self.transport.loseConnection()
             return
         self.sender, self.watching = message.sender, True

@@ -532,6 +532,7 @@ class Server(service.Service, Operations):
             store=self._store,
             faults=self.faults,
             envelope=self.envelope,
+            watches=self._watches,
         )
 
     # -- committing changes --------------------------------------------------------

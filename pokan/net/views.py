@@ -21,6 +21,7 @@ from pokan.net.events import EventDispatcher
 from pokan.net.faults import Faults
 from pokan.net.protocols import GossipProtocol
 from pokan.net.settings import Settings
+from pokan.net.watch import Watches
 from pokan.store import IStore, MemoryStore
 from pokan.wire.envelope import Envelope
 
@@ -34,6 +35,7 @@ def stats(
     store: IStore,
     faults: Faults,
     envelope: Envelope,
+    watches: Watches,
 ) -> dict[str, Any]:
     """Counters for monitoring: messages, drops, handler failures."""
     state, node = engine.state, engine.node
@@ -69,6 +71,8 @@ def stats(
         "sealed": envelope.sealed,
         "cluster": envelope.cluster,
         "reasserts": state.reasserts,
+        "watch_hints": watches.hints,
+        "early_watches": watches.early,
     }
 
 

@@ -45,6 +45,9 @@ MAX_WATCHERS = 16
 HINT_GAP = 1.0
 #: the most members whose last hint is remembered (for HINT_GAP)
 MAX_HINTED = 1024
+#: an inbound watch refused because it came before its member was known
+#: alive at its generation: normal after a join or restart, not bad input
+EARLY = "early"
 
 
 def ring_successors(ids: Iterable[str], me: str, count: int) -> list[str]:
@@ -136,6 +139,8 @@ class Watches:
         self._hinted: dict[str, float] = {}
         #: lost watches that made the detector probe their member
         self.hints = 0
+        #: inbound watches closed as EARLY
+        self.early = 0
         self._running = False
 
     def start(self) -> None:
@@ -194,25 +199,51 @@ class Watches:
         if self._running and watch.retry is None:
             watch.retry = self._reactor().callLater(watch.backoff, self._retry, watch)
 
-    def accept(self, message: wire.Watch, host: str, protocol: Any) -> bool:
-        """Hold an inbound watch open, if a live member at ``host`` sent it."""
-        node = self._nodes().get(message.sender)
-        if (
-            not self._running
-            or node is None
-            or node is self._me()
-            or node.status != "alive"
-            or node.info.generation != message.generation
-            or node.info.address != host
-        ):
-            return False
+    def accept(
+        self, message: wire.Watch, host: str, protocol: Any
+    ) -> tuple[str, str] | None:
+        """Hold an inbound watch open, if a live member at ``host`` sent it.
+
+        Returns None when it is held, else the reason and detail of the
+        refusal. A watch that comes before this node heard of its member (a
+        join or restart just now) is :data:`EARLY`, counted in ``early`` and
+        not bad input: its watcher tries again.
+        """
+        early, refused = self._refusal(message, host)
+        if early is not None:
+            self.early += 1
+            return EARLY, early
+        if refused is not None:
+            return "watch-refused", refused
         old = self.watchers.pop(message.sender, None)
         if old is not None:  # it reconnected: the old one is stale
             old.transport.loseConnection()
         if len(self.watchers) >= MAX_WATCHERS:
-            return False
+            return "too-many-watchers", f"{MAX_WATCHERS} watch connections held"
         self.watchers[message.sender] = protocol
-        return True
+        return None
+
+    def _refusal(self, message: wire.Watch, host: str) -> tuple[str | None, str | None]:
+        """Why ``message`` from ``host`` is not held: (early, refused) details."""
+        sender, generation = message.sender, message.generation
+        node = self._nodes().get(sender)
+        if not self._running:
+            return "this node is stopping", None
+        if node is None:
+            return f"{sender} is no member this node knows yet", None
+        if node is self._me():
+            return None, "it names this node itself"
+        if node.info.address != host:
+            return None, f"it names {sender}, but came from {host}"
+        held = node.info.generation
+        if generation < held:
+            return None, f"from {sender} at generation {generation}, older than {held}"
+        if generation > held or node.status != "alive":
+            return (
+                f"from {sender}, not yet known alive at generation {generation}",
+                None,
+            )
+        return None, None
 
     def watcher_lost(self, sender: str, protocol: Any) -> None:
         """An inbound watch closed: its watcher may have died."""

@@ -43,6 +43,8 @@ DOCUMENTED = {
     "pokan_full_sync_duration_seconds": "histogram",
     "pokan_rounds": "counter",
     "pokan_idle_rounds": "counter",
+    "pokan_watch_hints": "counter",
+    "pokan_early_watches": "counter",
     "pokan_peers": "gauge",
     "pokan_keys": "gauge",
     "pokan_tombstones": "gauge",

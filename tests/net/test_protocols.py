@@ -459,8 +459,12 @@ class SyncServerTests(unittest.TestCase):
             def __init__(self) -> None:
                 self.lost: list[str] = []
 
-            def accept(self, message: wire.Watch, host: str, protocol: Any) -> bool:
-                return accept and host == "10.0.0.2"
+            def accept(
+                self, message: wire.Watch, host: str, protocol: Any
+            ) -> tuple[str, str] | None:
+                if accept and host == "10.0.0.2":
+                    return None
+                return ("watch-refused", "no member at 10.0.0.2")
 
             def watcher_lost(self, sender: str, protocol: Any) -> None:
                 self.lost.append(sender)
@@ -493,12 +497,18 @@ class SyncServerTests(unittest.TestCase):
         self.assertEqual(lost, ["10.0.0.2:5555"])
         self.assertEqual(dict(self.reporter.counts), {})
 
-    def test_a_watch_refused_is_closed(self) -> None:
+    def test_a_watch_refused_is_closed_counted_and_logged(self) -> None:
+        logged = LogCapture(self)
         (factory, proto, transport, _), lost = self.watched(accept=False)
         self.assertTrue(transport.disconnecting)
         proto.connectionLost(Failure(ConnectionError("closed")))
         self.assertEqual(lost, [])
         self.assertEqual(dict(factory.connections), {})
+        self.assertEqual(dict(self.reporter.counts), {"watch-refused": 1})
+        (line,) = logged.warnings("dropped bad {channel} input")
+        self.assertEqual(
+            (line["reason"], line["detail"]), ("watch-refused", "no member at 10.0.0.2")
+        )
 
     def test_server_protocol_type(self) -> None:
         self.assertIsInstance(self.proto, SyncServerProtocol)

@@ -166,25 +166,40 @@ class WatchesTests(unittest.TestCase):
             change.get("sender", info.id), change.get("generation", info.generation)
         )
         protocol = FakeInbound()
-        protocol.accepted = self.f.watches.accept(
+        protocol.refused = self.f.watches.accept(
             message, change.get("host", info.address), protocol
         )
         return protocol
 
     def test_a_live_member_at_its_own_host_is_held(self) -> None:
         held = self.accept(4)
-        self.assertTrue(held.accepted)
+        self.assertIsNone(held.refused)
         self.f.watches.watcher_lost(self.f.id(4), held)
         self.assertEqual(self.f.hints, [self.f.id(4)])
 
-    def test_strangers_and_impostors_are_refused(self) -> None:
-        self.assertFalse(self.accept(4, sender="10.9.9.9:5555").accepted)
-        self.assertFalse(self.accept(4, host="10.9.9.9").accepted)
-        self.assertFalse(self.accept(4, generation=99).accepted)
-        self.assertFalse(self.accept(1).accepted)  # this node itself
-        self.f.kill(4)
-        self.assertFalse(self.accept(4).accepted)
+    def test_impostors_are_refused_as_bad_input_with_the_reason(self) -> None:
+        elsewhere = self.accept(4, host="10.9.9.9").refused
+        self.assertEqual(elsewhere[0], "watch-refused")
+        self.assertIn("names 10.0.0.4:5555, but came from 10.9.9.9", elsewhere[1])
+        older = self.accept(4, generation=0).refused
+        self.assertEqual(older[0], "watch-refused")
+        self.assertIn("generation 0, older than 1", older[1])
+        itself = self.accept(1).refused
+        self.assertEqual(itself, ("watch-refused", "it names this node itself"))
         self.assertEqual(self.f.watches.watchers, {})
+        self.assertEqual(self.f.watches.early, 0)
+
+    def test_watches_before_their_member_is_known_alive_are_early(self) -> None:
+        stranger = self.accept(4, sender="10.9.9.9:5555").refused
+        self.assertEqual(stranger[0], watch.EARLY)
+        self.assertIn("10.9.9.9:5555 is no member this node knows yet", stranger[1])
+        restarted = self.accept(4, generation=99).refused
+        self.assertEqual(restarted[0], watch.EARLY)
+        self.assertIn("generation 99", restarted[1])
+        self.f.kill(4)
+        self.assertEqual(self.accept(4).refused[0], watch.EARLY)
+        self.assertEqual(self.f.watches.watchers, {})
+        self.assertEqual(self.f.watches.early, 3)
 
     def test_a_second_watch_of_one_member_replaces_the_first_quietly(self) -> None:
         first, second = self.accept(3), self.accept(3)
@@ -202,7 +217,10 @@ class WatchesTests(unittest.TestCase):
             protocol = FakeInbound()
             message = wire.Watch(info.id, info.generation)
             held.append(f.watches.accept(message, info.address, protocol))
-        self.assertEqual(held.count(True), watch.MAX_WATCHERS)
+        self.assertEqual(held.count(None), watch.MAX_WATCHERS)
+        self.assertEqual(
+            [r[0] for r in held if r is not None], ["too-many-watchers"] * 2
+        )
         self.assertEqual(len(f.watches.watchers), watch.MAX_WATCHERS)
 
 
@@ -211,4 +229,5 @@ class FakeInbound:
 
     def __init__(self) -> None:
         self.transport = StringTransport()
-        self.accepted = False
+        #: what accept said: None (held), or the reason and detail of a refusal
+        self.refused: tuple[str, str] | None = None
