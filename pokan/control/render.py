@@ -142,6 +142,10 @@ def event_line(name: str, data: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+#: fields of the stats that ``pokan info`` shows in its head, not as counters
+_HEAD_FIELDS = frozenset({"cluster", "sealed"})
+
+
 def info_text(info: dict[str, Any]) -> str:
     """``pokan info``: the node, then its settings, then its counters."""
     head = [
@@ -162,6 +166,8 @@ def info_text(info: dict[str, Any]) -> str:
     lines = [columns(head)]
     for section in ("settings", "counters"):
         values = info.get(section)
+        if isinstance(values, dict) and section == "counters":
+            values = {k: v for k, v in values.items() if k not in _HEAD_FIELDS}
         if isinstance(values, dict) and values:
             rows = [(f"  {name}", text) for name, text in _flat(values)]
             lines.append(f"{section}:")

@@ -33,3 +33,19 @@ class InfoTextTests(unittest.TestCase):
         settings = text.split("settings:\n", 1)[1]
         self.assertNotIn("None", settings)
         self.assertNotIn("False", settings)
+
+    def test_counters_hold_only_counters(self) -> None:
+        """The cluster name and sealing head the text; they are no counters."""
+        text = info_text(
+            {
+                "id": "n1",
+                "cluster": "prod",
+                "sealed": True,
+                "counters": {"rounds": 7, "sealed": True, "cluster": "prod"},
+            }
+        )
+        self.assertIn("prod (sealed)", text.splitlines()[2])
+        counters = text.split("counters:\n", 1)[1]
+        self.assertIn("rounds", counters)
+        self.assertNotIn("sealed", counters)
+        self.assertNotIn("cluster", counters)
