@@ -16,11 +16,11 @@ from typing import Any
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from pokan import Server, wire
+from pokan import wire
 from pokan.net.watch import HINT_GAP
 from pokan.wire.framing import PREFIX
 from tests.net.test_membership_live import spawn_node, wait_for
-from tests.support import LogCatcher, start_cluster
+from tests.support import LogCatcher, start_cluster, start_server
 
 SLOW = 60.0  # probe and idle intervals: far beyond the test's bounds
 
@@ -30,16 +30,9 @@ class KilledProcessTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_a_kill_is_probed_at_once_through_the_watch(self) -> Any:
-        seed = Server(
-            "127.0.0.1",
-            tcp_port=0,
-            udp_port=0,
-            gossip_interval=0.1,
-            idle_interval=SLOW,
-            probe_interval=SLOW,
+        seed = yield start_server(
+            self, gossip_interval=0.1, idle_interval=SLOW, probe_interval=SLOW
         )
-        self.addCleanup(lambda: seed.stopService() if seed.running else None)
-        yield seed.startService()
         proc, child = spawn_node(
             self, seed.tcp_port, "--gossip-interval", "0.1",
             "--idle-interval", str(SLOW), "--probe-interval", str(SLOW),
