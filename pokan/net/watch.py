@@ -209,12 +209,11 @@ class Watches:
         join or restart just now) is :data:`EARLY`, counted in ``early`` and
         not bad input: its watcher tries again.
         """
-        early, refused = self._refusal(message, host)
-        if early is not None:
-            self.early += 1
-            return EARLY, early
+        refused = self._refusal(message, host)
         if refused is not None:
-            return "watch-refused", refused
+            if refused[0] == EARLY:
+                self.early += 1
+            return refused
         old = self.watchers.pop(message.sender, None)
         if old is not None:  # it reconnected: the old one is stale
             old.transport.loseConnection()
@@ -223,27 +222,29 @@ class Watches:
         self.watchers[message.sender] = protocol
         return None
 
-    def _refusal(self, message: wire.Watch, host: str) -> tuple[str | None, str | None]:
-        """Why ``message`` from ``host`` is not held: (early, refused) details."""
+    def _refusal(self, message: wire.Watch, host: str) -> tuple[str, str] | None:
+        """Why ``message`` from ``host`` is not held (reason, detail), if so."""
         sender, generation = message.sender, message.generation
         node = self._nodes().get(sender)
         if not self._running:
-            return "this node is stopping", None
+            return EARLY, "this node is stopping"
         if node is None:
-            return f"{sender} is no member this node knows yet", None
+            return EARLY, f"{sender} is no member this node knows yet"
         if node is self._me():
-            return None, "it names this node itself"
+            return "watch-refused", "it names this node itself"
         if node.info.address != host:
-            return None, f"it names {sender}, but came from {host}"
+            return "watch-refused", f"it names {sender}, but came from {host}"
         held = node.info.generation
         if generation < held:
-            return None, f"from {sender} at generation {generation}, older than {held}"
+            return "watch-refused", (
+                f"from {sender} at generation {generation}, older than {held}"
+            )
         if generation > held or node.status != "alive":
             return (
+                EARLY,
                 f"from {sender}, not yet known alive at generation {generation}",
-                None,
             )
-        return None, None
+        return None
 
     def watcher_lost(self, sender: str, protocol: Any) -> None:
         """An inbound watch closed: its watcher may have died."""
