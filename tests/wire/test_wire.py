@@ -254,6 +254,20 @@ class HostileInputTests(unittest.TestCase):
             "bad-field",
         )
 
+    def test_hostile_watch_fields_are_refused_at_decode(self) -> None:
+        """A Watch's generation out of range, or an over-long sender id."""
+        watch = wire.MessageType.WATCH
+        for generation in (wire.MAX_COUNTER + 1, -1, -(2**63)):
+            data = envelope(watch, ["10.0.0.1:5555", generation])
+            self.assertEqual(self.reason(data), "bad-field", generation)
+        long_id = "1" * (wire.MAX_ID_LEN + 1)
+        self.assertEqual(self.reason(envelope(watch, [long_id, 1])), "bad-field")
+        self.assertEqual(self.reason(envelope(watch, ["a", 1, 2])), "bad-field")
+        self.assertIsInstance(
+            wire.decode(envelope(watch, ["10.0.0.1:5555", wire.MAX_COUNTER])),
+            wire.Watch,
+        )
+
     def test_huge_declared_lengths_fail_fast(self) -> None:
         header = wire.header(wire.MessageType(3), wire.DEFAULT_CLUSTER)
         n = 2**31
