@@ -21,6 +21,7 @@ from pokan.net.watch import HINT_GAP
 from pokan.wire.framing import PREFIX
 from tests.net.test_membership_live import spawn_node, wait_for
 from tests.support import LogCatcher, start_cluster, start_server
+from tests.wire.test_wire import envelope
 
 SLOW = 60.0  # probe and idle intervals: far beyond the test's bounds
 
@@ -65,7 +66,12 @@ def forged_watch(
 ) -> socket.socket:
     """A TCP connection from ``source`` to 127.0.0.1:``port`` that sends a
     forged Watch frame."""
-    body = wire.encode(wire.Watch(sender, generation))
+    return raw_frame(port, wire.encode(wire.Watch(sender, generation)), source)
+
+
+def raw_frame(port: int, body: bytes, source: str = "127.0.0.1") -> socket.socket:
+    """A TCP connection from ``source`` to 127.0.0.1:``port`` that sends
+    ``body`` in one frame, as it is."""
     s = socket.create_connection(
         ("127.0.0.1", port), timeout=5, source_address=(source, 0)
     )
@@ -130,6 +136,27 @@ class ForgedWatchTests(unittest.TestCase):
         self.assertEqual(self.seed.stats["early_watches"], 2)
         self.assertEqual(self.seed.stats["dropped"], 0)
         self.assertEqual(list(self.seed._watches.watchers), [self.member.id])
+
+    @defer.inlineCallbacks
+    def test_watches_with_hostile_fields_are_dropped_as_bad_fields(self) -> Any:
+        """The raw bytes tests/wire refuses at decode, sent over a real socket:
+        each connection closed and counted, the member's own watch kept."""
+        generation = self.seed._state.nodes[self.member.id].info.generation
+        bodies = [
+            envelope(wire.MessageType.WATCH, [self.member.id, bad])
+            for bad in (wire.MAX_COUNTER + 1, -1, -(2**63))
+        ] + [
+            envelope(wire.MessageType.WATCH, ["1" * (wire.MAX_ID_LEN + 1), 1]),
+            envelope(wire.MessageType.WATCH, [self.member.id, generation, 2]),
+        ]
+        for body in bodies:
+            s = raw_frame(self.seed.tcp_port, body)
+            self.addCleanup(s.close)
+            yield wait_for(lambda s=s: closed(s), 5, f"the connection of {body!r}")
+        self.assertEqual(dict(self.seed.bad_input.counts), {"bad-field": len(bodies)})
+        self.assertEqual(list(self.seed._watches.watchers), [self.member.id])
+        self.assertEqual(self.seed._watches.hints, 0)
+        self.assertEqual(self.seed.peer(self.member.id).status, "alive")  # type: ignore[union-attr]
 
     @defer.inlineCallbacks
     def send_one_by_one(self, watches: list[tuple[str, int, str]]) -> Any:
