@@ -38,12 +38,13 @@ TWISTED_FLOOR = TWISTED + (
     "import twisted.application.service, twisted.protocols.policies, msgpack\n"
 )
 
+FLOOR_NAME = "twisted floor (service, policies, msgpack)"
 FLOORS: dict[str, str] = {
     "python": "",
     "python + asyncio": "import asyncio\n",
     "python + kinship": "import kinship, kinship.blocking\n",
     "twisted reactor": TWISTED,
-    "twisted floor (service, policies, msgpack)": TWISTED_FLOOR,
+    FLOOR_NAME: TWISTED_FLOOR,
 }
 
 
@@ -79,18 +80,17 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=1.4, help="x kinship's RSS")
     args = parser.parse_args()
     figures = {name: floor_mb(code, args.repeat) for name, code in FLOORS.items()}
-    figures[f"live pokan node (N = {args.n})"] = live_mb("pokan", args.n)
-    kinship = live_mb("kinship", args.n)
-    figures[f"live kinship node (N = {args.n})"] = kinship
+    floor = figures[FLOOR_NAME]
+    pokan = figures[f"live pokan node (N = {args.n})"] = live_mb("pokan", args.n)
+    kinship = figures[f"live kinship node (N = {args.n})"] = live_mb("kinship", args.n)
     print(f"{'RSS':44s} {'MB':>7s} {'x kinship':>10s}")
     for name, mb in figures.items():
         print(f"{name:44s} {mb:7.2f} {mb / kinship:10.2f}")
-    floor = figures["twisted floor (service, policies, msgpack)"]
     budget = args.budget * kinship
     print(
         f"a {args.budget:g}x budget is {budget:.2f} MB: {budget - floor:.2f} MB over"
         f" the Twisted floor for all of pokan, which takes"
-        f" {figures[f'live pokan node (N = {args.n})'] - floor:.2f} MB live"
+        f" {pokan - floor:.2f} MB live"
     )
     return 0
 
